@@ -1,0 +1,127 @@
+// `kurtail eval` and `kurtail generate`.
+#include <cstdio>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "eval/generate.h"
+#include "eval/perplexity.h"
+#include "util/error.h"
+#include "util/file.h"
+#include "util/progress.h"
+
+namespace kt::cli {
+
+namespace {
+
+std::map<CLI::App*, std::function<int()>> g_runners;
+
+std::string default_model() { return join_path(data_dir(), "models/tinyllama-8m"); }
+std::string default_text() { return join_path(data_dir(), "text/wikitext2_raw_test.joined.txt"); }
+
+struct EvalArgs {
+  std::string model, text, tokenizer;
+  int ctx = 0, max_windows = 0, batch = 0;
+  bool json = false, quiet = false;
+} ea;
+
+int run_eval() {
+  auto t0 = std::chrono::steady_clock::now();
+  auto m = Model::open(ea.model, -1, ea.tokenizer);
+  int ctx = ea.ctx > 0 ? ea.ctx : std::min(2048, m->spec.max_pos);
+  if (ctx > m->spec.max_pos)
+    fail("--ctx " + std::to_string(ctx) + " exceeds the model's maximum context of " + std::to_string(m->spec.max_pos));
+  auto toks = tokenize_file(*m->tokenizer, ea.text);
+  Windows w = make_windows(toks, ctx, ea.max_windows, ea.text);
+  EvalOptions opt;
+  opt.batch = ea.batch;
+  opt.progress = !ea.quiet;
+  PplResult r = perplexity(*m, w, opt);
+  double total_s = seconds_since(t0);
+  if (ea.json) {
+    nlohmann::json j = {{"model", ea.model}, {"text", ea.text},          {"ctx", r.ctx},
+                        {"windows", r.windows}, {"predicted_tokens", r.predicted}, {"mean_nll", r.mean_nll},
+                        {"perplexity", r.ppl}, {"eval_seconds", r.seconds}, {"tokens_per_s", r.tokens_per_s},
+                        {"total_seconds", total_s}, {"peak_rss_mib", peak_rss_mib()}, {"text_tokens", toks.size()}};
+    std::cout << j.dump(2) << std::endl;
+  } else {
+    std::printf("perplexity %.4f  (mean NLL %.6f over %lld predicted tokens, %d windows x %d)\n", r.ppl, r.mean_nll,
+                (long long)r.predicted, r.windows, r.ctx);
+    std::printf("%.0f tokens/s, eval %.1fs, total %.1fs, peak RSS %.0f MiB\n", r.tokens_per_s, r.seconds, total_s,
+                peak_rss_mib());
+  }
+  return 0;
+}
+
+struct GenArgs {
+  std::string model, prompt, tokenizer;
+  int n = 40;
+  float temperature = 0, top_p = 1;
+  uint64_t seed = 0;
+} ga;
+
+int run_generate() {
+  auto m = Model::open(ga.model, -1, ga.tokenizer);
+  auto prompt = m->tokenizer->encode_for_model(ga.prompt);
+  if (prompt.empty()) prompt.push_back(m->spec.bos_id);
+  GenOptions opt;
+  opt.n_new = ga.n;
+  opt.temperature = ga.temperature;
+  opt.top_p = ga.top_p;
+  opt.seed = ga.seed;
+  std::fputs(ga.prompt.c_str(), stdout);
+  int prev = prompt.back();
+  auto t0 = std::chrono::steady_clock::now();
+  int produced = 0;
+  generate(*m, prompt, opt, [&](int id) {
+    std::fputs(m->tokenizer->piece(prev, id).c_str(), stdout);
+    std::fflush(stdout);
+    prev = id;
+    produced++;
+  });
+  double s = seconds_since(t0);
+  std::printf("\n");
+  std::fprintf(stderr, "%d tokens in %.2fs (%.1f tokens/s, prompt %zu tokens)\n", produced, s, produced / s,
+               prompt.size());
+  return 0;
+}
+
+}  // namespace
+
+void register_eval(CLI::App& app) {
+  auto* c = app.add_subcommand("eval", "Perplexity of a model on a text (non-overlapping windows)");
+  ea.model = default_model();
+  ea.text = default_text();
+  c->add_option("--model", ea.model, "HF model directory or llama2.c .bin")->capture_default_str();
+  c->add_option("--text", ea.text, "text file to evaluate on")->capture_default_str();
+  c->add_option("--tokenizer", ea.tokenizer, "tokenizer file overriding the one beside the model");
+  c->add_option("--ctx", ea.ctx, "window length in tokens (default min(2048, model max))");
+  c->add_option("--max-windows", ea.max_windows, "evaluate at most this many windows (0 = all)");
+  c->add_option("--batch", ea.batch, "windows per forward chunk (0 = automatic)");
+  c->add_flag("--json", ea.json, "print a JSON result on stdout");
+  c->add_flag("-q,--quiet", ea.quiet, "no progress on stderr");
+  g_runners[c] = run_eval;
+}
+
+void register_generate(CLI::App& app) {
+  auto* c = app.add_subcommand("generate", "Generate text from a prompt (greedy unless --temperature > 0)");
+  ga.model = default_model();
+  c->add_option("--model", ga.model, "HF model directory or llama2.c .bin")->capture_default_str();
+  c->add_option("--prompt", ga.prompt, "prompt text");
+  c->add_option("--tokenizer", ga.tokenizer, "tokenizer file overriding the one beside the model");
+  c->add_option("-n", ga.n, "tokens to generate")->capture_default_str();
+  c->add_option("--temperature", ga.temperature, "sampling temperature (0 = greedy)")->capture_default_str();
+  c->add_option("--top-p", ga.top_p, "nucleus sampling threshold")->capture_default_str();
+  c->add_option("--seed", ga.seed, "sampling seed")->capture_default_str();
+  g_runners[c] = run_generate;
+}
+
+int run_selected(CLI::App& app) {
+  for (auto& [sub, fn] : g_runners)
+    if (sub->parsed()) return fn();
+  return 2;
+}
+
+}  // namespace kt::cli

@@ -1,0 +1,33 @@
+// kurtail command line: one subcommand per job. Every error becomes one line on stderr
+// and a non-zero exit code.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "util/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"kurtail: 4-bit weights, activations and KV cache for Llama-family models"};
+  app.require_subcommand(1);
+  kt::cli::register_eval(app);
+  kt::cli::register_generate(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    return kt::cli::run_selected(app);
+  } catch (const kt::Error& e) {
+    std::fprintf(stderr, "kurtail: error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "kurtail: error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "kurtail: error: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,96 @@
+#include "eval/perplexity.h"
+
+#include <cctype>
+#include <cmath>
+
+#include "util/error.h"
+#include "util/file.h"
+#include "util/progress.h"
+
+namespace kt {
+
+std::vector<int32_t> tokenize_file(const Tokenizer& tok, const std::string& path) {
+  std::string text = read_file(path);
+  bool blank = true;
+  for (char c : text)
+    if (!std::isspace((unsigned char)c)) blank = false;
+  if (blank) fail(path, "text is empty");
+  auto ids = tok.encode_for_model(text);
+  return std::vector<int32_t>(ids.begin(), ids.end());
+}
+
+Windows make_windows(const std::vector<int32_t>& tokens, int ctx, int max_windows, const std::string& what) {
+  if (ctx < 2) fail("--ctx must be at least 2");
+  Windows w;
+  w.ctx = ctx;
+  int64_t n = (int64_t)tokens.size() / ctx;
+  if (n == 0)
+    fail(what, "text has " + std::to_string(tokens.size()) + " tokens, fewer than one window of " + std::to_string(ctx));
+  if (max_windows > 0 && n > max_windows) n = max_windows;
+  w.tokens.assign(tokens.begin(), tokens.begin() + n * ctx);
+  return w;
+}
+
+double window_nll(const float* logits, const int32_t* tokens, int n, int vocab) {
+  double total = 0;
+#pragma omp parallel for reduction(+ : total)
+  for (int t = 0; t < n - 1; t++) {
+    const float* r = logits + (int64_t)t * vocab;
+    float mx = r[0];
+    for (int j = 1; j < vocab; j++) mx = std::max(mx, r[j]);
+    double s = 0;
+    for (int j = 0; j < vocab; j++) s += std::exp((double)r[j] - mx);
+    total += (std::log(s) + mx) - r[tokens[t + 1]];
+  }
+  return total;
+}
+
+void run_windows(const Model& m, const Windows& w, const EvalOptions& opt,
+                 const std::function<void(int, const float*)>& on_logits, const std::string& label) {
+  const auto& s = m.spec;
+  if (w.ctx > s.max_pos)
+    fail("--ctx " + std::to_string(w.ctx) + " exceeds the model's maximum context of " + std::to_string(s.max_pos));
+  int batch = opt.batch;
+  if (batch <= 0) {
+    // Activation working set per window ~ ctx * (3*hidden + 2*q + 2*kv + 3*ffn) floats; budget 1 GiB,
+    // but a resident model gains nothing from huge chunks, so cap at 8 windows then.
+    double per = (double)w.ctx * (3.0 * s.hidden + 2.0 * s.q_dim() + 2.0 * s.kv_dim() + 3.0 * s.ffn) * 4;
+    batch = (int)std::max(1.0, std::floor((1ull << 30) / per));
+    if (m.resident()) batch = std::min(batch, 8);
+  }
+  Progress prog(label, w.n(), opt.progress);
+  std::vector<float> logits((size_t)w.ctx * s.vocab);
+  for (int b0 = 0; b0 < w.n(); b0 += batch) {
+    const int nb = std::min(batch, w.n() - b0);
+    const int64_t rows = (int64_t)nb * w.ctx;
+    std::vector<float> x((size_t)rows * s.hidden);
+    embed_tokens(m, w.window(b0), rows, x.data());
+    for (int l = 0; l < s.n_layers; l++) {
+      auto lw = m.layer(l);
+      decoder_layer(s, *lw, l, x.data(), nb, w.ctx, 0, nullptr, opt.hooks);
+    }
+    for (int i = 0; i < nb; i++) {
+      final_logits(m, x.data() + (int64_t)i * w.ctx * s.hidden, w.ctx, logits.data(), opt.hooks);
+      on_logits(b0 + i, logits.data());
+    }
+    prog.update(b0 + nb, (int64_t)(b0 + nb) * w.ctx);
+  }
+  prog.finish();
+}
+
+PplResult perplexity(const Model& m, const Windows& w, const EvalOptions& opt) {
+  auto t0 = std::chrono::steady_clock::now();
+  double total = 0;
+  run_windows(m, w, opt, [&](int i, const float* logits) { total += window_nll(logits, w.window(i), w.ctx, m.spec.vocab); });
+  PplResult r;
+  r.windows = w.n();
+  r.ctx = w.ctx;
+  r.predicted = (int64_t)w.n() * (w.ctx - 1);
+  r.mean_nll = total / r.predicted;
+  r.ppl = std::exp(r.mean_nll);
+  r.seconds = seconds_since(t0);
+  r.tokens_per_s = (double)w.n() * w.ctx / r.seconds;
+  return r;
+}
+
+}  // namespace kt

@@ -1,0 +1,113 @@
+// config.json -> ModelSpec. Kept in its own .cc so nlohmann/json stays out of headers.
+#include <nlohmann/json.hpp>
+
+#include "model/spec.h"
+#include "util/error.h"
+#include "util/file.h"
+
+namespace kt {
+
+using json = nlohmann::json;
+
+void ModelSpec::validate(const std::string& where) const {
+  auto req = [&](bool ok, const std::string& what) {
+    if (!ok) fail(where, what);
+  };
+  req(hidden > 0 && n_layers > 0 && n_heads > 0 && n_kv_heads > 0 && head_dim > 0 && ffn > 0 && vocab > 0,
+      "model dimensions must all be positive");
+  req(hidden <= (1 << 20) && ffn <= (1 << 22) && vocab <= (1 << 24) && n_layers <= 4096 && head_dim <= 4096,
+      "model dimensions are implausibly large");
+  req(n_heads % n_kv_heads == 0, "num_attention_heads must be a multiple of num_key_value_heads");
+  req(head_dim % 2 == 0, "head_dim must be even for RoPE");
+  req(max_pos > 0, "max_position_embeddings must be positive");
+  req(rms_eps > 0 && rope_theta > 0, "rms_norm_eps and rope_theta must be positive");
+}
+
+namespace {
+
+template <class T>
+T get_or(const json& j, const char* key, T dflt) {
+  if (!j.contains(key) || j[key].is_null()) return dflt;
+  return j[key].get<T>();
+}
+
+}  // namespace
+
+ModelSpec read_hf_config(const std::string& path) {
+  json j;
+  try {
+    j = json::parse(read_file(path));
+  } catch (const json::exception& e) {
+    fail(path, std::string("not valid JSON: ") + e.what());
+  }
+  if (!j.is_object()) fail(path, "expected a JSON object");
+  ModelSpec s;
+  try {
+    std::string mt = get_or<std::string>(j, "model_type", "");
+    std::string arch;
+    if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty())
+      arch = j["architectures"][0].get<std::string>();
+    if (mt == "llama" || arch == "LlamaForCausalLM") {
+      s.arch = "llama";
+    } else if (mt == "mistral" || arch == "MistralForCausalLM") {
+      s.arch = "mistral";
+    } else if (mt == "qwen2" || arch == "Qwen2ForCausalLM") {
+      s.arch = "qwen2";
+    } else {
+      fail(path, "unsupported architecture '" + (arch.empty() ? mt : arch) +
+                     "' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)");
+    }
+    std::string act = get_or<std::string>(j, "hidden_act", "silu");
+    if (act != "silu") fail(path, "unsupported hidden_act '" + act + "' (only silu/SwiGLU)");
+    s.hidden = get_or<int>(j, "hidden_size", 0);
+    s.n_layers = get_or<int>(j, "num_hidden_layers", 0);
+    s.n_heads = get_or<int>(j, "num_attention_heads", 0);
+    s.n_kv_heads = get_or<int>(j, "num_key_value_heads", s.n_heads);
+    s.head_dim = get_or<int>(j, "head_dim", s.n_heads > 0 ? s.hidden / s.n_heads : 0);
+    s.ffn = get_or<int>(j, "intermediate_size", 0);
+    s.vocab = get_or<int>(j, "vocab_size", 0);
+    s.max_pos = get_or<int>(j, "max_position_embeddings", 2048);
+    s.rms_eps = get_or<double>(j, "rms_norm_eps", 1e-6);
+    s.rope_theta = get_or<double>(j, "rope_theta", 10000.0);
+    s.tie_embeddings = get_or<bool>(j, "tie_word_embeddings", false);
+    if (s.arch == "qwen2") {
+      s.attn_qkv_bias = true;  // Qwen2 always has q/k/v bias, no o_proj bias
+      if (get_or<bool>(j, "use_sliding_window", false)) s.sliding_window = get_or<int>(j, "sliding_window", 0);
+    } else {
+      s.attn_qkv_bias = s.attn_o_bias = get_or<bool>(j, "attention_bias", false);
+      if (s.arch == "mistral") s.sliding_window = get_or<int>(j, "sliding_window", 0);
+    }
+    s.mlp_bias = get_or<bool>(j, "mlp_bias", false);
+    if (get_or<bool>(j, "rope_interleaved", false))
+      fail(path, "rope_interleaved=true is not supported for HF checkpoints");
+    if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
+      const json& r = j["rope_scaling"];
+      std::string t = r.contains("rope_type") ? r["rope_type"].get<std::string>() : get_or<std::string>(r, "type", "");
+      if (t == "llama3") {
+        s.rope_scaling.type = "llama3";
+        s.rope_scaling.factor = get_or<double>(r, "factor", 8.0);
+        s.rope_scaling.low_freq_factor = get_or<double>(r, "low_freq_factor", 1.0);
+        s.rope_scaling.high_freq_factor = get_or<double>(r, "high_freq_factor", 4.0);
+        s.rope_scaling.original_max_position = get_or<int>(r, "original_max_position_embeddings", 8192);
+      } else if (t == "default" || t.empty()) {
+        // no scaling
+      } else {
+        fail(path, "unsupported rope_scaling type '" + t + "' (supported: none, llama3)");
+      }
+    }
+    if (j.contains("bos_token_id") && j["bos_token_id"].is_number_integer()) s.bos_id = j["bos_token_id"].get<int>();
+    if (j.contains("eos_token_id")) {
+      const json& e = j["eos_token_id"];
+      s.eos_ids.clear();
+      if (e.is_number_integer()) s.eos_ids.push_back(e.get<int>());
+      if (e.is_array())
+        for (auto& v : e) s.eos_ids.push_back(v.get<int>());
+    }
+  } catch (const json::exception& e) {
+    fail(path, std::string("bad field type: ") + e.what());
+  }
+  s.validate(path);
+  return s;
+}
+
+}  // namespace kt

@@ -1,0 +1,50 @@
+// safetensors reader (single file or sharded via model.safetensors.index.json) and writer.
+#pragma once
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "io/tensor.h"
+#include "util/file.h"
+
+namespace kt {
+
+// One mmapped .safetensors file. The header is parsed once; every dtype, shape and
+// offset is checked against the file size before any tensor is touched.
+class SafetensorsFile : public TensorSource {
+ public:
+  explicit SafetensorsFile(const std::string& path);
+  bool has(const std::string& name) const override { return tensors_.count(name) > 0; }
+  const TensorInfo& info(const std::string& name) const override;
+  std::vector<std::string> names() const override;
+  std::string describe() const override { return file_.path(); }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+
+ private:
+  MappedFile file_;
+  std::map<std::string, TensorInfo> tensors_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// A checkpoint directory: model.safetensors, or shards listed in model.safetensors.index.json.
+class SafetensorsDir : public TensorSource {
+ public:
+  explicit SafetensorsDir(const std::string& dir);
+  bool has(const std::string& name) const override { return where_.count(name) > 0; }
+  const TensorInfo& info(const std::string& name) const override;
+  std::vector<std::string> names() const override;
+  std::string describe() const override { return dir_; }
+
+ private:
+  std::string dir_;
+  std::vector<std::unique_ptr<SafetensorsFile>> shards_;
+  std::map<std::string, size_t> where_;
+};
+
+// Writes fp32 tensors (name -> tensor) plus string metadata atomically.
+void write_safetensors(const std::string& path,
+                       const std::vector<std::pair<std::string, const Tensor*>>& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
+}  // namespace kt

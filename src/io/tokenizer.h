@@ -1,0 +1,43 @@
+// Tokenizers behind one interface. Implementations:
+//  - SentencePiece tokenizer.model (libsentencepiece, exact)
+//  - score-merge SPM vocabularies: llama2.c tokenizer.bin, GGUF "llama" vocab (llama.cpp's algorithm)
+//  - byte-level BPE: HF tokenizer.json (GPT-2 / Llama-3 / SmolLM2 style), GGUF "gpt2" vocab
+#pragma once
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kt {
+
+class GGUFFile;
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+  // Text -> ids, without BOS/EOS.
+  virtual std::vector<int> encode(std::string_view text) const = 0;
+  // The bytes one token stands for, given the previous token (SPM strips the dummy-prefix
+  // space after BOS). Byte tokens may yield partial UTF-8.
+  virtual std::string piece(int prev, int id) const = 0;
+  virtual int vocab_size() const = 0;
+  virtual std::string kind() const = 0;
+
+  std::vector<int> encode_for_model(std::string_view text) const;  // adds BOS if add_bos
+  std::string decode(const std::vector<int>& ids) const;
+
+  int bos = -1, eos = -1;
+  bool add_bos = false;
+};
+
+// HF checkpoint directory: tokenizer.model (preferred, exact SentencePiece) or tokenizer.json.
+// BOS handling from tokenizer_config.json (add_bos_token) or the tokenizer.json post-processor.
+std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& dir);
+std::unique_ptr<Tokenizer> load_sentencepiece(const std::string& model_path);
+std::unique_ptr<Tokenizer> load_tokenizer_json(const std::string& path);
+// llama2.c tokenizer.bin; vocab_size comes from the checkpoint header.
+std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::string& path, int vocab_size);
+// GGUF tokenizer.ggml.* keys ("llama" SPM or "gpt2" byte-level BPE).
+std::unique_ptr<Tokenizer> load_gguf_tokenizer(const GGUFFile& f);
+
+}  // namespace kt

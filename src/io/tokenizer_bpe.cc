@@ -1,0 +1,376 @@
+// Byte-level BPE (GPT-2 family): added-token split -> pre-tokenizer regexes (PCRE2, UTF-8,
+// Unicode properties) -> bytes mapped to printable code points -> merges by rank -> ids.
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include <climits>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <unordered_map>
+
+#include "io/gguf.h"
+#include "io/tokenizer.h"
+#include "util/error.h"
+#include "util/file.h"
+
+namespace kt {
+
+namespace {
+
+using json = nlohmann::json;
+
+const char* kGpt2Pattern =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+std::string cp_to_utf8(uint32_t cp) {
+  std::string s;
+  if (cp < 0x80) {
+    s += (char)cp;
+  } else if (cp < 0x800) {
+    s += (char)(0xc0 | (cp >> 6));
+    s += (char)(0x80 | (cp & 0x3f));
+  } else {
+    s += (char)(0xe0 | (cp >> 12));
+    s += (char)(0x80 | ((cp >> 6) & 0x3f));
+    s += (char)(0x80 | (cp & 0x3f));
+  }
+  return s;
+}
+
+// GPT-2's bytes_to_unicode: printable bytes map to themselves, the rest to 256+n.
+struct ByteMap {
+  std::string enc[256];
+  std::unordered_map<std::string, uint8_t> dec;
+  ByteMap() {
+    int n = 0;
+    for (int b = 0; b < 256; b++) {
+      bool keep = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+      enc[b] = cp_to_utf8(keep ? b : 256 + n++);
+      dec[enc[b]] = (uint8_t)b;
+    }
+  }
+};
+const ByteMap& byte_map() {
+  static ByteMap m;
+  return m;
+}
+
+// A compiled regex split with HF "Isolated" behaviour: matches and the gaps between them
+// both become pieces.
+class RegexSplit {
+ public:
+  explicit RegexSplit(const std::string& pattern) {
+    int err;
+    PCRE2_SIZE eoff;
+    code_ = pcre2_compile((PCRE2_SPTR)pattern.c_str(), pattern.size(), PCRE2_UTF | PCRE2_UCP, &err, &eoff, nullptr);
+    if (!code_) {
+      PCRE2_UCHAR buf[256];
+      pcre2_get_error_message(err, buf, sizeof buf);
+      fail("pre-tokenizer regex does not compile: " + std::string((char*)buf));
+    }
+    pcre2_jit_compile(code_, PCRE2_JIT_COMPLETE);  // best effort
+  }
+  ~RegexSplit() { pcre2_code_free(code_); }
+  RegexSplit(const RegexSplit&) = delete;
+  RegexSplit& operator=(const RegexSplit&) = delete;
+
+  void split(const std::string& s, std::vector<std::string>* out) const {
+    pcre2_match_data* md = pcre2_match_data_create_from_pattern(code_, nullptr);
+    size_t pos = 0, last = 0;
+    while (pos <= s.size()) {
+      int rc = pcre2_match(code_, (PCRE2_SPTR)s.data(), s.size(), pos, PCRE2_NO_UTF_CHECK, md, nullptr);
+      if (rc < 0) break;
+      PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
+      size_t b = ov[0], e = ov[1];
+      if (e == b) {  // empty match: step one character
+        pos = b + 1;
+        while (pos < s.size() && ((unsigned char)s[pos] & 0xc0) == 0x80) pos++;
+        continue;
+      }
+      if (b > last) out->push_back(s.substr(last, b - last));
+      out->push_back(s.substr(b, e - b));
+      last = pos = e;
+    }
+    if (last < s.size()) out->push_back(s.substr(last));
+    pcre2_match_data_free(md);
+  }
+
+ private:
+  pcre2_code* code_ = nullptr;
+};
+
+bool valid_utf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    unsigned char c = s[i];
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    for (size_t k = 1; k < n; k++)
+      if (((unsigned char)s[i + k] & 0xc0) != 0x80) return false;
+    i += n;
+  }
+  return true;
+}
+
+class ByteBpeTokenizer : public Tokenizer {
+ public:
+  std::unordered_map<std::string, int> vocab;
+  std::vector<std::string> id_to_token;
+  std::unordered_map<std::string, int> merge_rank;  // "left right" -> rank
+  std::vector<std::unique_ptr<RegexSplit>> splits;  // applied in order
+  bool prefix_space = false;
+  struct Added {
+    std::string content;
+    int id;
+    bool special;
+  };
+  std::vector<Added> added;  // matched longest-first before pre-tokenization
+
+  std::vector<int> encode(std::string_view text) const override {
+    if (!valid_utf8(text)) fail("tokenizer: input text is not valid UTF-8");
+    std::vector<int> out;
+    // 1. split on added tokens
+    size_t pos = 0, last = 0;
+    while (pos < text.size()) {
+      const Added* hit = nullptr;
+      for (auto& a : added)
+        if (!a.content.empty() && text.compare(pos, a.content.size(), a.content) == 0 &&
+            (!hit || a.content.size() > hit->content.size()))
+          hit = &a;
+      if (hit) {
+        if (pos > last) encode_plain(std::string(text.substr(last, pos - last)), &out);
+        out.push_back(hit->id);
+        pos += hit->content.size();
+        last = pos;
+      } else {
+        pos++;
+      }
+    }
+    if (last < text.size()) encode_plain(std::string(text.substr(last)), &out);
+    return out;
+  }
+
+  std::string piece(int prev, int id) const override {
+    if (id < 0 || id >= (int)id_to_token.size()) return "";
+    for (auto& a : added)
+      if (a.id == id) return a.special ? "" : a.content;
+    const std::string& t = id_to_token[id];
+    std::string out;
+    const ByteMap& bm = byte_map();
+    for (size_t i = 0; i < t.size();) {
+      size_t n = ((unsigned char)t[i] < 0x80) ? 1 : ((unsigned char)t[i] >> 5) == 6 ? 2 : 3;
+      auto it = bm.dec.find(t.substr(i, n));
+      if (it != bm.dec.end()) out += (char)it->second; else out += t.substr(i, n);
+      i += n;
+    }
+    return out;
+  }
+  int vocab_size() const override { return (int)id_to_token.size(); }
+  std::string kind() const override { return "byte-bpe"; }
+
+ private:
+  mutable std::unordered_map<std::string, std::vector<int>> cache_;
+
+  void encode_plain(std::string s, std::vector<int>* out) const {
+    if (prefix_space && (s.empty() || s[0] != ' ')) s = " " + s;
+    std::vector<std::string> pieces{s}, next;
+    for (auto& sp : splits) {
+      next.clear();
+      for (auto& p : pieces) sp->split(p, &next);
+      pieces.swap(next);
+    }
+    for (auto& p : pieces) bpe_word(p, out);
+  }
+
+  void bpe_word(const std::string& w, std::vector<int>* out) const {
+    auto c = cache_.find(w);
+    if (c != cache_.end()) {
+      out->insert(out->end(), c->second.begin(), c->second.end());
+      return;
+    }
+    const ByteMap& bm = byte_map();
+    std::vector<std::string> sym;
+    for (unsigned char b : w) sym.push_back(bm.enc[b]);
+    while (sym.size() > 1) {
+      int best = INT_MAX;
+      size_t at = 0;
+      for (size_t i = 0; i + 1 < sym.size(); i++) {
+        auto it = merge_rank.find(sym[i] + " " + sym[i + 1]);
+        if (it != merge_rank.end() && it->second < best) {
+          best = it->second;
+          at = i;
+        }
+      }
+      if (best == INT_MAX) break;
+      // merge every occurrence of this pair, left to right (HF semantics)
+      std::string a = sym[at], b = sym[at + 1];
+      std::vector<std::string> ns;
+      for (size_t i = 0; i < sym.size();) {
+        if (i + 1 < sym.size() && sym[i] == a && sym[i + 1] == b) {
+          ns.push_back(a + b);
+          i += 2;
+        } else {
+          ns.push_back(sym[i++]);
+        }
+      }
+      sym.swap(ns);
+    }
+    std::vector<int> ids;
+    for (auto& s : sym) {
+      auto it = vocab.find(s);
+      if (it != vocab.end()) ids.push_back(it->second);
+      // a byte-level vocab covers every byte; anything missing is dropped like HF without unk
+    }
+    if (cache_.size() < 200000) cache_[w] = ids;
+    out->insert(out->end(), ids.begin(), ids.end());
+  }
+};
+
+void add_pretokenizer(const json& pt, ByteBpeTokenizer* t, const std::string& path) {
+  std::string type = pt.value("type", "");
+  if (type == "Sequence") {
+    for (auto& p : pt.at("pretokenizers")) add_pretokenizer(p, t, path);
+  } else if (type == "ByteLevel") {
+    if (pt.value("add_prefix_space", false)) t->prefix_space = true;
+    if (pt.value("use_regex", true)) t->splits.push_back(std::make_unique<RegexSplit>(kGpt2Pattern));
+  } else if (type == "Digits") {
+    t->splits.push_back(std::make_unique<RegexSplit>(pt.value("individual_digits", false) ? "\\p{N}" : "\\p{N}+"));
+  } else if (type == "Split") {
+    const json& pat = pt.at("pattern");
+    std::string behavior = pt.value("behavior", "Isolated");
+    if (behavior != "Isolated" || pt.value("invert", false))
+      fail(path, "unsupported Split pre-tokenizer behaviour '" + behavior + "'");
+    if (pat.contains("Regex")) {
+      t->splits.push_back(std::make_unique<RegexSplit>(pat["Regex"].get<std::string>()));
+    } else if (pat.contains("String")) {
+      std::string lit = pat["String"].get<std::string>(), q;
+      for (char c : lit) {
+        if (std::strchr("\\^$.|?*+()[]{}", c)) q += '\\';
+        q += c;
+      }
+      t->splits.push_back(std::make_unique<RegexSplit>(q));
+    }
+  } else {
+    fail(path, "unsupported pre-tokenizer type '" + type + "'");
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> load_tokenizer_json(const std::string& path) {
+  json j;
+  try {
+    j = json::parse(read_file(path));
+  } catch (const json::exception& e) {
+    fail(path, std::string("not valid JSON: ") + e.what());
+  }
+  auto t = std::make_unique<ByteBpeTokenizer>();
+  try {
+    const json& m = j.at("model");
+    if (m.value("type", "") != "BPE") fail(path, "unsupported tokenizer model type '" + m.value("type", "") + "'");
+    const json& pt = j.contains("pre_tokenizer") ? j["pre_tokenizer"] : json();
+    bool byte_level = false;
+    std::function<void(const json&)> scan = [&](const json& p) {
+      if (!p.is_object()) return;
+      if (p.value("type", "") == "ByteLevel") byte_level = true;
+      if (p.contains("pretokenizers"))
+        for (auto& q : p["pretokenizers"]) scan(q);
+    };
+    scan(pt);
+    if (!byte_level)
+      fail(path, "only byte-level BPE tokenizer.json is supported (this one is SentencePiece-style; use tokenizer.model)");
+    if (j.contains("normalizer") && !j["normalizer"].is_null()) {
+      std::string nt = j["normalizer"].value("type", "");
+      // NFC is accepted as identity: text that is already NFC (nearly all) tokenizes identically.
+      if (nt != "NFC") fail(path, "unsupported normalizer '" + nt + "'");
+    }
+    int max_id = -1;
+    for (auto& [tok, id] : m.at("vocab").items()) {
+      t->vocab[tok] = id.get<int>();
+      max_id = std::max(max_id, id.get<int>());
+    }
+    for (auto& a : j.value("added_tokens", json::array())) {
+      t->added.push_back({a.at("content").get<std::string>(), a.at("id").get<int>(), a.value("special", false)});
+      max_id = std::max(max_id, a.at("id").get<int>());
+    }
+    if (max_id < 0 || max_id > (1 << 24)) fail(path, "empty or implausible vocabulary");
+    t->id_to_token.assign(max_id + 1, "");
+    for (auto& [tok, id] : t->vocab) t->id_to_token[id] = tok;
+    for (auto& a : t->added) t->id_to_token[a.id] = a.content;
+    int rank = 0;
+    for (auto& mg : m.at("merges")) {
+      std::string s = mg.is_string() ? mg.get<std::string>()
+                                     : mg.at(0).get<std::string>() + " " + mg.at(1).get<std::string>();
+      t->merge_rank.emplace(s, rank++);
+    }
+    if (!pt.is_null()) add_pretokenizer(pt, t.get(), path);
+    // BOS: a TemplateProcessing post-processor that starts with a special token adds it.
+    if (j.contains("post_processor") && j["post_processor"].is_object()) {
+      const json& pp = j["post_processor"];
+      std::function<void(const json&)> find_tp = [&](const json& p) {
+        if (p.value("type", "") == "TemplateProcessing" && p.contains("single") && !p["single"].empty() &&
+            p["single"][0].contains("SpecialToken")) {
+          std::string tok = p["single"][0]["SpecialToken"].at("id").get<std::string>();
+          for (auto& a : t->added)
+            if (a.content == tok) {
+              t->bos = a.id;
+              t->add_bos = true;
+            }
+        }
+        if (p.contains("processors"))
+          for (auto& q : p["processors"]) find_tp(q);
+      };
+      find_tp(pp);
+    }
+  } catch (const json::exception& e) {
+    fail(path, std::string("malformed tokenizer.json: ") + e.what());
+  }
+  return t;
+}
+
+std::unique_ptr<Tokenizer> make_bpe_from_gguf(const GGUFFile& f) {
+  auto t = std::make_unique<ByteBpeTokenizer>();
+  const GGUFValue& toks = f.get("tokenizer.ggml.tokens");
+  const GGUFValue& merges = f.get("tokenizer.ggml.merges");
+  if (toks.arr_type != GGUFType::STRING || merges.arr_type != GGUFType::STRING)
+    fail(f.path(), "tokenizer.ggml.tokens/merges must be string arrays");
+  t->id_to_token = toks.strs;
+  for (size_t i = 0; i < toks.strs.size(); i++) t->vocab[toks.strs[i]] = (int)i;
+  for (size_t i = 0; i < merges.strs.size(); i++) t->merge_rank.emplace(merges.strs[i], (int)i);
+  std::string pre = f.get_string("tokenizer.ggml.pre", "gpt-2");
+  if (pre == "gpt-2" || pre == "gpt2" || pre == "default") {
+    t->splits.push_back(std::make_unique<RegexSplit>(kGpt2Pattern));
+  } else {
+    fail(f.path(), "unsupported GGUF pre-tokenizer '" + pre + "'");
+  }
+  if (f.has("tokenizer.ggml.token_type")) {
+    const GGUFValue& ty = f.get("tokenizer.ggml.token_type");
+    for (size_t i = 0; i < ty.ints.size() && i < toks.strs.size(); i++)
+      if (ty.ints[i] == 3 || ty.ints[i] == 4) t->added.push_back({toks.strs[i], (int)i, ty.ints[i] == 3});
+  }
+  t->bos = (int)f.get_int("tokenizer.ggml.bos_token_id", -1);
+  t->eos = (int)f.get_int("tokenizer.ggml.eos_token_id", -1);
+  t->add_bos = f.get_int("tokenizer.ggml.add_bos_token", 0) != 0;
+  return t;
+}
+
+std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& dir) {
+  std::string spm = join_path(dir, "tokenizer.model"), tj = join_path(dir, "tokenizer.json");
+  std::unique_ptr<Tokenizer> t;
+  if (file_exists(spm)) t = load_sentencepiece(spm);
+  else if (file_exists(tj)) t = load_tokenizer_json(tj);
+  else fail(dir, "missing tokenizer (no tokenizer.model or tokenizer.json)");
+  std::string cfg = join_path(dir, "tokenizer_config.json");
+  if (file_exists(cfg)) {
+    try {
+      json c = json::parse(read_file(cfg));
+      if (c.contains("add_bos_token") && c["add_bos_token"].is_boolean()) t->add_bos = c["add_bos_token"].get<bool>();
+    } catch (const json::exception& e) {
+      fail(cfg, std::string("not valid JSON: ") + e.what());
+    }
+  }
+  return t;
+}
+
+}  // namespace kt

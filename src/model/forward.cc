@@ -1,0 +1,253 @@
+#include "model/forward.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+
+#include <cmath>
+#include <limits>
+
+#include "util/error.h"
+
+namespace kt {
+
+const char* site_name(Site s) {
+  switch (s) {
+    case Site::AttnIn: return "attn_in";
+    case Site::Q: return "q";
+    case Site::K: return "k";
+    case Site::V: return "v";
+    case Site::OIn: return "o_in";
+    case Site::MlpIn: return "mlp_in";
+    case Site::DownIn: return "down_in";
+    case Site::LmHeadIn: return "lm_head_in";
+  }
+  return "?";
+}
+
+KVCache::KVCache(const ModelSpec& s, int nseq_, int max_len_) : nseq(nseq_), max_len(max_len_), kv_dim(s.kv_dim()) {
+  k.assign(s.n_layers, std::vector<float>((size_t)nseq * max_len * kv_dim));
+  v.assign(s.n_layers, std::vector<float>((size_t)nseq * max_len * kv_dim));
+}
+
+void sgemm_nt(const float* x, const float* w, float* y, int64_t M, int64_t N, int64_t K) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, x, (int)K, w, (int)K, 0.0f, y,
+              (int)N);
+}
+
+void linear_forward(const float* x, int64_t rows, const Linear& l, float* y) {
+  sgemm_nt(x, l.w.ptr(), y, rows, l.out(), l.in());
+  if (!l.b.empty()) {
+    const int64_t n = l.out();
+#pragma omp parallel for
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t j = 0; j < n; j++) y[r * n + j] += l.b.data[j];
+  }
+}
+
+void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t cols, double eps) {
+#pragma omp parallel for
+  for (int64_t r = 0; r < rows; r++) {
+    const float* xr = x + r * cols;
+    float* yr = y + r * cols;
+    double ss = 0;
+    for (int64_t j = 0; j < cols; j++) ss += (double)xr[j] * xr[j];
+    float inv = (float)(1.0 / std::sqrt(ss / cols + eps));
+    for (int64_t j = 0; j < cols; j++) yr[j] = w[j] * (xr[j] * inv);
+  }
+}
+
+namespace {
+
+std::vector<float> rope_inv_freq(const ModelSpec& s) {
+  const int half = s.head_dim / 2;
+  std::vector<float> inv(half);
+  for (int i = 0; i < half; i++) {
+    double f = 1.0 / std::pow(s.rope_theta, (2.0 * i) / s.head_dim);
+    if (s.rope_scaling.type == "llama3") {
+      const auto& r = s.rope_scaling;
+      double wavelen = 2 * M_PI / f;
+      double low_wl = r.original_max_position / r.low_freq_factor;
+      double high_wl = r.original_max_position / r.high_freq_factor;
+      if (wavelen > low_wl) {
+        f = f / r.factor;
+      } else if (wavelen >= high_wl) {
+        double smooth = (r.original_max_position / wavelen - r.low_freq_factor) / (r.high_freq_factor - r.low_freq_factor);
+        f = (1 - smooth) * f / r.factor + smooth * f;
+      }
+    }
+    inv[i] = (float)f;
+  }
+  return inv;
+}
+
+}  // namespace
+
+void apply_rope(const ModelSpec& s, float* x, int64_t ntok, int nheads, int pos0, int nseq) {
+  const int hd = s.head_dim, half = hd / 2;
+  const std::vector<float> inv = rope_inv_freq(s);
+  // cos/sin per position, computed as HF does: fp32 angle, then cos/sin.
+  std::vector<float> cs((size_t)ntok * half), sn((size_t)ntok * half);
+  for (int64_t t = 0; t < ntok; t++)
+    for (int i = 0; i < half; i++) {
+      float ang = (float)(pos0 + t) * inv[i];
+      cs[t * half + i] = (float)std::cos((double)ang);
+      sn[t * half + i] = (float)std::sin((double)ang);
+    }
+  const int64_t width = (int64_t)nheads * hd;
+#pragma omp parallel for collapse(2)
+  for (int b = 0; b < nseq; b++)
+    for (int64_t t = 0; t < ntok; t++) {
+      const float* c = &cs[t * half];
+      const float* sv = &sn[t * half];
+      for (int h = 0; h < nheads; h++) {
+        float* v = x + ((int64_t)b * ntok + t) * width + (int64_t)h * hd;
+        if (s.rope_style == RopeStyle::RotateHalf) {
+          for (int i = 0; i < half; i++) {
+            float a = v[i], bb = v[i + half];
+            v[i] = a * c[i] - bb * sv[i];
+            v[i + half] = bb * c[i] + a * sv[i];
+          }
+        } else {
+          for (int i = 0; i < half; i++) {
+            float a = v[2 * i], bb = v[2 * i + 1];
+            v[2 * i] = a * c[i] - bb * sv[i];
+            v[2 * i + 1] = a * sv[i] + bb * c[i];
+          }
+        }
+      }
+    }
+}
+
+void embed_tokens(const Model& m, const int32_t* tokens, int64_t n, float* x) {
+  const int64_t d = m.spec.hidden;
+  for (int64_t i = 0; i < n; i++) {
+    if (tokens[i] < 0 || tokens[i] >= m.spec.vocab)
+      fail("token id " + std::to_string(tokens[i]) + " out of range for vocab " + std::to_string(m.spec.vocab));
+    std::copy(m.embed.ptr() + tokens[i] * d, m.embed.ptr() + (tokens[i] + 1) * d, x + i * d);
+  }
+}
+
+void decoder_layer(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int nseq, int ntok, int pos0,
+                   KVCache* cache, Hooks* hooks) {
+  const int64_t rows = (int64_t)nseq * ntok, d = s.hidden, qd = s.q_dim(), kvd = s.kv_dim(), hd = s.head_dim;
+  if (!cache && pos0 != 0) fail("decoder_layer: pos0 != 0 needs a KV cache");
+  if (cache && pos0 + ntok > cache->max_len) fail("KV cache too small for the requested positions");
+  auto hook = [&](Site site, float* p, int64_t cols) {
+    if (hooks) hooks->on_activation(layer, site, p, rows, cols);
+  };
+
+  // --- attention ---
+  std::vector<float> h((size_t)rows * d);
+  rms_norm(x, w.attn_norm.ptr(), h.data(), rows, d, s.rms_eps);
+  hook(Site::AttnIn, h.data(), d);
+  std::vector<float> q((size_t)rows * qd), k((size_t)rows * kvd), v((size_t)rows * kvd);
+  linear_forward(h.data(), rows, w.q, q.data());
+  linear_forward(h.data(), rows, w.k, k.data());
+  linear_forward(h.data(), rows, w.v, v.data());
+  apply_rope(s, q.data(), ntok, s.n_heads, pos0, nseq);
+  apply_rope(s, k.data(), ntok, s.n_kv_heads, pos0, nseq);
+  hook(Site::Q, q.data(), qd);
+  hook(Site::K, k.data(), kvd);
+  hook(Site::V, v.data(), kvd);
+
+  const int L = cache ? pos0 + ntok : ntok;  // keys visible to the last query
+  const float* kbase;
+  const float* vbase;
+  int64_t seq_stride;  // rows between sequences in the key/value buffers
+  if (cache) {
+    float* kc = cache->k[layer].data();
+    float* vc = cache->v[layer].data();
+    for (int b = 0; b < nseq; b++)
+      for (int t = 0; t < ntok; t++) {
+        std::copy_n(&k[((int64_t)b * ntok + t) * kvd], kvd, kc + ((int64_t)b * cache->max_len + pos0 + t) * kvd);
+        std::copy_n(&v[((int64_t)b * ntok + t) * kvd], kvd, vc + ((int64_t)b * cache->max_len + pos0 + t) * kvd);
+      }
+    kbase = kc;
+    vbase = vc;
+    seq_stride = cache->max_len;
+  } else {
+    kbase = k.data();
+    vbase = v.data();
+    seq_stride = ntok;
+  }
+
+  std::vector<float> att((size_t)rows * qd);
+  std::vector<float> scores((size_t)ntok * L);
+  const float scale = 1.0f / std::sqrt((float)hd);
+  const int group = s.n_heads / s.n_kv_heads;
+  for (int b = 0; b < nseq; b++)
+    for (int hh = 0; hh < s.n_heads; hh++) {
+      const int kvh = hh / group;
+      const float* qp = &q[(int64_t)b * ntok * qd + hh * hd];
+      const float* kp = kbase + (int64_t)b * seq_stride * kvd + kvh * hd;
+      const float* vp = vbase + (int64_t)b * seq_stride * kvd + kvh * hd;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ntok, L, (int)hd, scale, qp, (int)qd, kp, (int)kvd, 0.0f,
+                  scores.data(), L);
+#pragma omp parallel for if (ntok > 16)
+      for (int i = 0; i < ntok; i++) {
+        float* sr = &scores[(int64_t)i * L];
+        const int p = (cache ? pos0 : 0) + i;  // absolute position of this query
+        const int lo = s.sliding_window > 0 ? std::max(0, p - s.sliding_window + 1) : 0;
+        float mx = -std::numeric_limits<float>::infinity();
+        for (int j = lo; j <= p; j++) mx = std::max(mx, sr[j]);
+        double sum = 0;
+        for (int j = 0; j < L; j++) {
+          float e = (j >= lo && j <= p) ? std::exp(sr[j] - mx) : 0.0f;
+          sr[j] = e;
+          sum += e;
+        }
+        const float inv = (float)(1.0 / sum);
+        for (int j = lo; j <= p; j++) sr[j] *= inv;
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ntok, (int)hd, L, 1.0f, scores.data(), L, vp, (int)kvd,
+                  0.0f, &att[(int64_t)b * ntok * qd + hh * hd], (int)qd);
+    }
+  hook(Site::OIn, att.data(), qd);
+  linear_forward(att.data(), rows, w.o, h.data());
+#pragma omp parallel for
+  for (int64_t i = 0; i < rows * d; i++) x[i] += h[i];
+
+  // --- MLP (SwiGLU) ---
+  rms_norm(x, w.mlp_norm.ptr(), h.data(), rows, d, s.rms_eps);
+  hook(Site::MlpIn, h.data(), d);
+  const int64_t f = s.ffn;
+  std::vector<float> g((size_t)rows * f), u((size_t)rows * f);
+  linear_forward(h.data(), rows, w.gate, g.data());
+  linear_forward(h.data(), rows, w.up, u.data());
+#pragma omp parallel for
+  for (int64_t i = 0; i < rows * f; i++) {
+    float a = g[i];
+    g[i] = a / (1.0f + std::exp(-a)) * u[i];
+  }
+  hook(Site::DownIn, g.data(), f);
+  linear_forward(g.data(), rows, w.down, h.data());
+#pragma omp parallel for
+  for (int64_t i = 0; i < rows * d; i++) x[i] += h[i];
+}
+
+void final_logits(const Model& m, float* x, int64_t rows, float* logits, Hooks* hooks) {
+  const int64_t d = m.spec.hidden;
+  std::vector<float> h((size_t)rows * d);
+  rms_norm(x, m.final_norm.ptr(), h.data(), rows, d, m.spec.rms_eps);
+  std::copy(h.begin(), h.end(), x);
+  if (hooks) hooks->on_activation(m.spec.n_layers, Site::LmHeadIn, x, rows, d);
+  sgemm_nt(x, m.head().ptr(), logits, rows, m.spec.vocab, d);
+}
+
+std::vector<float> forward(const Model& m, const int32_t* tokens, int nseq, int ntok, KVCache* cache, Hooks* hooks) {
+  const int64_t rows = (int64_t)nseq * ntok;
+  const int pos0 = cache ? cache->len : 0;
+  std::vector<float> x((size_t)rows * m.spec.hidden);
+  embed_tokens(m, tokens, rows, x.data());
+  for (int l = 0; l < m.spec.n_layers; l++) {
+    auto w = m.layer(l);
+    decoder_layer(m.spec, *w, l, x.data(), nseq, ntok, pos0, cache, hooks);
+  }
+  if (cache) cache->len = pos0 + ntok;
+  std::vector<float> logits((size_t)rows * m.spec.vocab);
+  final_logits(m, x.data(), rows, logits.data(), hooks);
+  return logits;
+}
+
+}  // namespace kt

@@ -1,0 +1,64 @@
+// The Llama forward pass as plain calls over a batch of token sequences:
+//   x = embed(tokens); for each layer: x = decoder_layer(x); logits = lm_head(norm(x))
+// Hook points let later stages (fake quantization, online Hadamards, calibration capture,
+// diagnostics) see and modify every quantizable activation without copying this code.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "model/model.h"
+
+namespace kt {
+
+// Activation sites, in the order they occur in a layer.
+enum class Site {
+  AttnIn,    // normed input of q/k/v_proj      [rows, hidden]
+  Q,         // queries after RoPE               [rows, n_heads*head_dim]
+  K,         // keys after RoPE (what is cached) [rows, n_kv*head_dim]
+  V,         // values (what is cached)          [rows, n_kv*head_dim]
+  OIn,       // attention output, input of o_proj [rows, n_heads*head_dim]
+  MlpIn,     // normed input of gate/up_proj     [rows, hidden]
+  DownIn,    // silu(gate)*up, input of down_proj [rows, ffn]
+  LmHeadIn,  // final-normed input of lm_head    [rows, hidden] (layer = n_layers)
+};
+const char* site_name(Site s);
+constexpr int kNumSites = 8;
+
+class Hooks {
+ public:
+  virtual ~Hooks() = default;
+  // x is row-major [rows, cols] and may be modified in place.
+  virtual void on_activation(int layer, Site site, float* x, int64_t rows, int64_t cols) = 0;
+};
+
+// fp32 K/V cache for `nseq` sequences of up to `max_len` positions, per layer.
+struct KVCache {
+  int nseq = 0, max_len = 0, kv_dim = 0, len = 0;  // len: positions filled (same for all sequences)
+  std::vector<std::vector<float>> k, v;            // [layer][nseq * max_len * kv_dim]
+  KVCache(const ModelSpec& s, int nseq, int max_len);
+};
+
+// Embedding lookup: tokens[n] -> x[n, hidden]. Token ids are checked against the vocab.
+void embed_tokens(const Model& m, const int32_t* tokens, int64_t n, float* x);
+
+// One decoder layer over x [nseq*ntok, hidden] (sequence-major), positions pos0..pos0+ntok-1.
+// With a cache, K/V are appended at pos0 and attention covers positions 0..pos0+ntok-1;
+// without, attention covers only this chunk (pos0 must then be 0).
+void decoder_layer(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int nseq, int ntok, int pos0,
+                   KVCache* cache, Hooks* hooks);
+
+// Final norm + lm_head: x [rows, hidden] (overwritten with the normed values) -> logits [rows, vocab].
+void final_logits(const Model& m, float* x, int64_t rows, float* logits, Hooks* hooks);
+
+// Whole model on nseq sequences of ntok tokens (prefill or one decode step when cache != null).
+// Returns logits [nseq*ntok, vocab].
+std::vector<float> forward(const Model& m, const int32_t* tokens, int nseq, int ntok, KVCache* cache, Hooks* hooks);
+
+// Building blocks, exposed for transforms and tests.
+void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t cols, double eps);
+void linear_forward(const float* x, int64_t rows, const Linear& l, float* y);
+// y[M,N] = x[M,K] * W[N,K]^T through OpenBLAS.
+void sgemm_nt(const float* x, const float* w, float* y, int64_t M, int64_t N, int64_t K);
+void apply_rope(const ModelSpec& s, float* x, int64_t ntok, int nheads, int pos0, int nseq);
+
+}  // namespace kt

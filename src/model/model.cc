@@ -1,0 +1,135 @@
+#include "model/model.h"
+
+#include "io/llama2c.h"
+#include "io/safetensors.h"
+#include "util/error.h"
+#include "util/file.h"
+
+namespace kt {
+
+namespace {
+
+Tensor load_checked(const TensorSource& src, const std::string& name, std::vector<int64_t> shape) {
+  const TensorInfo& ti = src.info(name);
+  if (ti.shape != shape) {
+    auto fmt = [](const std::vector<int64_t>& s) {
+      std::string r = "[";
+      for (size_t i = 0; i < s.size(); i++) r += (i ? ", " : "") + std::to_string(s[i]);
+      return r + "]";
+    };
+    fail(ti.file, "tensor '" + name + "' has shape " + fmt(ti.shape) + " but config.json implies " + fmt(shape));
+  }
+  return to_f32(ti);
+}
+
+std::string find_llama2c_tokenizer(const std::string& bin) {
+  std::string dir = ".";
+  auto slash = bin.rfind('/');
+  if (slash != std::string::npos) dir = bin.substr(0, slash);
+  for (const char* n : {"tokenizer.bin", "tok512.bin", "tok4096.bin", "tok32000.bin"}) {
+    std::string p = join_path(dir, n);
+    if (file_exists(p)) return p;
+  }
+  return "";
+}
+
+}  // namespace
+
+std::unique_ptr<Model> Model::from_source(ModelSpec spec, std::shared_ptr<TensorSource> src, bool resident) {
+  auto m = std::make_unique<Model>();
+  m->spec = std::move(spec);
+  m->src_ = std::move(src);
+  m->path = m->src_->describe();
+  m->resident_ = resident;
+  m->init_globals();
+  return m;
+}
+
+std::unique_ptr<Model> Model::open(const std::string& path, int resident, const std::string& tokenizer_path) {
+  std::unique_ptr<Model> m;
+  if (is_directory(path)) {
+    std::string cfg = join_path(path, "config.json");
+    if (!file_exists(cfg)) fail(path, "not a model directory (no config.json)");
+    ModelSpec spec = read_hf_config(cfg);
+    auto src = std::make_shared<SafetensorsDir>(path);
+    size_t bytes = 0;
+    for (auto& n : src->names()) bytes += Tensor::numel_of(src->info(n).shape) * 4;
+    bool res = resident < 0 ? bytes <= (8ull << 30) : resident == 1;
+    m = from_source(spec, src, res);
+    m->tokenizer = tokenizer_path.empty() ? load_hf_tokenizer(path) : load_sentencepiece(tokenizer_path);
+  } else if (file_exists(path)) {
+    auto ck = read_llama2c(path);
+    m = from_source(ck.spec, std::shared_ptr<TensorSource>(std::move(ck.tensors)), true);
+    std::string tp = tokenizer_path.empty() ? find_llama2c_tokenizer(path) : tokenizer_path;
+    if (tp.empty()) fail(path, "missing tokenizer (no tokenizer.bin or tok*.bin beside the checkpoint; pass --tokenizer)");
+    m->tokenizer = load_llama2c_tokenizer(tp, m->spec.vocab);
+  } else {
+    fail(path, "no such file or directory");
+  }
+  m->path = path;
+  if (m->tokenizer && m->tokenizer->vocab_size() > m->spec.vocab)
+    fail(path, "tokenizer has " + std::to_string(m->tokenizer->vocab_size()) + " tokens but the model only " +
+                   std::to_string(m->spec.vocab));
+  return m;
+}
+
+void Model::init_globals() {
+  const auto& s = spec;
+  embed = load_checked(*src_, "model.embed_tokens.weight", {s.vocab, s.hidden});
+  final_norm = load_checked(*src_, "model.norm.weight", {s.hidden});
+  if (src_->has("lm_head.weight")) {
+    lm_head = load_checked(*src_, "lm_head.weight", {s.vocab, s.hidden});
+  } else if (!s.tie_embeddings) {
+    fail(src_->describe(), "missing tensor 'lm_head.weight' (and tie_word_embeddings is false)");
+  }
+  layers_.assign(s.n_layers, nullptr);
+  pinned_.assign(s.n_layers, false);
+  if (resident_)
+    for (int i = 0; i < s.n_layers; i++) layers_[i] = std::make_shared<LayerWeights>(load_layer(i));
+  else  // validate every layer's metadata up front without materialising it
+    for (int i = 0; i < s.n_layers; i++) (void)src_->info("model.layers." + std::to_string(i) + ".mlp.down_proj.weight");
+}
+
+LayerWeights Model::load_layer(int i) const {
+  const auto& s = spec;
+  std::string p = "model.layers." + std::to_string(i) + ".";
+  LayerWeights w;
+  auto lin = [&](const std::string& n, int64_t out, int64_t in, bool bias) {
+    Linear l;
+    l.w = load_checked(*src_, p + n + ".weight", {out, in});
+    if (bias) l.b = load_checked(*src_, p + n + ".bias", {out});
+    return l;
+  };
+  w.attn_norm = load_checked(*src_, p + "input_layernorm.weight", {s.hidden});
+  w.q = lin("self_attn.q_proj", s.q_dim(), s.hidden, s.attn_qkv_bias);
+  w.k = lin("self_attn.k_proj", s.kv_dim(), s.hidden, s.attn_qkv_bias);
+  w.v = lin("self_attn.v_proj", s.kv_dim(), s.hidden, s.attn_qkv_bias);
+  w.o = lin("self_attn.o_proj", s.hidden, s.q_dim(), s.attn_o_bias);
+  w.mlp_norm = load_checked(*src_, p + "post_attention_layernorm.weight", {s.hidden});
+  w.gate = lin("mlp.gate_proj", s.ffn, s.hidden, s.mlp_bias);
+  w.up = lin("mlp.up_proj", s.ffn, s.hidden, s.mlp_bias);
+  w.down = lin("mlp.down_proj", s.hidden, s.ffn, s.mlp_bias);
+  return w;
+}
+
+std::shared_ptr<const LayerWeights> Model::layer(int i) const {
+  if (i < 0 || i >= spec.n_layers) fail("layer index " + std::to_string(i) + " out of range");
+  if (!layers_[i]) {
+    if (!resident_)
+      for (int j = 0; j < spec.n_layers; j++)
+        if (!pinned_[j]) layers_[j].reset();
+    layers_[i] = std::make_shared<LayerWeights>(load_layer(i));
+  }
+  return layers_[i];
+}
+
+void Model::set_layer(int i, LayerWeights w) {
+  layers_.at(i) = std::make_shared<LayerWeights>(std::move(w));
+  pinned_[i] = true;
+}
+
+void Model::untie_lm_head() {
+  if (lm_head.empty()) lm_head = embed;
+}
+
+}  // namespace kt

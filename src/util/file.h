@@ -1,0 +1,44 @@
+// File helpers: read-only memory maps, whole-file reads, atomic writes.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kt {
+
+// Read-only mmap of a whole file. Movable, not copyable. Empty files map to size 0.
+class MappedFile {
+ public:
+  MappedFile() = default;
+  explicit MappedFile(const std::string& path);
+  ~MappedFile();
+  MappedFile(MappedFile&& o) noexcept;
+  MappedFile& operator=(MappedFile&& o) noexcept;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+std::string read_file(const std::string& path);
+bool file_exists(const std::string& path);
+bool is_directory(const std::string& path);
+std::string join_path(const std::string& a, const std::string& b);
+
+// Writes go to PATH.tmp.<pid>, are fsync'ed, then renamed over PATH, so a crash or
+// a full disk never leaves a half-written PATH behind.
+void write_file_atomic(const std::string& path, std::string_view bytes);
+
+// Base directory of the shared data: $KURTAIL_DATA, else ../shared/data.
+std::string data_dir();
+
+}  // namespace kt

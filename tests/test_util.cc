@@ -1,0 +1,31 @@
+#include "test_util.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace kt::test {
+
+CmdResult run_cli(const std::string& args) {
+  std::string dir = temp_dir("cli");
+  std::string cmd = std::string("KURTAIL_DATA='") + data() + "' " + KURTAIL_BIN + " " + args + " >" + dir + "/out 2>" +
+                    dir + "/err";
+  int st = std::system(cmd.c_str());
+  CmdResult r;
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  r.out = read_file(dir + "/out");
+  r.err = read_file(dir + "/err");
+  std::system(("rm -rf '" + dir + "'").c_str());
+  return r;
+}
+
+std::string temp_dir(const std::string& tag) {
+  std::string t = "/tmp/kurtail_test_" + tag + "_XXXXXX";
+  std::vector<char> buf(t.begin(), t.end());
+  buf.push_back(0);
+  char* p = mkdtemp(buf.data());
+  return p ? std::string(p) : std::string("/tmp");
+}
+
+}  // namespace kt::test
