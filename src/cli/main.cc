@@ -6,9 +6,11 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "util/blas_env.h"
 #include "util/error.h"
 
 int main(int argc, char** argv) {
+  kt::ensure_runtime_env(argc, argv);
   CLI::App app{"kurtail: 4-bit weights, activations and KV cache for Llama-family models"};
   app.require_subcommand(1);
   kt::cli::register_eval(app);
