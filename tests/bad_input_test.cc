@@ -1,0 +1,120 @@
+// Bad input through the real CLI: one clear error line naming the file and the problem,
+// exit code 1, no crash. (docs/ERRORS.md lists these rows.)
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cstring>
+
+#include "model_factory.h"
+#include "test_util.h"
+
+namespace kt {
+namespace {
+
+// A model directory whose model.safetensors is `bytes` (config + tokenizer from tinyllama-8m).
+std::string model_with_safetensors(const std::string& bytes) {
+  std::string dir = test::temp_dir("bad");
+  write_file_atomic(dir + "/config.json", read_file(test::tinyllama() + "/config.json"));
+  symlink((test::tinyllama() + "/tokenizer.model").c_str(), (dir + "/tokenizer.model").c_str());
+  write_file_atomic(dir + "/model.safetensors", bytes);
+  return dir;
+}
+
+std::string st_with_header(const std::string& header, size_t data_bytes) {
+  std::string out;
+  uint64_t hl = header.size();
+  out.append((const char*)&hl, 8);
+  out += header;
+  out.append(data_bytes, '\0');
+  return out;
+}
+
+void expect_one_line_error(const test::CmdResult& r, const std::string& must_contain) {
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find("kurtail: error: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(must_contain), std::string::npos) << r.err;
+  // exactly one line
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
+std::string eval_args(const std::string& model) { return "eval -q --max-windows 1 --ctx 64 --model '" + model + "'"; }
+
+TEST(BadInput, TruncatedSafetensors) {
+  std::string real = read_file(test::tinyllama() + "/model.safetensors");
+  auto r = test::run_cli(eval_args(model_with_safetensors(real.substr(0, 4))));
+  expect_one_line_error(r, "truncated safetensors file");
+  // Cut inside the data section: the header is intact but offsets point past the end.
+  auto dir = model_with_safetensors(real.substr(0, real.size() / 2));
+  r = test::run_cli(eval_args(dir));
+  expect_one_line_error(r, "model.safetensors: tensor '");
+  EXPECT_NE(r.err.find("out of range"), std::string::npos) << r.err;
+}
+
+TEST(BadInput, HeaderLengthLargerThanFile) {
+  std::string b(16, '\0');
+  uint64_t hl = 1ull << 40;
+  std::memcpy(b.data(), &hl, 8);
+  expect_one_line_error(test::run_cli(eval_args(model_with_safetensors(b))), "header length 1099511627776 is larger than the file");
+}
+
+TEST(BadInput, OffsetsOutOfRange) {
+  auto st = st_with_header(R"({"x":{"dtype":"F32","shape":[4],"data_offsets":[0,160]}})", 16);
+  expect_one_line_error(test::run_cli(eval_args(model_with_safetensors(st))), "data_offsets [0, 160) out of range");
+}
+
+TEST(BadInput, OverlappingOffsets) {
+  auto st = st_with_header(
+      R"({"x":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"y":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}})", 24);
+  expect_one_line_error(test::run_cli(eval_args(model_with_safetensors(st))), "tensor data ranges overlap");
+}
+
+TEST(BadInput, UnknownDtype) {
+  auto st = st_with_header(R"({"x":{"dtype":"Q9","shape":[4],"data_offsets":[0,4]}})", 4);
+  expect_one_line_error(test::run_cli(eval_args(model_with_safetensors(st))), "unknown dtype \"Q9\"");
+}
+
+TEST(BadInput, ShapeConfigMismatch) {
+  test::RandomModelOptions o;
+  std::string dir = test::make_random_model(o);
+  // Claim a different hidden size in config.json than the tensors have.
+  std::string cfg = read_file(dir + "/config.json");
+  cfg.replace(cfg.find("\"hidden_size\": 64"), 17, "\"hidden_size\": 128");
+  write_file_atomic(dir + "/config.json", cfg);
+  expect_one_line_error(test::run_cli(eval_args(dir)), "but config.json implies [8192, 128]");
+}
+
+TEST(BadInput, MissingTokenizer) {
+  test::RandomModelOptions o;
+  std::string dir = test::make_random_model(o);
+  unlink((dir + "/tokenizer.model").c_str());
+  expect_one_line_error(test::run_cli(eval_args(dir)), "missing tokenizer");
+}
+
+TEST(BadInput, EmptyText) {
+  std::string dir = test::temp_dir("txt");
+  write_file_atomic(dir + "/empty.txt", "  \n\n");
+  expect_one_line_error(test::run_cli("eval -q --text '" + dir + "/empty.txt'"), "empty.txt: text is empty");
+}
+
+TEST(BadInput, CtxBeyondModelMaximum) {
+  expect_one_line_error(test::run_cli("eval -q --ctx 4096"), "--ctx 4096 exceeds the model's maximum context of 512");
+}
+
+TEST(BadInput, MissingModelAndBadJson) {
+  expect_one_line_error(test::run_cli("eval -q --model /nonexistent/model"), "/nonexistent/model: no such file");
+  test::RandomModelOptions o;
+  std::string dir = test::make_random_model(o);
+  write_file_atomic(dir + "/config.json", "{\"hidden_size\": ");
+  expect_one_line_error(test::run_cli(eval_args(dir)), "config.json: not valid JSON");
+}
+
+TEST(BadInput, TruncatedLlama2cCheckpoint) {
+  std::string dir = test::temp_dir("l2c");
+  std::string real = read_file(test::data() + "/models/aidreams260K/aidreams260K.bin");
+  write_file_atomic(dir + "/m.bin", real.substr(0, real.size() - 100));
+  expect_one_line_error(test::run_cli("generate --model '" + dir + "/m.bin' -n 2"), "but its header implies");
+}
+
+}  // namespace
+}  // namespace kt
