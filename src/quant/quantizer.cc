@@ -1,0 +1,117 @@
+#include "quant/quantizer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace kt {
+
+std::string QuantSpec::describe() const {
+  if (!enabled()) return "fp";
+  std::string g = gran == Granularity::PerTensor ? "tensor" : gran == Granularity::PerRow ? "row" : "g" + std::to_string(group);
+  std::string r = "int" + std::to_string(bits) + (symmetric ? " sym" : " asym") + " per-" + g;
+  char buf[64];
+  if (clip_ratio != 1.0f) {
+    std::snprintf(buf, sizeof buf, " clip %.2f", clip_ratio);
+    r += buf;
+  }
+  if (mse_search) r += " mse-clip";
+  return r;
+}
+
+namespace {
+
+QParams params_from_range(float lo, float hi, const QuantSpec& s, float ratio) {
+  QParams p;
+  if (s.symmetric) {
+    float amax = std::max(std::fabs(lo), std::fabs(hi)) * ratio;
+    p.scale = amax > 0 ? amax / s.qmax() : 1.0f;
+    p.zero = 0;
+  } else {
+    lo = std::min(lo, 0.0f) * ratio;  // the range always contains 0 (as GPTQ/QuaRot do)
+    hi = std::max(hi, 0.0f) * ratio;
+    float range = hi - lo;
+    p.scale = range > 0 ? range / s.qmax() : 1.0f;
+    p.zero = range > 0 ? __builtin_nearbyintf(-lo / p.scale) : 0.0f;
+  }
+  return p;
+}
+
+void minmax(const float* x, int64_t n, float* lo, float* hi) {
+  float a = x[0], b = x[0];
+  for (int64_t i = 1; i < n; i++) {
+    a = std::min(a, x[i]);
+    b = std::max(b, x[i]);
+  }
+  *lo = a;
+  *hi = b;
+}
+
+}  // namespace
+
+QParams find_params_ref(const float* x, int64_t n, const QuantSpec& s) {
+  if (n == 0) return {};
+  float lo, hi;
+  minmax(x, n, &lo, &hi);
+  QParams best = params_from_range(lo, hi, s, s.clip_ratio);
+  if (!s.mse_search) return best;
+  // QuaRot/GPTQ linear grid: ratio p = 1 - i/grid for i < maxshrink*grid; error = sum |q(x)-x|^norm.
+  double best_err = INFINITY;
+  const int steps = (int)(s.mse_maxshrink * s.mse_grid);
+  for (int i = 0; i < steps; i++) {
+    float ratio = 1.0f - (float)i / s.mse_grid;
+    QParams p = params_from_range(lo, hi, s, ratio);
+    double err = 0;
+    for (int64_t k = 0; k < n; k++) {
+      float d = dequantize_level(quantize_level(x[k], p, s), p) - x[k];
+      err += std::pow(std::fabs((double)d), (double)s.mse_norm);
+    }
+    if (err < best_err) {
+      best_err = err;
+      best = p;
+    }
+  }
+  return best;
+}
+
+void fake_quant_ref(float* x, int64_t rows, int64_t cols, const QuantSpec& s) {
+  if (!s.enabled() || rows == 0 || cols == 0) return;
+  auto apply = [&](float* p, int64_t n, const QParams& qp) {
+    for (int64_t k = 0; k < n; k++) p[k] = dequantize_level(quantize_level(p[k], qp, s), qp);
+  };
+  if (s.gran == Granularity::PerTensor) {
+    QParams qp = find_params_ref(x, rows * cols, s);
+    apply(x, rows * cols, qp);
+    return;
+  }
+  const int64_t g = s.gran == Granularity::PerGroup && s.group > 0 ? s.group : cols;
+#pragma omp parallel for if (rows * cols > 65536)
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c0 = 0; c0 < cols; c0 += g) {
+      float* p = x + r * cols + c0;
+      int64_t n = std::min(g, cols - c0);
+      apply(p, n, find_params_ref(p, n, s));
+    }
+}
+
+double zero_share_ref(const float* x, int64_t rows, int64_t cols, const QuantSpec& s) {
+  if (!s.enabled() || rows * cols == 0) return 0;
+  const int64_t g = s.gran == Granularity::PerGroup && s.group > 0 ? s.group : cols;
+  int64_t zeros = 0;
+  if (s.gran == Granularity::PerTensor) {
+    QParams qp = find_params_ref(x, rows * cols, s);
+    for (int64_t i = 0; i < rows * cols; i++) zeros += quantize_level(x[i], qp, s) == (int)qp.zero;
+    return (double)zeros / (rows * cols);
+  }
+#pragma omp parallel for reduction(+ : zeros)
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c0 = 0; c0 < cols; c0 += g) {
+      const float* p = x + r * cols + c0;
+      int64_t n = std::min(g, cols - c0);
+      QParams qp = find_params_ref(p, n, s);
+      for (int64_t k = 0; k < n; k++) zeros += quantize_level(p[k], qp, s) == (int)qp.zero;
+    }
+  return (double)zeros / (rows * cols);
+}
+
+}  // namespace kt
