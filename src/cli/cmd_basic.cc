@@ -7,6 +7,8 @@
 
 #include "cli/commands.h"
 #include "eval/generate.h"
+#include "eval/kl.h"
+#include "quant/pipeline.h"
 #include "eval/perplexity.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -22,7 +24,7 @@ std::string default_model() { return join_path(data_dir(), "models/tinyllama-8m"
 std::string default_text() { return join_path(data_dir(), "text/wikitext2_raw_test.joined.txt"); }
 
 struct EvalArgs {
-  std::string model, text, tokenizer;
+  std::string model, text, tokenizer, kl_ref;
   int ctx = 0, max_windows = 0, batch = 0;
   bool json = false, quiet = false;
 } ea;
@@ -38,13 +40,38 @@ int run_eval() {
   EvalOptions opt;
   opt.batch = ea.batch;
   opt.progress = !ea.quiet;
+  Recipe recipe;
+  auto hooks = load_recipe_hooks(ea.model, m->spec, &recipe);
+  opt.hooks = hooks.get();
+  if (hooks && !ea.quiet) std::fprintf(stderr, "recipe: %s, weights %s, A %s, K %s, V %s\n", recipe.method.c_str(),
+                                       recipe.w.describe().c_str(), recipe.a.describe().c_str(),
+                                       recipe.k.describe().c_str(), recipe.v.describe().c_str());
+  if (!ea.kl_ref.empty()) {
+    auto ref = Model::open(ea.kl_ref, -1);
+    auto ref_hooks = load_recipe_hooks(ea.kl_ref, ref->spec);
+    CompareResult c = compare_to_reference(*ref, ref_hooks.get(), *m, w, opt);
+    double total_s = seconds_since(t0);
+    if (ea.json) {
+      nlohmann::json j = {{"model", ea.model}, {"reference", ea.kl_ref}, {"text", ea.text}, {"ctx", w.ctx},
+                          {"windows", w.n()}, {"predicted_tokens", c.positions}, {"perplexity", c.ppl},
+                          {"mean_nll", c.mean_nll}, {"ref_perplexity", c.ref_ppl}, {"kl", c.mean_kl},
+                          {"top1_agreement", c.top1}, {"method", hooks ? recipe.method : "fp"},
+                          {"total_seconds", total_s}, {"peak_rss_mib", peak_rss_mib()}};
+      std::cout << j.dump(2) << std::endl;
+    } else {
+      std::printf("perplexity %.4f (reference %.4f)  KL %.5f nats/token  top-1 agreement %.2f%%  (%lld tokens)\n",
+                  c.ppl, c.ref_ppl, c.mean_kl, 100 * c.top1, (long long)c.positions);
+    }
+    return 0;
+  }
   PplResult r = perplexity(*m, w, opt);
   double total_s = seconds_since(t0);
   if (ea.json) {
     nlohmann::json j = {{"model", ea.model}, {"text", ea.text},          {"ctx", r.ctx},
                         {"windows", r.windows}, {"predicted_tokens", r.predicted}, {"mean_nll", r.mean_nll},
                         {"perplexity", r.ppl}, {"eval_seconds", r.seconds}, {"tokens_per_s", r.tokens_per_s},
-                        {"total_seconds", total_s}, {"peak_rss_mib", peak_rss_mib()}, {"text_tokens", toks.size()}};
+                        {"total_seconds", total_s}, {"peak_rss_mib", peak_rss_mib()}, {"text_tokens", toks.size()},
+                        {"method", hooks ? recipe.method : "fp"}};
     std::cout << j.dump(2) << std::endl;
   } else {
     std::printf("perplexity %.4f  (mean NLL %.6f over %lld predicted tokens, %d windows x %d)\n", r.ppl, r.mean_nll,
@@ -71,6 +98,8 @@ int run_generate() {
   opt.temperature = ga.temperature;
   opt.top_p = ga.top_p;
   opt.seed = ga.seed;
+  auto hooks = load_recipe_hooks(ga.model, m->spec);
+  opt.hooks = hooks.get();
   std::fputs(ga.prompt.c_str(), stdout);
   int prev = prompt.back();
   auto t0 = std::chrono::steady_clock::now();
@@ -100,6 +129,7 @@ void register_eval(CLI::App& app) {
   c->add_option("--ctx", ea.ctx, "window length in tokens (default min(2048, model max))");
   c->add_option("--max-windows", ea.max_windows, "evaluate at most this many windows (0 = all)");
   c->add_option("--batch", ea.batch, "windows per forward chunk (0 = automatic)");
+  c->add_option("--kl-ref", ea.kl_ref, "reference model: report KL divergence and top-1 agreement against it");
   c->add_flag("--json", ea.json, "print a JSON result on stdout");
   c->add_flag("-q,--quiet", ea.quiet, "no progress on stderr");
   g_runners[c] = run_eval;
@@ -117,6 +147,8 @@ void register_generate(CLI::App& app) {
   c->add_option("--seed", ga.seed, "sampling seed")->capture_default_str();
   g_runners[c] = run_generate;
 }
+
+void register_runner(CLI::App* sub, std::function<int()> fn) { g_runners[sub] = std::move(fn); }
 
 int run_selected(CLI::App& app) {
   for (auto& [sub, fn] : g_runners)

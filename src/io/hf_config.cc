@@ -1,4 +1,5 @@
 // config.json -> ModelSpec. Kept in its own .cc so nlohmann/json stays out of headers.
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "model/spec.h"
@@ -108,6 +109,42 @@ ModelSpec read_hf_config(const std::string& path) {
   }
   s.validate(path);
   return s;
+}
+
+std::string spec_to_hf_config(const ModelSpec& s) {
+  if (s.rope_style != RopeStyle::RotateHalf) fail("cannot write an HF config for interleaved RoPE (convert first)");
+  static const std::map<std::string, std::string> archs = {
+      {"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"}};
+  json j = {{"architectures", {archs.at(s.arch)}},
+            {"model_type", s.arch},
+            {"hidden_size", s.hidden},
+            {"intermediate_size", s.ffn},
+            {"num_hidden_layers", s.n_layers},
+            {"num_attention_heads", s.n_heads},
+            {"num_key_value_heads", s.n_kv_heads},
+            {"head_dim", s.head_dim},
+            {"vocab_size", s.vocab},
+            {"max_position_embeddings", s.max_pos},
+            {"rms_norm_eps", s.rms_eps},
+            {"rope_theta", s.rope_theta},
+            {"tie_word_embeddings", s.tie_embeddings},
+            {"hidden_act", "silu"},
+            {"mlp_bias", s.mlp_bias},
+            {"bos_token_id", s.bos_id},
+            {"eos_token_id", s.eos_ids.size() == 1 ? json(s.eos_ids[0]) : json(s.eos_ids)},
+            {"torch_dtype", "float32"}};
+  if (s.arch != "qwen2") j["attention_bias"] = s.attn_qkv_bias;
+  if (s.sliding_window > 0) {
+    j["sliding_window"] = s.sliding_window;
+    if (s.arch == "qwen2") j["use_sliding_window"] = true;
+  }
+  if (s.rope_scaling.type == "llama3")
+    j["rope_scaling"] = {{"rope_type", "llama3"},
+                         {"factor", s.rope_scaling.factor},
+                         {"low_freq_factor", s.rope_scaling.low_freq_factor},
+                         {"high_freq_factor", s.rope_scaling.high_freq_factor},
+                         {"original_max_position_embeddings", s.rope_scaling.original_max_position}};
+  return j.dump(2);
 }
 
 }  // namespace kt

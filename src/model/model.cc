@@ -56,13 +56,24 @@ std::unique_ptr<Model> Model::open(const std::string& path, int resident, const 
     for (auto& n : src->names()) bytes += Tensor::numel_of(src->info(n).shape) * 4;
     bool res = resident < 0 ? bytes <= (8ull << 30) : resident == 1;
     m = from_source(spec, src, res);
-    m->tokenizer = tokenizer_path.empty() ? load_hf_tokenizer(path) : load_sentencepiece(tokenizer_path);
+    if (!tokenizer_path.empty()) {
+      m->tokenizer = load_sentencepiece(tokenizer_path);
+      m->tokenizer_path = tokenizer_path;
+    } else if (!file_exists(join_path(path, "tokenizer.model")) && !file_exists(join_path(path, "tokenizer.json")) &&
+               file_exists(join_path(path, "tokenizer.bin"))) {
+      m->tokenizer_path = join_path(path, "tokenizer.bin");  // a converted llama2.c model
+      m->tokenizer = load_llama2c_tokenizer(m->tokenizer_path, spec.vocab);
+    } else {
+      m->tokenizer = load_hf_tokenizer(path);
+      m->tokenizer_path = path;
+    }
   } else if (file_exists(path)) {
     auto ck = read_llama2c(path);
     m = from_source(ck.spec, std::shared_ptr<TensorSource>(std::move(ck.tensors)), true);
     std::string tp = tokenizer_path.empty() ? find_llama2c_tokenizer(path) : tokenizer_path;
     if (tp.empty()) fail(path, "missing tokenizer (no tokenizer.bin or tok*.bin beside the checkpoint; pass --tokenizer)");
     m->tokenizer = load_llama2c_tokenizer(tp, m->spec.vocab);
+    m->tokenizer_path = tp;
   } else {
     fail(path, "no such file or directory");
   }

@@ -40,6 +40,7 @@ class Model {
   Tensor final_norm;  // [hidden]
   Tensor lm_head;     // [vocab, hidden]; empty when tied to embed
   std::unique_ptr<Tokenizer> tokenizer;
+  std::string tokenizer_path;  // HF directory or llama2.c tokenizer file the tokenizer came from
 
   const Tensor& head() const { return lm_head.empty() ? embed : lm_head; }
   // The weights of layer i; loaded from the source if not in memory. In streaming mode

@@ -1,0 +1,123 @@
+// `kurtail quantize`: transform + fake-quantize a model and write it with its recipe.
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "quant/pipeline.h"
+#include "util/error.h"
+#include "util/file.h"
+#include "util/progress.h"
+
+namespace kt::cli {
+
+namespace {
+
+struct QArgs {
+  std::string model, method = "quarot", weights = "rtn", calib, out, tokenizer;
+  int wbits = 4, abits = 4, kvbits = 4, nsamples = 128, seqlen = 0, w_group = 0, kv_group = 0;
+  uint64_t seed = 0;
+  float a_clip = 0.9f, kv_clip = 0.95f, percdamp = 0.01f;
+  bool no_r1 = false, no_r2 = false, no_r3 = false, no_r4 = false, a_asym = false, kv_sym = false, no_w_mse = false,
+       act_order = false, quant_lm_head = false, force = false, json = false, quiet = false;
+} qa;
+
+int run_quantize() {
+  if (qa.out.empty()) fail("--out DIR is required");
+  auto m = Model::open(qa.model, -1, qa.tokenizer);
+  QuantizeOptions o;
+  Recipe& r = o.recipe;
+  r.method = qa.method;
+  r.weight_algo = qa.weights;
+  if (qa.weights != "rtn" && qa.weights != "gptq") fail("--weights must be rtn or gptq");
+  r.set_bits(qa.wbits, qa.abits, qa.kvbits, m->spec.head_dim);
+  r.a.clip_ratio = qa.a_clip;
+  r.a.symmetric = !qa.a_asym;
+  r.k.clip_ratio = r.v.clip_ratio = qa.kv_clip;
+  r.k.symmetric = r.v.symmetric = qa.kv_sym;
+  if (qa.kv_group > 0) r.k.group = r.v.group = qa.kv_group;
+  r.w.mse_search = !qa.no_w_mse;
+  if (qa.w_group > 0) {
+    r.w.gran = Granularity::PerGroup;
+    r.w.group = qa.w_group;
+  }
+  r.quant_lm_head = qa.quant_lm_head;
+  r.seed = qa.seed;
+  if (qa.method == "quarot") {
+    r.r1 = !qa.no_r1;
+    r.r2 = !qa.no_r2;
+    r.r3 = !qa.no_r3;
+    r.r4 = !qa.no_r4;
+  } else if (qa.method != "rtn") {
+    fail("unknown --method '" + qa.method + "' (available: rtn, quarot)");
+  }
+  r.percdamp = qa.percdamp;
+  r.act_order = qa.act_order;
+  o.calib_path = qa.calib;
+  o.nsamples = qa.nsamples;
+  o.seqlen = qa.seqlen;
+  o.seed = qa.seed;
+  o.gptq.percdamp = qa.percdamp;
+  o.gptq.act_order = qa.act_order;
+  o.progress = !qa.quiet;
+  if (file_exists(qa.out) && !qa.force) fail(qa.out, "already exists (pass --force to replace it)");
+  QuantizeReport rep = quantize_model(*m, o);
+  save_quantized(*m, o.recipe, qa.out, qa.force);
+  if (qa.json) {
+    nlohmann::json j = {{"out", qa.out}, {"method", r.method}, {"weights", r.weight_algo},
+                        {"w", r.w.describe()}, {"a", r.a.describe()}, {"k", r.k.describe()}, {"v", r.v.describe()},
+                        {"seconds", rep.seconds}, {"peak_rss_mib", rep.peak_rss_mib}, {"nsamples", rep.nsamples},
+                        {"seqlen", rep.seqlen}, {"r1", rep.r1_kind}, {"r2", rep.r2_kind}, {"r3", rep.r3_kind},
+                        {"r4", rep.r4_kind}};
+    std::cout << j.dump(2) << std::endl;
+  } else {
+    std::printf("wrote %s  (%s, weights %s: W %s | A %s | K %s | V %s)\n", qa.out.c_str(), r.method.c_str(),
+                r.weight_algo.c_str(), r.w.describe().c_str(), r.a.describe().c_str(), r.k.describe().c_str(),
+                r.v.describe().c_str());
+    std::printf("rotations: R1 %s  R2 %s  R3 %s  R4 %s\n", rep.r1_kind.empty() ? "off" : rep.r1_kind.c_str(),
+                rep.r2_kind.empty() ? "off" : rep.r2_kind.c_str(), rep.r3_kind.empty() ? "off" : rep.r3_kind.c_str(),
+                rep.r4_kind.empty() ? "off" : rep.r4_kind.c_str());
+    std::printf("quantize time %.1fs, peak RSS %.0f MiB\n", rep.seconds, rep.peak_rss_mib);
+  }
+  return 0;
+}
+
+}  // namespace
+
+void register_quantize(CLI::App& app) {
+  auto* c = app.add_subcommand("quantize", "Transform and fake-quantize a model; writes OUT with a recipe.json");
+  qa.model = join_path(data_dir(), "models/tinyllama-8m");
+  qa.calib = join_path(data_dir(), "text/calib.txt");
+  c->add_option("--model", qa.model, "HF model directory or llama2.c .bin")->capture_default_str();
+  c->add_option("--method", qa.method, "rtn (no transform) | quarot (Hadamard R1-R4)")->capture_default_str();
+  c->add_option("--w", qa.wbits, "weight bits (16 = off)")->capture_default_str();
+  c->add_option("--a", qa.abits, "activation bits (16 = off)")->capture_default_str();
+  c->add_option("--kv", qa.kvbits, "KV-cache bits (16 = off)")->capture_default_str();
+  c->add_option("--weights", qa.weights, "weight algorithm: rtn | gptq")->capture_default_str();
+  c->add_option("--calib", qa.calib, "calibration text (GPTQ)")->capture_default_str();
+  c->add_option("--nsamples", qa.nsamples, "calibration windows")->capture_default_str();
+  c->add_option("--seqlen", qa.seqlen, "calibration window length (0 = min(2048, model max))");
+  c->add_option("--seed", qa.seed, "seed for rotations and calibration sampling")->capture_default_str();
+  c->add_option("--out", qa.out, "output directory")->required();
+  c->add_option("--tokenizer", qa.tokenizer, "tokenizer file overriding the one beside the model");
+  c->add_option("--a-clip", qa.a_clip, "activation clip ratio")->capture_default_str();
+  c->add_option("--kv-clip", qa.kv_clip, "K/V clip ratio")->capture_default_str();
+  c->add_option("--w-group", qa.w_group, "weight group size (0 = per output channel)");
+  c->add_option("--kv-group", qa.kv_group, "K/V group size (0 = head_dim)");
+  c->add_option("--percdamp", qa.percdamp, "GPTQ dampening")->capture_default_str();
+  c->add_flag("--act-order", qa.act_order, "GPTQ: quantize columns by decreasing Hessian diagonal");
+  c->add_flag("--a-asym", qa.a_asym, "asymmetric activation quantization");
+  c->add_flag("--kv-sym", qa.kv_sym, "symmetric K/V quantization");
+  c->add_flag("--no-w-mse", qa.no_w_mse, "no MSE clip search for weights");
+  c->add_flag("--quant-lm-head", qa.quant_lm_head, "also quantize lm_head (weights and input)");
+  c->add_flag("--no-r1", qa.no_r1, "quarot: skip R1 (residual)");
+  c->add_flag("--no-r2", qa.no_r2, "quarot: skip R2 (per-head V/O)");
+  c->add_flag("--no-r3", qa.no_r3, "quarot: skip R3 (online Q/K)");
+  c->add_flag("--no-r4", qa.no_r4, "quarot: skip R4 (online down_proj)");
+  c->add_flag("--force", qa.force, "replace OUT if it exists");
+  c->add_flag("--json", qa.json, "print a JSON report");
+  c->add_flag("-q,--quiet", qa.quiet, "no progress on stderr");
+  register_runner(c, run_quantize);
+}
+
+}  // namespace kt::cli

@@ -1,0 +1,86 @@
+#include "eval/kl.h"
+
+#include <cmath>
+
+#include "util/error.h"
+#include "util/progress.h"
+
+namespace kt {
+
+CompareResult compare_to_reference(const Model& ref, Hooks* ref_hooks, const Model& m, const Windows& w,
+                                   const EvalOptions& opt) {
+  auto t0 = std::chrono::steady_clock::now();
+  const int V = m.spec.vocab, T = w.ctx;
+  if (ref.spec.vocab != V) fail("reference model vocab differs from the model's");
+  // Windows are processed in chunks so the reference log-probs of a chunk fit in ~256 MiB.
+  const int chunk = std::max(1, (int)((256ull << 20) / ((uint64_t)T * V * 4)));
+  double kl = 0, nll = 0, ref_nll = 0;
+  int64_t agree = 0;
+  Progress prog("kl", w.n(), opt.progress);
+  EvalOptions o = opt;
+  o.progress = false;
+  for (int c0 = 0; c0 < w.n(); c0 += chunk) {
+    const int nc = std::min(chunk, w.n() - c0);
+    Windows sub;
+    sub.ctx = T;
+    sub.tokens.assign(w.window(c0), w.window(c0) + (int64_t)nc * T);
+    std::vector<float> ref_lp((size_t)nc * (T - 1) * V);
+    std::vector<int> ref_arg((size_t)nc * (T - 1));
+    o.hooks = ref_hooks;
+    run_windows(ref, sub, o, [&](int i, const float* lg) {
+      ref_nll += window_nll(lg, sub.window(i), T, V);
+#pragma omp parallel for
+      for (int t = 0; t < T - 1; t++) {
+        const float* r = lg + (int64_t)t * V;
+        float mx = r[0];
+        int am = 0;
+        for (int j = 1; j < V; j++)
+          if (r[j] > mx) mx = r[j], am = j;
+        double s = 0;
+        for (int j = 0; j < V; j++) s += std::exp((double)r[j] - mx);
+        float lse = (float)(std::log(s) + mx);
+        float* out = &ref_lp[((size_t)i * (T - 1) + t) * V];
+        for (int j = 0; j < V; j++) out[j] = r[j] - lse;
+        ref_arg[(size_t)i * (T - 1) + t] = am;
+      }
+    });
+    o.hooks = opt.hooks;
+    run_windows(m, sub, o, [&](int i, const float* lg) {
+      nll += window_nll(lg, sub.window(i), T, V);
+      double k = 0;
+      int64_t a = 0;
+#pragma omp parallel for reduction(+ : k, a)
+      for (int t = 0; t < T - 1; t++) {
+        const float* r = lg + (int64_t)t * V;
+        float mx = r[0];
+        int am = 0;
+        for (int j = 1; j < V; j++)
+          if (r[j] > mx) mx = r[j], am = j;
+        double s = 0;
+        for (int j = 0; j < V; j++) s += std::exp((double)r[j] - mx);
+        double lse = std::log(s) + mx;
+        const float* p = &ref_lp[((size_t)i * (T - 1) + t) * V];
+        double kt_ = 0;
+        for (int j = 0; j < V; j++) kt_ += std::exp((double)p[j]) * ((double)p[j] - (r[j] - lse));
+        k += kt_;
+        a += am == ref_arg[(size_t)i * (T - 1) + t];
+      }
+      kl += k;
+      agree += a;
+    });
+    prog.update(c0 + nc, (int64_t)(c0 + nc) * T);
+  }
+  prog.finish();
+  CompareResult res;
+  res.positions = (int64_t)w.n() * (T - 1);
+  res.mean_kl = kl / res.positions;
+  res.top1 = (double)agree / res.positions;
+  res.mean_nll = nll / res.positions;
+  res.ppl = std::exp(res.mean_nll);
+  res.ref_mean_nll = ref_nll / res.positions;
+  res.ref_ppl = std::exp(res.ref_mean_nll);
+  res.seconds = seconds_since(t0);
+  return res;
+}
+
+}  // namespace kt

@@ -1,0 +1,113 @@
+#include "quant/gptq.h"
+
+#include <cblas.h>
+
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "util/error.h"
+
+namespace kt {
+
+void Hessian::add(const float* x, int64_t rows) {
+  if (rows == 0) return;
+  // float SYRK per chunk (fast), accumulated into double
+  std::vector<float> c((size_t)n_ * n_, 0.0f);
+  cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)n_, (int)rows, 1.0f, x, (int)n_, 0.0f, c.data(), (int)n_);
+  for (int64_t i = 0; i < n_; i++)
+    for (int64_t j = i; j < n_; j++) {
+      h_[(size_t)i * n_ + j] += c[(size_t)i * n_ + j];
+      if (j != i) h_[(size_t)j * n_ + i] += c[(size_t)i * n_ + j];
+    }
+  count_ += rows;
+}
+
+void rtn_quantize(Linear& l, const QuantSpec& ws) { fake_quant_ref(l.w.ptr(), l.out(), l.in(), ws); }
+
+void gptq_quantize(Linear& l, const Hessian& hs, const QuantSpec& ws, const GptqOptions& opt) {
+  if (!ws.enabled()) return;
+  const int64_t rows = l.out(), cols = l.in();
+  if (hs.n() != cols) fail("GPTQ: Hessian size does not match the layer input");
+  using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  Mat H = Eigen::Map<const Mat>(hs.data().data(), cols, cols) / std::max<int64_t>(1, hs.samples());
+  Mat W(rows, cols);
+  for (int64_t i = 0; i < rows * cols; i++) W.data()[i] = l.w.data[i];
+
+  // dead inputs (never active): H_ii = 1, W column = 0
+  for (int64_t j = 0; j < cols; j++)
+    if (H(j, j) == 0) {
+      H(j, j) = 1;
+      W.col(j).setZero();
+    }
+  std::vector<int64_t> perm(cols);
+  std::iota(perm.begin(), perm.end(), 0);
+  if (opt.act_order) {
+    std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return H(a, a) > H(b, b); });
+    Mat H2(cols, cols), W2(rows, cols);
+    for (int64_t i = 0; i < cols; i++) {
+      W2.col(i) = W.col(perm[i]);
+      for (int64_t j = 0; j < cols; j++) H2(i, j) = H(perm[i], perm[j]);
+    }
+    H = H2;
+    W = W2;
+  }
+  const double damp = opt.percdamp * H.diagonal().mean();
+  H.diagonal().array() += damp;
+  // Hinv = upper Cholesky factor of H^-1 (GPTQ's formulation)
+  Eigen::LLT<Mat> llt(H);
+  if (llt.info() != Eigen::Success) fail("GPTQ: Hessian is not positive definite even after dampening");
+  Mat Hinv = llt.solve(Mat::Identity(cols, cols));
+  Eigen::LLT<Mat> llt2(Hinv);
+  if (llt2.info() != Eigen::Success) fail("GPTQ: inverse Hessian Cholesky failed");
+  Mat U = llt2.matrixU();
+
+  // Per-row quantizer params from the full (permuted) rows unless grouped.
+  const bool grouped = ws.gran == Granularity::PerGroup && ws.group > 0;
+  std::vector<QParams> params(rows);
+  auto find_row_params = [&](int64_t c0, int64_t n) {
+    std::vector<float> tmp(n);
+    for (int64_t r = 0; r < rows; r++) {
+      for (int64_t j = 0; j < n; j++) tmp[j] = (float)W(r, c0 + j);
+      params[r] = find_params_ref(tmp.data(), n, ws);
+    }
+  };
+  if (ws.gran == Granularity::PerTensor) {
+    std::vector<float> all(W.data(), W.data() + rows * cols);
+    for (int64_t i = 0; i < rows * cols; i++) all[i] = (float)W.data()[i];
+    QParams p = find_params_ref(all.data(), rows * cols, ws);
+    std::fill(params.begin(), params.end(), p);
+  } else if (!grouped) {
+    find_row_params(0, cols);
+  }
+
+  Mat Q = Mat::Zero(rows, cols);
+  const int64_t B = std::max(1, opt.block);
+  for (int64_t i1 = 0; i1 < cols; i1 += B) {
+    const int64_t i2 = std::min(i1 + B, cols), cnt = i2 - i1;
+    Mat Err(rows, cnt);
+    for (int64_t i = 0; i < cnt; i++) {
+      const int64_t c = i1 + i;
+      if (grouped && c % ws.group == 0) find_row_params(c, std::min<int64_t>(ws.group, cols - c));
+      const double d = U(c, c);
+      for (int64_t r = 0; r < rows; r++) {
+        double wv = W(r, c);
+        double q = dequantize_level(quantize_level((float)wv, params[r], ws), params[r]);
+        Q(r, c) = q;
+        Err(r, i) = (wv - q) / d;
+      }
+      // propagate within the block
+      for (int64_t j = c + 1; j < i2; j++) {
+        double u = U(c, j);
+        if (u != 0) W.col(j) -= Err.col(i) * u;
+      }
+    }
+    if (i2 < cols) W.rightCols(cols - i2) -= Err * U.block(i1, i2, cnt, cols - i2);
+  }
+  // undo the permutation
+  for (int64_t i = 0; i < cols; i++)
+    for (int64_t r = 0; r < rows; r++) l.w.data[(size_t)r * cols + perm[i]] = (float)Q(r, i);
+}
+
+}  // namespace kt

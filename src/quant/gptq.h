@@ -1,0 +1,39 @@
+// GPTQ (Frantar et al. 2022): quantize W column by column, spreading each column's error over
+// the not-yet-quantized columns through the inverse Hessian H = X^T X / n of the layer inputs.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "model/model.h"
+#include "quant/quantizer.h"
+
+namespace kt {
+
+struct GptqOptions {
+  double percdamp = 0.01;  // dampening: percdamp * mean(diag H) added to the diagonal
+  int block = 128;         // lazy-batch block size
+  bool act_order = false;  // quantize columns in order of decreasing diag(H)
+};
+
+// Accumulates H = sum x x^T over the rows of layer inputs (double precision).
+class Hessian {
+ public:
+  explicit Hessian(int64_t n) : n_(n), h_((size_t)n * n, 0.0) {}
+  void add(const float* x, int64_t rows);
+  int64_t n() const { return n_; }
+  int64_t samples() const { return count_; }
+  const std::vector<double>& data() const { return h_; }
+
+ private:
+  int64_t n_, count_ = 0;
+  std::vector<double> h_;
+};
+
+// Quantizes l.w in place (fake-quantized values). Per-row quantizer params are found on the
+// full rows (or per group as columns are reached, for grouped specs), as GPTQ does.
+void gptq_quantize(Linear& l, const Hessian& h, const QuantSpec& ws, const GptqOptions& opt);
+
+// Round-to-nearest baseline for the same spec.
+void rtn_quantize(Linear& l, const QuantSpec& ws);
+
+}  // namespace kt

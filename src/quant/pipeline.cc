@@ -1,0 +1,230 @@
+#include "quant/pipeline.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <random>
+
+#include "io/safetensors.h"
+#include "transform/fuse.h"
+#include "util/error.h"
+#include "util/file.h"
+#include "util/progress.h"
+
+namespace kt {
+
+std::string spec_to_hf_config(const ModelSpec& s);  // io/hf_config.cc
+
+Windows calibration_windows(const Tokenizer& tok, const std::string& path, int nsamples, int seqlen, uint64_t seed) {
+  auto toks = tokenize_file(tok, path);
+  if ((int64_t)toks.size() <= seqlen)
+    fail(path, "calibration text has " + std::to_string(toks.size()) + " tokens, fewer than one window of " +
+                   std::to_string(seqlen));
+  if (nsamples <= 0) fail("--nsamples must be positive");
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int64_t> pick(0, (int64_t)toks.size() - seqlen - 1);
+  Windows w;
+  w.ctx = seqlen;
+  for (int i = 0; i < nsamples; i++) {
+    int64_t s = pick(rng);
+    w.tokens.insert(w.tokens.end(), toks.begin() + s, toks.begin() + s + seqlen);
+  }
+  return w;
+}
+
+namespace {
+
+// Wraps the recipe's online rotations and records the Hessian of one site.
+class CaptureHooks : public Hooks {
+ public:
+  CaptureHooks(Hooks* inner, Site site, Hessian* h) : inner_(inner), site_(site), h_(h) {}
+  void on_activation(int layer, Site site, float* x, int64_t rows, int64_t cols) override {
+    if (inner_) inner_->on_activation(layer, site, x, rows, cols);
+    if (site == site_) h_->add(x, rows);
+  }
+
+ private:
+  Hooks* inner_;
+  Site site_;
+  Hessian* h_;
+};
+
+// Runs calibration activations x [n*ctx, d] through one layer in chunks of windows.
+void run_layer(const ModelSpec& s, const LayerWeights& w, int layer, std::vector<float>& x, int nwin, int ctx,
+               Hooks* hooks, bool keep_output) {
+  const int chunk = 8;
+  std::vector<float> tmp;
+  for (int b0 = 0; b0 < nwin; b0 += chunk) {
+    int nb = std::min(chunk, nwin - b0);
+    float* xp = x.data() + (int64_t)b0 * ctx * s.hidden;
+    if (keep_output) {
+      decoder_layer(s, w, layer, xp, nb, ctx, 0, nullptr, hooks);
+    } else {
+      tmp.assign(xp, xp + (int64_t)nb * ctx * s.hidden);
+      decoder_layer(s, w, layer, tmp.data(), nb, ctx, 0, nullptr, hooks);
+    }
+  }
+}
+
+}  // namespace
+
+QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
+  auto t0 = std::chrono::steady_clock::now();
+  Recipe& r = opt.recipe;
+  const ModelSpec& s = m.spec;
+  QuantizeReport rep;
+  // An HF-valid output needs rotate_half RoPE; converting is exact.
+  convert_rope_to_rotate_half(m);
+
+  const bool rotate = r.r1 || r.r2 || r.r4;
+  Rotation r1, r2, r4;
+  if (r.r1) {
+    r1 = Rotation::hadamard(s.hidden, r.r1_random_signs, r.seed);
+    rep.r1_kind = r1.kind();
+  }
+  if (r.r2) {
+    r2 = Rotation::hadamard(s.head_dim, true, r.seed + 1);
+    rep.r2_kind = r2.kind();
+  }
+  if (r.r3) {
+    r.r3_seed = r.seed + 3;
+    r.r3_kind = Rotation::hadamard(s.head_dim, false, r.r3_seed).kind();
+    rep.r3_kind = r.r3_kind;
+  }
+  if (r.r4) {
+    r.r4_seed = r.seed + 4;
+    r4 = Rotation::hadamard(s.ffn, false, r.r4_seed);
+    r.r4_kind = r4.kind();
+    rep.r4_kind = r.r4_kind;
+  }
+  if (rotate || r.r3) {
+    fold_final_norm(m);
+    if (r.r1) rotate_residual_globals(m, r1);
+  }
+  if (r.quant_lm_head && r.w.enabled()) {
+    m.untie_lm_head();
+    Linear head{m.lm_head, Tensor()};
+    rtn_quantize(head, r.w);
+    m.lm_head = head.w;
+  }
+
+  const bool gptq = r.weight_algo == "gptq" && r.w.enabled();
+  Windows calib;
+  std::vector<float> x;
+  if (gptq) {
+    if (opt.calib_path.empty()) fail("GPTQ needs calibration text (--calib FILE)");
+    int seqlen = opt.seqlen > 0 ? opt.seqlen : std::min(2048, s.max_pos);
+    if (seqlen > s.max_pos) fail("--seqlen " + std::to_string(seqlen) + " exceeds the model's maximum context of " + std::to_string(s.max_pos));
+    calib = calibration_windows(*m.tokenizer, opt.calib_path, opt.nsamples, seqlen, opt.seed);
+    r.calib = opt.calib_path;
+    r.nsamples = calib.n();
+    r.seqlen = seqlen;
+    rep.nsamples = calib.n();
+    rep.seqlen = seqlen;
+    x.resize((size_t)calib.tokens.size() * s.hidden);
+    embed_tokens(m, calib.tokens.data(), (int64_t)calib.tokens.size(), x.data());
+  }
+  RecipeHooks online(r, s, /*quantize_activations=*/false);
+
+  Progress prog("quantize layers", s.n_layers, opt.progress);
+  for (int l = 0; l < s.n_layers; l++) {
+    LayerWeights w = *m.layer(l);
+    if (rotate || r.r3) fold_layer_norms(w);
+    if (r.r1) rotate_residual_layer(w, r1);
+    if (r.r2) rotate_value_heads(w, s, r2);
+    if (r.r4) fuse_down_input(w, r4);
+    if (!gptq) {
+      for (Linear* lin : {&w.q, &w.k, &w.v, &w.o, &w.gate, &w.up, &w.down}) rtn_quantize(*lin, r.w);
+    } else {
+      // true-sequential GPTQ: each group sees the outputs of the already-quantized groups
+      struct Group {
+        Site site;
+        std::vector<Linear*> lins;
+      };
+      std::vector<Group> groups = {{Site::AttnIn, {&w.q, &w.k, &w.v}},
+                                   {Site::OIn, {&w.o}},
+                                   {Site::MlpIn, {&w.gate, &w.up}},
+                                   {Site::DownIn, {&w.down}}};
+      for (auto& g : groups) {
+        Hessian h(g.lins[0]->in());
+        CaptureHooks cap(&online, g.site, &h);
+        run_layer(s, w, l, x, calib.n(), calib.ctx, &cap, /*keep_output=*/false);
+        for (Linear* lin : g.lins) gptq_quantize(*lin, h, r.w, opt.gptq);
+      }
+      run_layer(s, w, l, x, calib.n(), calib.ctx, &online, /*keep_output=*/true);
+    }
+    m.set_layer(l, std::move(w));
+    prog.update(l + 1, gptq ? (int64_t)(l + 1) * calib.tokens.size() : 0, "peak RSS " + std::to_string((int)peak_rss_mib()) + " MiB");
+  }
+  prog.finish();
+  rep.seconds = seconds_since(t0);
+  rep.peak_rss_mib = peak_rss_mib();
+  return rep;
+}
+
+void save_quantized(const Model& m, const Recipe& r, const std::string& out, bool force) {
+  if (file_exists(out) && !force) fail(out, "already exists (pass --force to replace it)");
+  std::string tmp = out + ".tmp." + std::to_string(getpid());
+  std::system(("rm -rf '" + tmp + "'").c_str());
+  if (mkdir(tmp.c_str(), 0755) != 0) fail(out, std::string("cannot create output directory: ") + std::strerror(errno));
+  try {
+    std::vector<std::pair<std::string, const Tensor*>> ts;
+    std::vector<std::shared_ptr<const LayerWeights>> keep;
+    ts.emplace_back("model.embed_tokens.weight", &m.embed);
+    for (int l = 0; l < m.spec.n_layers; l++) {
+      keep.push_back(m.layer(l));
+      const LayerWeights& w = *keep.back();
+      std::string p = "model.layers." + std::to_string(l) + ".";
+      ts.emplace_back(p + "input_layernorm.weight", &w.attn_norm);
+      ts.emplace_back(p + "post_attention_layernorm.weight", &w.mlp_norm);
+      auto lin = [&](const std::string& n, const Linear& li) {
+        ts.emplace_back(p + n + ".weight", &li.w);
+        if (!li.b.empty()) ts.emplace_back(p + n + ".bias", &li.b);
+      };
+      lin("self_attn.q_proj", w.q);
+      lin("self_attn.k_proj", w.k);
+      lin("self_attn.v_proj", w.v);
+      lin("self_attn.o_proj", w.o);
+      lin("mlp.gate_proj", w.gate);
+      lin("mlp.up_proj", w.up);
+      lin("mlp.down_proj", w.down);
+    }
+    ts.emplace_back("model.norm.weight", &m.final_norm);
+    if (!m.lm_head.empty()) ts.emplace_back("lm_head.weight", &m.lm_head);
+    write_safetensors(tmp + "/model.safetensors", ts, {{"format", "pt"}, {"kurtail_method", r.method}});
+    ModelSpec s = m.spec;
+    s.tie_embeddings = m.lm_head.empty();
+    write_file_atomic(tmp + "/config.json", spec_to_hf_config(s));
+    write_file_atomic(tmp + "/recipe.json", r.to_json());
+    // tokenizer files travel with the model
+    if (!m.tokenizer_path.empty()) {
+      if (is_directory(m.tokenizer_path)) {
+        for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                              "generation_config.json"}) {
+          std::string src = join_path(m.tokenizer_path, f);
+          if (file_exists(src)) write_file_atomic(join_path(tmp, f), read_file(src));
+        }
+      } else {
+        write_file_atomic(join_path(tmp, "tokenizer.bin"), read_file(m.tokenizer_path));
+      }
+    }
+    if (file_exists(out)) std::system(("rm -rf '" + out + "'").c_str());
+    if (rename(tmp.c_str(), out.c_str()) != 0) fail(out, std::string("cannot move output into place: ") + std::strerror(errno));
+  } catch (...) {
+    std::system(("rm -rf '" + tmp + "'").c_str());
+    throw;
+  }
+}
+
+std::unique_ptr<RecipeHooks> load_recipe_hooks(const std::string& dir, const ModelSpec& s, Recipe* out) {
+  std::string p = join_path(dir, "recipe.json");
+  if (!is_directory(dir) || !file_exists(p)) return nullptr;
+  Recipe r = Recipe::from_json(read_file(p), p);
+  if (out) *out = r;
+  return std::make_unique<RecipeHooks>(r, s, true);
+}
+
+}  // namespace kt

@@ -1,0 +1,48 @@
+// `kurtail quantize`: transform + quantize a model layer by layer.
+//
+// Data flow (layer-streamed): calibration windows -> embeddings (rotated by R1) -> for each
+// layer: load it, fold norms, fuse R1/R2/R4, quantize its weights (RTN, or GPTQ on Hessians
+// of the layer's real inputs, captured after the online rotations and after the previous
+// layers were quantized), run the calibration activations through the quantized layer to
+// get the next layer's inputs, keep the result. Only one source layer is materialised at a time.
+#pragma once
+#include <string>
+
+#include "eval/perplexity.h"
+#include "quant/gptq.h"
+#include "quant/recipe.h"
+
+namespace kt {
+
+struct QuantizeOptions {
+  Recipe recipe;
+  std::string calib_path;  // needed for GPTQ
+  int nsamples = 128;
+  int seqlen = 0;          // 0: min(2048, model max)
+  uint64_t seed = 0;
+  GptqOptions gptq;
+  bool progress = true;
+};
+
+struct QuantizeReport {
+  double seconds = 0, peak_rss_mib = 0;
+  int nsamples = 0, seqlen = 0;
+  std::string r1_kind, r2_kind, r3_kind, r4_kind;
+};
+
+// Calibration windows: nsamples random (seeded) slices of seqlen tokens from the text, as
+// GPTQ/QuaRot sample them. Fails clearly if the text is shorter than one window.
+Windows calibration_windows(const Tokenizer& tok, const std::string& path, int nsamples, int seqlen, uint64_t seed);
+
+// Transforms and fake-quantizes `m` in place; fills the recipe's online-rotation fields.
+QuantizeReport quantize_model(Model& m, QuantizeOptions& opt);
+
+// Writes OUT/{model.safetensors, config.json, recipe.json, tokenizer files} into a temp
+// directory and renames it into place (no half-written output). Refuses to overwrite an
+// existing OUT unless `force`.
+void save_quantized(const Model& m, const Recipe& r, const std::string& out_dir, bool force);
+
+// If DIR holds a recipe.json, the hooks that re-create its online rotations and quantizers.
+std::unique_ptr<RecipeHooks> load_recipe_hooks(const std::string& dir, const ModelSpec& s, Recipe* out = nullptr);
+
+}  // namespace kt

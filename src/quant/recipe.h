@@ -1,0 +1,57 @@
+// A recipe records everything needed to re-evaluate a transformed, fake-quantized model:
+// the method, which rotations were fused or run online, and every quantizer.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "model/forward.h"
+#include "quant/quantizer.h"
+#include "transform/rotation.h"
+
+namespace kt {
+
+struct Recipe {
+  int version = 1;
+  std::string method = "rtn";      // rtn | quarot | (later: kurtail, smoothquant, duquant, ...)
+  std::string weight_algo = "rtn"; // rtn | gptq
+  QuantSpec w, a, k, v;            // weights, linear inputs, K cache, V cache
+  bool quant_lm_head = false;      // lm_head weight and input stay fp by default (as QuaRot)
+  // rotations: fused R1 (residual) and R2 (per head V/O); online R3 (Q/K per head) and R4 (down input)
+  bool r1 = false, r2 = false, r3 = false, r4 = false;
+  bool r1_random_signs = true;
+  uint64_t seed = 0;
+  // online rotations are rebuilt from (size, kind, seed) at load time
+  std::string r3_kind = "hadamard", r4_kind = "hadamard";
+  uint64_t r3_seed = 0, r4_seed = 0;
+  // GPTQ settings (recorded for reference)
+  double percdamp = 0.01;
+  int gptq_block = 128;
+  bool act_order = false;
+  // calibration (recorded for reference)
+  std::string calib;
+  int nsamples = 0, seqlen = 0;
+
+  std::string to_json() const;
+  static Recipe from_json(const std::string& text, const std::string& path);
+  // Presets: "W4A4KV4", "W8A8KV8", "W4A16KV16", ... sets bits with the QuaRot defaults
+  // (weights sym per-channel + MSE clip; activations sym per-token clip 0.9; KV asym
+  // per head (group = head_dim) clip 0.95).
+  void set_bits(int wbits, int abits, int kvbits, int head_dim);
+};
+
+// Online part of a recipe at run time: R3 on Q and K after RoPE, R4 on the down_proj
+// input, then fake quantization of every activation site the recipe quantizes.
+class RecipeHooks : public Hooks {
+ public:
+  RecipeHooks(const Recipe& r, const ModelSpec& s, bool quantize_activations = true);
+  void on_activation(int layer, Site site, float* x, int64_t rows, int64_t cols) override;
+  bool quantize_activations;
+
+ private:
+  Recipe r_;
+  ModelSpec s_;
+  Rotation r3_, r4_;
+};
+
+}  // namespace kt

@@ -1,0 +1,128 @@
+#include "transform/fuse.h"
+
+#include <algorithm>
+
+#include "util/error.h"
+
+namespace kt {
+
+namespace {
+
+Tensor transpose(const Tensor& t) {
+  const int64_t r = t.dim(0), c = t.dim(1);
+  Tensor o({c, r});
+  for (int64_t i = 0; i < r; i++)
+    for (int64_t j = 0; j < c; j++) o.data[(size_t)j * r + i] = t.data[(size_t)i * c + j];
+  return o;
+}
+
+void scale_columns(Linear& l, const Tensor& alpha) {
+  const int64_t out = l.out(), in = l.in();
+  for (int64_t i = 0; i < out; i++)
+    for (int64_t j = 0; j < in; j++) l.w.data[(size_t)i * in + j] *= alpha.data[j];
+}
+
+void set_ones(Tensor& t) { std::fill(t.data.begin(), t.data.end(), 1.0f); }
+
+}  // namespace
+
+void rotate_input_side(Linear& l, const Rotation& q) {
+  if (l.in() != q.n()) fail("rotation size " + std::to_string(q.n()) + " does not match layer input " + std::to_string(l.in()));
+  q.apply(l.w.ptr(), l.out());
+}
+
+void rotate_output_side(Linear& l, const Rotation& q) {
+  if (l.out() != q.n()) fail("rotation size does not match layer output");
+  Tensor t = transpose(l.w);  // [in, out]: rows are columns of W
+  q.apply(t.ptr(), t.dim(0));  // W^T Q = (Q^T W)^T
+  l.w = transpose(t);
+  if (!l.b.empty()) q.apply(l.b.ptr(), 1);
+}
+
+void fold_layer_norms(LayerWeights& w) {
+  scale_columns(w.q, w.attn_norm);
+  scale_columns(w.k, w.attn_norm);
+  scale_columns(w.v, w.attn_norm);
+  scale_columns(w.gate, w.mlp_norm);
+  scale_columns(w.up, w.mlp_norm);
+  set_ones(w.attn_norm);
+  set_ones(w.mlp_norm);
+}
+
+void fold_final_norm(Model& m) {
+  m.untie_lm_head();
+  const int64_t V = m.lm_head.dim(0), d = m.lm_head.dim(1);
+  for (int64_t i = 0; i < V; i++)
+    for (int64_t j = 0; j < d; j++) m.lm_head.data[(size_t)i * d + j] *= m.final_norm.data[j];
+  set_ones(m.final_norm);
+}
+
+void rotate_residual_globals(Model& m, const Rotation& r1) {
+  m.untie_lm_head();
+  r1.apply(m.embed.ptr(), m.embed.dim(0));
+  r1.apply(m.lm_head.ptr(), m.lm_head.dim(0));
+}
+
+void rotate_residual_layer(LayerWeights& w, const Rotation& r1) {
+  for (Linear* l : {&w.q, &w.k, &w.v, &w.gate, &w.up}) rotate_input_side(*l, r1);
+  rotate_output_side(w.o, r1);
+  rotate_output_side(w.down, r1);
+}
+
+void rotate_heads(float* x, int64_t rows, int nheads, const Rotation& q) { q.apply(x, rows * nheads); }
+
+void rotate_value_heads(LayerWeights& w, const ModelSpec& s, const Rotation& r2) {
+  const int hd = s.head_dim;
+  if (r2.n() != hd) fail("R2 size must equal head_dim");
+  // v_proj output side, per kv head: rows [h*hd, (h+1)*hd) of W_v.
+  const int64_t in = w.v.in();
+  for (int h = 0; h < s.n_kv_heads; h++) {
+    Tensor blk({hd, in});
+    std::copy_n(w.v.w.ptr() + (int64_t)h * hd * in, hd * in, blk.ptr());
+    Linear tmp{blk, Tensor()};
+    if (!w.v.b.empty()) {
+      tmp.b = Tensor({hd});
+      std::copy_n(w.v.b.ptr() + h * hd, hd, tmp.b.ptr());
+    }
+    rotate_output_side(tmp, r2);
+    std::copy_n(tmp.w.ptr(), hd * in, w.v.w.ptr() + (int64_t)h * hd * in);
+    if (!w.v.b.empty()) std::copy_n(tmp.b.ptr(), hd, w.v.b.ptr() + h * hd);
+  }
+  // o_proj input side, per query head: each row's segment [h*hd, (h+1)*hd) times R2.
+  // Rows of W_o are contiguous segments of length hd, so this is one batched apply.
+  r2.apply(w.o.w.ptr(), w.o.out() * s.n_heads);
+}
+
+void fuse_down_input(LayerWeights& w, const Rotation& r4) { rotate_input_side(w.down, r4); }
+
+void convert_rope_to_rotate_half(Model& m) {
+  if (m.spec.rope_style == RopeStyle::RotateHalf) return;
+  const int hd = m.spec.head_dim, half = hd / 2;
+  auto permute = [&](Linear& l, int nheads) {
+    const int64_t in = l.in();
+    Tensor o = l.w;
+    for (int h = 0; h < nheads; h++)
+      for (int i = 0; i < half; i++)
+        for (int t = 0; t < 2; t++) {  // interleaved row 2i+t -> rotate_half row i + t*half
+          const float* src = l.w.ptr() + ((int64_t)h * hd + 2 * i + t) * in;
+          std::copy_n(src, in, o.ptr() + ((int64_t)h * hd + i + t * half) * in);
+        }
+    l.w = o;
+    if (!l.b.empty()) {
+      Tensor b = l.b;
+      for (int h = 0; h < nheads; h++)
+        for (int i = 0; i < half; i++)
+          for (int t = 0; t < 2; t++) b.data[h * hd + i + t * half] = l.b.data[h * hd + 2 * i + t];
+      l.b = b;
+    }
+  };
+  for (int i = 0; i < m.spec.n_layers; i++) {
+    LayerWeights w = *m.layer(i);
+    permute(w.q, m.spec.n_heads);
+    permute(w.k, m.spec.n_kv_heads);
+    m.set_layer(i, std::move(w));
+  }
+  m.spec.rope_style = RopeStyle::RotateHalf;
+}
+
+}  // namespace kt

@@ -1,0 +1,284 @@
+#include "transform/rotation.h"
+
+#include <Eigen/Dense>
+#include <cmath>
+#include <random>
+
+#include "model/forward.h"
+#include "util/error.h"
+
+namespace kt {
+
+void fwht_rows(float* x, int64_t rows, int n) {
+#pragma omp parallel for if (rows * n > 16384)
+  for (int64_t r = 0; r < rows; r++) {
+    float* v = x + r * n;
+    for (int h = 1; h < n; h <<= 1)
+      for (int i = 0; i < n; i += 2 * h)
+        for (int j = i; j < i + h; j++) {
+          float a = v[j], b = v[j + h];
+          v[j] = a + b;
+          v[j + h] = a - b;
+        }
+  }
+}
+
+namespace {
+
+bool is_prime(int p) {
+  if (p < 2) return false;
+  for (int d = 2; d * d <= p; d++)
+    if (p % d == 0) return false;
+  return true;
+}
+
+// q = p^k with p prime? (k <= 3 keeps irreducible-polynomial search trivial)
+bool prime_power(int q, int* p, int* k) {
+  for (int pp = 2; pp <= q; pp++) {
+    if (!is_prime(pp) || q % pp) continue;
+    int e = 0, r = q;
+    while (r % pp == 0) {
+      r /= pp;
+      e++;
+    }
+    if (r != 1 || e > 3) return false;
+    *p = pp;
+    *k = e;
+    return true;
+  }
+  return false;
+}
+
+// GF(p^k) with elements encoded as base-p digit vectors (integers 0..q-1).
+struct GF {
+  int p, k, q;
+  std::vector<int> poly;  // monic irreducible of degree k: x^k + sum poly[i] x^i
+  GF(int p_, int k_) : p(p_), k(k_), q((int)std::lround(std::pow(p_, k_))) {
+    if (k == 1) return;
+    // degree 2 or 3: irreducible iff no root in GF(p)
+    for (int c = 0; c < q; c++) {
+      std::vector<int> cand(k);
+      for (int i = 0, t = c; i < k; i++, t /= p) cand[i] = t % p;
+      bool root = false;
+      for (int x = 0; x < p && !root; x++) {
+        long v = 1;  // x^k
+        for (int i = 0; i < k; i++) v = v * x % p;
+        long xi = 1;
+        for (int i = 0; i < k; i++) {
+          v = (v + cand[i] * xi) % p;
+          xi = xi * x % p;
+        }
+        root = v == 0;
+      }
+      if (!root) {
+        poly = cand;
+        return;
+      }
+    }
+  }
+  std::vector<int> digits(int a) const {
+    std::vector<int> d(k);
+    for (int i = 0; i < k; i++, a /= p) d[i] = a % p;
+    return d;
+  }
+  int encode(const std::vector<int>& d) const {
+    int a = 0;
+    for (int i = k - 1; i >= 0; i--) a = a * p + d[i];
+    return a;
+  }
+  int sub(int a, int b) const {
+    auto x = digits(a), y = digits(b);
+    for (int i = 0; i < k; i++) x[i] = ((x[i] - y[i]) % p + p) % p;
+    return encode(x);
+  }
+  int mul(int a, int b) const {
+    if (k == 1) return (int)((long)a * b % p);
+    auto x = digits(a), y = digits(b);
+    std::vector<int> r(2 * k - 1, 0);
+    for (int i = 0; i < k; i++)
+      for (int j = 0; j < k; j++) r[i + j] = (r[i + j] + x[i] * y[j]) % p;
+    for (int d = 2 * k - 2; d >= k; d--) {  // reduce x^d = -sum poly[i] x^(d-k+i)
+      int c = r[d];
+      if (!c) continue;
+      r[d] = 0;
+      for (int i = 0; i < k; i++) r[d - k + i] = ((r[d - k + i] - c * poly[i]) % p + p) % p;
+    }
+    r.resize(k);
+    return encode(r);
+  }
+};
+
+// Quadratic character table chi[a] in {0, 1, -1}.
+std::vector<int> quadratic_character(const GF& f) {
+  std::vector<int> chi(f.q, -1);
+  chi[0] = 0;
+  for (int x = 1; x < f.q; x++) chi[f.mul(x, x)] = 1;
+  return chi;
+}
+
+}  // namespace
+
+std::vector<int8_t> paley_hadamard(int m) {
+  if (m == 1) return {1};
+  if (m == 2) return {1, 1, 1, -1};
+  if (m % 4) return {};
+  int p, k;
+  if (prime_power(m - 1, &p, &k) && (m - 1) % 4 == 3) {  // Paley I, order q+1
+    GF f(p, k);
+    const int q = f.q;
+    auto chi = quadratic_character(f);
+    std::vector<int8_t> h((size_t)m * m);
+    // H = I + S, S = [[0, 1^T], [-1, Qm]], Qm[i][j] = chi(i - j)
+    for (int i = 0; i < m; i++)
+      for (int j = 0; j < m; j++) {
+        int s;
+        if (i == 0 && j == 0) s = 0;
+        else if (i == 0) s = 1;
+        else if (j == 0) s = -1;
+        else s = chi[f.sub(i - 1, j - 1)];
+        h[(size_t)i * m + j] = (int8_t)(s + (i == j ? 1 : 0));
+      }
+    (void)q;
+    return h;
+  }
+  if (prime_power(m / 2 - 1, &p, &k) && (m / 2 - 1) % 4 == 1) {  // Paley II, order 2(q+1)
+    GF f(p, k);
+    auto chi = quadratic_character(f);
+    const int c = m / 2;
+    // C = [[0, 1^T], [1, Qm]] symmetric conference matrix; H = C (x) [[1,1],[1,-1]] + I (x) [[1,-1],[-1,-1]]
+    std::vector<int8_t> h((size_t)m * m);
+    for (int i = 0; i < c; i++)
+      for (int j = 0; j < c; j++) {
+        int cij = (i == 0 && j == 0) ? 0 : (i == 0 || j == 0) ? 1 : chi[f.sub(i - 1, j - 1)];
+        const int a[2][2] = {{1, 1}, {1, -1}}, b[2][2] = {{1, -1}, {-1, -1}};
+        for (int u = 0; u < 2; u++)
+          for (int v = 0; v < 2; v++)
+            h[(size_t)(2 * i + u) * m + 2 * j + v] = (int8_t)(cij * a[u][v] + (i == j ? b[u][v] : 0));
+      }
+    return h;
+  }
+  return {};
+}
+
+void hadamard_factor(int n, int* pow2, int* m) {
+  *pow2 = 1;
+  *m = 0;
+  if (n <= 0) return;
+  int k = 0;
+  while ((n >> k) % 2 == 0) k++;
+  for (int kk = k; kk >= 0; kk--) {
+    int mm = n >> kk;
+    if (!paley_hadamard(mm).empty()) {
+      *pow2 = 1 << kk;
+      *m = mm;
+      return;
+    }
+  }
+}
+
+Rotation Rotation::random_orthogonal(int n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> nd;
+  Eigen::MatrixXd g(n, n);
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) g(i, j) = nd(rng);
+  Eigen::HouseholderQR<Eigen::MatrixXd> qr(g);
+  Eigen::MatrixXd q = qr.householderQ();
+  Eigen::MatrixXd r = qr.matrixQR().triangularView<Eigen::Upper>();
+  for (int j = 0; j < n; j++)  // make the factorisation unique: diag(R) > 0
+    if (r(j, j) < 0) q.col(j) *= -1;
+  Tensor t({n, n});
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) t.data[(size_t)i * n + j] = (float)q(i, j);
+  Rotation rot = from_matrix(std::move(t));
+  rot.kind_ = "random_orthogonal";
+  return rot;
+}
+
+Rotation Rotation::from_matrix(Tensor q) {
+  if (q.shape.size() != 2 || q.dim(0) != q.dim(1)) fail("rotation matrix must be square");
+  Rotation r;
+  r.n_ = (int)q.dim(0);
+  r.kind_ = "dense";
+  r.q_ = std::move(q);
+  return r;
+}
+
+Rotation Rotation::hadamard(int n, bool random_signs, uint64_t seed) {
+  int p2, m;
+  hadamard_factor(n, &p2, &m);
+  if (m == 0) return random_orthogonal(n, seed);
+  Rotation r;
+  r.n_ = n;
+  r.kind_ = "hadamard";
+  r.pow2_ = p2;
+  r.m_ = m;
+  auto h = paley_hadamard(m);
+  r.hm_.assign(h.begin(), h.end());
+  if (random_signs) {
+    std::mt19937_64 rng(seed);
+    r.signs_.resize(n);
+    for (auto& s : r.signs_) s = (rng() >> 63) ? 1.0f : -1.0f;
+  }
+  return r;
+}
+
+void Rotation::apply_hadamard(float* x, int64_t rows, bool transpose) const {
+  const float norm = 1.0f / std::sqrt((float)n_);
+  if (!transpose && !signs_.empty())
+    for (int64_t r = 0; r < rows; r++)
+      for (int j = 0; j < n_; j++) x[r * n_ + j] *= signs_[j];
+  // x viewed as [m][P] per row; y = x (A (x) B): FWHT on each length-P block (B symmetric),
+  // then y[a] = sum_a' A[a'][a] x[a'] (A^T applied across blocks; A itself for the transpose).
+  fwht_rows(x, rows * m_, pow2_);
+  if (m_ > 1) {
+    const int P = pow2_, M = m_;
+#pragma omp parallel
+    {
+      std::vector<float> tmp((size_t)M * P);
+#pragma omp for
+      for (int64_t r = 0; r < rows; r++) {
+        float* v = x + r * n_;
+        std::fill(tmp.begin(), tmp.end(), 0.0f);
+        for (int a = 0; a < M; a++)
+          for (int a2 = 0; a2 < M; a2++) {
+            float c = transpose ? hm_[(size_t)a * M + a2] : hm_[(size_t)a2 * M + a];
+            if (c == 0) continue;
+            const float* src = v + (size_t)a2 * P;
+            float* dst = tmp.data() + (size_t)a * P;
+            for (int b = 0; b < P; b++) dst[b] += c * src[b];
+          }
+        std::copy(tmp.begin(), tmp.end(), v);
+      }
+    }
+  }
+  for (int64_t i = 0; i < rows * n_; i++) x[i] *= norm;
+  if (transpose && !signs_.empty())
+    for (int64_t r = 0; r < rows; r++)
+      for (int j = 0; j < n_; j++) x[r * n_ + j] *= signs_[j];
+}
+
+void Rotation::apply(float* x, int64_t rows) const {
+  if (kind_ == "hadamard") return apply_hadamard(x, rows, false);
+  std::vector<float> tmp(x, x + rows * n_);
+  // x Q = x (Q^T)^T: sgemm_nt with W = Q^T, so transpose once.
+  Tensor qt({n_, n_});
+  for (int i = 0; i < n_; i++)
+    for (int j = 0; j < n_; j++) qt.data[(size_t)j * n_ + i] = q_.data[(size_t)i * n_ + j];
+  sgemm_nt(tmp.data(), qt.ptr(), x, rows, n_, n_);
+}
+
+void Rotation::apply_inverse(float* x, int64_t rows) const {
+  if (kind_ == "hadamard") return apply_hadamard(x, rows, true);
+  std::vector<float> tmp(x, x + rows * n_);
+  sgemm_nt(tmp.data(), q_.ptr(), x, rows, n_, n_);  // x Q^T
+}
+
+Tensor Rotation::matrix() const {
+  Tensor t({n_, n_});
+  for (int i = 0; i < n_; i++) t.data[(size_t)i * n_ + i] = 1.0f;
+  apply(t.ptr(), n_);  // rows of I times Q = Q
+  return t;
+}
+
+}  // namespace kt
