@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "eval/generate.h"
 #include "eval/kl.h"
+#include "eval/zeroshot.h"
 #include "quant/pipeline.h"
 #include "eval/perplexity.h"
 #include "util/error.h"
@@ -24,7 +25,8 @@ std::string default_model() { return join_path(data_dir(), "models/tinyllama-8m"
 std::string default_text() { return join_path(data_dir(), "text/wikitext2_raw_test.joined.txt"); }
 
 struct EvalArgs {
-  std::string model, text, tokenizer, kl_ref;
+  std::string model, text, tokenizer, kl_ref, task, tasks_dir;
+  int limit = 0;
   int ctx = 0, max_windows = 0, batch = 0;
   bool json = false, quiet = false;
 } ea;
@@ -35,8 +37,6 @@ int run_eval() {
   int ctx = ea.ctx > 0 ? ea.ctx : std::min(2048, m->spec.max_pos);
   if (ctx > m->spec.max_pos)
     fail("--ctx " + std::to_string(ctx) + " exceeds the model's maximum context of " + std::to_string(m->spec.max_pos));
-  auto toks = tokenize_file(*m->tokenizer, ea.text);
-  Windows w = make_windows(toks, ctx, ea.max_windows, ea.text);
   EvalOptions opt;
   opt.batch = ea.batch;
   opt.progress = !ea.quiet;
@@ -46,6 +46,23 @@ int run_eval() {
   if (hooks && !ea.quiet) std::fprintf(stderr, "recipe: %s, weights %s, A %s, K %s, V %s\n", recipe.method.c_str(),
                                        recipe.w.describe().c_str(), recipe.a.describe().c_str(),
                                        recipe.k.describe().c_str(), recipe.v.describe().c_str());
+  if (!ea.task.empty()) {
+    if (ea.task != "piqa") fail("unknown --task '" + ea.task + "' (available: piqa)");
+    auto items = load_piqa(ea.tasks_dir, ea.limit);
+    MCResult r = eval_multiple_choice(*m, opt.hooks, items, ea.task, !ea.quiet);
+    if (ea.json) {
+      nlohmann::json j = {{"model", ea.model}, {"task", r.task}, {"n", r.n}, {"acc", r.acc},
+                          {"acc_stderr", r.acc_stderr}, {"acc_norm", r.acc_norm}, {"acc_norm_stderr", r.acc_norm_stderr},
+                          {"seconds", r.seconds}, {"method", hooks ? recipe.method : "fp"}};
+      std::cout << j.dump(2) << std::endl;
+    } else {
+      std::printf("%s (n=%d): acc %.4f +- %.4f  acc_norm %.4f +- %.4f\n", r.task.c_str(), r.n, r.acc, r.acc_stderr,
+                  r.acc_norm, r.acc_norm_stderr);
+    }
+    return 0;
+  }
+  auto toks = tokenize_file(*m->tokenizer, ea.text);
+  Windows w = make_windows(toks, ctx, ea.max_windows, ea.text);
   if (!ea.kl_ref.empty()) {
     auto ref = Model::open(ea.kl_ref, -1);
     auto ref_hooks = load_recipe_hooks(ea.kl_ref, ref->spec);
@@ -129,6 +146,10 @@ void register_eval(CLI::App& app) {
   c->add_option("--ctx", ea.ctx, "window length in tokens (default min(2048, model max))");
   c->add_option("--max-windows", ea.max_windows, "evaluate at most this many windows (0 = all)");
   c->add_option("--batch", ea.batch, "windows per forward chunk (0 = automatic)");
+  ea.tasks_dir = join_path(data_dir(), "tasks");
+  c->add_option("--task", ea.task, "zero-shot task instead of perplexity: piqa");
+  c->add_option("--tasks-dir", ea.tasks_dir, "directory holding the task data")->capture_default_str();
+  c->add_option("--limit", ea.limit, "evaluate only the first N task items");
   c->add_option("--kl-ref", ea.kl_ref, "reference model: report KL divergence and top-1 agreement against it");
   c->add_flag("--json", ea.json, "print a JSON result on stdout");
   c->add_flag("-q,--quiet", ea.quiet, "no progress on stderr");

@@ -1,0 +1,111 @@
+#include "eval/zeroshot.h"
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "util/error.h"
+#include "util/file.h"
+#include "util/progress.h"
+
+namespace kt {
+
+std::vector<MCItem> load_piqa(const std::string& tasks_dir, int limit) {
+  std::string data = join_path(tasks_dir, "piqa/valid.jsonl"), labels = join_path(tasks_dir, "piqa/valid-labels.lst");
+  std::istringstream dj(read_file(data)), lj(read_file(labels));
+  std::vector<MCItem> items;
+  std::string line, lab;
+  int lineno = 0;
+  while (std::getline(dj, line)) {
+    lineno++;
+    if (line.empty()) continue;
+    if (!std::getline(lj, lab)) fail(labels, "fewer labels than items in " + data);
+    MCItem it;
+    try {
+      auto j = nlohmann::json::parse(line);
+      it.context = "Question: " + j.at("goal").get<std::string>() + "\nAnswer:";
+      it.choices = {" " + j.at("sol1").get<std::string>(), " " + j.at("sol2").get<std::string>()};
+    } catch (const nlohmann::json::exception& e) {
+      fail(data, "line " + std::to_string(lineno) + ": " + e.what());
+    }
+    if (lab != "0" && lab != "1") fail(labels, "label on line " + std::to_string(lineno) + " is not 0 or 1");
+    it.label = lab == "1";
+    items.push_back(std::move(it));
+    if (limit > 0 && (int)items.size() >= limit) break;
+  }
+  if (items.empty()) fail(data, "no items");
+  return items;
+}
+
+double continuation_loglik(const Model& m, Hooks* hooks, const std::string& context, const std::string& continuation,
+                           int* n_tokens) {
+  const Tokenizer& tok = *m.tokenizer;
+  auto ctx = tok.encode_for_model(context);
+  auto whole = tok.encode_for_model(context + continuation);
+  size_t split = std::min(ctx.size(), whole.size());
+  if (split == 0) {  // no context: condition on BOS (or EOS) like lm-eval's empty-context rule
+    whole.insert(whole.begin(), tok.bos >= 0 ? tok.bos : tok.eos);
+    split = 1;
+  }
+  if (whole.size() <= split) fail("continuation '" + continuation + "' tokenizes to nothing");
+  if ((int)whole.size() > m.spec.max_pos) whole.erase(whole.begin(), whole.end() - m.spec.max_pos), split = std::min<size_t>(split, whole.size() - 1);
+  std::vector<int32_t> ids(whole.begin(), whole.end());
+  auto logits = forward(m, ids.data(), 1, (int)ids.size(), nullptr, hooks);
+  const int V = m.spec.vocab;
+  double ll = 0;
+  for (size_t t = split; t < ids.size(); t++) {
+    const float* r = logits.data() + (t - 1) * V;
+    float mx = *std::max_element(r, r + V);
+    double s = 0;
+    for (int j = 0; j < V; j++) s += std::exp((double)r[j] - mx);
+    ll += r[ids[t]] - (std::log(s) + mx);
+  }
+  if (n_tokens) *n_tokens = (int)(ids.size() - split);
+  return ll;
+}
+
+namespace {
+size_t utf8_chars(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xc0) != 0x80;
+  return n;
+}
+}  // namespace
+
+MCResult eval_multiple_choice(const Model& m, Hooks* hooks, const std::vector<MCItem>& items, const std::string& task,
+                              bool progress) {
+  auto t0 = std::chrono::steady_clock::now();
+  Progress prog(task, (int64_t)items.size(), progress);
+  int correct = 0, correct_norm = 0;
+  int64_t toks = 0;
+  for (size_t i = 0; i < items.size(); i++) {
+    const MCItem& it = items[i];
+    int best = 0, best_norm = 0;
+    double bl = -INFINITY, bn = -INFINITY;
+    for (size_t c = 0; c < it.choices.size(); c++) {
+      int nt = 0;
+      double ll = continuation_loglik(m, hooks, it.context, it.choices[c], &nt);
+      toks += nt;
+      // lm-eval normalises by the length of the choice text (without the delimiter)
+      double norm = ll / std::max<size_t>(1, utf8_chars(it.choices[c].substr(1)));
+      if (ll > bl) bl = ll, best = (int)c;
+      if (norm > bn) bn = norm, best_norm = (int)c;
+    }
+    correct += best == it.label;
+    correct_norm += best_norm == it.label;
+    prog.update((int64_t)i + 1, toks);
+  }
+  prog.finish();
+  MCResult r;
+  r.task = task;
+  r.n = (int)items.size();
+  r.acc = (double)correct / r.n;
+  r.acc_norm = (double)correct_norm / r.n;
+  auto se = [&](double p) { return r.n > 1 ? std::sqrt(p * (1 - p) / (r.n - 1)) : 0.0; };
+  r.acc_stderr = se(r.acc);
+  r.acc_norm_stderr = se(r.acc_norm);
+  r.seconds = seconds_since(t0);
+  return r;
+}
+
+}  // namespace kt

@@ -1,0 +1,38 @@
+// Zero-shot multiple choice by log-likelihood, as lm-evaluation-harness scores it:
+// acc picks the choice with the highest summed log-likelihood of its continuation tokens;
+// acc_norm divides by the continuation's length in characters. Standard errors are
+// sqrt(p(1-p)/(n-1)) (sample standard deviation of the per-item 0/1 score over sqrt(n)).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "model/forward.h"
+
+namespace kt {
+
+struct MCItem {
+  std::string context;
+  std::vector<std::string> choices;  // continuations, each starting with the delimiter " "
+  int label = 0;
+};
+
+struct MCResult {
+  std::string task;
+  int n = 0;
+  double acc = 0, acc_stderr = 0, acc_norm = 0, acc_norm_stderr = 0;
+  double seconds = 0;
+};
+
+// PIQA validation: DIR/piqa/valid.jsonl + valid-labels.lst. limit <= 0: all.
+std::vector<MCItem> load_piqa(const std::string& tasks_dir, int limit);
+
+// Sum of log p(continuation tokens | context). The continuation's tokens are those of
+// encode(context + continuation) after the tokens of encode(context) (lm-eval's split);
+// BOS is prepended when the tokenizer adds it.
+double continuation_loglik(const Model& m, Hooks* hooks, const std::string& context, const std::string& continuation,
+                           int* n_tokens = nullptr);
+
+MCResult eval_multiple_choice(const Model& m, Hooks* hooks, const std::vector<MCItem>& items, const std::string& task,
+                              bool progress);
+
+}  // namespace kt
