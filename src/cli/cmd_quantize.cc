@@ -17,6 +17,8 @@ struct QArgs {
   std::string model, method = "quarot", weights = "rtn", calib, out, tokenizer;
   int wbits = 4, abits = 4, kvbits = 4, nsamples = 128, seqlen = 0, w_group = 0, kv_group = 0;
   uint64_t seed = 0;
+  KurtailSettings kt;
+  std::string kt_loss = "squared";
   float a_clip = 0.9f, kv_clip = 0.95f, percdamp = 0.01f;
   bool no_r1 = false, no_r2 = false, no_r3 = false, no_r4 = false, a_asym = false, kv_sym = false, no_w_mse = false,
        act_order = false, quant_lm_head = false, force = false, json = false, quiet = false;
@@ -43,14 +45,17 @@ int run_quantize() {
   }
   r.quant_lm_head = qa.quant_lm_head;
   r.seed = qa.seed;
-  if (qa.method == "quarot") {
+  if (qa.method == "quarot" || qa.method == "kurtail") {
     r.r1 = !qa.no_r1;
     r.r2 = !qa.no_r2;
     r.r3 = !qa.no_r3;
     r.r4 = !qa.no_r4;
   } else if (qa.method != "rtn") {
-    fail("unknown --method '" + qa.method + "' (available: rtn, quarot)");
+    fail("unknown --method '" + qa.method + "' (available: rtn, quarot, kurtail)");
   }
+  r.kurtail = qa.kt;
+  if (qa.kt_loss != "squared" && qa.kt_loss != "mean") fail("--kt-loss must be squared or mean");
+  r.kurtail.squared = qa.kt_loss == "squared";
   r.percdamp = qa.percdamp;
   r.act_order = qa.act_order;
   o.calib_path = qa.calib;
@@ -69,6 +74,11 @@ int run_quantize() {
                         {"seconds", rep.seconds}, {"peak_rss_mib", rep.peak_rss_mib}, {"nsamples", rep.nsamples},
                         {"seqlen", rep.seqlen}, {"r1", rep.r1_kind}, {"r2", rep.r2_kind}, {"r3", rep.r3_kind},
                         {"r4", rep.r4_kind}};
+    if (r.method == "kurtail")
+      j["kurtail"] = {{"r1_kurtosis_init", rep.kt_r1_kurt_init}, {"r1_kurtosis_final", rep.kt_r1_kurt_final},
+                      {"r2_kurtosis_init", rep.kt_r2_kurt_init}, {"r2_kurtosis_final", rep.kt_r2_kurt_final},
+                      {"r1_steps", rep.kt_r1_steps}, {"r1_rows", rep.kt_rows_r1}, {"learn_seconds", rep.kt_seconds},
+                      {"capture_seconds", rep.kt_capture_seconds}};
     std::cout << j.dump(2) << std::endl;
   } else {
     std::printf("wrote %s  (%s, weights %s: W %s | A %s | K %s | V %s)\n", qa.out.c_str(), r.method.c_str(),
@@ -77,6 +87,10 @@ int run_quantize() {
     std::printf("rotations: R1 %s  R2 %s  R3 %s  R4 %s\n", rep.r1_kind.empty() ? "off" : rep.r1_kind.c_str(),
                 rep.r2_kind.empty() ? "off" : rep.r2_kind.c_str(), rep.r3_kind.empty() ? "off" : rep.r3_kind.c_str(),
                 rep.r4_kind.empty() ? "off" : rep.r4_kind.c_str());
+    if (r.method == "kurtail")
+      std::printf("kurtail: R1 mean kurtosis %.3f -> %.3f (%d steps, %lld rows), R2 %.3f -> %.3f, %.1fs\n",
+                  rep.kt_r1_kurt_init, rep.kt_r1_kurt_final, rep.kt_r1_steps, (long long)rep.kt_rows_r1,
+                  rep.kt_r2_kurt_init, rep.kt_r2_kurt_final, rep.kt_seconds);
     std::printf("quantize time %.1fs, peak RSS %.0f MiB\n", rep.seconds, rep.peak_rss_mib);
   }
   return 0;
@@ -89,7 +103,7 @@ void register_quantize(CLI::App& app) {
   qa.model = join_path(data_dir(), "models/tinyllama-8m");
   qa.calib = join_path(data_dir(), "text/calib.txt");
   c->add_option("--model", qa.model, "HF model directory or llama2.c .bin")->capture_default_str();
-  c->add_option("--method", qa.method, "rtn (no transform) | quarot (Hadamard R1-R4)")->capture_default_str();
+  c->add_option("--method", qa.method, "rtn (no transform) | quarot (Hadamard R1-R4) | kurtail (learned R1/R2)")->capture_default_str();
   c->add_option("--w", qa.wbits, "weight bits (16 = off)")->capture_default_str();
   c->add_option("--a", qa.abits, "activation bits (16 = off)")->capture_default_str();
   c->add_option("--kv", qa.kvbits, "KV-cache bits (16 = off)")->capture_default_str();
@@ -114,6 +128,12 @@ void register_quantize(CLI::App& app) {
   c->add_flag("--no-r2", qa.no_r2, "quarot: skip R2 (per-head V/O)");
   c->add_flag("--no-r3", qa.no_r3, "quarot: skip R3 (online Q/K)");
   c->add_flag("--no-r4", qa.no_r4, "quarot: skip R4 (online down_proj)");
+  c->add_option("--kt-target", qa.kt.target, "kurtail: target kurtosis (1.8 = uniform)")->capture_default_str();
+  c->add_option("--kt-loss", qa.kt_loss, "kurtail: squared ((k-target)^2) | mean (plain kurtosis)")->capture_default_str();
+  c->add_option("--kt-tokens", qa.kt.budget, "kurtail: captured token rows per layer and site")->capture_default_str();
+  c->add_option("--kt-iters", qa.kt.iters, "kurtail: optimiser iterations")->capture_default_str();
+  c->add_option("--kt-lr", qa.kt.lr, "kurtail: peak learning rate (cosine schedule)")->capture_default_str();
+  c->add_option("--kt-momentum", qa.kt.momentum, "kurtail: Cayley SGD momentum")->capture_default_str();
   c->add_flag("--force", qa.force, "replace OUT if it exists");
   c->add_flag("--json", qa.json, "print a JSON report");
   c->add_flag("-q,--quiet", qa.quiet, "no progress on stderr");

@@ -10,6 +10,7 @@
 
 #include "io/safetensors.h"
 #include "transform/fuse.h"
+#include "transform/kurtail.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "util/progress.h"
@@ -80,7 +81,10 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   convert_rope_to_rotate_half(m);
 
   const bool rotate = r.r1 || r.r2 || r.r4;
+  const bool gptq = r.weight_algo == "gptq" && r.w.enabled();
+  const bool kurtail = r.method == "kurtail";
   Rotation r1, r2, r4;
+  std::vector<Rotation> r2_layers;  // KurTail: one learned R2 per layer
   if (r.r1) {
     r1 = Rotation::hadamard(s.hidden, r.r1_random_signs, r.seed);
     rep.r1_kind = r1.kind();
@@ -88,6 +92,62 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   if (r.r2) {
     r2 = Rotation::hadamard(s.head_dim, true, r.seed + 1);
     rep.r2_kind = r2.kind();
+  }
+  Windows calib;
+  if (gptq || kurtail) {
+    if (opt.calib_path.empty()) fail("GPTQ and KurTail need calibration text (--calib FILE)");
+    int seqlen = opt.seqlen > 0 ? opt.seqlen : std::min(2048, s.max_pos);
+    if (seqlen > s.max_pos)
+      fail("--seqlen " + std::to_string(seqlen) + " exceeds the model's maximum context of " + std::to_string(s.max_pos));
+    calib = calibration_windows(*m.tokenizer, opt.calib_path, opt.nsamples, seqlen, opt.seed);
+    r.calib = opt.calib_path;
+    r.nsamples = calib.n();
+    r.seqlen = seqlen;
+    rep.nsamples = calib.n();
+    rep.seqlen = seqlen;
+  }
+  if (kurtail) {
+    // One streamed FP pass captures every layer's rows; R1 is then learned from all layers'
+    // q/k/v and gate/up inputs together, R2 per layer from its V heads.
+    auto tk = std::chrono::steady_clock::now();
+    const KurtailSettings& ks = r.kurtail;
+    KurtailCapture cap = capture_for_kurtail(m, calib, ks.budget, opt.seed + 7, opt.progress);
+    rep.kt_capture_seconds = seconds_since(tk);
+    KurtosisObjective obj{ks.target, ks.squared};
+    CayleyOptions co;
+    co.iters = ks.iters;
+    co.lr = ks.lr;
+    co.momentum = ks.momentum;
+    co.progress = opt.progress;
+    if (r.r1 && ks.learn_r1) {
+      std::vector<float> X;
+      for (int l = 0; l < s.n_layers; l++) {
+        X.insert(X.end(), cap.attn_in[l].begin(), cap.attn_in[l].end());
+        X.insert(X.end(), cap.mlp_in[l].begin(), cap.mlp_in[l].end());
+      }
+      int64_t rows = (int64_t)X.size() / s.hidden;
+      co.label = "kurtail R1";
+      LearnedRotation lr1 = learn_rotation(X, rows, s.hidden, r1.matrix(), obj, co);
+      r1 = Rotation::from_matrix(lr1.r);
+      rep.r1_kind = "kurtail";
+      rep.kt_r1_kurt_init = lr1.kurt_before;
+      rep.kt_r1_kurt_final = lr1.kurt_after;
+      rep.kt_r1_steps = lr1.steps;
+      rep.kt_rows_r1 = rows;
+    }
+    if (r.r2 && ks.learn_r2) {
+      co.progress = false;
+      for (int l = 0; l < s.n_layers; l++) {
+        const auto& X = cap.v_heads[l];
+        int64_t rows = (int64_t)X.size() / s.head_dim;
+        LearnedRotation lr2 = learn_rotation(X, rows, s.head_dim, Rotation::hadamard(s.head_dim, true, r.seed + 1 + l).matrix(), obj, co);
+        r2_layers.push_back(Rotation::from_matrix(lr2.r));
+        rep.kt_r2_kurt_init += lr2.kurt_before / s.n_layers;
+        rep.kt_r2_kurt_final += lr2.kurt_after / s.n_layers;
+      }
+      rep.r2_kind = "kurtail";
+    }
+    rep.kt_seconds = seconds_since(tk);
   }
   if (r.r3) {
     r.r3_seed = r.seed + 3;
@@ -111,19 +171,8 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
     m.lm_head = head.w;
   }
 
-  const bool gptq = r.weight_algo == "gptq" && r.w.enabled();
-  Windows calib;
   std::vector<float> x;
   if (gptq) {
-    if (opt.calib_path.empty()) fail("GPTQ needs calibration text (--calib FILE)");
-    int seqlen = opt.seqlen > 0 ? opt.seqlen : std::min(2048, s.max_pos);
-    if (seqlen > s.max_pos) fail("--seqlen " + std::to_string(seqlen) + " exceeds the model's maximum context of " + std::to_string(s.max_pos));
-    calib = calibration_windows(*m.tokenizer, opt.calib_path, opt.nsamples, seqlen, opt.seed);
-    r.calib = opt.calib_path;
-    r.nsamples = calib.n();
-    r.seqlen = seqlen;
-    rep.nsamples = calib.n();
-    rep.seqlen = seqlen;
     x.resize((size_t)calib.tokens.size() * s.hidden);
     embed_tokens(m, calib.tokens.data(), (int64_t)calib.tokens.size(), x.data());
   }
@@ -134,7 +183,7 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
     LayerWeights w = *m.layer(l);
     if (rotate || r.r3) fold_layer_norms(w);
     if (r.r1) rotate_residual_layer(w, r1);
-    if (r.r2) rotate_value_heads(w, s, r2);
+    if (r.r2) rotate_value_heads(w, s, r2_layers.empty() ? r2 : r2_layers[l]);
     if (r.r4) fuse_down_input(w, r4);
     if (!gptq) {
       for (Linear* lin : {&w.q, &w.k, &w.v, &w.o, &w.gate, &w.up, &w.down}) rtn_quantize(*lin, r.w);

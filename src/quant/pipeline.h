@@ -26,6 +26,12 @@ struct QuantizeOptions {
 
 struct QuantizeReport {
   double seconds = 0, peak_rss_mib = 0;
+  // KurTail: mean per-token kurtosis of the R1 rows / R2 head rows at the Hadamard start and
+  // after learning (R2 averaged over layers), learning time and steps
+  double kt_r1_kurt_init = 0, kt_r1_kurt_final = 0, kt_r2_kurt_init = 0, kt_r2_kurt_final = 0;
+  double kt_seconds = 0, kt_capture_seconds = 0;
+  int kt_r1_steps = 0;
+  int64_t kt_rows_r1 = 0;
   int nsamples = 0, seqlen = 0;
   std::string r1_kind, r2_kind, r3_kind, r4_kind;
 };

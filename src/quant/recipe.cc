@@ -61,7 +61,7 @@ void Recipe::set_bits(int wbits, int abits, int kvbits, int head_dim) {
 }
 
 std::string Recipe::to_json() const {
-  json j = {{"format", "kurtail-recipe"},
+  json j = json{{"format", "kurtail-recipe"},
             {"version", version},
             {"method", method},
             {"weight_algo", weight_algo},
@@ -75,6 +75,10 @@ std::string Recipe::to_json() const {
               {"r3_kind", r3_kind}, {"r4_kind", r4_kind}, {"r3_seed", r3_seed}, {"r4_seed", r4_seed}}},
             {"gptq", {{"percdamp", percdamp}, {"block", gptq_block}, {"act_order", act_order}}},
             {"calibration", {{"text", calib}, {"nsamples", nsamples}, {"seqlen", seqlen}}}};
+  if (method == "kurtail")
+    j["kurtail"] = {{"target", kurtail.target}, {"squared", kurtail.squared}, {"budget", kurtail.budget},
+                    {"iters", kurtail.iters}, {"lr", kurtail.lr}, {"momentum", kurtail.momentum},
+                    {"learn_r1", kurtail.learn_r1}, {"learn_r2", kurtail.learn_r2}};
   return j.dump(2);
 }
 
@@ -107,6 +111,17 @@ Recipe Recipe::from_json(const std::string& text, const std::string& path) {
       r.percdamp = j["gptq"].value("percdamp", 0.01);
       r.gptq_block = j["gptq"].value("block", 128);
       r.act_order = j["gptq"].value("act_order", false);
+    }
+    if (j.contains("kurtail")) {
+      const json& k = j["kurtail"];
+      r.kurtail.target = k.value("target", 1.8);
+      r.kurtail.squared = k.value("squared", true);
+      r.kurtail.budget = k.value("budget", 2048);
+      r.kurtail.iters = k.value("iters", 200);
+      r.kurtail.lr = k.value("lr", 0.1);
+      r.kurtail.momentum = k.value("momentum", 0.9);
+      r.kurtail.learn_r1 = k.value("learn_r1", true);
+      r.kurtail.learn_r2 = k.value("learn_r2", true);
     }
     if (j.contains("calibration")) {
       r.calib = j["calibration"].value("text", "");

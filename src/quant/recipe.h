@@ -11,6 +11,17 @@
 
 namespace kt {
 
+// KurTail settings (every inferred choice of the method is one of these; see transform/kurtail.h).
+struct KurtailSettings {
+  double target = 1.8;  // kurtosis of a uniform distribution
+  bool squared = true;  // loss (kurt - target)^2; false: plain mean kurtosis
+  int budget = 2048;    // captured token rows per layer and site
+  int iters = 200;
+  double lr = 0.1;  // 0.3 and above diverged on tinyllama-8m (docs/RESULTS.md)
+  double momentum = 0.9;
+  bool learn_r1 = true, learn_r2 = true;
+};
+
 struct Recipe {
   int version = 1;
   std::string method = "rtn";      // rtn | quarot | (later: kurtail, smoothquant, duquant, ...)
@@ -28,6 +39,7 @@ struct Recipe {
   double percdamp = 0.01;
   int gptq_block = 128;
   bool act_order = false;
+  KurtailSettings kurtail;
   // calibration (recorded for reference)
   std::string calib;
   int nsamples = 0, seqlen = 0;

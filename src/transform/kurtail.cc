@@ -1,0 +1,203 @@
+#include "transform/kurtail.h"
+
+#include <cblas.h>
+
+#include <Eigen/Dense>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "model/forward.h"
+#include "transform/fuse.h"
+#include "util/error.h"
+#include "util/progress.h"
+
+namespace kt {
+
+void row_kurtosis(const float* X, int64_t rows, int n, double* mean, double* max) {
+  double s = 0, mx = 0;
+#pragma omp parallel for reduction(+ : s) reduction(max : mx)
+  for (int64_t r = 0; r < rows; r++) {
+    const float* y = X + r * n;
+    double mu = 0;
+    for (int j = 0; j < n; j++) mu += y[j];
+    mu /= n;
+    double m2 = 0, m4 = 0;
+    for (int j = 0; j < n; j++) {
+      double c = y[j] - mu, c2 = c * c;
+      m2 += c2;
+      m4 += c2 * c2;
+    }
+    m2 /= n;
+    m4 /= n;
+    double k = m2 > 0 ? m4 / (m2 * m2) : 0;
+    s += k;
+    mx = std::max(mx, k);
+  }
+  if (mean) *mean = rows ? s / rows : 0;
+  if (max) *max = mx;
+}
+
+double kurtosis_loss(const float* Y, int64_t rows, int n, const KurtosisObjective& obj, float* G, double* mean_kurt) {
+  double loss = 0, ksum = 0;
+#pragma omp parallel for reduction(+ : loss, ksum)
+  for (int64_t r = 0; r < rows; r++) {
+    const float* y = Y + r * n;
+    double mu = 0;
+    for (int j = 0; j < n; j++) mu += y[j];
+    mu /= n;
+    double m2 = 0, m3 = 0, m4 = 0;
+    for (int j = 0; j < n; j++) {
+      double c = y[j] - mu, c2 = c * c;
+      m2 += c2;
+      m3 += c2 * c;
+      m4 += c2 * c2;
+    }
+    m2 /= n;
+    m3 /= n;
+    m4 /= n;
+    if (m2 <= 1e-30) {
+      if (G) std::fill(G + r * n, G + (r + 1) * n, 0.0f);
+      continue;
+    }
+    const double k = m4 / (m2 * m2);
+    ksum += k;
+    loss += obj.squared ? (k - obj.target) * (k - obj.target) : k;
+    if (G) {
+      // dk/dy_j = 4/(n m2^2) (c_j^3 - mean c^3) - 4 m4/(n m2^3) c_j ; outer factor 2(k-t) or 1; / rows
+      const double outer = (obj.squared ? 2 * (k - obj.target) : 1.0) / rows;
+      const double a = 4.0 / (n * m2 * m2), b = 4.0 * m4 / (n * m2 * m2 * m2);
+      for (int j = 0; j < n; j++) {
+        double c = y[j] - mu;
+        G[r * n + j] = (float)(outer * (a * (c * c * c - m3) - b * c));
+      }
+    }
+  }
+  if (mean_kurt) *mean_kurt = rows ? ksum / rows : 0;
+  return rows ? loss / rows : 0;
+}
+
+LearnedRotation learn_rotation(const std::vector<float>& X, int64_t rows, int n, const Tensor& init,
+                               const KurtosisObjective& obj, const CayleyOptions& opt) {
+  using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  auto t0 = std::chrono::steady_clock::now();
+  LearnedRotation out;
+  Mat R(n, n);
+  for (int64_t i = 0; i < (int64_t)n * n; i++) R.data()[i] = init.data[i];
+  Mat M = Mat::Zero(n, n);  // momentum (tangent vector at the current point)
+  std::vector<float> Y((size_t)rows * n), G((size_t)rows * n), Rf((size_t)n * n), Gr((size_t)n * n);
+  const Mat I = Mat::Identity(n, n);
+  double best = INFINITY;
+  int since_best = 0;
+  Mat bestR = R;
+  Progress prog(opt.label, opt.iters, opt.progress);
+  for (int it = 0; it <= opt.iters; it++) {
+    for (int64_t i = 0; i < (int64_t)n * n; i++) Rf[i] = (float)R.data()[i];
+    // Y = X R  (sgemm: X [rows,n] times R: use R^T as the "weight" in sgemm_nt)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, n, n, 1.0f, X.data(), n, Rf.data(), n, 0.0f,
+                Y.data(), n);  // Y = X R
+    double mk = 0;
+    double loss = kurtosis_loss(Y.data(), rows, n, obj, it < opt.iters ? G.data() : nullptr, &mk);
+    if (it == 0) out.kurt_before = mk;
+    out.kurt_after = mk;
+    out.loss.push_back(loss);
+    if (loss < best * (1 - opt.tol)) {
+      best = loss;
+      bestR = R;
+      since_best = 0;
+    } else if (++since_best >= opt.patience) {
+      break;
+    }
+    if (loss <= best) bestR = R;
+    if (it == opt.iters) break;
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "loss %.5f  mean kurtosis %.4f", loss, mk);
+    prog.update(it + 1, 0, buf);
+    // Euclidean gradient dL/dR = X^T G
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, (int)rows, 1.0f, X.data(), n, G.data(), n, 0.0f,
+                Gr.data(), n);  // X^T G
+    Mat Ge(n, n);
+    for (int64_t i = 0; i < (int64_t)n * n; i++) Ge.data()[i] = Gr[i];
+    // momentum in the tangent space, then the skew generator W = M R^T - R M^T
+    M = opt.momentum * M + Ge;
+    Mat W = M * R.transpose() - R * M.transpose();
+    const double lr = 0.5 * opt.lr * (1 + std::cos(M_PI * it / opt.iters));
+    const double alpha = std::min(lr, 1.0 / (W.norm() + 1e-12));
+    // Cayley retraction: R <- (I + a/2 W)^-1 (I - a/2 W) R  (exactly orthogonal for skew W)
+    R = (I + 0.5 * alpha * W).partialPivLu().solve((I - 0.5 * alpha * W) * R);
+    M = 0.5 * (M - R * M.transpose() * R);  // keep the momentum tangent at the new point
+    out.steps = it + 1;
+  }
+  prog.finish();
+  // re-orthonormalise away float drift (polar factor via SVD is exact; it is tiny here)
+  Eigen::JacobiSVD<Mat> svd(bestR, Eigen::ComputeFullU | Eigen::ComputeFullV);
+  bestR = svd.matrixU() * svd.matrixV().transpose();
+  out.r = Tensor({n, n});
+  for (int64_t i = 0; i < (int64_t)n * n; i++) out.r.data[i] = (float)bestR.data()[i];
+  // report the kurtosis of the returned matrix
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, n, n, 1.0f, X.data(), n, out.r.data.data(), n,
+              0.0f, Y.data(), n);
+  kurtosis_loss(Y.data(), rows, n, obj, nullptr, &out.kurt_after);
+  out.seconds = seconds_since(t0);
+  return out;
+}
+
+namespace {
+
+// Collects a fixed, seeded subset of token rows at AttnIn, MlpIn and V.
+class CaptureRows : public Hooks {
+ public:
+  CaptureRows(KurtailCapture* c, const std::vector<int64_t>* pick, int64_t offset) : c_(c), pick_(pick), off_(offset) {}
+  void on_activation(int layer, Site site, float* x, int64_t rows, int64_t cols) override {
+    std::vector<float>* dst = site == Site::AttnIn ? &c_->attn_in[layer]
+                              : site == Site::MlpIn ? &c_->mlp_in[layer]
+                              : site == Site::V     ? &c_->v_heads[layer]
+                                                    : nullptr;
+    if (!dst) return;
+    for (int64_t p : *pick_)
+      if (p >= off_ && p < off_ + rows) dst->insert(dst->end(), x + (p - off_) * cols, x + (p - off_ + 1) * cols);
+  }
+
+ private:
+  KurtailCapture* c_;
+  const std::vector<int64_t>* pick_;
+  int64_t off_;
+};
+
+}  // namespace
+
+KurtailCapture capture_for_kurtail(const Model& m, const Windows& calib, int budget, uint64_t seed, bool progress) {
+  const ModelSpec& s = m.spec;
+  KurtailCapture c;
+  c.hidden = s.hidden;
+  c.head_dim = s.head_dim;
+  c.attn_in.resize(s.n_layers);
+  c.mlp_in.resize(s.n_layers);
+  c.v_heads.resize(s.n_layers);
+  const int64_t total = (int64_t)calib.tokens.size();
+  std::vector<int64_t> all(total);
+  std::iota(all.begin(), all.end(), 0);
+  std::mt19937_64 rng(seed);
+  std::shuffle(all.begin(), all.end(), rng);
+  if (budget > 0 && budget < total) all.resize(budget);
+  std::sort(all.begin(), all.end());
+  c.rows_per_layer = (int64_t)all.size();
+  std::vector<float> x((size_t)total * s.hidden);
+  embed_tokens(m, calib.tokens.data(), total, x.data());
+  Progress prog("kurtail capture", s.n_layers, progress);
+  const int chunk = 8;
+  for (int l = 0; l < s.n_layers; l++) {
+    LayerWeights w = *m.layer(l);
+    fold_layer_norms(w);  // capture x / rms(x), the input the folded linears see
+    for (int b0 = 0; b0 < calib.n(); b0 += chunk) {
+      int nb = std::min(chunk, calib.n() - b0);
+      CaptureRows hook(&c, &all, (int64_t)b0 * calib.ctx);
+      decoder_layer(s, w, l, x.data() + (int64_t)b0 * calib.ctx * s.hidden, nb, calib.ctx, 0, nullptr, &hook);
+    }
+    prog.update(l + 1, (int64_t)(l + 1) * total);
+  }
+  prog.finish();
+  return c;
+}
+
+}  // namespace kt
