@@ -1,0 +1,40 @@
+// Outlier diagnostics per layer and activation site, measured on the activations exactly as
+// the quantizers would see them (after any online rotation of the model's recipe):
+//  - per-token kurtosis (mean and max over tokens)
+//  - max |x| / median |x|
+//  - quantization kernel: share of elements a per-token quantizer maps to 0 (CrossQuant)
+//  - channel-magnitude difficulty: std of per-channel L2 norms, divided by their mean
+//    (Czako et al.); the plain std is also kept.
+#pragma once
+#include <array>
+#include <string>
+#include <vector>
+
+#include "eval/perplexity.h"
+#include "quant/quantizer.h"
+
+namespace kt {
+
+struct SiteStats {
+  bool seen = false;
+  int64_t rows = 0, cols = 0;
+  double kurt_mean = 0, kurt_max = 0;
+  double absmax = 0, median_abs = 0, max_over_median = 0;
+  double zero_share = 0;
+  double chan_mag_std = 0, chan_mag_cv = 0;
+  std::vector<double> chan_absmax;  // per channel, for plots
+};
+
+struct LayerDiagnostics {
+  std::array<SiteStats, kNumSites> site;
+};
+
+// Runs the windows through the model (online rotations from `online` if given, no fake
+// quantization) and measures every site. `zero_spec` is the per-token quantizer used for
+// the quantization-kernel share.
+std::vector<LayerDiagnostics> collect_diagnostics(const Model& m, Hooks* online, const Windows& w,
+                                                  const QuantSpec& zero_spec, bool progress);
+
+std::string diagnostics_json(const std::vector<LayerDiagnostics>& d, const std::string& label);
+
+}  // namespace kt
