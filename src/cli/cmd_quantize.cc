@@ -15,6 +15,7 @@ namespace {
 
 struct QArgs {
   std::string model, method = "quarot", weights = "rtn", calib, out, tokenizer;
+  int truncate = 0;
   int wbits = 4, abits = 4, kvbits = 4, nsamples = 128, seqlen = 0, w_group = 0, kv_group = 0;
   uint64_t seed = 0;
   KurtailSettings kt;
@@ -27,6 +28,7 @@ struct QArgs {
 int run_quantize() {
   if (qa.out.empty()) fail("--out DIR is required");
   auto m = Model::open(qa.model, -1, qa.tokenizer);
+  if (qa.truncate > 0) m->truncate_layers(qa.truncate);
   QuantizeOptions o;
   Recipe& r = o.recipe;
   r.method = qa.method;
@@ -134,6 +136,7 @@ void register_quantize(CLI::App& app) {
   c->add_option("--kt-iters", qa.kt.iters, "kurtail: optimiser iterations")->capture_default_str();
   c->add_option("--kt-lr", qa.kt.lr, "kurtail: peak learning rate (cosine schedule)")->capture_default_str();
   c->add_option("--kt-momentum", qa.kt.momentum, "kurtail: Cayley SGD momentum")->capture_default_str();
+  c->add_option("--truncate-layers", qa.truncate, "keep only the first N layers (experiments)");
   c->add_flag("--force", qa.force, "replace OUT if it exists");
   c->add_flag("--json", qa.json, "print a JSON report");
   c->add_flag("-q,--quiet", qa.quiet, "no progress on stderr");

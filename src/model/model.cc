@@ -139,6 +139,13 @@ void Model::set_layer(int i, LayerWeights w) {
   pinned_[i] = true;
 }
 
+void Model::truncate_layers(int n) {
+  if (n <= 0 || n > spec.n_layers) fail("--truncate-layers must be in 1.." + std::to_string(spec.n_layers));
+  spec.n_layers = n;
+  layers_.resize(n);
+  pinned_.resize(n);
+}
+
 void Model::untie_lm_head() {
   if (lm_head.empty()) lm_head = embed;
 }

@@ -51,6 +51,8 @@ class Model {
   // Loads a fresh copy of layer i from the source (ignoring replacements).
   LayerWeights load_layer(int i) const;
   bool resident() const { return resident_; }
+  // Keeps only the first n decoder layers (experiments: e.g. timing 4 vs 8 layers).
+  void truncate_layers(int n);
   // Materialises the tied lm_head as its own tensor (needed before R1 or norm folding).
   void untie_lm_head();
 
