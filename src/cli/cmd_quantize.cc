@@ -19,6 +19,7 @@ struct QArgs {
   int wbits = 4, abits = 4, kvbits = 4, nsamples = 128, seqlen = 0, w_group = 0, kv_group = 0;
   uint64_t seed = 0;
   KurtailSettings kt;
+  double alpha = 0.5, cq_alpha = 0.5;
   std::string kt_loss = "squared";
   float a_clip = 0.9f, kv_clip = 0.95f, percdamp = 0.01f;
   bool no_r1 = false, no_r2 = false, no_r3 = false, no_r4 = false, a_asym = false, kv_sym = false, no_w_mse = false,
@@ -47,13 +48,22 @@ int run_quantize() {
   }
   r.quant_lm_head = qa.quant_lm_head;
   r.seed = qa.seed;
-  if (qa.method == "quarot" || qa.method == "kurtail") {
+  r.smooth_alpha = qa.alpha;
+  r.cq_alpha = qa.cq_alpha;
+  if (qa.method == "quarot" || qa.method == "kurtail" || qa.method == "smoothrot") {
     r.r1 = !qa.no_r1;
     r.r2 = !qa.no_r2;
     r.r3 = !qa.no_r3;
     r.r4 = !qa.no_r4;
   } else if (qa.method != "rtn") {
-    fail("unknown --method '" + qa.method + "' (available: rtn, quarot, kurtail)");
+  } else if (qa.method == "smoothrot-all") {
+    r.online_had_inputs = true;  // smoothing + Hadamard before every linear input (no fused R1)
+    r.r2 = !qa.no_r2;
+    r.r3 = !qa.no_r3;
+    r.r4 = !qa.no_r4;
+  } else if (qa.method != "smoothquant" && qa.method != "duquant" && qa.method != "crossquant") {
+    fail("unknown --method '" + qa.method +
+         "' (available: rtn, quarot, kurtail, smoothquant, smoothrot, smoothrot-all, duquant, crossquant)");
   }
   r.kurtail = qa.kt;
   if (qa.kt_loss != "squared" && qa.kt_loss != "mean") fail("--kt-loss must be squared or mean");
@@ -105,7 +115,7 @@ void register_quantize(CLI::App& app) {
   qa.model = join_path(data_dir(), "models/tinyllama-8m");
   qa.calib = join_path(data_dir(), "text/calib.txt");
   c->add_option("--model", qa.model, "HF model directory or llama2.c .bin")->capture_default_str();
-  c->add_option("--method", qa.method, "rtn (no transform) | quarot (Hadamard R1-R4) | kurtail (learned R1/R2)")->capture_default_str();
+  c->add_option("--method", qa.method, "rtn | quarot | kurtail | smoothquant | smoothrot | smoothrot-all | duquant | crossquant")->capture_default_str();
   c->add_option("--w", qa.wbits, "weight bits (16 = off)")->capture_default_str();
   c->add_option("--a", qa.abits, "activation bits (16 = off)")->capture_default_str();
   c->add_option("--kv", qa.kvbits, "KV-cache bits (16 = off)")->capture_default_str();
@@ -130,6 +140,8 @@ void register_quantize(CLI::App& app) {
   c->add_flag("--no-r2", qa.no_r2, "quarot: skip R2 (per-head V/O)");
   c->add_flag("--no-r3", qa.no_r3, "quarot: skip R3 (online Q/K)");
   c->add_flag("--no-r4", qa.no_r4, "quarot: skip R4 (online down_proj)");
+  c->add_option("--alpha", qa.alpha, "smoothquant / smoothrot migration strength")->capture_default_str();
+  c->add_option("--cq-alpha", qa.cq_alpha, "crossquant exponent (1 = per-token)")->capture_default_str();
   c->add_option("--kt-target", qa.kt.target, "kurtail: target kurtosis (1.8 = uniform)")->capture_default_str();
   c->add_option("--kt-loss", qa.kt_loss, "kurtail: squared ((k-target)^2) | mean (plain kurtosis)")->capture_default_str();
   c->add_option("--kt-tokens", qa.kt.budget, "kurtail: captured token rows per layer and site")->capture_default_str();

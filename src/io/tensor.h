@@ -15,6 +15,12 @@ struct Tensor {
 
   Tensor() = default;
   explicit Tensor(std::vector<int64_t> s) : shape(std::move(s)), data(numel_of(shape), 0.0f) {}
+  static Tensor from(const std::vector<float>& v) {
+    Tensor t;
+    t.shape = {(int64_t)v.size()};
+    t.data = v;
+    return t;
+  }
   int64_t numel() const { return (int64_t)data.size(); }
   int64_t dim(int i) const { return shape.at(i); }
   float* ptr() { return data.data(); }

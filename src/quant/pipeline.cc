@@ -6,11 +6,14 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <cmath>
 #include <random>
 
 #include "io/safetensors.h"
 #include "transform/fuse.h"
+#include "transform/duquant.h"
 #include "transform/kurtail.h"
+#include "transform/smooth.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "util/progress.h"
@@ -51,6 +54,31 @@ class CaptureHooks : public Hooks {
   Hooks* inner_;
   Site site_;
   Hessian* h_;
+};
+
+// Per-channel absmax (and optionally the first `sample_rows` rows) of the linear-input
+// sites of one layer, captured before any online transform of that layer.
+class SiteStatsCapture : public Hooks {
+ public:
+  SiteStatsCapture(Hooks* inner, int layer, int sample_rows) : inner_(inner), layer_(layer), sample_rows_(sample_rows) {}
+  void on_activation(int layer, Site site, float* x, int64_t rows, int64_t cols) override {
+    if (layer == layer_ && (site == Site::AttnIn || site == Site::OIn || site == Site::MlpIn || site == Site::DownIn)) {
+      auto& am = absmax[(int)site];
+      if (am.empty()) am.assign(cols, 0.0);
+      for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) am[c] = std::max(am[c], (double)std::fabs(x[r * cols + c]));
+      auto& sm = sample[(int)site];
+      int64_t have = (int64_t)sm.size() / cols, take = std::min<int64_t>(rows, sample_rows_ - have);
+      if (take > 0) sm.insert(sm.end(), x, x + take * cols);
+    }
+    if (inner_) inner_->on_activation(layer, site, x, rows, cols);
+  }
+  std::vector<double> absmax[kNumSites];
+  std::vector<float> sample[kNumSites];
+
+ private:
+  Hooks* inner_;
+  int layer_, sample_rows_;
 };
 
 // Runs calibration activations x [n*ctx, d] through one layer in chunks of windows.
@@ -171,19 +199,84 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
     m.lm_head = head.w;
   }
 
+  const bool smoothquant = r.method == "smoothquant";
+  const bool smoothrot = r.method == "smoothrot" || r.method == "smoothrot-all";
+  const bool duquant = r.method == "duquant";
+  const bool crossquant = r.method == "crossquant";
+  const bool need_stats = smoothquant || smoothrot || duquant || crossquant;
+  const bool need_stream = gptq || need_stats;
+  if (need_stats && calib.n() == 0) {
+    if (opt.calib_path.empty()) fail(r.method + " needs calibration text (--calib FILE)");
+    int seqlen = opt.seqlen > 0 ? opt.seqlen : std::min(2048, s.max_pos);
+    if (seqlen > s.max_pos)
+      fail("--seqlen " + std::to_string(seqlen) + " exceeds the model's maximum context of " + std::to_string(s.max_pos));
+    calib = calibration_windows(*m.tokenizer, opt.calib_path, opt.nsamples, seqlen, opt.seed);
+    r.calib = opt.calib_path;
+    r.nsamples = rep.nsamples = calib.n();
+    r.seqlen = rep.seqlen = seqlen;
+  }
+  r.crossquant = crossquant;
   std::vector<float> x;
-  if (gptq) {
+  if (need_stream) {
     x.resize((size_t)calib.tokens.size() * s.hidden);
     embed_tokens(m, calib.tokens.data(), (int64_t)calib.tokens.size(), x.data());
   }
+  Rotation rin;
+  if (r.online_had_inputs) rin = Rotation::hadamard(s.hidden, false, r.seed + 5);
   RecipeHooks online(r, s, /*quantize_activations=*/false);
+  const Site stat_sites[] = {Site::AttnIn, Site::OIn, Site::MlpIn, Site::DownIn};
 
   Progress prog("quantize layers", s.n_layers, opt.progress);
   for (int l = 0; l < s.n_layers; l++) {
     LayerWeights w = *m.layer(l);
-    if (rotate || r.r3) fold_layer_norms(w);
+    if (r.r1 || r.r3 || r.r2 || r.r4 || duquant) fold_layer_norms(w);
     if (r.r1) rotate_residual_layer(w, r1);
     if (r.r2) rotate_value_heads(w, s, r2_layers.empty() ? r2 : r2_layers[l]);
+    if (need_stats) {
+      // Channel statistics of this layer's linear inputs, before any of its own transforms.
+      SiteStatsCapture st(nullptr, l, duquant ? 512 : 0);
+      run_layer(s, w, l, x, calib.n(), calib.ctx, &st, /*keep_output=*/false);
+      if (smoothquant || r.method == "smoothrot-all") {
+        auto sa = smooth_scales(st.absmax[(int)Site::AttnIn], {&w.q, &w.k, &w.v}, r.smooth_alpha);
+        smooth_into_norm(w.attn_norm, {&w.q, &w.k, &w.v}, sa);
+        auto sm = smooth_scales(st.absmax[(int)Site::MlpIn], {&w.gate, &w.up}, r.smooth_alpha);
+        smooth_into_norm(w.mlp_norm, {&w.gate, &w.up}, sm);
+      }
+      if (smoothquant || smoothrot) {
+        auto sd = smooth_scales(st.absmax[(int)Site::DownIn], {&w.down}, r.smooth_alpha);
+        smooth_down_via_up(w, sd);
+      }
+      if (duquant) {
+        DuQuantOptions dq{r.dq_alpha, r.dq_block, r.dq_steps, r.dq_permute};
+        for (Site site : stat_sites) {
+          std::vector<Linear*> cons = site == Site::AttnIn ? std::vector<Linear*>{&w.q, &w.k, &w.v}
+                                      : site == Site::OIn  ? std::vector<Linear*>{&w.o}
+                                      : site == Site::MlpIn ? std::vector<Linear*>{&w.gate, &w.up}
+                                                            : std::vector<Linear*>{&w.down};
+          const int n = (int)cons[0]->in();
+          const auto& X = st.sample[(int)site];
+          SiteTransform t = build_duquant(X, (int64_t)X.size() / n, n, st.absmax[(int)site],
+                                          std::vector<const Linear*>(cons.begin(), cons.end()), dq);
+          for (Linear* c : cons) t.apply_to_weight(*c);
+          if (!t.smooth.empty()) r.tensors[site_tensor_name("site", l, site, "smooth")] = Tensor::from(t.smooth);
+          if (!t.rot_a.empty()) r.tensors[site_tensor_name("site", l, site, "rot_a")] = t.rot_a;
+          if (!t.rot_b.empty()) r.tensors[site_tensor_name("site", l, site, "rot_b")] = t.rot_b;
+          if (!t.perm.empty())
+            r.tensors[site_tensor_name("site", l, site, "perm")] =
+                Tensor::from(std::vector<float>(t.perm.begin(), t.perm.end()));
+          online.set_site_transform(l, site, std::move(t));
+        }
+      }
+      if (crossquant) {
+        for (Site site : stat_sites) {
+          std::vector<float> c(st.absmax[(int)site].begin(), st.absmax[(int)site].end());
+          r.tensors[site_tensor_name("cq", l, site, "colmax")] = Tensor::from(c);
+          online.set_crossquant_colmax(l, site, std::move(c));
+        }
+      }
+    }
+    if (r.online_had_inputs)
+      for (Linear* lin : {&w.q, &w.k, &w.v, &w.gate, &w.up}) rotate_input_side(*lin, rin);
     if (r.r4) fuse_down_input(w, r4);
     if (!gptq) {
       for (Linear* lin : {&w.q, &w.k, &w.v, &w.o, &w.gate, &w.up, &w.down}) rtn_quantize(*lin, r.w);
@@ -203,10 +296,11 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
         run_layer(s, w, l, x, calib.n(), calib.ctx, &cap, /*keep_output=*/false);
         for (Linear* lin : g.lins) gptq_quantize(*lin, h, r.w, opt.gptq);
       }
-      run_layer(s, w, l, x, calib.n(), calib.ctx, &online, /*keep_output=*/true);
     }
+    if (need_stream) run_layer(s, w, l, x, calib.n(), calib.ctx, &online, /*keep_output=*/true);
     m.set_layer(l, std::move(w));
-    prog.update(l + 1, gptq ? (int64_t)(l + 1) * calib.tokens.size() : 0, "peak RSS " + std::to_string((int)peak_rss_mib()) + " MiB");
+    prog.update(l + 1, need_stream ? (int64_t)(l + 1) * calib.tokens.size() : 0,
+                "peak RSS " + std::to_string((int)peak_rss_mib()) + " MiB");
   }
   prog.finish();
   rep.seconds = seconds_since(t0);
@@ -243,6 +337,7 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
     }
     ts.emplace_back("model.norm.weight", &m.final_norm);
     if (!m.lm_head.empty()) ts.emplace_back("lm_head.weight", &m.lm_head);
+    for (auto& [name, t] : r.tensors) ts.emplace_back("kurtail." + name, &t);
     write_safetensors(tmp + "/model.safetensors", ts, {{"format", "pt"}, {"kurtail_method", r.method}});
     ModelSpec s = m.spec;
     s.tie_embeddings = m.lm_head.empty();
@@ -272,6 +367,9 @@ std::unique_ptr<RecipeHooks> load_recipe_hooks(const std::string& dir, const Mod
   std::string p = join_path(dir, "recipe.json");
   if (!is_directory(dir) || !file_exists(p)) return nullptr;
   Recipe r = Recipe::from_json(read_file(p), p);
+  SafetensorsDir st(dir);
+  for (auto& n : st.names())
+    if (n.rfind("kurtail.", 0) == 0) r.tensors[n.substr(8)] = st.load(n);
   if (out) *out = r;
   return std::make_unique<RecipeHooks>(r, s, true);
 }

@@ -115,3 +115,45 @@ double zero_share_ref(const float* x, int64_t rows, int64_t cols, const QuantSpe
 }
 
 }  // namespace kt
+
+namespace kt {
+
+namespace {
+template <class F>
+void crossquant_core(const float* x, int64_t rows, int64_t cols, const float* colmax, double alpha, const QuantSpec& s,
+                     F&& each) {
+  const float qmax = (float)s.qmax();
+  std::vector<float> cpow(cols);
+  for (int64_t j = 0; j < cols; j++) cpow[j] = (float)std::pow(std::max(1e-12, (double)colmax[j]), 1 - alpha);
+  for (int64_t r = 0; r < rows; r++) {
+    const float* p = x + r * cols;
+    float t = 0;
+    for (int64_t j = 0; j < cols; j++) t = std::max(t, std::fabs(p[j]));
+    t *= s.clip_ratio;
+    const float tp = (float)std::pow(std::max(1e-12, (double)t), alpha);
+    for (int64_t j = 0; j < cols; j++) {
+      QParams qp;
+      qp.scale = t > 0 ? tp * cpow[j] / qmax : 1.0f;
+      qp.zero = 0;
+      each(r * cols + j, qp);
+    }
+  }
+}
+}  // namespace
+
+void crossquant_fake_quant_ref(float* x, int64_t rows, int64_t cols, const float* colmax, double alpha,
+                               const QuantSpec& s) {
+  if (!s.enabled()) return;
+  crossquant_core(x, rows, cols, colmax, alpha, s,
+                  [&](int64_t i, const QParams& qp) { x[i] = dequantize_level(quantize_level(x[i], qp, s), qp); });
+}
+
+double crossquant_zero_share_ref(const float* x, int64_t rows, int64_t cols, const float* colmax, double alpha,
+                                 const QuantSpec& s) {
+  if (!s.enabled() || rows * cols == 0) return 0;
+  int64_t z = 0;
+  crossquant_core(x, rows, cols, colmax, alpha, s, [&](int64_t i, const QParams& qp) { z += quantize_level(x[i], qp, s) == 0; });
+  return (double)z / (rows * cols);
+}
+
+}  // namespace kt

@@ -50,6 +50,14 @@ inline float dequantize_level(int q, const QParams& p) { return ((float)q - p.ze
 
 // Fake-quantizes a row-major [rows, cols] matrix in place following s (granularity, clip, MSE).
 void fake_quant_ref(float* x, int64_t rows, int64_t cols, const QuantSpec& s);
+// CrossQuant (arXiv 2410.07505, formula reconstructed from the abstract: UNVERIFIED):
+// element scale = t_i^alpha * c_j^(1-alpha) / qmax with t_i = clip * max_j |x_ij| (this row)
+// and c_j = the calibration absmax of column j; symmetric levels. alpha = 1 is per-token.
+// (Deployment folds c^(1-alpha) into W's input columns so the GEMM keeps a per-row scale.)
+void crossquant_fake_quant_ref(float* x, int64_t rows, int64_t cols, const float* colmax, double alpha,
+                               const QuantSpec& s);
+double crossquant_zero_share_ref(const float* x, int64_t rows, int64_t cols, const float* colmax, double alpha,
+                                 const QuantSpec& s);
 // Share of elements whose integer level is the zero point (the "quantization kernel").
 double zero_share_ref(const float* x, int64_t rows, int64_t cols, const QuantSpec& s);
 

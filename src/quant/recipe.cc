@@ -75,6 +75,12 @@ std::string Recipe::to_json() const {
               {"r3_kind", r3_kind}, {"r4_kind", r4_kind}, {"r3_seed", r3_seed}, {"r4_seed", r4_seed}}},
             {"gptq", {{"percdamp", percdamp}, {"block", gptq_block}, {"act_order", act_order}}},
             {"calibration", {{"text", calib}, {"nsamples", nsamples}, {"seqlen", seqlen}}}};
+  j["smoothing"] = {{"alpha", smooth_alpha}, {"online_hadamard_inputs", online_had_inputs}};
+  j["duquant"] = {{"alpha", dq_alpha}, {"block", dq_block}, {"steps", dq_steps}, {"permute", dq_permute}};
+  j["crossquant"] = {{"enabled", crossquant}, {"alpha", cq_alpha}};
+  std::vector<std::string> tnames;
+  for (auto& [k, _] : tensors) tnames.push_back(k);
+  j["tensors"] = tnames;
   if (method == "kurtail")
     j["kurtail"] = {{"target", kurtail.target}, {"squared", kurtail.squared}, {"budget", kurtail.budget},
                     {"iters", kurtail.iters}, {"lr", kurtail.lr}, {"momentum", kurtail.momentum},
@@ -112,6 +118,20 @@ Recipe Recipe::from_json(const std::string& text, const std::string& path) {
       r.gptq_block = j["gptq"].value("block", 128);
       r.act_order = j["gptq"].value("act_order", false);
     }
+    if (j.contains("smoothing")) {
+      r.smooth_alpha = j["smoothing"].value("alpha", 0.5);
+      r.online_had_inputs = j["smoothing"].value("online_hadamard_inputs", false);
+    }
+    if (j.contains("duquant")) {
+      r.dq_alpha = j["duquant"].value("alpha", 0.6);
+      r.dq_block = j["duquant"].value("block", 128);
+      r.dq_steps = j["duquant"].value("steps", 256);
+      r.dq_permute = j["duquant"].value("permute", true);
+    }
+    if (j.contains("crossquant")) {
+      r.crossquant = j["crossquant"].value("enabled", false);
+      r.cq_alpha = j["crossquant"].value("alpha", 0.5);
+    }
     if (j.contains("kurtail")) {
       const json& k = j["kurtail"];
       r.kurtail.target = k.value("target", 1.8);
@@ -134,7 +154,62 @@ Recipe Recipe::from_json(const std::string& text, const std::string& path) {
   return r;
 }
 
+std::string site_tensor_name(const std::string& kind, int layer, Site site, const std::string& what) {
+  return kind + "." + std::to_string(layer) + "." + site_name(site) + "." + what;
+}
+
+namespace {
+bool parse_site_tensor(const std::string& name, std::string* kind, int* layer, Site* site, std::string* what) {
+  // kind.L.site.what
+  size_t a = name.find('.'), b = name.find('.', a + 1), c = name.find('.', b + 1);
+  if (a == std::string::npos || b == std::string::npos || c == std::string::npos) return false;
+  *kind = name.substr(0, a);
+  try {
+    *layer = std::stoi(name.substr(a + 1, b - a - 1));
+  } catch (...) {
+    return false;
+  }
+  std::string sn = name.substr(b + 1, c - b - 1);
+  for (int i = 0; i < kNumSites; i++)
+    if (sn == site_name((Site)i)) {
+      *site = (Site)i;
+      *what = name.substr(c + 1);
+      return true;
+    }
+  return false;
+}
+}  // namespace
+
+void RecipeHooks::set_site_transform(int layer, Site site, SiteTransform t) { site_tf_[{layer, (int)site}] = std::move(t); }
+
+void RecipeHooks::set_crossquant_colmax(int layer, Site site, std::vector<float> c) { cq_[{layer, (int)site}] = std::move(c); }
+
 RecipeHooks::RecipeHooks(const Recipe& r, const ModelSpec& s, bool qa) : quantize_activations(qa), r_(r), s_(s) {
+  if (r.online_had_inputs) rin_ = Rotation::hadamard(s.hidden, false, r.seed + 5);
+  std::map<std::pair<int, int>, SiteTransform> tf;
+  for (auto& [name, t] : r.tensors) {
+    std::string kind, what;
+    int layer;
+    Site site;
+    if (!parse_site_tensor(name, &kind, &layer, &site, &what) || layer < 0 || layer > s.n_layers)
+      fail("recipe tensor '" + name + "' has an unknown name");
+    if (kind == "cq" && what == "colmax") {
+      cq_[{layer, (int)site}] = t.data;
+      continue;
+    }
+    if (kind != "site") fail("recipe tensor '" + name + "' has an unknown kind");
+    SiteTransform& st = tf[{layer, (int)site}];
+    st.n = (int)(site == Site::DownIn ? s.ffn : site == Site::OIn ? s.q_dim() : s.hidden);
+    if (what == "smooth") st.smooth = t.data;
+    else if (what == "rot_a") st.rot_a = t;
+    else if (what == "rot_b") st.rot_b = t;
+    else if (what == "perm") st.perm.assign(t.data.begin(), t.data.end());
+    else fail("recipe tensor '" + name + "' has an unknown part");
+  }
+  for (auto& [k, st] : tf) {
+    st.validate("recipe site transform " + std::to_string(k.first) + "." + site_name((Site)k.second));
+    site_tf_[k] = std::move(st);
+  }
   auto make = [](const std::string& kind, int n, uint64_t seed) {
     return kind == "random_orthogonal" ? Rotation::random_orthogonal(n, seed) : Rotation::hadamard(n, false, seed);
   };
@@ -144,12 +219,18 @@ RecipeHooks::RecipeHooks(const Recipe& r, const ModelSpec& s, bool qa) : quantiz
 
 void RecipeHooks::on_activation(int layer, Site site, float* x, int64_t rows, int64_t cols) {
   if (r_.r3 && (site == Site::Q || site == Site::K)) rotate_heads(x, rows, (int)(cols / s_.head_dim), r3_);
+  auto tf = site_tf_.find({layer, (int)site});
+  if (tf != site_tf_.end()) tf->second.apply(x, rows);
+  if (r_.online_had_inputs && (site == Site::AttnIn || site == Site::MlpIn)) rin_.apply(x, rows);
   if (r_.r4 && site == Site::DownIn) r4_.apply(x, rows);
   if (!quantize_activations) return;
   switch (site) {
-    case Site::AttnIn: case Site::OIn: case Site::MlpIn: case Site::DownIn:
-      fake_quant_ref(x, rows, cols, r_.a);
+    case Site::AttnIn: case Site::OIn: case Site::MlpIn: case Site::DownIn: {
+      auto cq = cq_.find({layer, (int)site});
+      if (r_.crossquant && cq != cq_.end()) crossquant_fake_quant_ref(x, rows, cols, cq->second.data(), r_.cq_alpha, r_.a);
+      else fake_quant_ref(x, rows, cols, r_.a);
       break;
+    }
     case Site::K: fake_quant_ref(x, rows, cols, r_.k); break;
     case Site::V: fake_quant_ref(x, rows, cols, r_.v); break;
     case Site::LmHeadIn:

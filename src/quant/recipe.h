@@ -2,12 +2,14 @@
 // the method, which rotations were fused or run online, and every quantizer.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
 #include "model/forward.h"
 #include "quant/quantizer.h"
 #include "transform/rotation.h"
+#include "transform/site_transform.h"
 
 namespace kt {
 
@@ -24,7 +26,9 @@ struct KurtailSettings {
 
 struct Recipe {
   int version = 1;
-  std::string method = "rtn";      // rtn | quarot | (later: kurtail, smoothquant, duquant, ...)
+  // rtn | quarot | kurtail | smoothquant | smoothrot (QuaRot + down_proj smoothing before R4) |
+  // smoothrot-all (smoothing + online Hadamard before every linear input) | duquant | crossquant
+  std::string method = "rtn";
   std::string weight_algo = "rtn"; // rtn | gptq
   QuantSpec w, a, k, v;            // weights, linear inputs, K cache, V cache
   bool quant_lm_head = false;      // lm_head weight and input stay fp by default (as QuaRot)
@@ -40,6 +44,16 @@ struct Recipe {
   int gptq_block = 128;
   bool act_order = false;
   KurtailSettings kurtail;
+  double smooth_alpha = 0.5;        // SmoothQuant / smooth-then-rotate migration strength
+  bool online_had_inputs = false;   // online hidden-size Hadamard at the q/k/v and gate/up inputs
+  double dq_alpha = 0.6;            // DuQuant smoothing alpha (Llama-2-7B run.sh)
+  int dq_block = 128, dq_steps = 256;
+  bool dq_permute = true;
+  double cq_alpha = 0.5;            // CrossQuant exponent (UNVERIFIED default)
+  bool crossquant = false;
+  // Per-layer online data (site transforms "site.L.SITE.{smooth,rot_a,rot_b,perm}", CrossQuant
+  // column maxima "cq.L.SITE.colmax"); saved in model.safetensors under the prefix "kurtail.".
+  std::map<std::string, Tensor> tensors;
   // calibration (recorded for reference)
   std::string calib;
   int nsamples = 0, seqlen = 0;
@@ -52,6 +66,9 @@ struct Recipe {
   void set_bits(int wbits, int abits, int kvbits, int head_dim);
 };
 
+// Name of a per-layer recipe tensor, e.g. site_tensor_name(3, Site::DownIn, "smooth").
+std::string site_tensor_name(const std::string& kind, int layer, Site site, const std::string& what);
+
 // Online part of a recipe at run time: R3 on Q and K after RoPE, R4 on the down_proj
 // input, then fake quantization of every activation site the recipe quantizes.
 class RecipeHooks : public Hooks {
@@ -59,11 +76,17 @@ class RecipeHooks : public Hooks {
   RecipeHooks(const Recipe& r, const ModelSpec& s, bool quantize_activations = true);
   void on_activation(int layer, Site site, float* x, int64_t rows, int64_t cols) override;
   bool quantize_activations;
+  // Adds (or replaces) the online transform of one site; the pipeline calls this as it builds them.
+  void set_site_transform(int layer, Site site, SiteTransform t);
+  void set_crossquant_colmax(int layer, Site site, std::vector<float> c);
+  const Recipe& recipe() const { return r_; }
 
  private:
   Recipe r_;
   ModelSpec s_;
-  Rotation r3_, r4_;
+  Rotation r3_, r4_, rin_;
+  std::map<std::pair<int, int>, SiteTransform> site_tf_;
+  std::map<std::pair<int, int>, std::vector<float>> cq_;
 };
 
 }  // namespace kt
