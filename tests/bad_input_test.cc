@@ -118,3 +118,25 @@ TEST(BadInput, TruncatedLlama2cCheckpoint) {
 
 }  // namespace
 }  // namespace kt
+
+namespace kt {
+namespace {
+
+TEST(Cli, QuantizeMethodDispatchAndUnknownMethod) {
+  auto r = test::run_cli("quantize --method nosuch --out /tmp/never_written_kurtail");
+  expect_one_line_error(r, "unknown --method 'nosuch'");
+  EXPECT_FALSE(file_exists("/tmp/never_written_kurtail"));
+  std::string out = test::temp_dir("cli") + "/q";
+  r = test::run_cli("quantize -q --method smoothrot-all --w 16 --a 16 --kv 16 --nsamples 2 --seqlen 64 --out " + out);
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::string rec = read_file(out + "/recipe.json");
+  EXPECT_NE(rec.find("\"online_hadamard_inputs\": true"), std::string::npos);
+  EXPECT_NE(rec.find("\"r1\": false"), std::string::npos);
+  EXPECT_NE(rec.find("\"r4\": true"), std::string::npos);
+  // existing output is not overwritten without --force
+  r = test::run_cli("quantize -q --method rtn --w 16 --a 16 --kv 16 --out " + out);
+  expect_one_line_error(r, "already exists (pass --force to replace it)");
+}
+
+}  // namespace
+}  // namespace kt

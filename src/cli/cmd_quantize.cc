@@ -55,13 +55,12 @@ int run_quantize() {
     r.r2 = !qa.no_r2;
     r.r3 = !qa.no_r3;
     r.r4 = !qa.no_r4;
-  } else if (qa.method != "rtn") {
   } else if (qa.method == "smoothrot-all") {
     r.online_had_inputs = true;  // smoothing + Hadamard before every linear input (no fused R1)
     r.r2 = !qa.no_r2;
     r.r3 = !qa.no_r3;
     r.r4 = !qa.no_r4;
-  } else if (qa.method != "smoothquant" && qa.method != "duquant" && qa.method != "crossquant") {
+  } else if (qa.method != "rtn" && qa.method != "smoothquant" && qa.method != "duquant" && qa.method != "crossquant") {
     fail("unknown --method '" + qa.method +
          "' (available: rtn, quarot, kurtail, smoothquant, smoothrot, smoothrot-all, duquant, crossquant)");
   }

@@ -63,8 +63,9 @@ QParams find_params_ref(const float* x, int64_t n, const QuantSpec& s) {
     QParams p = params_from_range(lo, hi, s, ratio);
     double err = 0;
     for (int64_t k = 0; k < n; k++) {
-      float d = dequantize_level(quantize_level(x[k], p, s), p) - x[k];
-      err += std::pow(std::fabs((double)d), (double)s.mse_norm);
+      float d = std::fabs(dequantize_level(quantize_level(x[k], p, s), p) - x[k]);
+      err += d == 0.0f ? 0.0 : (double)std::pow(d, s.mse_norm);
+      if (err >= best_err) break;  // this ratio cannot win any more
     }
     if (err < best_err) {
       best_err = err;
