@@ -5,6 +5,7 @@
 
 #include "cli/commands.h"
 #include "eval/diagnostics.h"
+#include "eval/report.h"
 #include "quant/pipeline.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -14,8 +15,10 @@ namespace kt::cli {
 namespace {
 
 struct AArgs {
-  std::string model, calib;
-  int nsamples = 16, seqlen = 0, bits = 4;
+  std::string model, calib, out, site = "down_in";
+  std::vector<std::string> methods;
+  int nsamples = 16, seqlen = 0, bits = 4, layer = 1;
+  double cq_alpha = 0.5;
   uint64_t seed = 0;
   bool json = false, quiet = false;
 } aa;
@@ -25,27 +28,65 @@ int run_analyze() {
   int seqlen = aa.seqlen > 0 ? aa.seqlen : std::min(2048, m->spec.max_pos);
   if (seqlen > m->spec.max_pos) fail("--seqlen exceeds the model's maximum context");
   Windows w = calibration_windows(*m->tokenizer, aa.calib, aa.nsamples, seqlen, aa.seed);
-  Recipe recipe;
-  auto hooks = load_recipe_hooks(aa.model, m->spec, &recipe);
-  if (hooks) hooks->quantize_activations = false;
+  Site chan_site = Site::DownIn;
+  bool found = false;
+  for (int i = 0; i < kNumSites; i++)
+    if (aa.site == site_name((Site)i)) chan_site = (Site)i, found = true;
+  if (!found) fail("--site must be one of attn_in, q, k, v, o_in, mlp_in, down_in");
   QuantSpec zs;
   zs.bits = aa.bits;
-  auto d = collect_diagnostics(*m, hooks.get(), w, zs, !aa.quiet);
-  std::string label = hooks ? recipe.method : "original";
+  std::vector<DiagnosticsRun> runs;
+  {
+    Recipe recipe;
+    auto hooks = load_recipe_hooks(aa.model, m->spec, &recipe);
+    if (hooks) hooks->quantize_activations = false;
+    runs.emplace_back(hooks ? recipe.method : "original",
+                      collect_diagnostics(*m, hooks.get(), w, zs, !aa.quiet, aa.cq_alpha));
+  }
+  for (const std::string& method : aa.methods) {
+    // the method's transforms in full precision, measured where its quantizers would act
+    auto mm = Model::open(aa.model);
+    QuantizeOptions o;
+    o.progress = !aa.quiet;
+    o.calib_path = aa.calib;
+    o.nsamples = std::min(aa.nsamples, 32);
+    o.seqlen = seqlen;
+    o.seed = aa.seed;
+    Recipe& r = o.recipe;
+    r.method = method;
+    r.set_bits(16, 16, 16, mm->spec.head_dim);
+    r.seed = aa.seed;
+    if (method == "quarot" || method == "kurtail" || method == "smoothrot") r.r1 = r.r2 = r.r3 = r.r4 = true;
+    else if (method == "smoothrot-all") r.online_had_inputs = r.r2 = r.r3 = r.r4 = true;
+    else if (method != "smoothquant" && method != "duquant" && method != "crossquant" && method != "rtn")
+      fail("unknown --method '" + method + "'");
+    quantize_model(*mm, o);
+    RecipeHooks hooks(o.recipe, mm->spec, /*quantize_activations=*/false);
+    runs.emplace_back(method, collect_diagnostics(*mm, &hooks, w, zs, !aa.quiet, aa.cq_alpha));
+  }
+  if (!aa.out.empty()) {
+    write_file_atomic(aa.out, html_report(aa.model, runs, aa.layer, chan_site, aa.bits));
+    if (!aa.quiet) std::fprintf(stderr, "wrote %s\n", aa.out.c_str());
+  }
   if (aa.json) {
-    std::cout << diagnostics_json(d, label) << std::endl;
+    std::cout << "[";
+    for (size_t i = 0; i < runs.size(); i++) std::cout << (i ? ",\n" : "") << diagnostics_json(runs[i].second, runs[i].first);
+    std::cout << "]" << std::endl;
     return 0;
   }
-  std::printf("%s: per-token kurtosis (mean/max), max/median |x|, int%d per-token zero share, channel-magnitude CV\n",
-              label.c_str(), aa.bits);
-  std::printf("| layer | site | kurt mean | kurt max | max/median | zero share | chan-mag CV |\n|---|---|---|---|---|---|---|\n");
-  for (size_t l = 0; l < d.size(); l++)
-    for (int s = 0; s < kNumSites; s++) {
-      const SiteStats& st = d[l].site[s];
-      if (!st.seen) continue;
-      std::printf("| %zu | %s | %.2f | %.1f | %.1f | %.3f | %.3f |\n", l, site_name((Site)s), st.kurt_mean, st.kurt_max,
-                  st.max_over_median, st.zero_share, st.chan_mag_cv);
-    }
+  if (!aa.out.empty()) return 0;
+  for (auto& [label, d] : runs) {
+    std::printf("%s: per-token kurtosis (mean/max), max/median |x|, int%d per-token zero share, channel-magnitude CV\n",
+                label.c_str(), aa.bits);
+    std::printf("| layer | site | kurt mean | kurt max | max/median | zero share | chan-mag CV |\n|---|---|---|---|---|---|---|\n");
+    for (size_t l = 0; l < d.size(); l++)
+      for (int s = 0; s < kNumSites; s++) {
+        const SiteStats& st = d[l].site[s];
+        if (!st.seen) continue;
+        std::printf("| %zu | %s | %.2f | %.1f | %.1f | %.3f | %.3f |\n", l, site_name((Site)s), st.kurt_mean, st.kurt_max,
+                    st.max_over_median, st.zero_share, st.chan_mag_cv);
+      }
+  }
   return 0;
 }
 
@@ -62,7 +103,12 @@ void register_analyze(CLI::App& app) {
   c->add_option("--seqlen", aa.seqlen, "window length (0 = min(2048, model max))");
   c->add_option("--bits", aa.bits, "bits of the per-token quantizer for the zero share")->capture_default_str();
   c->add_option("--seed", aa.seed, "window sampling seed")->capture_default_str();
-  c->add_flag("--json", aa.json, "JSON output");
+  c->add_option("--method", aa.methods, "also measure these methods' transforms (repeatable)");
+  c->add_option("--out", aa.out, "write a self-contained HTML report here");
+  c->add_option("--layer", aa.layer, "layer of the channel-magnitude plot")->capture_default_str();
+  c->add_option("--site", aa.site, "site of the channel-magnitude plot")->capture_default_str();
+  c->add_option("--cq-alpha", aa.cq_alpha, "CrossQuant exponent for its zero share")->capture_default_str();
+  c->add_flag("--json", aa.json, "JSON output (a list: original first, then each method)");
   c->add_flag("-q,--quiet", aa.quiet, "no progress");
   register_runner(c, run_analyze);
 }

@@ -16,11 +16,25 @@ struct Acc {
   int64_t zeros = 0;
   std::vector<double> chan_sq, chan_absmax;
   std::vector<float> sample;  // |x| subsample for the median
+  int64_t cq_zeros = 0;
+  double err = 0;
+  int64_t err_rows = 0;
 };
+
+const Linear* representative(const LayerWeights& w, Site s, std::string* name) {
+  switch (s) {
+    case Site::AttnIn: *name = "k_proj"; return &w.k;
+    case Site::OIn: *name = "o_proj"; return &w.o;
+    case Site::MlpIn: *name = "gate_proj"; return &w.gate;
+    case Site::DownIn: *name = "down_proj"; return &w.down;
+    default: return nullptr;
+  }
+}
 
 class StatsHooks : public Hooks {
  public:
-  StatsHooks(Hooks* inner, int layers, const QuantSpec& zs) : inner_(inner), acc_(layers + 1), zs_(zs) {}
+  StatsHooks(Hooks* inner, const Model& m, const QuantSpec& zs, double cq_alpha)
+      : acc_(m.spec.n_layers + 1), inner_(inner), m_(m), zs_(zs), cq_alpha_(cq_alpha) {}
   void on_activation(int layer, Site site, float* x, int64_t rows, int64_t cols) override {
     if (inner_) inner_->on_activation(layer, site, x, rows, cols);
     Acc& a = acc_[layer][(int)site];
@@ -35,6 +49,30 @@ class StatsHooks : public Hooks {
     a.kurt_max = std::max(a.kurt_max, kx);
     a.rows += rows;
     a.zeros += (int64_t)std::llround(zero_share_ref(x, rows, cols, zs_) * rows * cols);
+    {
+      std::vector<float> cm(cols, 0.0f);
+      for (int64_t i = 0; i < rows * cols; i++) cm[i % cols] = std::max(cm[i % cols], std::fabs(x[i]));
+      a.cq_zeros += (int64_t)std::llround(crossquant_zero_share_ref(x, rows, cols, cm.data(), cq_alpha_, zs_) * rows * cols);
+    }
+    if (layer < m_.spec.n_layers) {
+      std::string name;
+      auto lw = m_.layer(layer);
+      const Linear* lin = representative(*lw, site, &name);
+      if (lin) {
+        // a subsample of rows: exact output vs 4-bit activations x 4-bit RTN weights
+        const int64_t nr = std::min<int64_t>(rows, 64);
+        std::vector<float> xs(x, x + nr * cols), xq = xs;
+        fake_quant_ref(xq.data(), nr, cols, zs_);
+        Linear wq = *lin;
+        QuantSpec ws = zs_;
+        fake_quant_ref(wq.w.ptr(), wq.out(), wq.in(), ws);
+        std::vector<float> y0((size_t)nr * lin->out()), y1(y0.size());
+        sgemm_nt(xs.data(), lin->w.ptr(), y0.data(), nr, lin->out(), cols);
+        sgemm_nt(xq.data(), wq.w.ptr(), y1.data(), nr, lin->out(), cols);
+        for (size_t i = 0; i < y0.size(); i++) a.err += (double)(y0[i] - y1[i]) * (y0[i] - y1[i]);
+        a.err_rows += nr;
+      }
+    }
     const int64_t stride = std::max<int64_t>(1, rows * cols / 20000);
     for (int64_t i = 0; i < rows * cols; i++) {
       double v = std::fabs(x[i]);
@@ -49,14 +87,16 @@ class StatsHooks : public Hooks {
 
  private:
   Hooks* inner_;
+  const Model& m_;
   QuantSpec zs_;
+  double cq_alpha_;
 };
 
 }  // namespace
 
 std::vector<LayerDiagnostics> collect_diagnostics(const Model& m, Hooks* online, const Windows& w,
-                                                  const QuantSpec& zero_spec, bool progress) {
-  StatsHooks sh(online, m.spec.n_layers, zero_spec);
+                                                  const QuantSpec& zero_spec, bool progress, double cq_alpha) {
+  StatsHooks sh(online, m, zero_spec, cq_alpha);
   EvalOptions opt;
   opt.hooks = &sh;
   opt.progress = progress;
@@ -85,6 +125,22 @@ std::vector<LayerDiagnostics> collect_diagnostics(const Model& m, Hooks* online,
       st.chan_mag_std = std::sqrt(var / a.cols);
       st.chan_mag_cv = mean > 0 ? st.chan_mag_std / mean : 0;
       st.chan_absmax = a.chan_absmax;
+      st.cq_zero_share = (double)a.cq_zeros / ((double)a.rows * a.cols);
+      st.layer_error = a.err_rows ? a.err / a.err_rows : 0;
+      if ((int)l < m.spec.n_layers) {
+        auto lw = m.layer((int)l);
+        const Linear* lin = representative(*lw, (Site)s, &st.linear);
+        if (lin) {
+          std::vector<double> cn(lin->in(), 0.0);
+          for (int64_t i = 0; i < lin->out(); i++)
+            for (int64_t j = 0; j < lin->in(); j++) cn[j] += (double)lin->w.data[i * lin->in() + j] * lin->w.data[i * lin->in() + j];
+          double mu = 0, v = 0;
+          for (auto& c : cn) mu += c = std::sqrt(c);
+          mu /= cn.size();
+          for (double c : cn) v += (c - mu) * (c - mu);
+          st.w_chan_mag_cv = mu > 0 ? std::sqrt(v / cn.size()) / mu : 0;
+        }
+      }
     }
   return out;
 }
@@ -100,7 +156,9 @@ std::string diagnostics_json(const std::vector<LayerDiagnostics>& d, const std::
                                    {"absmax", st.absmax}, {"median_abs", st.median_abs},
                                    {"max_over_median", st.max_over_median}, {"zero_share", st.zero_share},
                                    {"channel_magnitude_std", st.chan_mag_std}, {"channel_magnitude_cv", st.chan_mag_cv},
-                                   {"rows", st.rows}, {"cols", st.cols}};
+                                   {"rows", st.rows}, {"cols", st.cols}, {"crossquant_zero_share", st.cq_zero_share},
+                                   {"weight_channel_magnitude_cv", st.w_chan_mag_cv}, {"layer_error", st.layer_error},
+                                   {"linear", st.linear}};
     }
     layers.push_back({{"layer", l}, {"sites", sites}});
   }

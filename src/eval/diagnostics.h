@@ -22,6 +22,10 @@ struct SiteStats {
   double absmax = 0, median_abs = 0, max_over_median = 0;
   double zero_share = 0;
   double chan_mag_std = 0, chan_mag_cv = 0;
+  double cq_zero_share = 0;       // CrossQuant quantizer (alpha from the call), column maxima of the batch
+  double w_chan_mag_cv = 0;       // weight input-column L2 norms of the representative linear
+  double layer_error = 0;         // ||X W^T - Q(X) Q(W)^T||_F^2 per token, representative linear
+  std::string linear;             // which linear: k_proj, o_proj, gate_proj, down_proj
   std::vector<double> chan_absmax;  // per channel, for plots
 };
 
@@ -32,8 +36,9 @@ struct LayerDiagnostics {
 // Runs the windows through the model (online rotations from `online` if given, no fake
 // quantization) and measures every site. `zero_spec` is the per-token quantizer used for
 // the quantization-kernel share.
+// The layer error uses RTN per-channel weights and per-token activations at zero_spec's bits.
 std::vector<LayerDiagnostics> collect_diagnostics(const Model& m, Hooks* online, const Windows& w,
-                                                  const QuantSpec& zero_spec, bool progress);
+                                                  const QuantSpec& zero_spec, bool progress, double cq_alpha = 0.5);
 
 std::string diagnostics_json(const std::vector<LayerDiagnostics>& d, const std::string& label);
 

@@ -28,45 +28,40 @@ CompareResult compare_to_reference(const Model& ref, Hooks* ref_hooks, const Mod
     std::vector<int> ref_arg((size_t)nc * (T - 1));
     o.hooks = ref_hooks;
     run_windows(ref, sub, o, [&](int i, const float* lg) {
-      ref_nll += window_nll(lg, sub.window(i), T, V);
-#pragma omp parallel for
+      const int32_t* tok = sub.window(i);
+      double nl = 0;
+#pragma omp parallel for reduction(+ : nl)
       for (int t = 0; t < T - 1; t++) {
         const float* r = lg + (int64_t)t * V;
-        float mx = r[0];
         int am = 0;
-        for (int j = 1; j < V; j++)
-          if (r[j] > mx) mx = r[j], am = j;
-        double s = 0;
-        for (int j = 0; j < V; j++) s += std::exp((double)r[j] - mx);
-        float lse = (float)(std::log(s) + mx);
+        const float lse = log_sum_exp(r, V, &am);
         float* out = &ref_lp[((size_t)i * (T - 1) + t) * V];
         for (int j = 0; j < V; j++) out[j] = r[j] - lse;
         ref_arg[(size_t)i * (T - 1) + t] = am;
+        nl += lse - r[tok[t + 1]];
       }
+      ref_nll += nl;
     });
     o.hooks = opt.hooks;
     run_windows(m, sub, o, [&](int i, const float* lg) {
-      nll += window_nll(lg, sub.window(i), T, V);
-      double k = 0;
+      const int32_t* tok = sub.window(i);
+      double k = 0, nl = 0;
       int64_t a = 0;
-#pragma omp parallel for reduction(+ : k, a)
+#pragma omp parallel for reduction(+ : k, a, nl)
       for (int t = 0; t < T - 1; t++) {
         const float* r = lg + (int64_t)t * V;
-        float mx = r[0];
         int am = 0;
-        for (int j = 1; j < V; j++)
-          if (r[j] > mx) mx = r[j], am = j;
-        double s = 0;
-        for (int j = 0; j < V; j++) s += std::exp((double)r[j] - mx);
-        double lse = std::log(s) + mx;
+        const float lse = log_sum_exp(r, V, &am);
         const float* p = &ref_lp[((size_t)i * (T - 1) + t) * V];
         double kt_ = 0;
-        for (int j = 0; j < V; j++) kt_ += std::exp((double)p[j]) * ((double)p[j] - (r[j] - lse));
+        for (int j = 0; j < V; j++) kt_ += std::exp(p[j]) * (p[j] - (r[j] - lse));
         k += kt_;
         a += am == ref_arg[(size_t)i * (T - 1) + t];
+        nl += lse - r[tok[t + 1]];
       }
       kl += k;
       agree += a;
+      nll += nl;
     });
     prog.update(c0 + nc, (int64_t)(c0 + nc) * T);
   }

@@ -31,16 +31,23 @@ Windows make_windows(const std::vector<int32_t>& tokens, int ctx, int max_window
   return w;
 }
 
+float log_sum_exp(const float* r, int n, int* argmax) {
+  float mx = r[0];
+  int am = 0;
+  for (int j = 1; j < n; j++)
+    if (r[j] > mx) mx = r[j], am = j;
+  double s = 0;
+  for (int j = 0; j < n; j++) s += std::exp(r[j] - mx);  // float exp: 1 ulp, summed in double
+  if (argmax) *argmax = am;
+  return (float)(std::log(s) + mx);
+}
+
 double window_nll(const float* logits, const int32_t* tokens, int n, int vocab) {
   double total = 0;
 #pragma omp parallel for reduction(+ : total)
   for (int t = 0; t < n - 1; t++) {
     const float* r = logits + (int64_t)t * vocab;
-    float mx = r[0];
-    for (int j = 1; j < vocab; j++) mx = std::max(mx, r[j]);
-    double s = 0;
-    for (int j = 0; j < vocab; j++) s += std::exp((double)r[j] - mx);
-    total += (std::log(s) + mx) - r[tokens[t + 1]];
+    total += (double)log_sum_exp(r, vocab) - r[tokens[t + 1]];
   }
   return total;
 }

@@ -43,6 +43,8 @@ struct PplResult {
 
 // Mean NLL (natural log) over positions 1..ctx-1 of every window.
 PplResult perplexity(const Model& m, const Windows& w, const EvalOptions& opt);
+// log(sum_j exp(r_j)) of one logit row (float exp, double accumulation); argmax optional.
+float log_sum_exp(const float* r, int n, int* argmax = nullptr);
 // NLL of targets[t+1] under logits row t, summed over t = 0..n-2 (double accumulation).
 double window_nll(const float* logits, const int32_t* tokens, int n, int vocab);
 
