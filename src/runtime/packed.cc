@@ -1,0 +1,163 @@
+#include "runtime/packed.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "util/error.h"
+
+namespace kt {
+
+const char* kernel_name(Kernel k) {
+  switch (k) {
+    case Kernel::Scalar: return "scalar";
+    case Kernel::Avx2: return "avx2";
+    case Kernel::Vnni: return "avx512-vnni";
+  }
+  return "?";
+}
+
+bool kernel_supported(Kernel k) {
+  __builtin_cpu_init();
+  switch (k) {
+    case Kernel::Scalar: return true;
+    case Kernel::Avx2: return __builtin_cpu_supports("avx2");
+    case Kernel::Vnni:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vnni");
+  }
+  return false;
+}
+
+Kernel active_kernel() {
+  static Kernel k = [] {
+    const char* e = std::getenv("KURTAIL_KERNEL");
+    if (e && *e) {
+      std::string s = e;
+      Kernel want = s == "scalar" ? Kernel::Scalar : s == "avx2" ? Kernel::Avx2 : s == "vnni" ? Kernel::Vnni : (Kernel)-1;
+      if ((int)want < 0) fail("KURTAIL_KERNEL must be scalar, avx2 or vnni (got '" + s + "')");
+      if (!kernel_supported(want)) fail(std::string("KURTAIL_KERNEL=") + s + ": this CPU does not support it");
+      return want;
+    }
+    if (kernel_supported(Kernel::Vnni)) return Kernel::Vnni;
+    if (kernel_supported(Kernel::Avx2)) return Kernel::Avx2;
+    return Kernel::Scalar;
+  }();
+  return k;
+}
+
+PackedWeight pack_weights_ref(QType t, const int8_t* q, int N, int K, int group, const float* scales) {
+  PackedWeight p;
+  p.type = t;
+  p.N = N;
+  p.K = K;
+  p.Np = (N + 15) / 16 * 16;
+  p.Kp = (K + 7) / 8 * 8;
+  if (group <= 0 || group >= K) group = p.Kp;
+  if (group % 8 || p.Kp % group) fail("packed weights: group must be a multiple of 8 dividing K");
+  p.group = group;
+  const int G = p.Kp / group;
+  p.scales.assign((size_t)N * G, 0.0f);
+  std::copy(scales, scales + (size_t)N * G, p.scales.begin());
+  auto at = [&](int n, int k) -> int { return (n < N && k < K) ? q[(size_t)n * K + k] : 0; };
+  const size_t step = t == QType::Q4 ? 64 : 128;
+  p.data.assign((size_t)(p.Np / 16) * (p.Kp / 8) * step, 0);
+  for (int tile = 0; tile < p.Np / 16; tile++)
+    for (int k8 = 0; k8 < p.Kp / 8; k8++) {
+      uint8_t* d = &p.data[((size_t)tile * (p.Kp / 8) + k8) * step];
+      for (int c = 0; c < 16; c++)
+        for (int j = 0; j < 4; j++) {
+          int n = tile * 16 + c, k = k8 * 8 + j;
+          if (t == QType::Q4) {
+            int lo = at(n, k), hi = at(n, k + 4);
+            if (lo < -8 || lo > 7 || hi < -8 || hi > 7) fail("packed weights: int4 value out of range");
+            d[4 * c + j] = (uint8_t)((lo + 8) | ((hi + 8) << 4));
+          } else {
+            d[4 * c + j] = (uint8_t)(int8_t)at(n, k);
+            d[64 + 4 * c + j] = (uint8_t)(int8_t)at(n, k + 4);
+          }
+        }
+    }
+  if (t == QType::Q8) {
+    p.offsets.assign((size_t)p.Np * G, 0);
+    for (int n = 0; n < N; n++)
+      for (int k = 0; k < K; k++) p.offsets[(size_t)n * G + k / group] += 128 * at(n, k);
+  }
+  return p;
+}
+
+void unpack_weights_ref(const PackedWeight& p, int8_t* q) {
+  const size_t step = p.type == QType::Q4 ? 64 : 128;
+  for (int n = 0; n < p.N; n++)
+    for (int k = 0; k < p.K; k++) {
+      const uint8_t* d = &p.data[((size_t)(n / 16) * (p.Kp / 8) + k / 8) * step];
+      int c = n % 16, j = k % 8;
+      if (p.type == QType::Q4) {
+        uint8_t b = d[4 * c + (j & 3)];
+        q[(size_t)n * p.K + k] = (int8_t)((j < 4 ? (b & 15) : (b >> 4)) - 8);
+      } else {
+        q[(size_t)n * p.K + k] = (int8_t)d[(j < 4 ? 0 : 64) + 4 * c + (j & 3)];
+      }
+    }
+}
+
+void quantize_acts_ref(const float* x, int M, int K, int Kp, int bits, float clip, int group, QuantizedActs* out) {
+  out->M = M;
+  out->K = K;
+  out->Kp = Kp;
+  out->bits = bits;
+  out->q.assign((size_t)M * Kp, 0);
+  out->scale.assign(M, 0.0f);
+  if (group <= 0) group = Kp;
+  const int G = Kp / group;
+  out->gsum.assign((size_t)M * G, 0);
+  const int qmax = (1 << (bits - 1)) - 1, qmin = -(1 << (bits - 1));
+#pragma omp parallel for if ((int64_t)M * K > 65536)
+  for (int m = 0; m < M; m++) {
+    const float* r = x + (size_t)m * K;
+    float amax = 0;
+    for (int k = 0; k < K; k++) amax = std::max(amax, std::fabs(r[k]));
+    // same arithmetic as fake_quant_ref (quant/quantizer.cc): scale = clip*absmax/qmax, nearbyint
+    float s = amax * clip > 0 ? amax * clip / qmax : 1.0f;
+    out->scale[m] = s;
+    int8_t* qr = &out->q[(size_t)m * Kp];
+    for (int k = 0; k < K; k++) {
+      float v = __builtin_nearbyintf(r[k] / s);
+      v = std::min<float>(std::max<float>(v, qmin), qmax);
+      qr[k] = (int8_t)v;
+      out->gsum[(size_t)m * G + k / group] += qr[k];
+    }
+  }
+}
+
+void gemm_acc_scalar(const QuantizedActs& a, const PackedWeight& w, int32_t* acc);
+void gemm_acc_avx2(const QuantizedActs& a, const PackedWeight& w, int32_t* acc);
+void gemm_acc_vnni(const QuantizedActs& a, const PackedWeight& w, int32_t* acc);
+
+void gemm_acc(Kernel k, const QuantizedActs& a, const PackedWeight& w, int32_t* acc) {
+  if (a.Kp != w.Kp) fail("gemm: activation and weight K differ");
+  if (!kernel_supported(k)) fail(std::string("gemm: kernel ") + kernel_name(k) + " not supported on this CPU");
+  switch (k) {
+    case Kernel::Scalar: return gemm_acc_scalar(a, w, acc);
+    case Kernel::Avx2: return gemm_acc_avx2(a, w, acc);
+    case Kernel::Vnni: return gemm_acc_vnni(a, w, acc);
+  }
+}
+
+void gemm_q(Kernel k, const QuantizedActs& a, const PackedWeight& w, const float* bias, float* y) {
+  const int G = w.groups();
+  std::vector<int32_t> acc((size_t)a.M * w.Np * G);
+  gemm_acc(k, a, w, acc.data());
+#pragma omp parallel for if ((int64_t)a.M * w.N > 4096)
+  for (int m = 0; m < a.M; m++)
+    for (int n = 0; n < w.N; n++) {
+      const int32_t* ac = &acc[((size_t)m * w.Np + n) * G];
+      const float* sc = &w.scales[(size_t)n * G];
+      float s = 0;
+      for (int g = 0; g < G; g++) s += sc[g] * (float)ac[g];
+      y[(size_t)m * w.N + n] = a.scale[m] * s + (bias ? bias[n] : 0.0f);
+    }
+}
+
+}  // namespace kt

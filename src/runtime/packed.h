@@ -1,0 +1,59 @@
+// Packed integer weight formats and the integer GEMM that runs them.
+//
+// Layout (both types): output channels in tiles of 16, K in steps of 8. Per (tile, k8) step:
+//  - Q4: 64 bytes; byte 4c+j (c = channel in tile 0..15, j = 0..3) holds channel c's weight at
+//        k8*8+j in the low nibble and at k8*8+4+j in the high nibble, each stored as u = w + 8
+//        (w in [-8, 7]). One 32-bit lane = 4 consecutive K of one channel: vpdpbusd-ready.
+//  - Q8: 128 bytes; the two 64-byte halves hold k8*8+0..3 and k8*8+4..7 as signed bytes.
+// N is padded to a multiple of 16 (zero weights) and K to a multiple of 8 (zero weights).
+// Scales are fp32, per output channel (group = K) or per group of `group` along K.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace kt {
+
+enum class QType { Q4, Q8 };
+
+struct PackedWeight {
+  QType type = QType::Q4;
+  int N = 0, K = 0;        // logical sizes
+  int Np = 0, Kp = 0;      // padded sizes
+  int group = 0;           // = Kp for per-channel
+  std::vector<uint8_t> data;
+  std::vector<float> scales;     // [N, Kp/group]
+  std::vector<int32_t> offsets;  // Q8 only: 128 * sum_k w[n, group] for the u8 trick; [Np, G]
+  int groups() const { return Kp / group; }
+  size_t bytes() const { return data.size() + scales.size() * 4 + offsets.size() * 4; }
+};
+
+static_assert(sizeof(uint8_t) == 1, "byte-addressed packing");
+
+// Integer weights (row-major [N, K], values in range for the type) + scales [N, G] -> packed.
+PackedWeight pack_weights_ref(QType t, const int8_t* q, int N, int K, int group, const float* scales);
+// Inverse of the packing (for tests and export): q [N, K].
+void unpack_weights_ref(const PackedWeight& p, int8_t* q);
+
+// Symmetric per-token activation codes: q = clamp(round(x / s)), s = clip * absmax / qmax.
+// bits 8 -> [-128, 127] codes, bits 4 -> [-8, 7]. K is padded with zeros to Kp.
+struct QuantizedActs {
+  int M = 0, K = 0, Kp = 0, bits = 8;
+  std::vector<int8_t> q;       // [M, Kp]
+  std::vector<float> scale;    // [M]
+  std::vector<int32_t> gsum;   // [M, Kp/group]: sum of codes per weight group (Q4 correction)
+};
+void quantize_acts_ref(const float* x, int M, int K, int Kp, int bits, float clip, int group, QuantizedActs* out);
+
+enum class Kernel { Scalar, Avx2, Vnni };
+const char* kernel_name(Kernel k);
+// Best kernel this CPU supports, unless KURTAIL_KERNEL=scalar|avx2|vnni forces one.
+Kernel active_kernel();
+bool kernel_supported(Kernel k);
+
+// Integer accumulators: acc[m, n, g] = sum_{k in group g} xq[m,k] * w[n,k] (exact int32).
+void gemm_acc(Kernel k, const QuantizedActs& a, const PackedWeight& w, int32_t* acc /* [M, Np, G] */);
+// y[m, n] = s_x[m] * sum_g s_w[n, g] * acc[m, n, g] (+ bias[n]).
+void gemm_q(Kernel k, const QuantizedActs& a, const PackedWeight& w, const float* bias, float* y /* [M, N] */);
+
+}  // namespace kt
