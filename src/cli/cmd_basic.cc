@@ -10,6 +10,8 @@
 #include "eval/kl.h"
 #include "eval/zeroshot.h"
 #include "quant/pipeline.h"
+#include "runtime/packed.h"
+#include "runtime/real_model.h"
 #include "eval/perplexity.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -25,7 +27,7 @@ std::string default_model() { return join_path(data_dir(), "models/tinyllama-8m"
 std::string default_text() { return join_path(data_dir(), "text/wikitext2_raw_test.joined.txt"); }
 
 struct EvalArgs {
-  std::string model, text, tokenizer, kl_ref, task, tasks_dir;
+  std::string model, text, tokenizer, kl_ref, task, tasks_dir, kernels = "auto";
   int limit = 0;
   int ctx = 0, max_windows = 0, batch = 0;
   bool json = false, quiet = false;
@@ -43,6 +45,26 @@ int run_eval() {
   Recipe recipe;
   auto hooks = load_recipe_hooks(ea.model, m->spec, &recipe);
   opt.hooks = hooks.get();
+  std::string path_used = hooks ? "fake-quant" : "fp32";
+  if (hooks && ea.kernels != "fake") {
+    std::string why;
+    if (recipe_runs_on_kernels(recipe, &why)) {
+      PackReport pr = pack_model_for_kernels(*m, recipe, /*drop_fp32=*/true);
+      if (pr.packed > 0) {
+        hooks->linears_quantize_inputs = true;
+        path_used = std::string("int kernels (") + kernel_name(active_kernel()) + ", " + std::to_string(pr.packed) +
+                    " linears, " + std::to_string(pr.packed_bytes >> 10) + " KiB packed vs " +
+                    std::to_string(pr.fp32_bytes >> 10) + " KiB fp32)";
+      } else if (ea.kernels == "real") {
+        fail(ea.model, "--kernels real: no linear has integer weight scales (quantized before scales were recorded?)");
+      }
+    } else if (ea.kernels == "real") {
+      fail(ea.model, "--kernels real: " + why);
+    }
+  } else if (!hooks && ea.kernels == "real") {
+    fail(ea.model, "--kernels real needs a quantized model (no recipe.json)");
+  }
+  if (!ea.quiet) std::fprintf(stderr, "execution: %s\n", path_used.c_str());
   if (hooks && !ea.quiet) std::fprintf(stderr, "recipe: %s, weights %s, A %s, K %s, V %s\n", recipe.method.c_str(),
                                        recipe.w.describe().c_str(), recipe.a.describe().c_str(),
                                        recipe.k.describe().c_str(), recipe.v.describe().c_str());
@@ -73,6 +95,7 @@ int run_eval() {
                           {"windows", w.n()}, {"predicted_tokens", c.positions}, {"perplexity", c.ppl},
                           {"mean_nll", c.mean_nll}, {"ref_perplexity", c.ref_ppl}, {"kl", c.mean_kl},
                           {"top1_agreement", c.top1}, {"method", hooks ? recipe.method : "fp"},
+                          {"execution", path_used},
                           {"total_seconds", total_s}, {"peak_rss_mib", peak_rss_mib()}};
       std::cout << j.dump(2) << std::endl;
     } else {
@@ -88,7 +111,7 @@ int run_eval() {
                         {"windows", r.windows}, {"predicted_tokens", r.predicted}, {"mean_nll", r.mean_nll},
                         {"perplexity", r.ppl}, {"eval_seconds", r.seconds}, {"tokens_per_s", r.tokens_per_s},
                         {"total_seconds", total_s}, {"peak_rss_mib", peak_rss_mib()}, {"text_tokens", toks.size()},
-                        {"method", hooks ? recipe.method : "fp"}};
+                        {"method", hooks ? recipe.method : "fp"}, {"execution", path_used}};
     std::cout << j.dump(2) << std::endl;
   } else {
     std::printf("perplexity %.4f  (mean NLL %.6f over %lld predicted tokens, %d windows x %d)\n", r.ppl, r.mean_nll,
@@ -150,6 +173,8 @@ void register_eval(CLI::App& app) {
   c->add_option("--task", ea.task, "zero-shot task instead of perplexity: piqa");
   c->add_option("--tasks-dir", ea.tasks_dir, "directory holding the task data")->capture_default_str();
   c->add_option("--limit", ea.limit, "evaluate only the first N task items");
+  c->add_option("--kernels", ea.kernels, "auto (integer kernels when the model allows) | real | fake")
+      ->capture_default_str();
   c->add_option("--kl-ref", ea.kl_ref, "reference model: report KL divergence and top-1 agreement against it");
   c->add_flag("--json", ea.json, "print a JSON result on stdout");
   c->add_flag("-q,--quiet", ea.quiet, "no progress on stderr");

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 
+#include "runtime/packed.h"
 #include "util/error.h"
 
 namespace kt {
@@ -36,6 +37,12 @@ void sgemm_nt(const float* x, const float* w, float* y, int64_t M, int64_t N, in
 }
 
 void linear_forward(const float* x, int64_t rows, const Linear& l, float* y) {
+  if (l.packed) {  // real low-bit path: per-token int codes x packed weights -> int32 -> fp32
+    QuantizedActs a;
+    quantize_acts_ref(x, (int)rows, (int)l.in(), l.packed->Kp, l.act_bits, l.act_clip, l.packed->group, &a);
+    gemm_q(active_kernel(), a, *l.packed, l.b.empty() ? nullptr : l.b.ptr(), y);
+    return;
+  }
   sgemm_nt(x, l.w.ptr(), y, rows, l.out(), l.in());
   if (!l.b.empty()) {
     const int64_t n = l.out();

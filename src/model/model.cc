@@ -109,6 +109,16 @@ LayerWeights Model::load_layer(int i) const {
     Linear l;
     l.w = load_checked(*src_, p + n + ".weight", {out, in});
     if (bias) l.b = load_checked(*src_, p + n + ".bias", {out});
+    if (src_->has(p + n + ".qscale")) {  // written by kurtail quantize: exact integer grid scales
+      const TensorInfo& qi = src_->info(p + n + ".qscale");
+      if (qi.shape.size() != 2 || qi.shape[0] != out || qi.shape[1] <= 0 || in % qi.shape[1] != 0)
+        fail(qi.file, "tensor '" + p + n + ".qscale' has a bad shape");
+      l.qscale = to_f32(qi);
+      const TensorInfo& bi = src_->info(p + n + ".qbits");
+      Tensor qb = to_f32(bi);
+      if (qb.numel() != 1 || (qb.data[0] != 4 && qb.data[0] != 8)) fail(bi.file, "'" + p + n + ".qbits' must be 4 or 8");
+      l.qbits = (int)qb.data[0];
+    }
     return l;
   };
   w.attn_norm = load_checked(*src_, p + "input_layernorm.weight", {s.hidden});

@@ -10,11 +10,23 @@
 #include "model/spec.h"
 
 namespace kt {
+struct PackedWeight;
+}
+
+namespace kt {
 
 // A linear layer y = x W^T + b, W is [out, in].
 struct Linear {
   Tensor w;
   Tensor b;  // empty: no bias
+  // Set by the weight quantizers (symmetric specs): w = q * qscale exactly, qscale [out, groups].
+  Tensor qscale;
+  int qbits = 0;
+  // Real low-bit execution (runtime/): packed integer weights and the per-token activation
+  // quantizer applied to the input; when set, linear_forward runs the integer GEMM.
+  std::shared_ptr<const PackedWeight> packed;
+  int act_bits = 0;
+  float act_clip = 1.0f;
   int64_t out() const { return w.dim(0); }
   int64_t in() const { return w.dim(1); }
 };

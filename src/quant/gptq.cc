@@ -24,7 +24,35 @@ void Hessian::add(const float* x, int64_t rows) {
   count_ += rows;
 }
 
-void rtn_quantize(Linear& l, const QuantSpec& ws) { fake_quant_ref(l.w.ptr(), l.out(), l.in(), ws); }
+namespace {
+bool records_scales(const QuantSpec& ws) {
+  return ws.enabled() && ws.symmetric && (ws.bits == 4 || ws.bits == 8) && ws.gran != Granularity::PerTensor;
+}
+}  // namespace
+
+void rtn_quantize(Linear& l, const QuantSpec& ws) {
+  if (!ws.enabled()) return;
+  const int64_t rows = l.out(), cols = l.in();
+  const int64_t g = ws.gran == Granularity::PerGroup && ws.group > 0 ? ws.group : cols;
+  const bool rec = records_scales(ws) && cols % g == 0;
+  if (rec) {
+    l.qscale = Tensor({rows, cols / g});
+    l.qbits = ws.bits;
+  }
+  if (ws.gran == Granularity::PerTensor) {
+    fake_quant_ref(l.w.ptr(), rows, cols, ws);
+    return;
+  }
+#pragma omp parallel for
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c0 = 0; c0 < cols; c0 += g) {
+      float* p = l.w.ptr() + r * cols + c0;
+      const int64_t n = std::min(g, cols - c0);
+      QParams qp = find_params_ref(p, n, ws);
+      for (int64_t k = 0; k < n; k++) p[k] = dequantize_level(quantize_level(p[k], qp, ws), qp);
+      if (rec) l.qscale.data[r * (cols / g) + c0 / g] = qp.scale;
+    }
+}
 
 void gptq_quantize(Linear& l, const Hessian& hs, const QuantSpec& ws, const GptqOptions& opt) {
   if (!ws.enabled()) return;
@@ -82,6 +110,11 @@ void gptq_quantize(Linear& l, const Hessian& hs, const QuantSpec& ws, const Gptq
     find_row_params(0, cols);
   }
 
+  const int64_t G = grouped ? (cols + ws.group - 1) / ws.group : 1;
+  const bool rec = records_scales(ws) && (!grouped || (cols % ws.group == 0 && !opt.act_order));
+  std::vector<float> scales(rec ? rows * G : 0);
+  if (rec && !grouped)
+    for (int64_t r = 0; r < rows; r++) scales[r] = params[r].scale;
   Mat Q = Mat::Zero(rows, cols);
   const int64_t B = std::max(1, opt.block);
   for (int64_t i1 = 0; i1 < cols; i1 += B) {
@@ -89,7 +122,11 @@ void gptq_quantize(Linear& l, const Hessian& hs, const QuantSpec& ws, const Gptq
     Mat Err(rows, cnt);
     for (int64_t i = 0; i < cnt; i++) {
       const int64_t c = i1 + i;
-      if (grouped && c % ws.group == 0) find_row_params(c, std::min<int64_t>(ws.group, cols - c));
+      if (grouped && c % ws.group == 0) {
+        find_row_params(c, std::min<int64_t>(ws.group, cols - c));
+        if (rec)
+          for (int64_t r = 0; r < rows; r++) scales[r * G + c / ws.group] = params[r].scale;
+      }
       const double d = U(c, c);
       for (int64_t r = 0; r < rows; r++) {
         double wv = W(r, c);
@@ -105,9 +142,14 @@ void gptq_quantize(Linear& l, const Hessian& hs, const QuantSpec& ws, const Gptq
     }
     if (i2 < cols) W.rightCols(cols - i2) -= Err * U.block(i1, i2, cnt, cols - i2);
   }
-  // undo the permutation
+  // undo the permutation; Q holds exact dequantized values (float of q * scale)
   for (int64_t i = 0; i < cols; i++)
     for (int64_t r = 0; r < rows; r++) l.w.data[(size_t)r * cols + perm[i]] = (float)Q(r, i);
+  if (rec) {
+    l.qscale = Tensor({rows, G});
+    l.qscale.data = scales;
+    l.qbits = ws.bits;
+  }
 }
 
 }  // namespace kt

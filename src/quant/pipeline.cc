@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <cmath>
+#include <deque>
 #include <random>
 
 #include "io/safetensors.h"
@@ -316,6 +317,7 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
   try {
     std::vector<std::pair<std::string, const Tensor*>> ts;
     std::vector<std::shared_ptr<const LayerWeights>> keep;
+    std::deque<Tensor> qbits_keep;  // stable addresses for the ".qbits" scalars
     ts.emplace_back("model.embed_tokens.weight", &m.embed);
     for (int l = 0; l < m.spec.n_layers; l++) {
       keep.push_back(m.layer(l));
@@ -326,6 +328,10 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
       auto lin = [&](const std::string& n, const Linear& li) {
         ts.emplace_back(p + n + ".weight", &li.w);
         if (!li.b.empty()) ts.emplace_back(p + n + ".bias", &li.b);
+        if (!li.qscale.empty()) {
+          ts.emplace_back(p + n + ".qscale", &li.qscale);
+          qbits_keep.push_back(Tensor::from({(float)li.qbits}));
+        }
       };
       lin("self_attn.q_proj", w.q);
       lin("self_attn.k_proj", w.k);
@@ -334,6 +340,14 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
       lin("mlp.gate_proj", w.gate);
       lin("mlp.up_proj", w.up);
       lin("mlp.down_proj", w.down);
+    }
+    {  // pair each ".qscale" with its ".qbits"
+      size_t i = 0;
+      std::vector<std::pair<std::string, const Tensor*>> extra;
+      for (auto& [n, t] : ts)
+        if (n.size() > 7 && n.compare(n.size() - 7, 7, ".qscale") == 0)
+          extra.emplace_back(n.substr(0, n.size() - 7) + ".qbits", &qbits_keep[i++]);
+      ts.insert(ts.end(), extra.begin(), extra.end());
     }
     ts.emplace_back("model.norm.weight", &m.final_norm);
     if (!m.lm_head.empty()) ts.emplace_back("lm_head.weight", &m.lm_head);

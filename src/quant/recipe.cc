@@ -226,6 +226,7 @@ void RecipeHooks::on_activation(int layer, Site site, float* x, int64_t rows, in
   if (!quantize_activations) return;
   switch (site) {
     case Site::AttnIn: case Site::OIn: case Site::MlpIn: case Site::DownIn: {
+      if (linears_quantize_inputs) break;
       auto cq = cq_.find({layer, (int)site});
       if (r_.crossquant && cq != cq_.end()) crossquant_fake_quant_ref(x, rows, cols, cq->second.data(), r_.cq_alpha, r_.a);
       else fake_quant_ref(x, rows, cols, r_.a);

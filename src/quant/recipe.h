@@ -76,6 +76,8 @@ class RecipeHooks : public Hooks {
   RecipeHooks(const Recipe& r, const ModelSpec& s, bool quantize_activations = true);
   void on_activation(int layer, Site site, float* x, int64_t rows, int64_t cols) override;
   bool quantize_activations;
+  // With real kernels the linears quantize their own inputs; only K/V stay fake-quantized here.
+  bool linears_quantize_inputs = false;
   // Adds (or replaces) the online transform of one site; the pipeline calls this as it builds them.
   void set_site_transform(int layer, Site site, SiteTransform t);
   void set_crossquant_colmax(int layer, Site site, std::vector<float> c);

@@ -30,7 +30,15 @@ bool kernel_supported(Kernel k) {
   return false;
 }
 
+static int g_forced = -1;
+
+void set_active_kernel(Kernel k) {
+  if (!kernel_supported(k)) fail(std::string("kernel ") + kernel_name(k) + " not supported on this CPU");
+  g_forced = (int)k;
+}
+
 Kernel active_kernel() {
+  if (g_forced >= 0) return (Kernel)g_forced;
   static Kernel k = [] {
     const char* e = std::getenv("KURTAIL_KERNEL");
     if (e && *e) {

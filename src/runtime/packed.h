@@ -49,6 +49,8 @@ enum class Kernel { Scalar, Avx2, Vnni };
 const char* kernel_name(Kernel k);
 // Best kernel this CPU supports, unless KURTAIL_KERNEL=scalar|avx2|vnni forces one.
 Kernel active_kernel();
+// Forces the kernel used by active_kernel() (tests run every supported one).
+void set_active_kernel(Kernel k);
 bool kernel_supported(Kernel k);
 
 // Integer accumulators: acc[m, n, g] = sum_{k in group g} xq[m,k] * w[n,k] (exact int32).

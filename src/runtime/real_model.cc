@@ -1,0 +1,63 @@
+#include "runtime/real_model.h"
+
+#include <cmath>
+
+#include "runtime/packed.h"
+#include "util/error.h"
+
+namespace kt {
+
+bool recipe_runs_on_kernels(const Recipe& r, std::string* why) {
+  if (!r.a.enabled()) return *why = "activations are not quantized (A16): no integer GEMM", false;
+  if (!r.a.symmetric) return *why = "asymmetric activations are not supported by the kernels", false;
+  if (r.a.bits != 4 && r.a.bits != 8) return *why = "activation bits must be 4 or 8", false;
+  if (r.a.gran != Granularity::PerRow) return *why = "activations must be per-token", false;
+  if (r.crossquant) return *why = "CrossQuant per-element scales are fake-quant only", false;
+  return true;
+}
+
+PackReport pack_model_for_kernels(Model& m, const Recipe& r, bool drop_fp32) {
+  PackReport rep;
+  if (!recipe_runs_on_kernels(r, &rep.why_not)) return rep;
+  for (int l = 0; l < m.spec.n_layers; l++) {
+    LayerWeights w = *m.layer(l);
+    for (Linear* lin : {&w.q, &w.k, &w.v, &w.o, &w.gate, &w.up, &w.down}) {
+      rep.fp32_bytes += (size_t)lin->w.numel() * 4;
+      if (lin->qscale.empty() || (lin->qbits != 4 && lin->qbits != 8)) {
+        rep.skipped++;
+        continue;
+      }
+      const int N = (int)lin->out(), K = (int)lin->in(), G = (int)lin->qscale.dim(1), group = K / G;
+      if (G > 1 && group % 8) {
+        rep.skipped++;
+        continue;
+      }
+      std::vector<int8_t> q((size_t)N * K);
+      const int lo = lin->qbits == 4 ? -8 : -128, hi = lin->qbits == 4 ? 7 : 127;
+      for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++) {
+          float s = lin->qscale.data[(size_t)n * G + k / group];
+          float v = lin->w.data[(size_t)n * K + k] / s;
+          float rv = std::nearbyint(v);
+          if (std::fabs(v - rv) > 1e-3f || rv < lo || rv > hi)
+            fail(m.path, "layer " + std::to_string(l) + ": weights are not on their recorded integer grid");
+          q[(size_t)n * K + k] = (int8_t)rv;
+        }
+      auto p = std::make_shared<PackedWeight>(pack_weights_ref(lin->qbits == 4 ? QType::Q4 : QType::Q8, q.data(), N, K,
+                                                               G > 1 ? group : 0, lin->qscale.ptr()));
+      rep.packed_bytes += p->bytes();
+      lin->packed = p;
+      lin->act_bits = r.a.bits;
+      lin->act_clip = r.a.clip_ratio;
+      if (drop_fp32) {
+        lin->w.data.clear();
+        lin->w.data.shrink_to_fit();
+      }
+      rep.packed++;
+    }
+    m.set_layer(l, std::move(w));
+  }
+  return rep;
+}
+
+}  // namespace kt

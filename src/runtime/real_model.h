@@ -1,0 +1,22 @@
+// Turns a saved fake-quantized model (weights on the integer grid + their scales) into one that
+// runs the integer kernels: every linear with scales gets packed Q4/Q8 weights and a per-token
+// activation quantizer matching the recipe; fp32 copies are dropped when asked.
+#pragma once
+#include <string>
+
+#include "model/model.h"
+#include "quant/recipe.h"
+
+namespace kt {
+
+struct PackReport {
+  int packed = 0, skipped = 0;
+  size_t packed_bytes = 0, fp32_bytes = 0;
+  std::string why_not;  // when nothing could be packed
+};
+
+// Real kernels need symmetric per-token activations of 4 or 8 bits and symmetric weights with scales.
+bool recipe_runs_on_kernels(const Recipe& r, std::string* why);
+PackReport pack_model_for_kernels(Model& m, const Recipe& r, bool drop_fp32);
+
+}  // namespace kt
