@@ -1,6 +1,7 @@
 #include "eval/generate.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <numeric>
 #include <random>
@@ -40,9 +41,12 @@ std::vector<int> generate(const Model& m, const std::vector<int>& prompt, const 
   if ((int)prompt.size() > m.spec.max_pos)
     fail("prompt has " + std::to_string(prompt.size()) + " tokens, more than the model's maximum context " +
          std::to_string(m.spec.max_pos));
-  KVCache cache(m.spec, 1, max_len);
+  KVCache cache = opt.kv_k.enabled() ? KVCache(m.spec, 1, max_len, opt.kv_k, opt.kv_v) : KVCache(m.spec, 1, max_len);
   std::vector<int32_t> toks(prompt.begin(), prompt.end());
+  auto t0 = std::chrono::steady_clock::now();
   std::vector<float> logits = forward(m, toks.data(), 1, (int)toks.size(), &cache, opt.hooks);
+  if (opt.prefill_seconds) *opt.prefill_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (opt.kv_bytes) *opt.kv_bytes = cache.bytes();
   std::vector<int> out = prompt;
   uint64_t rng = opt.seed;
   const int V = m.spec.vocab;

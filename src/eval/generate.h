@@ -15,6 +15,10 @@ struct GenOptions {
   uint64_t seed = 0;
   bool stop_at_eos = true;
   Hooks* hooks = nullptr;
+  QuantSpec kv_k, kv_v;  // enabled: quantized KV cache
+  // filled by generate(): cache storage, prefill and decode time
+  size_t* kv_bytes = nullptr;
+  double* prefill_seconds = nullptr;
 };
 
 // Returns prompt + generated ids. on_token is called for each new id as it is produced.

@@ -72,9 +72,11 @@ void run_windows(const Model& m, const Windows& w, const EvalOptions& opt,
     const int64_t rows = (int64_t)nb * w.ctx;
     std::vector<float> x((size_t)rows * s.hidden);
     embed_tokens(m, w.window(b0), rows, x.data());
+    std::unique_ptr<KVCache> cache;
+    if (opt.kv_k.enabled()) cache = std::make_unique<KVCache>(s, nb, w.ctx, opt.kv_k, opt.kv_v);
     for (int l = 0; l < s.n_layers; l++) {
       auto lw = m.layer(l);
-      decoder_layer(s, *lw, l, x.data(), nb, w.ctx, 0, nullptr, opt.hooks);
+      decoder_layer(s, *lw, l, x.data(), nb, w.ctx, 0, cache.get(), opt.hooks);
     }
     for (int i = 0; i < nb; i++) {
       final_logits(m, x.data() + (int64_t)i * w.ctx * s.hidden, w.ctx, logits.data(), opt.hooks);

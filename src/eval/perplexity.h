@@ -27,6 +27,9 @@ struct EvalOptions {
   int batch = 0;         // windows per forward chunk; 0 = choose by an activation budget
   bool progress = true;  // progress line on stderr
   Hooks* hooks = nullptr;
+  // When enabled: run every window through a quantized KV cache with these K/V quantizers
+  // (real int KV storage) instead of attending over fp32 K/V.
+  QuantSpec kv_k, kv_v;
 };
 
 // Runs the model over every window and calls on_logits(window index, logits [ctx, vocab]).

@@ -26,9 +26,96 @@ const char* site_name(Site s) {
   return "?";
 }
 
-KVCache::KVCache(const ModelSpec& s, int nseq_, int max_len_) : nseq(nseq_), max_len(max_len_), kv_dim(s.kv_dim()) {
+KVCache::KVCache(const ModelSpec& s, int nseq_, int max_len_)
+    : nseq(nseq_), max_len(max_len_), kv_dim(s.kv_dim()), head_dim(s.head_dim) {
   k.assign(s.n_layers, std::vector<float>((size_t)nseq * max_len * kv_dim));
   v.assign(s.n_layers, std::vector<float>((size_t)nseq * max_len * kv_dim));
+}
+
+namespace {
+int kv_row_bytes(const QuantSpec& q, int kv_dim) { return q.bits <= 4 ? (kv_dim + 1) / 2 : kv_dim; }
+}  // namespace
+
+KVCache::KVCache(const ModelSpec& s, int nseq_, int max_len_, const QuantSpec& ks, const QuantSpec& vs)
+    : nseq(nseq_), max_len(max_len_), kv_dim(s.kv_dim()), head_dim(s.head_dim), k_spec(ks), v_spec(vs) {
+  if (!ks.enabled()) {
+    *this = KVCache(s, nseq_, max_len_);
+    return;
+  }
+  for (const QuantSpec* q : {&ks, &vs})
+    if (!q->enabled() || q->bits > 8 || q->gran != Granularity::PerGroup || q->group != s.head_dim)
+      fail("quantized KV cache needs 2..8-bit K and V quantizers with group = head_dim");
+  const size_t rows = (size_t)nseq * max_len, heads = rows * s.n_kv_heads;
+  kq.assign(s.n_layers, std::vector<uint8_t>(rows * kv_row_bytes(ks, kv_dim)));
+  vq.assign(s.n_layers, std::vector<uint8_t>(rows * kv_row_bytes(vs, kv_dim)));
+  kscale.assign(s.n_layers, std::vector<float>(heads));
+  kzero = vscale = vzero = kscale;
+}
+
+size_t KVCache::bytes() const {
+  size_t b = 0;
+  for (auto* vv : {&k, &v})
+    for (auto& x : *vv) b += x.size() * 4;
+  for (auto* vv : {&kq, &vq})
+    for (auto& x : *vv) b += x.size();
+  for (auto* vv : {&kscale, &kzero, &vscale, &vzero})
+    for (auto& x : *vv) b += x.size() * 4;
+  return b;
+}
+
+void KVCache::write(int layer, bool is_v, int b, int t0, int n, const float* src) {
+  if (!quantized()) {
+    float* dst = (is_v ? v : k)[layer].data() + ((size_t)b * max_len + t0) * kv_dim;
+    std::copy(src, src + (size_t)n * kv_dim, dst);
+    return;
+  }
+  const QuantSpec& q = is_v ? v_spec : k_spec;
+  const int rb = kv_row_bytes(q, kv_dim), nh = kv_dim / head_dim;
+  uint8_t* codes = (is_v ? vq : kq)[layer].data();
+  float* sc = (is_v ? vscale : kscale)[layer].data();
+  float* zp = (is_v ? vzero : kzero)[layer].data();
+  for (int t = 0; t < n; t++) {
+    const size_t row = (size_t)b * max_len + t0 + t;
+    uint8_t* out = codes + row * rb;
+    std::fill(out, out + rb, 0);
+    for (int h = 0; h < nh; h++) {
+      const float* x = src + (size_t)t * kv_dim + h * head_dim;
+      QParams p = find_params_ref(x, head_dim, q);  // the same quantizer as fake_quant_ref
+      sc[row * nh + h] = p.scale;
+      zp[row * nh + h] = p.zero;
+      for (int j = 0; j < head_dim; j++) {
+        int c = quantize_level(x[j], p, q) - q.qmin();  // stored unsigned
+        int idx = h * head_dim + j;
+        if (q.bits <= 4) out[idx / 2] |= (uint8_t)(c << (4 * (idx & 1)));
+        else out[idx] = (uint8_t)c;
+      }
+    }
+  }
+}
+
+void KVCache::read(int layer, bool is_v, int b, int n, float* dst) const {
+  if (!quantized()) {
+    const float* src = (is_v ? v : k)[layer].data() + (size_t)b * max_len * kv_dim;
+    std::copy(src, src + (size_t)n * kv_dim, dst);
+    return;
+  }
+  const QuantSpec& q = is_v ? v_spec : k_spec;
+  const int rb = kv_row_bytes(q, kv_dim), nh = kv_dim / head_dim;
+  const uint8_t* codes = (is_v ? vq : kq)[layer].data();
+  const float* sc = (is_v ? vscale : kscale)[layer].data();
+  const float* zp = (is_v ? vzero : kzero)[layer].data();
+  for (int t = 0; t < n; t++) {
+    const size_t row = (size_t)b * max_len + t;
+    const uint8_t* in = codes + row * rb;
+    for (int h = 0; h < nh; h++) {
+      QParams p{sc[row * nh + h], zp[row * nh + h]};
+      for (int j = 0; j < head_dim; j++) {
+        int idx = h * head_dim + j;
+        int c = q.bits <= 4 ? (in[idx / 2] >> (4 * (idx & 1))) & 15 : in[idx];
+        dst[(size_t)t * kv_dim + idx] = dequantize_level(c + q.qmin(), p);
+      }
+    }
+  }
 }
 
 void sgemm_nt(const float* x, const float* w, float* y, int64_t M, int64_t N, int64_t K) {
@@ -162,17 +249,27 @@ void decoder_layer(const ModelSpec& s, const LayerWeights& w, int layer, float* 
   const float* kbase;
   const float* vbase;
   int64_t seq_stride;  // rows between sequences in the key/value buffers
+  std::vector<float> kread, vread;  // dequantized cache contents (quantized cache only)
   if (cache) {
-    float* kc = cache->k[layer].data();
-    float* vc = cache->v[layer].data();
-    for (int b = 0; b < nseq; b++)
-      for (int t = 0; t < ntok; t++) {
-        std::copy_n(&k[((int64_t)b * ntok + t) * kvd], kvd, kc + ((int64_t)b * cache->max_len + pos0 + t) * kvd);
-        std::copy_n(&v[((int64_t)b * ntok + t) * kvd], kvd, vc + ((int64_t)b * cache->max_len + pos0 + t) * kvd);
+    for (int b = 0; b < nseq; b++) {
+      cache->write(layer, false, b, pos0, ntok, &k[(int64_t)b * ntok * kvd]);
+      cache->write(layer, true, b, pos0, ntok, &v[(int64_t)b * ntok * kvd]);
+    }
+    if (cache->quantized()) {
+      kread.resize((size_t)nseq * L * kvd);
+      vread.resize(kread.size());
+      for (int b = 0; b < nseq; b++) {
+        cache->read(layer, false, b, L, &kread[(size_t)b * L * kvd]);
+        cache->read(layer, true, b, L, &vread[(size_t)b * L * kvd]);
       }
-    kbase = kc;
-    vbase = vc;
-    seq_stride = cache->max_len;
+      kbase = kread.data();
+      vbase = vread.data();
+      seq_stride = L;
+    } else {
+      kbase = cache->k[layer].data();
+      vbase = cache->v[layer].data();
+      seq_stride = cache->max_len;
+    }
   } else {
     kbase = k.data();
     vbase = v.data();

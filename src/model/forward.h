@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "model/model.h"
+#include "quant/quantizer.h"
 
 namespace kt {
 
@@ -31,11 +32,23 @@ class Hooks {
   virtual void on_activation(int layer, Site site, float* x, int64_t rows, int64_t cols) = 0;
 };
 
-// fp32 K/V cache for `nseq` sequences of up to `max_len` positions, per layer.
+// K/V cache for `nseq` sequences of up to `max_len` positions, per layer. fp32, or (when
+// k_spec/v_spec are quantizers of 2..8 bits with group = head_dim) packed integer codes: one
+// byte per value for 5..8 bits, two 4-bit codes per byte otherwise, with an fp32 scale and zero
+// point per token per head. Values are quantized when written, dequantized when attention reads.
 struct KVCache {
-  int nseq = 0, max_len = 0, kv_dim = 0, len = 0;  // len: positions filled (same for all sequences)
-  std::vector<std::vector<float>> k, v;            // [layer][nseq * max_len * kv_dim]
+  int nseq = 0, max_len = 0, kv_dim = 0, head_dim = 0, len = 0;  // len: positions filled
+  std::vector<std::vector<float>> k, v;  // fp32 mode: [layer][nseq * max_len * kv_dim]
+  QuantSpec k_spec, v_spec;              // quantized mode when enabled()
+  std::vector<std::vector<uint8_t>> kq, vq;            // [layer][nseq * max_len * bytes_per_row]
+  std::vector<std::vector<float>> kscale, kzero, vscale, vzero;  // [layer][nseq * max_len * n_kv]
   KVCache(const ModelSpec& s, int nseq, int max_len);
+  KVCache(const ModelSpec& s, int nseq, int max_len, const QuantSpec& k_spec, const QuantSpec& v_spec);
+  bool quantized() const { return k_spec.enabled(); }
+  size_t bytes() const;  // storage actually held
+  // Writes rows [t0, t0+n) of sequence b in layer l from src [n, kv_dim]; reads rows [0, n) back.
+  void write(int layer, bool is_v, int b, int t0, int n, const float* src);
+  void read(int layer, bool is_v, int b, int n, float* dst) const;
 };
 
 // Embedding lookup: tokens[n] -> x[n, hidden]. Token ids are checked against the vocab.

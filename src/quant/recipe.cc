@@ -232,8 +232,12 @@ void RecipeHooks::on_activation(int layer, Site site, float* x, int64_t rows, in
       else fake_quant_ref(x, rows, cols, r_.a);
       break;
     }
-    case Site::K: fake_quant_ref(x, rows, cols, r_.k); break;
-    case Site::V: fake_quant_ref(x, rows, cols, r_.v); break;
+    case Site::K:
+      if (!cache_quantizes_kv) fake_quant_ref(x, rows, cols, r_.k);
+      break;
+    case Site::V:
+      if (!cache_quantizes_kv) fake_quant_ref(x, rows, cols, r_.v);
+      break;
     case Site::LmHeadIn:
       if (r_.quant_lm_head) fake_quant_ref(x, rows, cols, r_.a);
       break;

@@ -78,6 +78,8 @@ class RecipeHooks : public Hooks {
   bool quantize_activations;
   // With real kernels the linears quantize their own inputs; only K/V stay fake-quantized here.
   bool linears_quantize_inputs = false;
+  // With a quantized KV cache the cache quantizes K/V itself.
+  bool cache_quantizes_kv = false;
   // Adds (or replaces) the online transform of one site; the pipeline calls this as it builds them.
   void set_site_transform(int layer, Site site, SiteTransform t);
   void set_crossquant_colmax(int layer, Site site, std::vector<float> c);
