@@ -6,6 +6,8 @@
 
 #include <cstring>
 
+#include <nlohmann/json.hpp>
+
 #include "model_factory.h"
 #include "test_util.h"
 
@@ -136,6 +138,34 @@ TEST(Cli, QuantizeMethodDispatchAndUnknownMethod) {
   // existing output is not overwritten without --force
   r = test::run_cli("quantize -q --method rtn --w 16 --a 16 --kv 16 --out " + out);
   expect_one_line_error(r, "already exists (pass --force to replace it)");
+}
+
+}  // namespace
+}  // namespace kt
+
+namespace kt {
+namespace {
+
+TEST(Cli, RunAndBenchOnRealKernels) {
+  std::string out = test::temp_dir("run") + "/q";
+  auto r = test::run_cli("quantize -q --method quarot --out " + out);
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = test::run_cli("run --model " + out + " --prompt 'The kernel' -n 8");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("The kernel", 0), 0u) << r.out;
+  EXPECT_GT(r.out.size(), std::string("The kernel\n").size());
+  EXPECT_NE(r.err.find("int kernels"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("int4 KV cache"), std::string::npos) << r.err;
+  r = test::run_cli("bench --reps 1 --pp 16 --tg 4 --configs fp32,w4a4 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["rows"].size(), 2u);
+  for (auto& row : j["rows"]) {
+    EXPECT_GT(row["pp_tok_s"].get<double>(), 0);
+    EXPECT_GT(row["tg_tok_s"].get<double>(), 0);
+  }
+  EXPECT_LT(j["rows"][1]["kv_bytes"].get<double>() * 4, j["rows"][0]["kv_bytes"].get<double>());
+  EXPECT_LT(j["rows"][1]["weight_bytes_per_token"].get<double>(), j["rows"][0]["weight_bytes_per_token"].get<double>());
 }
 
 }  // namespace

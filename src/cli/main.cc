@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   kt::cli::register_generate(app);
   kt::cli::register_quantize(app);
   kt::cli::register_analyze(app);
+  kt::cli::register_run(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
