@@ -8,6 +8,10 @@
 #include "quant/pipeline.h"
 #include "runtime/packed.h"
 #include "runtime/real_model.h"
+#include "runtime/runner.h"
+#include "io/safetensors.h"
+#include "model_factory.h"
+#include "util/error.h"
 #include "test_util.h"
 
 namespace kt {
@@ -107,6 +111,62 @@ TEST(KVCacheInt4, DecodeEqualsFakeQuantPrefillAndIsSmall) {
   double diff = 0;
   for (size_t i = 0; i < plain.size(); i++) diff = std::max(diff, (double)std::fabs(plain[i] - want[i]));
   EXPECT_GT(diff, 1e-3);
+}
+
+}  // namespace
+}  // namespace kt
+
+namespace kt {
+namespace {
+
+TEST(PackedFormat, SaveLoadPackedEqualsFakeQuantFileAndValidates) {
+  test::RandomModelOptions ro;
+  ro.ffn = 176;
+  std::string src = test::make_random_model(ro);
+  auto m = Model::open(src);
+  QuantizeOptions o;
+  o.progress = false;
+  o.recipe.method = "quarot";
+  o.recipe.set_bits(4, 8, 8, m->spec.head_dim);
+  o.recipe.r1 = o.recipe.r2 = o.recipe.r3 = o.recipe.r4 = true;
+  quantize_model(*m, o);
+  std::string dir = test::temp_dir("packed");
+  save_quantized(*m, o.recipe, dir + "/fq", false, false);
+  save_quantized(*m, o.recipe, dir + "/pk", false, true);
+  std::vector<int32_t> toks = {1, 2, 300, 4000, 5, 6, 7, 8};
+  auto a = load_real(dir + "/fq"), b = load_real(dir + "/pk");
+  EXPECT_GT(a.pack.packed, 0);
+  EXPECT_EQ(a.pack.packed, b.pack.packed);
+  EXPECT_EQ(forward(*a.model, toks.data(), 1, 8, nullptr, a.hooks.get()),
+            forward(*b.model, toks.data(), 1, 8, nullptr, b.hooks.get()));
+  // the packed file holds int4 weights, not fp32
+  EXPECT_LT(read_file(dir + "/pk/model.safetensors").size(), read_file(dir + "/fq/model.safetensors").size());
+  // a truncated .qweight is refused with the tensor's name
+  {
+    SafetensorsFile f(dir + "/pk/model.safetensors");
+    EXPECT_EQ(f.info("model.layers.0.mlp.down_proj.qweight").dtype, DType::U8);
+  }
+  std::string bytes = read_file(dir + "/pk/model.safetensors");
+  size_t at = bytes.find("\"model.layers.0.self_attn.q_proj.qweight\"");
+  ASSERT_NE(at, std::string::npos);
+  // claim one byte fewer in data_offsets' end and in the shape -> the size check must fire
+  auto shrink = [&](size_t from, const std::string& field, char stop) {
+    size_t p0 = bytes.find(field, from) + field.size(), p1 = bytes.find(stop, p0);
+    std::string v = std::to_string(std::stoll(bytes.substr(p0, p1 - p0)) - 1);
+    v.resize(p1 - p0, ' ');
+    bytes.replace(p0, p1 - p0, v);
+    return p1;
+  };
+  size_t comma = bytes.find(',', bytes.find("data_offsets\":[", at));
+  shrink(comma, ",", ']');
+  shrink(at, "\"shape\":[", ']');
+  write_file_atomic(dir + "/pk/model.safetensors", bytes);
+  try {
+    Model::open(dir + "/pk");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("q_proj.qweight' has"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -46,6 +46,7 @@ int run_eval() {
   auto hooks = load_recipe_hooks(ea.model, m->spec, &recipe);
   opt.hooks = hooks.get();
   std::string path_used = hooks ? "fake-quant" : "fp32";
+  if (hooks && ea.kernels == "fake") unpack_model(*m);  // a packed model evaluated through fake quantization
   if (hooks && ea.kernels != "fake") {
     std::string why;
     if (recipe_runs_on_kernels(recipe, &why)) {

@@ -23,7 +23,7 @@ struct QArgs {
   std::string kt_loss = "squared";
   float a_clip = 0.9f, kv_clip = 0.95f, percdamp = 0.01f;
   bool no_r1 = false, no_r2 = false, no_r3 = false, no_r4 = false, a_asym = false, kv_sym = false, no_w_mse = false,
-       act_order = false, quant_lm_head = false, force = false, json = false, quiet = false;
+       act_order = false, quant_lm_head = false, force = false, json = false, quiet = false, packed = false;
 } qa;
 
 int run_quantize() {
@@ -78,7 +78,7 @@ int run_quantize() {
   o.progress = !qa.quiet;
   if (file_exists(qa.out) && !qa.force) fail(qa.out, "already exists (pass --force to replace it)");
   QuantizeReport rep = quantize_model(*m, o);
-  save_quantized(*m, o.recipe, qa.out, qa.force);
+  save_quantized(*m, o.recipe, qa.out, qa.force, qa.packed);
   if (qa.json) {
     nlohmann::json j = {{"out", qa.out}, {"method", r.method}, {"weights", r.weight_algo},
                         {"w", r.w.describe()}, {"a", r.a.describe()}, {"k", r.k.describe()}, {"v", r.v.describe()},
@@ -148,6 +148,7 @@ void register_quantize(CLI::App& app) {
   c->add_option("--kt-lr", qa.kt.lr, "kurtail: peak learning rate (cosine schedule)")->capture_default_str();
   c->add_option("--kt-momentum", qa.kt.momentum, "kurtail: Cayley SGD momentum")->capture_default_str();
   c->add_option("--truncate-layers", qa.truncate, "keep only the first N layers (experiments)");
+  c->add_flag("--packed", qa.packed, "store quantized linears packed (int4/int8 + scales) instead of fp32");
   c->add_flag("--force", qa.force, "replace OUT if it exists");
   c->add_flag("--json", qa.json, "print a JSON report");
   c->add_flag("-q,--quiet", qa.quiet, "no progress on stderr");

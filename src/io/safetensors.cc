@@ -148,13 +148,14 @@ std::vector<std::string> SafetensorsDir::names() const {
 }
 
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, const Tensor*>>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
+                       const std::map<std::string, std::string>& metadata, const std::set<std::string>& as_u8) {
   json h = json::object();
   if (!metadata.empty()) h["__metadata__"] = metadata;
   size_t off = 0;
   for (auto& [name, t] : tensors) {
-    size_t nb = t->data.size() * 4;
-    h[name] = {{"dtype", "F32"}, {"shape", t->shape}, {"data_offsets", {off, off + nb}}};
+    const bool u8 = as_u8.count(name) > 0;
+    size_t nb = t->data.size() * (u8 ? 1 : 4);
+    h[name] = {{"dtype", u8 ? "U8" : "F32"}, {"shape", t->shape}, {"data_offsets", {off, off + nb}}};
     off += nb;
   }
   std::string hs = h.dump();
@@ -164,7 +165,12 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
   uint64_t hl = hs.size();
   out.append(reinterpret_cast<const char*>(&hl), 8);
   out += hs;
-  for (auto& [name, t] : tensors) out.append(reinterpret_cast<const char*>(t->data.data()), t->data.size() * 4);
+  for (auto& [name, t] : tensors) {
+    if (as_u8.count(name))
+      for (float v : t->data) out.push_back((char)(uint8_t)v);
+    else
+      out.append(reinterpret_cast<const char*>(t->data.data()), t->data.size() * 4);
+  }
   write_file_atomic(path, out);
 }
 

@@ -1,6 +1,7 @@
 // safetensors reader (single file or sharded via model.safetensors.index.json) and writer.
 #pragma once
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -42,9 +43,11 @@ class SafetensorsDir : public TensorSource {
   std::map<std::string, size_t> where_;
 };
 
-// Writes fp32 tensors (name -> tensor) plus string metadata atomically.
+// Writes tensors (name -> tensor) plus string metadata atomically: F32, except the names in
+// `as_u8`, whose values (0..255) are stored as U8 bytes.
 void write_safetensors(const std::string& path,
                        const std::vector<std::pair<std::string, const Tensor*>>& tensors,
-                       const std::map<std::string, std::string>& metadata = {});
+                       const std::map<std::string, std::string>& metadata = {},
+                       const std::set<std::string>& as_u8 = {});
 
 }  // namespace kt

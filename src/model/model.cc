@@ -2,6 +2,7 @@
 
 #include "io/llama2c.h"
 #include "io/safetensors.h"
+#include "runtime/packed.h"
 #include "util/error.h"
 #include "util/file.h"
 
@@ -107,6 +108,13 @@ LayerWeights Model::load_layer(int i) const {
   LayerWeights w;
   auto lin = [&](const std::string& n, int64_t out, int64_t in, bool bias) {
     Linear l;
+    if (!src_->has(p + n + ".weight") && src_->has(p + n + ".qweight")) {
+      // packed on disk (kurtail quantize --packed): stays packed in memory
+      l.w.shape = {out, in};
+      l.packed = load_packed_weight(*src_, p + n, (int)out, (int)in, &l.qscale, &l.qbits);
+      if (bias) l.b = load_checked(*src_, p + n + ".bias", {out});
+      return l;
+    }
     l.w = load_checked(*src_, p + n + ".weight", {out, in});
     if (bias) l.b = load_checked(*src_, p + n + ".bias", {out});
     if (src_->has(p + n + ".qscale")) {  // written by kurtail quantize: exact integer grid scales

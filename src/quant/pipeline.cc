@@ -8,9 +8,11 @@
 #include <cstring>
 #include <cmath>
 #include <deque>
+#include <set>
 #include <random>
 
 #include "io/safetensors.h"
+#include "runtime/packed.h"
 #include "transform/fuse.h"
 #include "transform/duquant.h"
 #include "transform/kurtail.h"
@@ -309,7 +311,7 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   return rep;
 }
 
-void save_quantized(const Model& m, const Recipe& r, const std::string& out, bool force) {
+void save_quantized(const Model& m, const Recipe& r, const std::string& out, bool force, bool packed) {
   if (file_exists(out) && !force) fail(out, "already exists (pass --force to replace it)");
   std::string tmp = out + ".tmp." + std::to_string(getpid());
   std::system(("rm -rf '" + tmp + "'").c_str());
@@ -318,6 +320,8 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
     std::vector<std::pair<std::string, const Tensor*>> ts;
     std::vector<std::shared_ptr<const LayerWeights>> keep;
     std::deque<Tensor> qbits_keep;  // stable addresses for the ".qbits" scalars
+    std::deque<Tensor> packed_keep;  // packed bytes (as floats here, written as U8)
+    std::vector<std::string> packed_names;
     ts.emplace_back("model.embed_tokens.weight", &m.embed);
     for (int l = 0; l < m.spec.n_layers; l++) {
       keep.push_back(m.layer(l));
@@ -326,7 +330,23 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
       ts.emplace_back(p + "input_layernorm.weight", &w.attn_norm);
       ts.emplace_back(p + "post_attention_layernorm.weight", &w.mlp_norm);
       auto lin = [&](const std::string& n, const Linear& li) {
-        ts.emplace_back(p + n + ".weight", &li.w);
+        if (packed && !li.qscale.empty() && (li.qbits == 4 || li.qbits == 8) &&
+            (li.qscale.dim(1) == 1 || (li.in() / li.qscale.dim(1)) % 8 == 0)) {
+          const int N = (int)li.out(), K = (int)li.in(), G = (int)li.qscale.dim(1);
+          std::vector<int8_t> q((size_t)N * K);
+          for (int i = 0; i < N; i++)
+            for (int k = 0; k < K; k++)
+              q[(size_t)i * K + k] = (int8_t)std::nearbyint(li.w.data[(size_t)i * K + k] / li.qscale.data[(size_t)i * G + k / (K / G)]);
+          PackedWeight pw = pack_weights_ref(li.qbits == 4 ? QType::Q4 : QType::Q8, q.data(), N, K, G > 1 ? K / G : 0,
+                                             li.qscale.ptr());
+          Tensor bytes({(int64_t)pw.data.size()});
+          for (size_t i = 0; i < pw.data.size(); i++) bytes.data[i] = pw.data[i];
+          packed_keep.push_back(std::move(bytes));
+          packed_names.push_back(p + n + ".qweight");
+          ts.emplace_back(p + n + ".qweight", &packed_keep.back());
+        } else {
+          ts.emplace_back(p + n + ".weight", &li.w);
+        }
         if (!li.b.empty()) ts.emplace_back(p + n + ".bias", &li.b);
         if (!li.qscale.empty()) {
           ts.emplace_back(p + n + ".qscale", &li.qscale);
@@ -352,7 +372,9 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
     ts.emplace_back("model.norm.weight", &m.final_norm);
     if (!m.lm_head.empty()) ts.emplace_back("lm_head.weight", &m.lm_head);
     for (auto& [name, t] : r.tensors) ts.emplace_back("kurtail." + name, &t);
-    write_safetensors(tmp + "/model.safetensors", ts, {{"format", "pt"}, {"kurtail_method", r.method}});
+    write_safetensors(tmp + "/model.safetensors", ts, {{"format", "pt"}, {"kurtail_method", r.method},
+                                                        {"kurtail_format", packed ? "packed-1" : "fakequant-1"}},
+                      std::set<std::string>(packed_names.begin(), packed_names.end()));
     ModelSpec s = m.spec;
     s.tie_embeddings = m.lm_head.empty();
     write_file_atomic(tmp + "/config.json", spec_to_hf_config(s));

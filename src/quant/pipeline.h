@@ -46,7 +46,9 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt);
 // Writes OUT/{model.safetensors, config.json, recipe.json, tokenizer files} into a temp
 // directory and renames it into place (no half-written output). Refuses to overwrite an
 // existing OUT unless `force`.
-void save_quantized(const Model& m, const Recipe& r, const std::string& out_dir, bool force);
+// packed: quantized linears are written as packed integer weights (NAME.qweight U8 + NAME.qscale
+// + NAME.qbits) instead of fp32 NAME.weight; see docs/FORMAT.md.
+void save_quantized(const Model& m, const Recipe& r, const std::string& out_dir, bool force, bool packed = false);
 
 // If DIR holds a recipe.json, the hooks that re-create its online rotations and quantizers.
 std::unique_ptr<RecipeHooks> load_recipe_hooks(const std::string& dir, const ModelSpec& s, Recipe* out = nullptr);

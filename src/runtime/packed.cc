@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "io/tensor.h"
 #include "util/error.h"
 
 namespace kt {
@@ -137,6 +138,52 @@ void quantize_acts_ref(const float* x, int M, int K, int Kp, int bits, float cli
       out->gsum[(size_t)m * G + k / group] += qr[k];
     }
   }
+}
+
+std::shared_ptr<const PackedWeight> load_packed_weight(const TensorSource& src, const std::string& name, int N, int K,
+                                                       Tensor* qscale, int* qbits) {
+  const TensorInfo& qi = src.info(name + ".qweight");
+  const TensorInfo& si = src.info(name + ".qscale");
+  Tensor qb = src.load(name + ".qbits");
+  if (qb.numel() != 1 || (qb.data[0] != 4 && qb.data[0] != 8)) fail(qi.file, "'" + name + ".qbits' must be 4 or 8");
+  if (qi.dtype != DType::U8) fail(qi.file, "'" + name + ".qweight' must be U8");
+  *qscale = to_f32(si);
+  if (qscale->shape.size() != 2 || qscale->dim(0) != N || qscale->dim(1) <= 0)
+    fail(si.file, "'" + name + ".qscale' has a bad shape");
+  auto p = std::make_shared<PackedWeight>();
+  p->type = qb.data[0] == 4 ? QType::Q4 : QType::Q8;
+  *qbits = (int)qb.data[0];
+  p->N = N;
+  p->K = K;
+  p->Np = (N + 15) / 16 * 16;
+  p->Kp = (K + 7) / 8 * 8;
+  const int G = (int)qscale->dim(1);
+  if (p->Kp % G) fail(si.file, "'" + name + ".qscale' group count does not divide K");
+  p->group = p->Kp / G;
+  if (p->group % 8) fail(si.file, "'" + name + ".qscale' implies a group size that is not a multiple of 8");
+  const size_t want = (size_t)(p->Np / 16) * (p->Kp / 8) * (p->type == QType::Q4 ? 64 : 128);
+  if (qi.nbytes != want)
+    fail(qi.file, "'" + name + ".qweight' has " + std::to_string(qi.nbytes) + " bytes, expected " + std::to_string(want));
+  p->data.assign(qi.data, qi.data + qi.nbytes);
+  p->scales = qscale->data;
+  if (p->type == QType::Q8) {  // offsets are derived, never trusted from disk
+    std::vector<int8_t> q((size_t)N * K);
+    unpack_weights_ref(*p, q.data());
+    p->offsets.assign((size_t)p->Np * G, 0);
+    for (int n = 0; n < N; n++)
+      for (int k = 0; k < K; k++) p->offsets[(size_t)n * G + k / p->group] += 128 * q[(size_t)n * K + k];
+  }
+  return p;
+}
+
+std::vector<float> dequantize_packed(const PackedWeight& p) {
+  std::vector<int8_t> q((size_t)p.N * p.K);
+  unpack_weights_ref(p, q.data());
+  const int G = p.groups();
+  std::vector<float> w(q.size());
+  for (int n = 0; n < p.N; n++)
+    for (int k = 0; k < p.K; k++) w[(size_t)n * p.K + k] = q[(size_t)n * p.K + k] * p.scales[(size_t)n * G + k / p.group];
+  return w;
 }
 
 void gemm_acc_scalar(const QuantizedActs& a, const PackedWeight& w, int32_t* acc);

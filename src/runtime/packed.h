@@ -9,6 +9,7 @@
 // Scales are fp32, per output channel (group = K) or per group of `group` along K.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,15 @@ struct QuantizedActs {
   std::vector<int32_t> gsum;   // [M, Kp/group]: sum of codes per weight group (Q4 correction)
 };
 void quantize_acts_ref(const float* x, int M, int K, int Kp, int bits, float clip, int group, QuantizedActs* out);
+
+class TensorSource;
+struct Tensor;
+// Reads NAME.qweight (U8, the packed bytes), NAME.qscale (F32 [N, G]) and NAME.qbits (F32 [1])
+// and validates every size against N, K and the type before use.
+std::shared_ptr<const PackedWeight> load_packed_weight(const TensorSource& src, const std::string& name, int N, int K,
+                                                       Tensor* qscale, int* qbits);
+// Dequantized fp32 weights [N, K] (w = q * scale) of a packed weight.
+std::vector<float> dequantize_packed(const PackedWeight& p);
 
 enum class Kernel { Scalar, Avx2, Vnni };
 const char* kernel_name(Kernel k);

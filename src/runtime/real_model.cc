@@ -22,7 +22,14 @@ PackReport pack_model_for_kernels(Model& m, const Recipe& r, bool drop_fp32) {
   for (int l = 0; l < m.spec.n_layers; l++) {
     LayerWeights w = *m.layer(l);
     for (Linear* lin : {&w.q, &w.k, &w.v, &w.o, &w.gate, &w.up, &w.down}) {
-      rep.fp32_bytes += (size_t)lin->w.numel() * 4;
+      rep.fp32_bytes += (size_t)lin->out() * lin->in() * 4;
+      if (lin->packed) {  // loaded packed from disk
+        lin->act_bits = r.a.bits;
+        lin->act_clip = r.a.clip_ratio;
+        rep.packed_bytes += lin->packed->bytes();
+        rep.packed++;
+        continue;
+      }
       if (lin->qscale.empty() || (lin->qbits != 4 && lin->qbits != 8)) {
         rep.skipped++;
         continue;
@@ -58,6 +65,20 @@ PackReport pack_model_for_kernels(Model& m, const Recipe& r, bool drop_fp32) {
     m.set_layer(l, std::move(w));
   }
   return rep;
+}
+
+void unpack_model(Model& m) {
+  for (int l = 0; l < m.spec.n_layers; l++) {
+    LayerWeights w = *m.layer(l);
+    bool any = false;
+    for (Linear* lin : {&w.q, &w.k, &w.v, &w.o, &w.gate, &w.up, &w.down})
+      if (lin->packed && lin->w.data.empty()) {
+        lin->w.data = dequantize_packed(*lin->packed);
+        lin->packed.reset();
+        any = true;
+      }
+    if (any) m.set_layer(l, std::move(w));
+  }
 }
 
 }  // namespace kt

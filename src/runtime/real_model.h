@@ -18,5 +18,7 @@ struct PackReport {
 // Real kernels need symmetric per-token activations of 4 or 8 bits and symmetric weights with scales.
 bool recipe_runs_on_kernels(const Recipe& r, std::string* why);
 PackReport pack_model_for_kernels(Model& m, const Recipe& r, bool drop_fp32);
+// For fake-quant evaluation of a model stored packed: fp32 weights from the packed ones.
+void unpack_model(Model& m);
 
 }  // namespace kt
