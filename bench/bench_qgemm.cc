@@ -55,13 +55,13 @@ void BM_Sgemm(benchmark::State& st) {
 }
 
 // prefill (M = 128, 512) and decode (M = 1) at Llama-7B-like and tinyllama shapes
-#define LLM_SHAPES Args({512, 4096, 4096})->Args({128, 4096, 4096})->Args({128, 11008, 4096})->Args({1, 4096, 4096})->Args({512, 704, 256})->Unit(benchmark::kMillisecond)
+#define LLM_SHAPES Args({512, 4096, 4096})->Args({128, 4096, 4096})->Args({128, 11008, 4096})->Args({1, 4096, 4096})->Args({512, 704, 256})->Unit(benchmark::kMillisecond)->UseRealTime()
 BENCHMARK(BM_Sgemm)->Name("linear_fp32_openblas")->LLM_SHAPES;
 BENCHMARK_CAPTURE(BM_QLinear, w4a8_vnni, Kernel::Vnni, QType::Q4, 8)->LLM_SHAPES;
 BENCHMARK_CAPTURE(BM_QLinear, w4a4_vnni, Kernel::Vnni, QType::Q4, 4)->LLM_SHAPES;
 BENCHMARK_CAPTURE(BM_QLinear, w8a8_vnni, Kernel::Vnni, QType::Q8, 8)->LLM_SHAPES;
 BENCHMARK_CAPTURE(BM_QLinear, w4a8_avx2, Kernel::Avx2, QType::Q4, 8)->LLM_SHAPES;
 BENCHMARK_CAPTURE(BM_QLinear, w8a8_avx2, Kernel::Avx2, QType::Q8, 8)->LLM_SHAPES;
-BENCHMARK_CAPTURE(BM_QLinear, w4a8_scalar, Kernel::Scalar, QType::Q4, 8)->Args({128, 4096, 4096})->Args({1, 4096, 4096})->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_QLinear, w4a8_scalar, Kernel::Scalar, QType::Q4, 8)->Args({128, 4096, 4096})->Args({1, 4096, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace

@@ -44,7 +44,7 @@ void BM_Sgemm(benchmark::State& st) {
 #define SHAPES                                                                                          \
   Args({512, 256, 256})->Args({512, 704, 256})->Args({512, 256, 704})->Args({512, 8192, 256})->Args( \
       {1, 704, 256})->Args({128, 4096, 4096})
-BENCHMARK(BM_Sgemm<false>)->Name("sgemm_openblas")->SHAPES->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_Sgemm<true>)->Name("sgemm_naive")->Args({512, 256, 256})->Args({512, 704, 256})->Args({1, 704, 256})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Sgemm<false>)->Name("sgemm_openblas")->SHAPES->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Sgemm<true>)->Name("sgemm_naive")->Args({512, 256, 256})->Args({512, 704, 256})->Args({1, 704, 256})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
