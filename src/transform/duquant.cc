@@ -14,46 +14,6 @@ int duquant_block_size(int n, int max_block) {
   return b;
 }
 
-namespace {
-
-// Householder reflection mapping e_0 to the uniform unit vector (first row = 1/sqrt(b)).
-Tensor uniform_spreader(int b) {
-  Tensor h({b, b});
-  std::vector<double> v(b);
-  const double u = 1.0 / std::sqrt((double)b);
-  for (int i = 0; i < b; i++) v[i] = (i == 0 ? 1.0 : 0.0) - u;
-  double nv = 0;
-  for (double x : v) nv += x * x;
-  for (int i = 0; i < b; i++)
-    for (int j = 0; j < b; j++) h.data[(size_t)i * b + j] = (float)((i == j) - (nv > 0 ? 2 * v[i] * v[j] / nv : 0));
-  return h;
-}
-
-// Q = E_d H E_d where E_d swaps coordinates 0 and d.
-Tensor swapped(const Tensor& h, int d) {
-  const int b = (int)h.dim(0);
-  std::vector<int> idx(b);
-  std::iota(idx.begin(), idx.end(), 0);
-  std::swap(idx[0], idx[d]);
-  Tensor q({b, b});
-  for (int i = 0; i < b; i++)
-    for (int j = 0; j < b; j++) q.data[(size_t)i * b + j] = h.data[(size_t)idx[i] * b + idx[j]];
-  return q;
-}
-
-Tensor matmul(const Tensor& a, const Tensor& b) {
-  const int n = (int)a.dim(0);
-  Tensor c({n, n});
-  for (int i = 0; i < n; i++)
-    for (int k = 0; k < n; k++) {
-      float v = a.data[(size_t)i * n + k];
-      for (int j = 0; j < n; j++) c.data[(size_t)i * n + j] += v * b.data[(size_t)k * n + j];
-    }
-  return c;
-}
-
-}  // namespace
-
 Tensor greedy_block_rotation(const std::vector<float>& X, int64_t rows, int n, int block, int steps) {
   const int b = block;
   // the block holding the largest |x|
@@ -61,38 +21,54 @@ Tensor greedy_block_rotation(const std::vector<float>& X, int64_t rows, int n, i
   for (int64_t i = 0; i < rows * n; i++)
     if (std::fabs(X[i]) > std::fabs(X[arg])) arg = i;
   const int blk = (int)(arg % n) / b;
-  std::vector<float> cur((size_t)rows * b);
+  std::vector<double> cur((size_t)rows * b);
   for (int64_t r = 0; r < rows; r++)
-    std::copy_n(&X[r * n + (int64_t)blk * b], b, &cur[r * b]);
-  const Tensor h = uniform_spreader(b);
-  Tensor total({b, b}), best({b, b});
-  for (int i = 0; i < b; i++) total.data[(size_t)i * b + i] = best.data[(size_t)i * b + i] = 1.0f;
-  auto absmax = [&](const std::vector<float>& v, int* ch) {
-    float m = 0;
-    for (size_t i = 0; i < v.size(); i++)
-      if (std::fabs(v[i]) > m) m = std::fabs(v[i]), *ch = (int)(i % b);
+    for (int j = 0; j < b; j++) cur[r * b + j] = X[r * n + (int64_t)blk * b + j];
+  // Each step multiplies by Q = E_d H E_d with H the Householder reflection e_0 -> uniform,
+  // i.e. Q = I - 2 u u^T / (u^T u) with u = E_d (e_0 - 1/sqrt(b)): a rank-1 update.
+  std::vector<double> total((size_t)b * b, 0.0), best;
+  for (int i = 0; i < b; i++) total[(size_t)i * b + i] = 1.0;
+  best = total;
+  auto absmax = [&](int* ch) {
+    double m = 0;
+    for (size_t i = 0; i < cur.size(); i++)
+      if (std::fabs(cur[i]) > m) m = std::fabs(cur[i]), *ch = (int)(i % b);
     return m;
   };
   int ch = 0;
-  float best_max = absmax(cur, &ch);
+  double best_max = absmax(&ch);
+  const double uni = 1.0 / std::sqrt((double)b);
+  std::vector<double> u(b);
   for (int s = 0; s < steps; s++) {
-    Tensor q = swapped(h, ch);
-    std::vector<float> next((size_t)rows * b, 0.0f);
-    for (int64_t r = 0; r < rows; r++)
-      for (int k = 0; k < b; k++) {
-        float v = cur[r * b + k];
-        if (v == 0) continue;
-        for (int j = 0; j < b; j++) next[r * b + j] += v * q.data[(size_t)k * b + j];
-      }
-    cur.swap(next);
-    total = matmul(total, q);
-    float m = absmax(cur, &ch);
+    for (int j = 0; j < b; j++) u[j] = -uni;
+    u[ch] += 1.0;  // E_d swaps 0 and d: the "1 - 1/sqrt(b)" entry lands on the outlier channel
+    double uu = 0;
+    for (double v : u) uu += v * v;
+    const double f = 2.0 / uu;
+#pragma omp parallel for if (rows * b > 65536)
+    for (int64_t r = 0; r < rows; r++) {
+      double* x = &cur[r * b];
+      double d = 0;
+      for (int j = 0; j < b; j++) d += x[j] * u[j];
+      d *= f;
+      for (int j = 0; j < b; j++) x[j] -= d * u[j];
+    }
+    for (int i = 0; i < b; i++) {  // total <- total Q
+      double* t = &total[(size_t)i * b];
+      double d = 0;
+      for (int j = 0; j < b; j++) d += t[j] * u[j];
+      d *= f;
+      for (int j = 0; j < b; j++) t[j] -= d * u[j];
+    }
+    double m = absmax(&ch);
     if (m < best_max) {
       best_max = m;
       best = total;
     }
   }
-  return best;
+  Tensor out({b, b});
+  for (size_t i = 0; i < best.size(); i++) out.data[i] = (float)best[i];
+  return out;
 }
 
 std::vector<int32_t> zigzag_permutation(const std::vector<double>& chan_max, int nblocks) {
