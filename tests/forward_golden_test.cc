@@ -12,15 +12,7 @@
 namespace kt {
 namespace {
 
-// max |a-b| / max |b|: relative to the tensor's scale, so near-zero entries do not dominate.
-double rel_err(const float* a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < b.size(); i++) {
-    num = std::max(num, (double)std::fabs(a[i] - b[i]));
-    den = std::max(den, (double)std::fabs(b[i]));
-  }
-  return num / den;
-}
+double rel_err(const float* a, const std::vector<float>& b) { return test::max_rel_diff(a, b.data(), b.size()); }
 
 std::vector<int32_t> golden_ids() {
   auto j = nlohmann::json::parse(read_file(test::golden("input_ids.json")));

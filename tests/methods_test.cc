@@ -15,21 +15,6 @@
 namespace kt {
 namespace {
 
-double rel(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); i++) {
-    num = std::max(num, (double)std::fabs(a[i] - b[i]));
-    den = std::max(den, (double)std::fabs(b[i]));
-  }
-  return num / den;
-}
-
-void setup_method(Recipe& r, const std::string& method) {
-  r.method = method;
-  if (method == "smoothrot") r.r1 = r.r2 = r.r3 = r.r4 = true;
-  if (method == "smoothrot-all") r.online_had_inputs = r.r2 = r.r3 = r.r4 = true;
-}
-
 class MethodEquivalence : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(MethodEquivalence, KeepsFpLogitsAndReloads) {
@@ -38,7 +23,7 @@ TEST_P(MethodEquivalence, KeepsFpLogitsAndReloads) {
   QuantizeOptions o;
   o.progress = false;
   o.recipe.set_bits(16, 16, 16, m->spec.head_dim);
-  setup_method(o.recipe, GetParam());
+  o.recipe.set_method(GetParam());
   o.calib_path = test::data() + "/text/calib.txt";
   o.nsamples = 4;
   o.seqlen = 128;
@@ -49,13 +34,13 @@ TEST_P(MethodEquivalence, KeepsFpLogitsAndReloads) {
   RecipeHooks hooks(o.recipe, m->spec);
   auto want = forward(*base, toks.data(), 1, 40, nullptr, nullptr);
   auto got = forward(*m, toks.data(), 1, 40, nullptr, &hooks);
-  EXPECT_LT(rel(got, want), 1e-4) << GetParam();
+  EXPECT_LT(test::max_rel_diff(got, want), 1e-4) << GetParam();
   // with quantization on, save + reload reproduces the in-memory model exactly
   auto q = Model::open(test::tinyllama());
   QuantizeOptions oq = o;
   oq.recipe = Recipe{};
   oq.recipe.set_bits(4, 4, 4, q->spec.head_dim);
-  setup_method(oq.recipe, GetParam());
+  oq.recipe.set_method(GetParam());
   oq.recipe.dq_steps = 32;
   quantize_model(*q, oq);
   std::string out = test::temp_dir("meth") + "/q";

@@ -14,15 +14,6 @@
 namespace kt {
 namespace {
 
-double rel(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); i++) {
-    num = std::max(num, (double)std::fabs(a[i] - b[i]));
-    den = std::max(den, (double)std::fabs(b[i]));
-  }
-  return num / den;
-}
-
 void check_all_combinations(const std::string& model_path, int ntok) {
   auto base = Model::open(model_path);
   std::vector<int32_t> toks;
@@ -42,7 +33,7 @@ void check_all_combinations(const std::string& model_path, int ntok) {
     quantize_model(*m, o);
     RecipeHooks hooks(o.recipe, m->spec);
     auto got = forward(*m, toks.data(), 1, ntok, nullptr, &hooks);
-    EXPECT_LT(rel(got, want), 1e-4) << model_path << " rotations mask " << mask;
+    EXPECT_LT(test::max_rel_diff(got, want), 1e-4) << model_path << " rotations mask " << mask;
   }
 }
 
@@ -80,10 +71,7 @@ TEST(RotationEquivalence, Llama2cInterleavedRopeConvertsExactly) {
   g.stop_at_eos = false;
   g.hooks = hooks.get();
   auto ids = generate(*back, {1}, g);
-  const std::vector<int> golden = {1,   319, 459, 355, 260, 275, 429, 339, 315, 374, 327, 446, 262, 421,
-                                   392, 275, 280, 269, 440, 270, 283, 446, 299, 303, 266, 358, 430, 312,
-                                   379, 441, 260, 446, 262, 421, 392, 275, 280, 269, 440, 270, 283};
-  EXPECT_EQ(ids, golden);
+  EXPECT_EQ(ids, test::aidreams_golden_ids());
 }
 
 TEST(QuantizedModel, SaveLoadReproducesInMemoryModel) {
@@ -108,7 +96,7 @@ TEST(QuantizedModel, SaveLoadReproducesInMemoryModel) {
   EXPECT_EQ(forward(*back, toks.data(), 1, 8, nullptr, hooks.get()), forward(*m, toks.data(), 1, 8, nullptr, &mem));
   // and quantization really happened: logits differ from the fp model
   auto fp = Model::open(src);
-  EXPECT_GT(rel(forward(*m, toks.data(), 1, 8, nullptr, &mem), forward(*fp, toks.data(), 1, 8, nullptr, nullptr)), 1e-3);
+  EXPECT_GT(test::max_rel_diff(forward(*m, toks.data(), 1, 8, nullptr, &mem), forward(*fp, toks.data(), 1, 8, nullptr, nullptr)), 1e-3);
 }
 
 }  // namespace

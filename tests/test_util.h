@@ -1,5 +1,7 @@
 // Shared helpers for tests: where the data lives, reading golden files, running the CLI.
 #pragma once
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -22,6 +24,28 @@ inline std::vector<float> read_f32(const std::string& path) {
   std::vector<float> v(b.size() / 4);
   std::memcpy(v.data(), b.data(), v.size() * 4);
   return v;
+}
+
+// max |a - b| / max |b|: relative to the tensor's scale, so near-zero entries do not dominate.
+inline double max_rel_diff(const float* a, const float* b, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; i++) {
+    num = std::max(num, (double)std::fabs(a[i] - b[i]));
+    den = std::max(den, (double)std::fabs(b[i]));
+  }
+  return num / den;
+}
+inline double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  return max_rel_diff(a.data(), b.data(), b.size());
+}
+
+// Greedy decoding of aidreams260K from BOS, 40 steps (../shared/data/SOURCES.md, from an
+// independent numpy port of llama2.c run.c).
+inline const std::vector<int>& aidreams_golden_ids() {
+  static const std::vector<int> ids = {1,   319, 459, 355, 260, 275, 429, 339, 315, 374, 327, 446, 262, 421,
+                                       392, 275, 280, 269, 440, 270, 283, 446, 299, 303, 266, 358, 430, 312,
+                                       379, 441, 260, 446, 262, 421, 392, 275, 280, 269, 440, 270, 283};
+  return ids;
 }
 
 struct CmdResult {

@@ -53,13 +53,9 @@ int run_analyze() {
     o.seqlen = seqlen;
     o.seed = aa.seed;
     Recipe& r = o.recipe;
-    r.method = method;
+    r.set_method(method);
     r.set_bits(16, 16, 16, mm->spec.head_dim);
     r.seed = aa.seed;
-    if (method == "quarot" || method == "kurtail" || method == "smoothrot") r.r1 = r.r2 = r.r3 = r.r4 = true;
-    else if (method == "smoothrot-all") r.online_had_inputs = r.r2 = r.r3 = r.r4 = true;
-    else if (method != "smoothquant" && method != "duquant" && method != "crossquant" && method != "rtn")
-      fail("unknown --method '" + method + "'");
     quantize_model(*mm, o);
     RecipeHooks hooks(o.recipe, mm->spec, /*quantize_activations=*/false);
     runs.emplace_back(method, collect_diagnostics(*mm, &hooks, w, zs, !aa.quiet, aa.cq_alpha));

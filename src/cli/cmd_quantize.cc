@@ -32,7 +32,6 @@ int run_quantize() {
   if (qa.truncate > 0) m->truncate_layers(qa.truncate);
   QuantizeOptions o;
   Recipe& r = o.recipe;
-  r.method = qa.method;
   r.weight_algo = qa.weights;
   if (qa.weights != "rtn" && qa.weights != "gptq") fail("--weights must be rtn or gptq");
   r.set_bits(qa.wbits, qa.abits, qa.kvbits, m->spec.head_dim);
@@ -50,20 +49,12 @@ int run_quantize() {
   r.seed = qa.seed;
   r.smooth_alpha = qa.alpha;
   r.cq_alpha = qa.cq_alpha;
-  if (qa.method == "quarot" || qa.method == "kurtail" || qa.method == "smoothrot") {
-    r.r1 = !qa.no_r1;
-    r.r2 = !qa.no_r2;
-    r.r3 = !qa.no_r3;
-    r.r4 = !qa.no_r4;
-  } else if (qa.method == "smoothrot-all") {
-    r.online_had_inputs = true;  // smoothing + Hadamard before every linear input (no fused R1)
-    r.r2 = !qa.no_r2;
-    r.r3 = !qa.no_r3;
-    r.r4 = !qa.no_r4;
-  } else if (qa.method != "rtn" && qa.method != "smoothquant" && qa.method != "duquant" && qa.method != "crossquant") {
-    fail("unknown --method '" + qa.method +
-         "' (available: rtn, quarot, kurtail, smoothquant, smoothrot, smoothrot-all, duquant, crossquant)");
-  }
+  r.set_method(qa.method);
+  // --no-rN switch off rotations the method would use
+  if (qa.no_r1) r.r1 = false;
+  if (qa.no_r2) r.r2 = false;
+  if (qa.no_r3) r.r3 = false;
+  if (qa.no_r4) r.r4 = false;
   r.kurtail = qa.kt;
   if (qa.kt_loss != "squared" && qa.kt_loss != "mean") fail("--kt-loss must be squared or mean");
   r.kurtail.squared = qa.kt_loss == "squared";

@@ -40,6 +40,22 @@ QuantSpec spec_from(const json& j, const std::string& path) {
 
 }  // namespace
 
+const char* Recipe::method_list() {
+  return "rtn, quarot, kurtail, smoothquant, smoothrot, smoothrot-all, duquant, crossquant";
+}
+
+void Recipe::set_method(const std::string& m) {
+  r1 = r2 = r3 = r4 = online_had_inputs = false;
+  if (m == "quarot" || m == "kurtail" || m == "smoothrot") {
+    r1 = r2 = r3 = r4 = true;
+  } else if (m == "smoothrot-all") {
+    online_had_inputs = r2 = r3 = r4 = true;  // smoothing + Hadamard before every linear input, no fused R1
+  } else if (m != "rtn" && m != "smoothquant" && m != "duquant" && m != "crossquant") {
+    fail("unknown --method '" + m + "' (available: " + method_list() + ")");
+  }
+  method = m;
+}
+
 void Recipe::set_bits(int wbits, int abits, int kvbits, int head_dim) {
   w = QuantSpec{};
   w.bits = wbits;

@@ -58,6 +58,10 @@ struct Recipe {
   std::string calib;
   int nsamples = 0, seqlen = 0;
 
+  // Sets `method` and the rotations it implies (quarot/kurtail/smoothrot: R1-R4; smoothrot-all:
+  // online input Hadamards + R2-R4; the others: none). Unknown names are an error listing them.
+  void set_method(const std::string& m);
+  static const char* method_list();
   std::string to_json() const;
   static Recipe from_json(const std::string& text, const std::string& path);
   // Presets: "W4A4KV4", "W8A8KV8", "W4A16KV16", ... sets bits with the QuaRot defaults

@@ -41,11 +41,10 @@ RealModel make_real(const std::string& path, const std::string& method, int wbit
   if (wbits >= 16 && abits >= 16 && kvbits >= 16) return rm;
   QuantizeOptions o;
   o.progress = false;
-  o.recipe.method = method;
+  if (method != "rtn" && method != "quarot") fail("bench: --method must be rtn or quarot");
+  o.recipe.set_method(method);
   o.recipe.set_bits(wbits, abits, kvbits, rm.model->spec.head_dim);
   o.recipe.w.mse_search = false;  // speed benchmarks: the clip search does not change the kernels
-  if (method == "quarot") o.recipe.r1 = o.recipe.r2 = o.recipe.r3 = o.recipe.r4 = true;
-  else if (method != "rtn") fail("make_real: method must be rtn or quarot");
   quantize_model(*rm.model, o);
   rm.recipe = o.recipe;
   rm.hooks = std::make_unique<RecipeHooks>(rm.recipe, rm.model->spec);
