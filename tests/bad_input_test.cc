@@ -170,3 +170,22 @@ TEST(Cli, RunAndBenchOnRealKernels) {
 
 }  // namespace
 }  // namespace kt
+
+namespace kt {
+namespace {
+
+TEST(Cli, AnalyzeAndGenerateOnPackedModel) {
+  std::string out = test::temp_dir("pk") + "/q";
+  auto r = test::run_cli("quantize -q --method quarot --packed --out " + out);
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = test::run_cli("analyze -q --nsamples 1 --seqlen 32 --json --model " + out);
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j[0]["label"], "quarot");
+  EXPECT_GT(j[0]["layers"][0]["sites"]["down_in"]["kurtosis_mean"].get<double>(), 1.0);
+  r = test::run_cli("generate --model " + out + " --prompt 'The' -n 4");
+  EXPECT_EQ(r.code, 0) << r.err;
+}
+
+}  // namespace
+}  // namespace kt

@@ -58,7 +58,7 @@ class StatsHooks : public Hooks {
       std::string name;
       auto lw = m_.layer(layer);
       const Linear* lin = representative(*lw, site, &name);
-      if (lin) {
+      if (lin && !lin->w.data.empty()) {  // (packed-only weights: no fp32 copy to compare against)
         // a subsample of rows: exact output vs 4-bit activations x 4-bit RTN weights
         const int64_t nr = std::min<int64_t>(rows, 64);
         std::vector<float> xs(x, x + nr * cols), xq = xs;
@@ -130,7 +130,7 @@ std::vector<LayerDiagnostics> collect_diagnostics(const Model& m, Hooks* online,
       if ((int)l < m.spec.n_layers) {
         auto lw = m.layer((int)l);
         const Linear* lin = representative(*lw, (Site)s, &st.linear);
-        if (lin) {
+        if (lin && !lin->w.data.empty()) {
           std::vector<double> cn(lin->in(), 0.0);
           for (int64_t i = 0; i < lin->out(); i++)
             for (int64_t j = 0; j < lin->in(); j++) cn[j] += (double)lin->w.data[i * lin->in() + j] * lin->w.data[i * lin->in() + j];
