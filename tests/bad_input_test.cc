@@ -189,3 +189,23 @@ TEST(Cli, AnalyzeAndGenerateOnPackedModel) {
 
 }  // namespace
 }  // namespace kt
+
+namespace kt {
+namespace {
+
+TEST(Cli, InfoReportsTheModel) {
+  auto r = test::run_cli("info --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["parameters"], 7999744);  // tinyllama-8m/README.md: 7,999,744 parameters
+  EXPECT_EQ(j["layers"], 8);
+  EXPECT_EQ(j["rotations"]["R4 down_proj"], "Hadamard 16 x 44");
+  r = test::run_cli("info --json --model " + test::data() + "/models/aidreams260K/aidreams260K.bin");
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["parameters"], 230976);  // SOURCES.md: 230,976 params
+  EXPECT_EQ(j["rope"], "interleaved (llama2.c)");
+}
+
+}  // namespace
+}  // namespace kt

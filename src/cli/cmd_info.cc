@@ -1,0 +1,104 @@
+// `kurtail info`: what a model is and what kurtail can do with it.
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "io/gguf.h"
+#include "io/safetensors.h"
+#include "quant/pipeline.h"
+#include "runtime/packed.h"
+#include "runtime/real_model.h"
+#include "transform/rotation.h"
+#include "util/error.h"
+#include "util/file.h"
+
+namespace kt::cli {
+
+namespace {
+
+struct InfoArgs {
+  std::string model;
+  bool json = false;
+} ia;
+
+std::string had(int n) {
+  int p2, m;
+  hadamard_factor(n, &p2, &m);
+  return m ? "Hadamard " + std::to_string(p2) + " x " + std::to_string(m) : "no Hadamard construction (random orthogonal)";
+}
+
+int run_info() {
+  nlohmann::json j;
+  j["path"] = ia.model;
+  if (!is_directory(ia.model) && ia.model.size() > 5 && ia.model.substr(ia.model.size() - 5) == ".gguf") {
+    GGUFFile f(ia.model);
+    j["format"] = "gguf v" + std::to_string(f.version());
+    j["architecture"] = f.get_string("general.architecture", "?");
+    j["tensors"] = f.tensors().size();
+    j["tokenizer"] = f.get_string("tokenizer.ggml.model", "none");
+    j["can"] = "read metadata and tokenizer (GGUF weights are not loaded yet)";
+  } else {
+    auto m = Model::open(ia.model);
+    const ModelSpec& s = m->spec;
+    j["format"] = is_directory(ia.model) ? "hf" : "llama2.c";
+    j["architecture"] = s.arch;
+    j["hidden"] = s.hidden;
+    j["layers"] = s.n_layers;
+    j["heads"] = s.n_heads;
+    j["kv_heads"] = s.n_kv_heads;
+    j["head_dim"] = s.head_dim;
+    j["ffn"] = s.ffn;
+    j["vocab"] = s.vocab;
+    j["max_positions"] = s.max_pos;
+    j["rope"] = s.rope_style == RopeStyle::RotateHalf ? "rotate_half" : "interleaved (llama2.c)";
+    if (!s.rope_scaling.type.empty()) j["rope_scaling"] = s.rope_scaling.type;
+    j["tied_embeddings"] = s.tie_embeddings;
+    j["qkv_bias"] = s.attn_qkv_bias;
+    int64_t params = m->embed.numel() + (m->lm_head.empty() ? 0 : m->lm_head.numel()) + m->final_norm.numel();
+    for (int l = 0; l < s.n_layers; l++)
+      params += (int64_t)s.hidden * (2 * s.q_dim() + 2 * s.kv_dim()) + 3LL * s.hidden * s.ffn + 2 * s.hidden;
+    j["parameters"] = params;
+    j["resident"] = m->resident();
+    if (is_directory(ia.model)) {
+      SafetensorsDir st(ia.model);
+      std::map<std::string, int> dt;
+      for (auto& n : st.names()) dt[dtype_name(st.info(n).dtype)]++;
+      j["dtypes"] = dt;
+    } else {
+      j["dtypes"] = {{"F32", "all"}};
+    }
+    j["tokenizer"] = m->tokenizer ? m->tokenizer->kind() + " (" + std::to_string(m->tokenizer->vocab_size()) + " tokens)" : "none";
+    j["rotations"] = {{"R1 residual", had(s.hidden)}, {"R2/R3 head", had(s.head_dim)}, {"R4 down_proj", had(s.ffn)}};
+    Recipe r;
+    auto hooks = load_recipe_hooks(ia.model, s, &r);
+    if (hooks) {
+      j["recipe"] = {{"method", r.method}, {"weights", r.w.describe()}, {"activations", r.a.describe()},
+                     {"k", r.k.describe()}, {"v", r.v.describe()}};
+      std::string why;
+      j["int_kernels"] = recipe_runs_on_kernels(r, &why) ? std::string("yes (") + kernel_name(active_kernel()) + ")" : "no: " + why;
+      j["can"] = "eval (perplexity, KL, PIQA), run, analyze";
+    } else {
+      j["can"] = std::string("eval, generate, analyze, quantize (") + Recipe::method_list() + ")";
+    }
+  }
+  if (ia.json) {
+    std::cout << j.dump(2) << std::endl;
+  } else {
+    for (auto& [k, v] : j.items()) std::printf("%-16s %s\n", k.c_str(), v.is_string() ? v.get<std::string>().c_str() : v.dump().c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+void register_info(CLI::App& app) {
+  auto* c = app.add_subcommand("info", "What a model is (architecture, sizes, dtypes, tokenizer) and what kurtail can do with it");
+  ia.model = join_path(data_dir(), "models/tinyllama-8m");
+  c->add_option("--model", ia.model, "HF directory, llama2.c .bin, quantized OUT or .gguf")->capture_default_str();
+  c->add_flag("--json", ia.json, "JSON output");
+  register_runner(c, run_info);
+}
+
+}  // namespace kt::cli
