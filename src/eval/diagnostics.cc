@@ -8,6 +8,37 @@
 
 namespace kt {
 
+void channel_magnitude_stats(const float* X, int64_t rows, int64_t cols, double* std_out, double* cv_out) {
+  std::vector<double> mag(cols, 0.0);
+  for (int64_t i = 0; i < rows * cols; i++) mag[i % cols] += (double)X[i] * X[i];
+  double mean = 0, var = 0;
+  for (auto& m : mag) mean += m = std::sqrt(m);
+  mean /= cols;
+  for (double m : mag) var += (m - mean) * (m - mean);
+  *std_out = std::sqrt(var / cols);
+  *cv_out = mean > 0 ? *std_out / mean : 0;
+}
+
+double mean_channel_kurtosis(const float* X, int64_t rows, int64_t cols) {
+  double total = 0;
+  int64_t used = 0;
+  for (int64_t c = 0; c < cols; c++) {
+    double mu = 0;
+    for (int64_t r = 0; r < rows; r++) mu += X[r * cols + c];
+    mu /= rows;
+    double m2 = 0, m4 = 0;
+    for (int64_t r = 0; r < rows; r++) {
+      double d = X[r * cols + c] - mu, d2 = d * d;
+      m2 += d2;
+      m4 += d2 * d2;
+    }
+    m2 /= rows;
+    m4 /= rows;
+    if (m2 > 0) total += m4 / (m2 * m2), used++;
+  }
+  return used ? total / used : 0;
+}
+
 namespace {
 
 struct Acc {
@@ -17,6 +48,8 @@ struct Acc {
   std::vector<double> chan_sq, chan_absmax;
   std::vector<float> sample;  // |x| subsample for the median
   int64_t cq_zeros = 0;
+  // per-channel raw moments over tokens for the channel kurtosis
+  std::vector<double> c1, c2, c3, c4;
   double err = 0;
   int64_t err_rows = 0;
 };
@@ -43,6 +76,15 @@ class StatsHooks : public Hooks {
       a.chan_absmax.assign(cols, 0.0);
     }
     a.cols = cols;
+    if (a.c1.empty()) a.c1 = a.c2 = a.c3 = a.c4 = std::vector<double>(cols, 0.0);
+    for (int64_t i = 0; i < rows * cols; i++) {
+      double v = x[i], v2 = v * v;
+      int64_t c = i % cols;
+      a.c1[c] += v;
+      a.c2[c] += v2;
+      a.c3[c] += v2 * v;
+      a.c4[c] += v2 * v2;
+    }
     double km, kx;
     row_kurtosis(x, rows, (int)cols, &km, &kx);
     a.kurt_sum += km * rows;
@@ -124,6 +166,17 @@ std::vector<LayerDiagnostics> collect_diagnostics(const Model& m, Hooks* online,
       for (double v : mags) var += (v - mean) * (v - mean);
       st.chan_mag_std = std::sqrt(var / a.cols);
       st.chan_mag_cv = mean > 0 ? st.chan_mag_std / mean : 0;
+      {  // central 4th / 2nd moments from the raw sums, per channel
+        double tot = 0;
+        int64_t used = 0;
+        const double n = (double)a.rows;
+        for (int64_t c = 0; c < a.cols; c++) {
+          double mu = a.c1[c] / n, e2 = a.c2[c] / n, e3 = a.c3[c] / n, e4 = a.c4[c] / n;
+          double m2 = e2 - mu * mu, m4 = e4 - 4 * mu * e3 + 6 * mu * mu * e2 - 3 * mu * mu * mu * mu;
+          if (m2 > 1e-12 * (e2 + 1e-30)) tot += m4 / (m2 * m2), used++;
+        }
+        st.chan_kurt_mean = used ? tot / used : 0;
+      }
       st.chan_absmax = a.chan_absmax;
       st.cq_zero_share = (double)a.cq_zeros / ((double)a.rows * a.cols);
       st.layer_error = a.err_rows ? a.err / a.err_rows : 0;
@@ -153,7 +206,7 @@ std::string diagnostics_json(const std::vector<LayerDiagnostics>& d, const std::
       const SiteStats& st = d[l].site[s];
       if (!st.seen) continue;
       sites[site_name((Site)s)] = {{"kurtosis_mean", st.kurt_mean}, {"kurtosis_max", st.kurt_max},
-                                   {"absmax", st.absmax}, {"median_abs", st.median_abs},
+                                   {"channel_kurtosis_mean", st.chan_kurt_mean}, {"absmax", st.absmax}, {"median_abs", st.median_abs},
                                    {"max_over_median", st.max_over_median}, {"zero_share", st.zero_share},
                                    {"channel_magnitude_std", st.chan_mag_std}, {"channel_magnitude_cv", st.chan_mag_cv},
                                    {"rows", st.rows}, {"cols", st.cols}, {"crossquant_zero_share", st.cq_zero_share},

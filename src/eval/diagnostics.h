@@ -15,10 +15,17 @@
 
 namespace kt {
 
+// Metric building blocks (row-major X [rows, cols]); tested against hand-computed cases.
+// Coefficient of variation (std / mean) and std of the per-channel L2 norms ||X[:, j]||.
+void channel_magnitude_stats(const float* X, int64_t rows, int64_t cols, double* std, double* cv);
+// Mean over channels of each channel's kurtosis over tokens (channels with zero variance skipped).
+double mean_channel_kurtosis(const float* X, int64_t rows, int64_t cols);
+
 struct SiteStats {
   bool seen = false;
   int64_t rows = 0, cols = 0;
   double kurt_mean = 0, kurt_max = 0;
+  double chan_kurt_mean = 0;      // per-channel kurtosis over tokens, averaged over channels
   double absmax = 0, median_abs = 0, max_over_median = 0;
   double zero_share = 0;
   double chan_mag_std = 0, chan_mag_cv = 0;

@@ -18,6 +18,7 @@ std::string html_report(const std::string& model, const std::vector<DiagnosticsR
   };
   const std::vector<Metric> metrics = {
       {"per-token kurtosis (mean)", true, [](const SiteStats& s) { return s.kurt_mean; }},
+      {"per-channel kurtosis (mean over channels)", true, [](const SiteStats& s) { return s.chan_kurt_mean; }},
       {"max |x| / median |x|", true, [](const SiteStats& s) { return s.max_over_median; }},
       {"quantization kernel: per-token zero share", false, [](const SiteStats& s) { return s.zero_share; }},
       {"quantization kernel: CrossQuant zero share", false, [](const SiteStats& s) { return s.cq_zero_share; }},
