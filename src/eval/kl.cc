@@ -27,6 +27,7 @@ CompareResult compare_to_reference(const Model& ref, Hooks* ref_hooks, const Mod
     std::vector<float> ref_lp((size_t)nc * (T - 1) * V);
     std::vector<int> ref_arg((size_t)nc * (T - 1));
     o.hooks = ref_hooks;
+    o.kv_k = o.kv_v = QuantSpec{};  // the reference runs at full precision, whatever the model's cache
     run_windows(ref, sub, o, [&](int i, const float* lg) {
       const int32_t* tok = sub.window(i);
       double nl = 0;
@@ -43,6 +44,8 @@ CompareResult compare_to_reference(const Model& ref, Hooks* ref_hooks, const Mod
       ref_nll += nl;
     });
     o.hooks = opt.hooks;
+    o.kv_k = opt.kv_k;
+    o.kv_v = opt.kv_v;
     run_windows(m, sub, o, [&](int i, const float* lg) {
       const int32_t* tok = sub.window(i);
       double k = 0, nl = 0;
