@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "eval/zeroshot.h"
+#include "quant/recipe.h"
 #include "test_util.h"
 
 namespace kt {
@@ -65,6 +66,26 @@ TEST(ZeroShot, PicksRealTextOverShuffledWordsAndStderr) {
   MCResult h = eval_multiple_choice(*m, nullptr, items, "sanity", false);
   EXPECT_DOUBLE_EQ(h.acc, 0.5);
   EXPECT_NEAR(h.acc_stderr, std::sqrt(0.25 / 3), 1e-12);
+}
+
+}  // namespace
+}  // namespace kt
+
+namespace kt {
+namespace {
+
+// A continuation scored through the int4 KV cache equals the fake-quantized K/V score.
+TEST(ZeroShot, QuantizedCacheScoresLikeFakeQuantKV) {
+  auto m = Model::open(test::tinyllama());
+  Recipe r;
+  r.set_bits(16, 16, 4, m->spec.head_dim);
+  RecipeHooks fake(r, m->spec), real(r, m->spec);
+  real.cache_quantizes_kv = true;
+  double a = continuation_loglik(*m, &fake, "The kernel", " documentation is in the tree.");
+  double b = continuation_loglik(*m, &real, "The kernel", " documentation is in the tree.", nullptr, r.k, r.v);
+  double fp = continuation_loglik(*m, nullptr, "The kernel", " documentation is in the tree.");
+  EXPECT_NEAR(a, b, 1e-4 * std::fabs(a));
+  EXPECT_GT(std::fabs(a - fp), 1e-4);  // and the KV quantization is really applied
 }
 
 }  // namespace

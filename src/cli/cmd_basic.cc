@@ -79,7 +79,7 @@ int run_eval() {
   if (!ea.task.empty()) {
     if (ea.task != "piqa") fail("unknown --task '" + ea.task + "' (available: piqa)");
     auto items = load_piqa(ea.tasks_dir, ea.limit);
-    MCResult r = eval_multiple_choice(*m, opt.hooks, items, ea.task, !ea.quiet);
+    MCResult r = eval_multiple_choice(*m, opt.hooks, items, ea.task, !ea.quiet, opt.kv_k, opt.kv_v);
     if (ea.json) {
       nlohmann::json j = {{"model", ea.model}, {"task", r.task}, {"n", r.n}, {"acc", r.acc},
                           {"acc_stderr", r.acc_stderr}, {"acc_norm", r.acc_norm}, {"acc_norm_stderr", r.acc_norm_stderr},

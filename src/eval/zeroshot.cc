@@ -38,7 +38,7 @@ std::vector<MCItem> load_piqa(const std::string& tasks_dir, int limit) {
 }
 
 double continuation_loglik(const Model& m, Hooks* hooks, const std::string& context, const std::string& continuation,
-                           int* n_tokens) {
+                           int* n_tokens, const QuantSpec& kv_k, const QuantSpec& kv_v) {
   const Tokenizer& tok = *m.tokenizer;
   auto ctx = tok.encode_for_model(context);
   auto whole = tok.encode_for_model(context + continuation);
@@ -50,7 +50,9 @@ double continuation_loglik(const Model& m, Hooks* hooks, const std::string& cont
   if (whole.size() <= split) fail("continuation '" + continuation + "' tokenizes to nothing");
   if ((int)whole.size() > m.spec.max_pos) whole.erase(whole.begin(), whole.end() - m.spec.max_pos), split = std::min<size_t>(split, whole.size() - 1);
   std::vector<int32_t> ids(whole.begin(), whole.end());
-  auto logits = forward(m, ids.data(), 1, (int)ids.size(), nullptr, hooks);
+  std::unique_ptr<KVCache> cache;
+  if (kv_k.enabled()) cache = std::make_unique<KVCache>(m.spec, 1, (int)ids.size(), kv_k, kv_v);
+  auto logits = forward(m, ids.data(), 1, (int)ids.size(), cache.get(), hooks);
   const int V = m.spec.vocab;
   double ll = 0;
   for (size_t t = split; t < ids.size(); t++) {
@@ -73,7 +75,7 @@ size_t utf8_chars(const std::string& s) {
 }  // namespace
 
 MCResult eval_multiple_choice(const Model& m, Hooks* hooks, const std::vector<MCItem>& items, const std::string& task,
-                              bool progress) {
+                              bool progress, const QuantSpec& kv_k, const QuantSpec& kv_v) {
   auto t0 = std::chrono::steady_clock::now();
   Progress prog(task, (int64_t)items.size(), progress);
   int correct = 0, correct_norm = 0;
@@ -84,7 +86,7 @@ MCResult eval_multiple_choice(const Model& m, Hooks* hooks, const std::vector<MC
     double bl = -INFINITY, bn = -INFINITY;
     for (size_t c = 0; c < it.choices.size(); c++) {
       int nt = 0;
-      double ll = continuation_loglik(m, hooks, it.context, it.choices[c], &nt);
+      double ll = continuation_loglik(m, hooks, it.context, it.choices[c], &nt, kv_k, kv_v);
       toks += nt;
       // lm-eval normalises by the length of the choice text (without the delimiter)
       double norm = ll / std::max<size_t>(1, utf8_chars(it.choices[c].substr(1)));

@@ -29,10 +29,11 @@ std::vector<MCItem> load_piqa(const std::string& tasks_dir, int limit);
 // Sum of log p(continuation tokens | context). The continuation's tokens are those of
 // encode(context + continuation) after the tokens of encode(context) (lm-eval's split);
 // BOS is prepended when the tokenizer adds it.
+// kv_k/kv_v enabled: the forward pass keeps K/V in a quantized cache (real execution).
 double continuation_loglik(const Model& m, Hooks* hooks, const std::string& context, const std::string& continuation,
-                           int* n_tokens = nullptr);
+                           int* n_tokens = nullptr, const QuantSpec& kv_k = {}, const QuantSpec& kv_v = {});
 
 MCResult eval_multiple_choice(const Model& m, Hooks* hooks, const std::vector<MCItem>& items, const std::string& task,
-                              bool progress);
+                              bool progress, const QuantSpec& kv_k = {}, const QuantSpec& kv_v = {});
 
 }  // namespace kt
