@@ -124,12 +124,7 @@ TEST(PackedFormat, SaveLoadPackedEqualsFakeQuantFileAndValidates) {
   ro.ffn = 176;
   std::string src = test::make_random_model(ro);
   auto m = Model::open(src);
-  QuantizeOptions o;
-  o.progress = false;
-  o.recipe.method = "quarot";
-  o.recipe.set_bits(4, 8, 8, m->spec.head_dim);
-  o.recipe.r1 = o.recipe.r2 = o.recipe.r3 = o.recipe.r4 = true;
-  quantize_model(*m, o);
+  QuantizeOptions o = test::quantize_for_test(*m, "quarot", 4, 8, 8);
   std::string dir = test::temp_dir("packed");
   save_quantized(*m, o.recipe, dir + "/fq", false, false);
   save_quantized(*m, o.recipe, dir + "/pk", false, true);

@@ -54,12 +54,7 @@ TEST(RotationEquivalence, RandomModelNonPowerOfTwoFfn) {
 TEST(RotationEquivalence, Llama2cInterleavedRopeConvertsExactly) {
   std::string bin = test::data() + "/models/aidreams260K/aidreams260K.bin";
   auto m = Model::open(bin);
-  QuantizeOptions o;
-  o.progress = false;
-  o.recipe.method = "quarot";
-  o.recipe.set_bits(16, 16, 16, m->spec.head_dim);
-  o.recipe.r1 = o.recipe.r2 = o.recipe.r3 = o.recipe.r4 = true;
-  quantize_model(*m, o);
+  QuantizeOptions o = test::quantize_for_test(*m, "quarot", 16, 16, 16);
   EXPECT_EQ(m->spec.rope_style, RopeStyle::RotateHalf);
   std::string out = test::temp_dir("l2c") + "/q";
   save_quantized(*m, o.recipe, out, false);
@@ -79,12 +74,7 @@ TEST(QuantizedModel, SaveLoadReproducesInMemoryModel) {
   ro.ffn = 176;
   std::string src = test::make_random_model(ro);
   auto m = Model::open(src);
-  QuantizeOptions o;
-  o.progress = false;
-  o.recipe.method = "quarot";
-  o.recipe.set_bits(4, 4, 4, m->spec.head_dim);
-  o.recipe.r1 = o.recipe.r2 = o.recipe.r3 = o.recipe.r4 = true;
-  quantize_model(*m, o);
+  QuantizeOptions o = test::quantize_for_test(*m, "quarot", 4, 4, 4);
   std::string out = test::temp_dir("save") + "/q";
   save_quantized(*m, o.recipe, out, false);
   EXPECT_THROW(save_quantized(*m, o.recipe, out, false), Error);  // refuses to overwrite

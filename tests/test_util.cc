@@ -20,6 +20,15 @@ CmdResult run_cli(const std::string& args) {
   return r;
 }
 
+QuantizeOptions quantize_for_test(Model& m, const std::string& method, int wbits, int abits, int kvbits) {
+  QuantizeOptions o;
+  o.progress = false;
+  o.recipe.set_method(method);
+  o.recipe.set_bits(wbits, abits, kvbits, m.spec.head_dim);
+  quantize_model(m, o);
+  return o;
+}
+
 std::string temp_dir(const std::string& tag) {
   std::string t = "/tmp/kurtail_test_" + tag + "_XXXXXX";
   std::vector<char> buf(t.begin(), t.end());

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "quant/pipeline.h"
 #include "util/file.h"
 
 namespace kt::test {
@@ -47,6 +48,10 @@ inline const std::vector<int>& aidreams_golden_ids() {
                                        379, 441, 260, 446, 262, 421, 392, 275, 280, 269, 440, 270, 283};
   return ids;
 }
+
+// Quantizes `m` in place with `method` (its rotations as Recipe::set_method) at the given
+// W/A/KV bits and QuaRot's quantizer defaults; no progress output. Returns the options used.
+QuantizeOptions quantize_for_test(Model& m, const std::string& method, int wbits, int abits, int kvbits);
 
 struct CmdResult {
   int code;
