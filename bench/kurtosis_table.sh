@@ -17,7 +17,7 @@ $K analyze --model "$OUT/kurtail-fp" --nsamples "$NS" --json -q > "$OUT/kurtail.
 python3 - "$OUT" <<'PY'
 import json, sys
 d = sys.argv[1]
-runs = {k: json.load(open(f"{d}/{k}.json")) for k in ("original", "quarot", "kurtail")}
+runs = {k: json.load(open(f"{d}/{k}.json"))[0] for k in ("original", "quarot", "kurtail")}
 sites = ["attn_in", "mlp_in", "o_in", "down_in", "k", "v"]
 print("| layer | site | kurtosis orig / QuaRot / KurTail | max/median orig / QuaRot / KurTail | int4 zero share orig / QuaRot / KurTail |")
 print("|---|---|---|---|---|")
