@@ -114,6 +114,12 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   const bool rotate = r.r1 || r.r2 || r.r4;
   const bool gptq = r.weight_algo == "gptq" && r.w.enabled();
   const bool kurtail = r.method == "kurtail";
+  const bool smoothquant = r.method == "smoothquant";
+  const bool smoothrot = r.method == "smoothrot" || r.method == "smoothrot-all";
+  const bool duquant = r.method == "duquant";
+  const bool crossquant = r.method == "crossquant";
+  const bool need_stats = smoothquant || smoothrot || duquant || crossquant;  // per-layer channel statistics
+  const bool need_stream = gptq || need_stats;  // calibration activations flow through the layers
   Rotation r1, r2, r4;
   std::vector<Rotation> r2_layers;  // KurTail: one learned R2 per layer
   if (r.r1) {
@@ -125,8 +131,8 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
     rep.r2_kind = r2.kind();
   }
   Windows calib;
-  if (gptq || kurtail) {
-    if (opt.calib_path.empty()) fail("GPTQ and KurTail need calibration text (--calib FILE)");
+  if (gptq || kurtail || need_stats) {
+    if (opt.calib_path.empty()) fail((gptq ? std::string("GPTQ") : r.method) + " needs calibration text (--calib FILE)");
     int seqlen = opt.seqlen > 0 ? opt.seqlen : std::min(2048, s.max_pos);
     if (seqlen > s.max_pos)
       fail("--seqlen " + std::to_string(seqlen) + " exceeds the model's maximum context of " + std::to_string(s.max_pos));
@@ -197,27 +203,12 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   }
   if (r.quant_lm_head && r.w.enabled()) {
     m.untie_lm_head();
-    Linear head{m.lm_head, Tensor()};
+    Linear head;
+    head.w = m.lm_head;
     rtn_quantize(head, r.w);
     m.lm_head = head.w;
   }
 
-  const bool smoothquant = r.method == "smoothquant";
-  const bool smoothrot = r.method == "smoothrot" || r.method == "smoothrot-all";
-  const bool duquant = r.method == "duquant";
-  const bool crossquant = r.method == "crossquant";
-  const bool need_stats = smoothquant || smoothrot || duquant || crossquant;
-  const bool need_stream = gptq || need_stats;
-  if (need_stats && calib.n() == 0) {
-    if (opt.calib_path.empty()) fail(r.method + " needs calibration text (--calib FILE)");
-    int seqlen = opt.seqlen > 0 ? opt.seqlen : std::min(2048, s.max_pos);
-    if (seqlen > s.max_pos)
-      fail("--seqlen " + std::to_string(seqlen) + " exceeds the model's maximum context of " + std::to_string(s.max_pos));
-    calib = calibration_windows(*m.tokenizer, opt.calib_path, opt.nsamples, seqlen, opt.seed);
-    r.calib = opt.calib_path;
-    r.nsamples = rep.nsamples = calib.n();
-    r.seqlen = rep.seqlen = seqlen;
-  }
   r.crossquant = crossquant;
   std::vector<float> x;
   if (need_stream) {

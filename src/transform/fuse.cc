@@ -79,7 +79,8 @@ void rotate_value_heads(LayerWeights& w, const ModelSpec& s, const Rotation& r2)
   for (int h = 0; h < s.n_kv_heads; h++) {
     Tensor blk({hd, in});
     std::copy_n(w.v.w.ptr() + (int64_t)h * hd * in, hd * in, blk.ptr());
-    Linear tmp{blk, Tensor()};
+    Linear tmp;
+    tmp.w = std::move(blk);
     if (!w.v.b.empty()) {
       tmp.b = Tensor({hd});
       std::copy_n(w.v.b.ptr() + h * hd, hd, tmp.b.ptr());
