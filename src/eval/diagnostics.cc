@@ -8,15 +8,23 @@
 
 namespace kt {
 
-void channel_magnitude_stats(const float* X, int64_t rows, int64_t cols, double* std_out, double* cv_out) {
-  std::vector<double> mag(cols, 0.0);
-  for (int64_t i = 0; i < rows * cols; i++) mag[i % cols] += (double)X[i] * X[i];
+namespace {
+// std and std/mean of the channel magnitudes sqrt(sumsq[j]).
+void magnitude_stats_from_sumsq(const std::vector<double>& sumsq, double* std_out, double* cv_out) {
   double mean = 0, var = 0;
-  for (auto& m : mag) mean += m = std::sqrt(m);
-  mean /= cols;
+  std::vector<double> mag(sumsq.size());
+  for (size_t j = 0; j < sumsq.size(); j++) mean += mag[j] = std::sqrt(sumsq[j]);
+  mean /= sumsq.size();
   for (double m : mag) var += (m - mean) * (m - mean);
-  *std_out = std::sqrt(var / cols);
+  *std_out = std::sqrt(var / sumsq.size());
   *cv_out = mean > 0 ? *std_out / mean : 0;
+}
+}  // namespace
+
+void channel_magnitude_stats(const float* X, int64_t rows, int64_t cols, double* std_out, double* cv_out) {
+  std::vector<double> sumsq(cols, 0.0);
+  for (int64_t i = 0; i < rows * cols; i++) sumsq[i % cols] += (double)X[i] * X[i];
+  magnitude_stats_from_sumsq(sumsq, std_out, cv_out);
 }
 
 double mean_channel_kurtosis(const float* X, int64_t rows, int64_t cols) {
@@ -159,13 +167,7 @@ std::vector<LayerDiagnostics> collect_diagnostics(const Model& m, Hooks* online,
       st.median_abs = a.sample[a.sample.size() / 2];
       st.max_over_median = st.median_abs > 0 ? st.absmax / st.median_abs : 0;
       st.zero_share = (double)a.zeros / ((double)a.rows * a.cols);
-      double mean = 0, var = 0;
-      std::vector<double> mags(a.cols);
-      for (int64_t c = 0; c < a.cols; c++) mean += mags[c] = std::sqrt(a.chan_sq[c]);
-      mean /= a.cols;
-      for (double v : mags) var += (v - mean) * (v - mean);
-      st.chan_mag_std = std::sqrt(var / a.cols);
-      st.chan_mag_cv = mean > 0 ? st.chan_mag_std / mean : 0;
+      magnitude_stats_from_sumsq(a.chan_sq, &st.chan_mag_std, &st.chan_mag_cv);
       {  // central 4th / 2nd moments from the raw sums, per channel
         double tot = 0;
         int64_t used = 0;
@@ -184,14 +186,8 @@ std::vector<LayerDiagnostics> collect_diagnostics(const Model& m, Hooks* online,
         auto lw = m.layer((int)l);
         const Linear* lin = representative(*lw, (Site)s, &st.linear);
         if (lin && !lin->w.data.empty()) {
-          std::vector<double> cn(lin->in(), 0.0);
-          for (int64_t i = 0; i < lin->out(); i++)
-            for (int64_t j = 0; j < lin->in(); j++) cn[j] += (double)lin->w.data[i * lin->in() + j] * lin->w.data[i * lin->in() + j];
-          double mu = 0, v = 0;
-          for (auto& c : cn) mu += c = std::sqrt(c);
-          mu /= cn.size();
-          for (double c : cn) v += (c - mu) * (c - mu);
-          st.w_chan_mag_cv = mu > 0 ? std::sqrt(v / cn.size()) / mu : 0;
+          double wstd;  // W [out, in]: its columns are the input channels
+          channel_magnitude_stats(lin->w.ptr(), lin->out(), lin->in(), &wstd, &st.w_chan_mag_cv);
         }
       }
     }
