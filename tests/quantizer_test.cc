@@ -142,7 +142,9 @@ TEST(Gptq, BeatsRtnOnLayerOutputError) {
   h.add(x.data(), n);
   QuantSpec s;
   s.bits = 4;
-  Linear a{Tensor({out, in}), Tensor()}, b = a, ref = a;
+  Linear a;
+  a.w = Tensor({out, in});
+  Linear b = a, ref = a;
   a.w.data = b.w.data = ref.w.data = w;
   rtn_quantize(a, s);
   gptq_quantize(b, h, s, GptqOptions{});

@@ -201,6 +201,9 @@ Rotation Rotation::from_matrix(Tensor q) {
   r.n_ = (int)q.dim(0);
   r.kind_ = "dense";
   r.q_ = std::move(q);
+  r.qt_ = Tensor({r.n_, r.n_});
+  for (int i = 0; i < r.n_; i++)
+    for (int j = 0; j < r.n_; j++) r.qt_.data[(size_t)j * r.n_ + i] = r.q_.data[(size_t)i * r.n_ + j];
   return r;
 }
 
@@ -261,11 +264,7 @@ void Rotation::apply_hadamard(float* x, int64_t rows, bool transpose) const {
 void Rotation::apply(float* x, int64_t rows) const {
   if (kind_ == "hadamard") return apply_hadamard(x, rows, false);
   std::vector<float> tmp(x, x + rows * n_);
-  // x Q = x (Q^T)^T: sgemm_nt with W = Q^T, so transpose once.
-  Tensor qt({n_, n_});
-  for (int i = 0; i < n_; i++)
-    for (int j = 0; j < n_; j++) qt.data[(size_t)j * n_ + i] = q_.data[(size_t)i * n_ + j];
-  sgemm_nt(tmp.data(), qt.ptr(), x, rows, n_, n_);
+  sgemm_nt(tmp.data(), qt_.ptr(), x, rows, n_, n_);  // x Q = x (Q^T)^T
 }
 
 void Rotation::apply_inverse(float* x, int64_t rows) const {

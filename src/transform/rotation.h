@@ -45,8 +45,8 @@ class Rotation {
   int pow2_ = 1, m_ = 1;
   std::vector<float> hm_;     // H_m as floats [m, m]
   std::vector<float> signs_;  // empty: all +1
-  // dense form
-  Tensor q_;
+  // dense form: Q and its transpose (kept so the hot path does not transpose per call)
+  Tensor q_, qt_;
   void apply_hadamard(float* x, int64_t rows, bool transpose) const;
 };
 
