@@ -2,7 +2,8 @@
 # One row per (method, bits, weight algorithm): perplexity and KL vs FP on the first WINDOWS
 # windows of WikiText-2 raw test, plus mean per-token kurtosis and quantization-kernel share
 # averaged over every layer's linear-input sites (attn_in, o_in, mlp_in, down_in).
-# Usage: bench/method_table.sh [OUT_DIR]   env: MODEL, WINDOWS (128), SEED (0), METHODS, BITS, WALGOS
+# Usage: bench/method_table.sh [OUT_DIR]   env: MODEL, WINDOWS (128), SEED (0), METHODS, BITS, WALGOS,
+#   RESUME=1 reuses rows whose three json files already exist in OUT_DIR (same settings assumed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA="${KURTAIL_DATA:-../shared/data}"
@@ -11,18 +12,21 @@ OUT="${1:-out/methods}"; WINDOWS="${WINDOWS:-128}"; SEED="${SEED:-0}"
 METHODS="${METHODS:-rtn smoothquant quarot smoothrot smoothrot-all duquant crossquant kurtail}"
 BITS="${BITS:-4:4:4 4:8:8}"; WALGOS="${WALGOS:-rtn gptq}"
 mkdir -p "$OUT"
-K=./build/kurtail
+K="${KURTAIL_BIN:-./build/kurtail}"
 echo "| method | W/A/KV | weights | perplexity | KL vs FP | top-1 | mean kurtosis | zero share | quantize s |"
 echo "|---|---|---|---|---|---|---|---|---|"
-$K eval --model "$MODEL" --max-windows "$WINDOWS" --json -q > "$OUT/fp.json"
+[[ "${RESUME:-0}" == 1 && -s "$OUT/fp.json" ]] || $K eval --model "$MODEL" --max-windows "$WINDOWS" --json -q > "$OUT/fp.json"
 python3 -c "import json;j=json.load(open('$OUT/fp.json'));print('| FP32 | 32/32/32 | - | %.2f | 0 | 100%% | - | - | - |'%j['perplexity'])"
 for b in $BITS; do IFS=: read -r w a kv <<< "$b"
 for wa in $WALGOS; do for m in $METHODS; do
   tag="$m-w${w}a${a}kv${kv}-$wa"
+  if [[ "${RESUME:-0}" != 1 || ! -s "$OUT/$tag.analyze.json" ]]; then
   $K quantize --model "$MODEL" --method "$m" --w "$w" --a "$a" --kv "$kv" --weights "$wa" --seed "$SEED" \
      --out "$OUT/$tag" --force --json -q > "$OUT/$tag.quant.json"
   $K eval --model "$OUT/$tag" --kl-ref "$MODEL" --max-windows "$WINDOWS" --json -q > "$OUT/$tag.eval.json"
   $K analyze --model "$OUT/$tag" --nsamples 4 --seqlen 256 --bits "$a" --json -q > "$OUT/$tag.analyze.json"
+  rm -rf "$OUT/$tag"   # the quantized model is not needed once measured
+  fi
   python3 - "$OUT/$tag" "$m" "$w/$a/$kv" "$wa" <<'PY'
 import json, sys
 p, m, bits, wa = sys.argv[1:]

@@ -33,11 +33,8 @@ std::string st_with_header(const std::string& header, size_t data_bytes) {
 }
 
 void expect_one_line_error(const test::CmdResult& r, const std::string& must_contain) {
-  EXPECT_EQ(r.code, 1) << r.err;
   EXPECT_NE(r.err.find("kurtail: error: "), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find(must_contain), std::string::npos) << r.err;
-  // exactly one line
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  test::expect_documented_error(r, must_contain, 1);
 }
 
 std::string eval_args(const std::string& model) { return "eval -q --max-windows 1 --ctx 64 --model '" + model + "'"; }

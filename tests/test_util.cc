@@ -1,5 +1,9 @@
 #include "test_util.h"
 
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -7,9 +11,9 @@
 
 namespace kt::test {
 
-CmdResult run_cli(const std::string& args) {
+CmdResult run_cli(const std::string& args, const std::string& prefix) {
   std::string dir = temp_dir("cli");
-  std::string cmd = std::string("KURTAIL_DATA='") + data() + "' " + KURTAIL_BIN + " " + args + " >" + dir + "/out 2>" +
+  std::string cmd = std::string("export KURTAIL_DATA='") + data() + "'; " + prefix + " " + KURTAIL_BIN + " " + args + " >" + dir + "/out 2>" +
                     dir + "/err";
   int st = std::system(cmd.c_str());
   CmdResult r;
@@ -18,6 +22,15 @@ CmdResult run_cli(const std::string& args) {
   r.err = read_file(dir + "/err");
   std::system(("rm -rf '" + dir + "'").c_str());
   return r;
+}
+
+void expect_documented_error(const CmdResult& r, const std::string& must_contain, int code) {
+  EXPECT_EQ(r.code, code) << r.err;
+  EXPECT_EQ(r.err.rfind("kurtail: ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find(must_contain), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  static const std::string doc = read_file(std::string(KURTAIL_SOURCE_DIR) + "/docs/ERRORS.md");
+  EXPECT_NE(doc.find(must_contain), std::string::npos) << "docs/ERRORS.md does not list: " << must_contain;
 }
 
 QuantizeOptions quantize_for_test(Model& m, const std::string& method, int wbits, int abits, int kvbits) {

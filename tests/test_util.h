@@ -58,7 +58,12 @@ struct CmdResult {
   std::string out, err;
 };
 // Runs the kurtail binary with args (a shell fragment); captures stdout and stderr.
-CmdResult run_cli(const std::string& args);
+// `prefix` goes before the binary (e.g. "OMP_NUM_THREADS=1", "timeout -s INT 3"); it runs in sh.
+CmdResult run_cli(const std::string& args, const std::string& prefix = "");
+
+// The CLI failed the documented way: exit `code`, exactly one stderr line "kurtail: ..." that
+// contains `must_contain`, and docs/ERRORS.md lists that message (so the table stays true).
+void expect_documented_error(const CmdResult& r, const std::string& must_contain, int code = 1);
 
 // A fresh empty temp directory, removed by the caller (or left in /tmp).
 std::string temp_dir(const std::string& tag);

@@ -67,7 +67,7 @@ int run_quantize() {
   o.gptq.percdamp = qa.percdamp;
   o.gptq.act_order = qa.act_order;
   o.progress = !qa.quiet;
-  if (file_exists(qa.out) && !qa.force) fail(qa.out, "already exists (pass --force to replace it)");
+  check_output_dir(qa.out, qa.force);
   QuantizeReport rep = quantize_model(*m, o);
   save_quantized(*m, o.recipe, qa.out, qa.force, qa.packed);
   if (qa.json) {

@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "util/blas_env.h"
 #include "util/error.h"
+#include "util/interrupt.h"
 
 int main(int argc, char** argv) {
   kt::ensure_runtime_env(argc, argv);
@@ -24,8 +25,12 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  kt::install_interrupt_handlers();
   try {
     return kt::cli::run_selected(app);
+  } catch (const kt::Interrupted& e) {
+    std::fprintf(stderr, "kurtail: %s\n", e.what());
+    return 128 + e.signo;
   } catch (const kt::Error& e) {
     std::fprintf(stderr, "kurtail: error: %s\n", e.what());
     return 1;

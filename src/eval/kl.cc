@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "util/error.h"
+#include "util/ordered_sum.h"
 #include "util/progress.h"
 
 namespace kt {
@@ -30,27 +31,25 @@ CompareResult compare_to_reference(const Model& ref, Hooks* ref_hooks, const Mod
     o.kv_k = o.kv_v = QuantSpec{};  // the reference runs at full precision, whatever the model's cache
     run_windows(ref, sub, o, [&](int i, const float* lg) {
       const int32_t* tok = sub.window(i);
-      double nl = 0;
-#pragma omp parallel for reduction(+ : nl)
-      for (int t = 0; t < T - 1; t++) {
-        const float* r = lg + (int64_t)t * V;
+      ref_nll += ordered_sum(T - 1, [&](int64_t t) {
+        const float* r = lg + t * V;
         int am = 0;
         const float lse = log_sum_exp(r, V, &am);
         float* out = &ref_lp[((size_t)i * (T - 1) + t) * V];
         for (int j = 0; j < V; j++) out[j] = r[j] - lse;
         ref_arg[(size_t)i * (T - 1) + t] = am;
-        nl += lse - r[tok[t + 1]];
-      }
-      ref_nll += nl;
+        return (double)(lse - r[tok[t + 1]]);
+      });
     });
     o.hooks = opt.hooks;
     o.kv_k = opt.kv_k;
     o.kv_v = opt.kv_v;
     run_windows(m, sub, o, [&](int i, const float* lg) {
       const int32_t* tok = sub.window(i);
-      double k = 0, nl = 0;
-      int64_t a = 0;
-#pragma omp parallel for reduction(+ : k, a, nl)
+      // per-position terms in slots, summed in order (same bits for any thread count)
+      std::vector<double> k((size_t)T - 1), nl((size_t)T - 1);
+      std::vector<char> a((size_t)T - 1);
+#pragma omp parallel for
       for (int t = 0; t < T - 1; t++) {
         const float* r = lg + (int64_t)t * V;
         int am = 0;
@@ -58,13 +57,11 @@ CompareResult compare_to_reference(const Model& ref, Hooks* ref_hooks, const Mod
         const float* p = &ref_lp[((size_t)i * (T - 1) + t) * V];
         double kt_ = 0;
         for (int j = 0; j < V; j++) kt_ += std::exp(p[j]) * (p[j] - (r[j] - lse));
-        k += kt_;
-        a += am == ref_arg[(size_t)i * (T - 1) + t];
-        nl += lse - r[tok[t + 1]];
+        k[t] = kt_;
+        a[t] = am == ref_arg[(size_t)i * (T - 1) + t];
+        nl[t] = lse - r[tok[t + 1]];
       }
-      kl += k;
-      agree += a;
-      nll += nl;
+      for (int t = 0; t < T - 1; t++) kl += k[t], agree += a[t], nll += nl[t];
     });
     prog.update(c0 + nc, (int64_t)(c0 + nc) * T);
   }

@@ -1,5 +1,7 @@
 #include "eval/perplexity.h"
 
+#include "util/ordered_sum.h"
+
 #include <cctype>
 #include <cmath>
 
@@ -43,13 +45,10 @@ float log_sum_exp(const float* r, int n, int* argmax) {
 }
 
 double window_nll(const float* logits, const int32_t* tokens, int n, int vocab) {
-  double total = 0;
-#pragma omp parallel for reduction(+ : total)
-  for (int t = 0; t < n - 1; t++) {
-    const float* r = logits + (int64_t)t * vocab;
-    total += (double)log_sum_exp(r, vocab) - r[tokens[t + 1]];
-  }
-  return total;
+  return ordered_sum(n - 1, [&](int64_t t) {
+    const float* r = logits + t * vocab;
+    return (double)log_sum_exp(r, vocab) - r[tokens[t + 1]];
+  });
 }
 
 void run_windows(const Model& m, const Windows& w, const EvalOptions& opt,

@@ -334,8 +334,17 @@ void decoder_layer(const ModelSpec& s, const LayerWeights& w, int layer, float* 
   }
   hook(Site::DownIn, g.data(), f);
   linear_forward(g.data(), rows, w.down, h.data());
-#pragma omp parallel for
-  for (int64_t i = 0; i < rows * d; i++) x[i] += h[i];
+  // The residual update doubles as the NaN/Inf check: x * 0 is 0 for finite x and NaN
+  // otherwise, so one extra multiply-add per element finds overflow where it starts.
+  float nonfinite = 0.0f;
+#pragma omp parallel for reduction(+ : nonfinite)
+  for (int64_t i = 0; i < rows * d; i++) {
+    x[i] += h[i];
+    nonfinite += x[i] * 0.0f;
+  }
+  if (nonfinite != 0.0f || std::isnan(nonfinite))
+    fail("model.layers." + std::to_string(layer) +
+         ": non-finite activation (NaN/Inf) in the layer output; the weights or quantization scales overflow fp32");
 }
 
 void final_logits(const Model& m, float* x, int64_t rows, float* logits, Hooks* hooks) {

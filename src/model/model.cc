@@ -1,5 +1,7 @@
 #include "model/model.h"
 
+#include <cmath>
+
 #include "io/llama2c.h"
 #include "io/safetensors.h"
 #include "runtime/packed.h"
@@ -20,7 +22,12 @@ Tensor load_checked(const TensorSource& src, const std::string& name, std::vecto
     };
     fail(ti.file, "tensor '" + name + "' has shape " + fmt(ti.shape) + " but config.json implies " + fmt(shape));
   }
-  return to_f32(ti);
+  Tensor t = to_f32(ti);
+  for (size_t i = 0; i < t.data.size(); i++)
+    if (!std::isfinite(t.data[i]))
+      fail(ti.file, "tensor '" + name + "' contains " + (std::isnan(t.data[i]) ? "NaN" : "Inf") + " at element " +
+                        std::to_string(i));
+  return t;
 }
 
 std::string find_llama2c_tokenizer(const std::string& bin) {

@@ -18,6 +18,7 @@
 #include "transform/kurtail.h"
 #include "transform/smooth.h"
 #include "util/error.h"
+#include "util/interrupt.h"
 #include "util/file.h"
 #include "util/progress.h"
 
@@ -302,6 +303,13 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   return rep;
 }
 
+void check_output_dir(const std::string& out, bool force) {
+  if (file_exists(out) && !force) fail(out, "already exists (pass --force to replace it)");
+  std::string probe = out + ".tmp." + std::to_string(getpid());
+  if (mkdir(probe.c_str(), 0755) != 0) fail(out, std::string("cannot create output directory: ") + std::strerror(errno));
+  rmdir(probe.c_str());
+}
+
 void save_quantized(const Model& m, const Recipe& r, const std::string& out, bool force, bool packed) {
   if (file_exists(out) && !force) fail(out, "already exists (pass --force to replace it)");
   std::string tmp = out + ".tmp." + std::to_string(getpid());
@@ -382,8 +390,18 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
         write_file_atomic(join_path(tmp, "tokenizer.bin"), read_file(m.tokenizer_path));
       }
     }
-    if (file_exists(out)) std::system(("rm -rf '" + out + "'").c_str());
-    if (rename(tmp.c_str(), out.c_str()) != 0) fail(out, std::string("cannot move output into place: ") + std::strerror(errno));
+    check_interrupted();  // a signal during the writes: the temp directory goes, OUT stays as it was
+    // Replacing (--force): move the old OUT aside first so OUT is never missing or mixed.
+    std::string old = out + ".old." + std::to_string(getpid());
+    bool had_old = file_exists(out);
+    if (had_old && rename(out.c_str(), old.c_str()) != 0)
+      fail(out, std::string("cannot replace existing output: ") + std::strerror(errno));
+    if (rename(tmp.c_str(), out.c_str()) != 0) {
+      int e = errno;
+      if (had_old) rename(old.c_str(), out.c_str());
+      fail(out, std::string("cannot move output into place: ") + std::strerror(e));
+    }
+    if (had_old) std::system(("rm -rf '" + old + "'").c_str());
   } catch (...) {
     std::system(("rm -rf '" + tmp + "'").c_str());
     throw;

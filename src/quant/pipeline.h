@@ -48,6 +48,9 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt);
 // existing OUT unless `force`.
 // packed: quantized linears are written as packed integer weights (NAME.qweight U8 + NAME.qscale
 // + NAME.qbits) instead of fp32 NAME.weight; see docs/FORMAT.md.
+// The checks save_quantized would fail on, done before hours of work: OUT exists without
+// `force`, or its temp directory cannot be created (missing/unwritable parent, read-only fs).
+void check_output_dir(const std::string& out_dir, bool force);
 void save_quantized(const Model& m, const Recipe& r, const std::string& out_dir, bool force, bool packed = false);
 
 // If DIR holds a recipe.json, the hooks that re-create its online rotations and quantizers.

@@ -15,8 +15,8 @@
 namespace kt {
 
 void row_kurtosis(const float* X, int64_t rows, int n, double* mean, double* max) {
-  double s = 0, mx = 0;
-#pragma omp parallel for reduction(+ : s) reduction(max : mx)
+  std::vector<double> k((size_t)rows);
+#pragma omp parallel for
   for (int64_t r = 0; r < rows; r++) {
     const float* y = X + r * n;
     double mu = 0;
@@ -30,17 +30,18 @@ void row_kurtosis(const float* X, int64_t rows, int n, double* mean, double* max
     }
     m2 /= n;
     m4 /= n;
-    double k = m2 > 0 ? m4 / (m2 * m2) : 0;
-    s += k;
-    mx = std::max(mx, k);
+    k[(size_t)r] = m2 > 0 ? m4 / (m2 * m2) : 0;
   }
+  double s = 0, mx = 0;  // serial, in row order: same bits for any thread count
+  for (double v : k) s += v, mx = std::max(mx, v);
   if (mean) *mean = rows ? s / rows : 0;
   if (max) *max = mx;
 }
 
 double kurtosis_loss(const float* Y, int64_t rows, int n, const KurtosisObjective& obj, float* G, double* mean_kurt) {
-  double loss = 0, ksum = 0;
-#pragma omp parallel for reduction(+ : loss, ksum)
+  // Per-row loss and kurtosis in slots, summed serially afterwards (thread-count independent).
+  std::vector<double> row_loss((size_t)rows, 0.0), row_k((size_t)rows, 0.0);
+#pragma omp parallel for
   for (int64_t r = 0; r < rows; r++) {
     const float* y = Y + r * n;
     double mu = 0;
@@ -61,8 +62,8 @@ double kurtosis_loss(const float* Y, int64_t rows, int n, const KurtosisObjectiv
       continue;
     }
     const double k = m4 / (m2 * m2);
-    ksum += k;
-    loss += obj.squared ? (k - obj.target) * (k - obj.target) : k;
+    row_k[(size_t)r] = k;
+    row_loss[(size_t)r] = obj.squared ? (k - obj.target) * (k - obj.target) : k;
     if (G) {
       // dk/dy_j = 4/(n m2^2) (c_j^3 - mean c^3) - 4 m4/(n m2^3) c_j ; outer factor 2(k-t) or 1; / rows
       const double outer = (obj.squared ? 2 * (k - obj.target) : 1.0) / rows;
@@ -73,6 +74,8 @@ double kurtosis_loss(const float* Y, int64_t rows, int n, const KurtosisObjectiv
       }
     }
   }
+  double loss = 0, ksum = 0;
+  for (int64_t r = 0; r < rows; r++) loss += row_loss[(size_t)r], ksum += row_k[(size_t)r];
   if (mean_kurt) *mean_kurt = rows ? ksum / rows : 0;
   return rows ? loss / rows : 0;
 }

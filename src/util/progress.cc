@@ -5,6 +5,8 @@
 
 #include <cstdio>
 
+#include "util/interrupt.h"
+
 namespace kt {
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -35,6 +37,7 @@ std::string Progress::line(const std::string& extra) const {
 }
 
 void Progress::update(int64_t done, int64_t tokens, const std::string& extra) {
+  check_interrupted();
   done_ = done;
   tokens_ = tokens;
   if (!enabled_) return;

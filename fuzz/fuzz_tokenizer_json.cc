@@ -1,0 +1,34 @@
+// HF tokenizer.json: input = parts [text, tokenizer.json]. A tokenizer that loads must encode
+// the text into in-range ids and decode them again without throwing.
+#include "fuzz_util.h"
+#include "io/tokenizer.h"
+
+using namespace kt;
+
+static const std::vector<std::string>& seeds() {
+  static std::vector<std::string> s = {
+      fuzz::make_parts({"hello world", R"({"model":{"type":"BPE","vocab":{"h":0,"e":1,"l":2,"o":3,"Ġ":4,"w":5,"r":6,"d":7,"he":8,"ll":9},"merges":["h e","l l"]},"pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false},"added_tokens":[{"id":10,"content":"<s>","special":true}]})"})};
+  return s;
+}
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  fuzz::write_seeds_if_asked(&seeds);
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  auto parts = fuzz::split_parts(data, size, 2);
+  std::unique_ptr<Tokenizer> t;
+  try {
+    t = load_tokenizer_json(fuzz::put("tokenizer.json", parts[1]));
+  } catch (const Error&) {
+    return 0;
+  }
+  for (std::string_view text : {parts[0], std::string_view("The quick brown fox, 123 héllo\n")}) {
+    auto ids = t->encode(text);
+    for (int id : ids)
+      if (id < 0 || id >= t->vocab_size()) std::abort();
+    (void)t->decode(ids);
+  }
+  return 0;
+}
