@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -19,11 +20,13 @@
 namespace kt::fuzz {
 
 inline const std::string& scratch_dir() {
+  // The exit handler reads a plain char array: the std::string is destroyed before it runs.
+  static char path[64];
   static const std::string dir = [] {
-    std::string d = "/tmp/kurtail_fuzz." + std::to_string(getpid());
-    mkdir(d.c_str(), 0700);
-    std::atexit([] { std::system(("rm -rf '" + scratch_dir() + "'").c_str()); });
-    return d;
+    std::snprintf(path, sizeof path, "/tmp/kurtail_fuzz.%d", (int)getpid());
+    mkdir(path, 0700);
+    std::atexit([] { std::system((std::string("rm -rf '") + path + "'").c_str()); });
+    return std::string(path);
   }();
   return dir;
 }

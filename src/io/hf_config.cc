@@ -2,6 +2,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "io/json_checked.h"
 #include "model/spec.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -26,10 +27,12 @@ void ModelSpec::validate(const std::string& where) const {
 
 namespace {
 
+// Numbers go through json_number (range-checked); strings and bools through nlohmann.
 template <class T>
-T get_or(const json& j, const char* key, T dflt) {
+T get_or(const json& j, const char* key, T dflt, const std::string& path) {
   if (!j.contains(key) || j[key].is_null()) return dflt;
-  return j[key].get<T>();
+  if constexpr (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) return json_number<T>(j[key], path, key);
+  else return j[key].get<T>();
 }
 
 }  // namespace
@@ -44,7 +47,7 @@ ModelSpec read_hf_config(const std::string& path) {
   if (!j.is_object()) fail(path, "expected a JSON object");
   ModelSpec s;
   try {
-    std::string mt = get_or<std::string>(j, "model_type", "");
+    std::string mt = get_or<std::string>(j, "model_type", "", path);
     std::string arch;
     if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty())
       arch = j["architectures"][0].get<std::string>();
@@ -58,51 +61,52 @@ ModelSpec read_hf_config(const std::string& path) {
       fail(path, "unsupported architecture '" + (arch.empty() ? mt : arch) +
                      "' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)");
     }
-    std::string act = get_or<std::string>(j, "hidden_act", "silu");
+    std::string act = get_or<std::string>(j, "hidden_act", "silu", path);
     if (act != "silu") fail(path, "unsupported hidden_act '" + act + "' (only silu/SwiGLU)");
-    s.hidden = get_or<int>(j, "hidden_size", 0);
-    s.n_layers = get_or<int>(j, "num_hidden_layers", 0);
-    s.n_heads = get_or<int>(j, "num_attention_heads", 0);
-    s.n_kv_heads = get_or<int>(j, "num_key_value_heads", s.n_heads);
-    s.head_dim = get_or<int>(j, "head_dim", s.n_heads > 0 ? s.hidden / s.n_heads : 0);
-    s.ffn = get_or<int>(j, "intermediate_size", 0);
-    s.vocab = get_or<int>(j, "vocab_size", 0);
-    s.max_pos = get_or<int>(j, "max_position_embeddings", 2048);
-    s.rms_eps = get_or<double>(j, "rms_norm_eps", 1e-6);
-    s.rope_theta = get_or<double>(j, "rope_theta", 10000.0);
-    s.tie_embeddings = get_or<bool>(j, "tie_word_embeddings", false);
+    s.hidden = get_or<int>(j, "hidden_size", 0, path);
+    s.n_layers = get_or<int>(j, "num_hidden_layers", 0, path);
+    s.n_heads = get_or<int>(j, "num_attention_heads", 0, path);
+    s.n_kv_heads = get_or<int>(j, "num_key_value_heads", s.n_heads, path);
+    s.head_dim = get_or<int>(j, "head_dim", s.n_heads > 0 ? s.hidden / s.n_heads : 0, path);
+    s.ffn = get_or<int>(j, "intermediate_size", 0, path);
+    s.vocab = get_or<int>(j, "vocab_size", 0, path);
+    s.max_pos = get_or<int>(j, "max_position_embeddings", 2048, path);
+    s.rms_eps = get_or<double>(j, "rms_norm_eps", 1e-6, path);
+    s.rope_theta = get_or<double>(j, "rope_theta", 10000.0, path);
+    s.tie_embeddings = get_or<bool>(j, "tie_word_embeddings", false, path);
     if (s.arch == "qwen2") {
       s.attn_qkv_bias = true;  // Qwen2 always has q/k/v bias, no o_proj bias
-      if (get_or<bool>(j, "use_sliding_window", false)) s.sliding_window = get_or<int>(j, "sliding_window", 0);
+      if (get_or<bool>(j, "use_sliding_window", false, path)) s.sliding_window = get_or<int>(j, "sliding_window", 0, path);
     } else {
-      s.attn_qkv_bias = s.attn_o_bias = get_or<bool>(j, "attention_bias", false);
-      if (s.arch == "mistral") s.sliding_window = get_or<int>(j, "sliding_window", 0);
+      s.attn_qkv_bias = s.attn_o_bias = get_or<bool>(j, "attention_bias", false, path);
+      if (s.arch == "mistral") s.sliding_window = get_or<int>(j, "sliding_window", 0, path);
     }
-    s.mlp_bias = get_or<bool>(j, "mlp_bias", false);
-    if (get_or<bool>(j, "rope_interleaved", false))
+    s.mlp_bias = get_or<bool>(j, "mlp_bias", false, path);
+    if (get_or<bool>(j, "rope_interleaved", false, path))
       fail(path, "rope_interleaved=true is not supported for HF checkpoints");
     if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
       const json& r = j["rope_scaling"];
-      std::string t = r.contains("rope_type") ? r["rope_type"].get<std::string>() : get_or<std::string>(r, "type", "");
+      std::string t = r.contains("rope_type") ? r["rope_type"].get<std::string>() : get_or<std::string>(r, "type", "", path);
       if (t == "llama3") {
         s.rope_scaling.type = "llama3";
-        s.rope_scaling.factor = get_or<double>(r, "factor", 8.0);
-        s.rope_scaling.low_freq_factor = get_or<double>(r, "low_freq_factor", 1.0);
-        s.rope_scaling.high_freq_factor = get_or<double>(r, "high_freq_factor", 4.0);
-        s.rope_scaling.original_max_position = get_or<int>(r, "original_max_position_embeddings", 8192);
+        s.rope_scaling.factor = get_or<double>(r, "factor", 8.0, path);
+        s.rope_scaling.low_freq_factor = get_or<double>(r, "low_freq_factor", 1.0, path);
+        s.rope_scaling.high_freq_factor = get_or<double>(r, "high_freq_factor", 4.0, path);
+        s.rope_scaling.original_max_position = get_or<int>(r, "original_max_position_embeddings", 8192, path);
       } else if (t == "default" || t.empty()) {
         // no scaling
       } else {
         fail(path, "unsupported rope_scaling type '" + t + "' (supported: none, llama3)");
       }
     }
-    if (j.contains("bos_token_id") && j["bos_token_id"].is_number_integer()) s.bos_id = j["bos_token_id"].get<int>();
+    if (j.contains("bos_token_id") && j["bos_token_id"].is_number_integer())
+      s.bos_id = json_number<int>(j["bos_token_id"], path, "bos_token_id");
     if (j.contains("eos_token_id")) {
       const json& e = j["eos_token_id"];
       s.eos_ids.clear();
-      if (e.is_number_integer()) s.eos_ids.push_back(e.get<int>());
+      if (e.is_number_integer()) s.eos_ids.push_back(json_number<int>(e, path, "eos_token_id"));
       if (e.is_array())
-        for (auto& v : e) s.eos_ids.push_back(v.get<int>());
+        for (auto& v : e) s.eos_ids.push_back(json_number<int>(v, path, "eos_token_id"));
     }
   } catch (const json::exception& e) {
     fail(path, std::string("bad field type: ") + e.what());

@@ -1,5 +1,6 @@
 #include "io/llama2c.h"
 
+#include <cstdint>
 #include <cstring>
 
 #include "util/error.h"
@@ -14,7 +15,7 @@ Llama2cCheckpoint read_llama2c(const std::string& path) {
   std::memcpy(h, f.data(), 28);
   const int dim = h[0], hidden = h[1], layers = h[2], heads = h[3], kv_heads = h[4], seq_len = h[6];
   const bool shared = h[5] > 0;
-  const int vocab = shared ? h[5] : -h[5];
+  const int vocab = shared ? h[5] : h[5] == INT32_MIN ? 0 : -h[5];  // negative: unshared classifier
   if (dim <= 0 || hidden <= 0 || layers <= 0 || heads <= 0 || kv_heads <= 0 || vocab <= 0 || seq_len <= 0 ||
       dim % heads != 0 || heads % kv_heads != 0 || dim > 65536 || hidden > 262144 || layers > 1024 ||
       vocab > (1 << 22) || seq_len > (1 << 20))

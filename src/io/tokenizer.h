@@ -30,6 +30,9 @@ class Tokenizer {
   bool add_bos = false;
 };
 
+// "<0xHH>" (SentencePiece byte-fallback spelling) -> the byte; false for anything else.
+bool parse_byte_piece(std::string_view piece, unsigned char* byte);
+
 // HF checkpoint directory: tokenizer.model (preferred, exact SentencePiece) or tokenizer.json.
 // BOS handling from tokenizer_config.json (add_bos_token) or the tokenizer.json post-processor.
 std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& dir);

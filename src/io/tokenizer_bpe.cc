@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "io/gguf.h"
+#include "io/json_checked.h"
 #include "io/tokenizer.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -287,12 +288,16 @@ std::unique_ptr<Tokenizer> load_tokenizer_json(const std::string& path) {
     }
     int max_id = -1;
     for (auto& [tok, id] : m.at("vocab").items()) {
-      t->vocab[tok] = id.get<int>();
-      max_id = std::max(max_id, id.get<int>());
+      const int v = json_number<int>(id, path, "vocab id");
+      if (v < 0) fail(path, "negative token id for '" + tok + "'");
+      t->vocab[tok] = v;
+      max_id = std::max(max_id, v);
     }
     for (auto& a : j.value("added_tokens", json::array())) {
-      t->added.push_back({a.at("content").get<std::string>(), a.at("id").get<int>(), a.value("special", false)});
-      max_id = std::max(max_id, a.at("id").get<int>());
+      const int v = json_number<int>(a.at("id"), path, "added_tokens id");
+      if (v < 0) fail(path, "negative added token id");
+      t->added.push_back({a.at("content").get<std::string>(), v, a.value("special", false)});
+      max_id = std::max(max_id, v);
     }
     if (max_id < 0 || max_id > (1 << 24)) fail(path, "empty or implausible vocabulary");
     t->id_to_token.assign(max_id + 1, "");

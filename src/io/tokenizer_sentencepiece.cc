@@ -29,7 +29,8 @@ class SentencePieceTokenizer : public Tokenizer {
     if (id < 0 || id >= sp_.GetPieceSize()) return "";
     if (sp_.IsControl(id)) return "";
     std::string p = sp_.IdToPiece(id);
-    if (sp_.IsByte(id) && p.size() == 6) return std::string(1, (char)std::stoi(p.substr(3, 2), nullptr, 16));
+    unsigned char byte;
+    if (sp_.IsByte(id) && parse_byte_piece(p, &byte)) return std::string(1, (char)byte);
     std::string out;
     for (size_t i = 0; i < p.size();) {
       if (p.compare(i, 3, "\xe2\x96\x81") == 0) {

@@ -102,8 +102,9 @@ class ScoreSpmTokenizer : public Tokenizer {
     if (id < 0 || id >= (int)texts_.size()) return "";
     const std::string& t = texts_[id];
     int ty = types_.empty() ? 1 : types_[id];
-    if (ty == 6 || (t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>'))
-      return std::string(1, (char)std::stoi(t.substr(3, 2), nullptr, 16));
+    // Byte tokens are spelled <0xHH>; a "byte" token spelled otherwise (bad vocab) is text.
+    unsigned char byte;
+    if (parse_byte_piece(t, &byte)) return std::string(1, (char)byte);
     if (ty == 3 || ty == 2) return "";  // control / unknown
     std::string out;
     for (size_t i = 0; i < t.size();) {

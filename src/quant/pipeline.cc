@@ -334,8 +334,10 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
           const int N = (int)li.out(), K = (int)li.in(), G = (int)li.qscale.dim(1);
           std::vector<int8_t> q((size_t)N * K);
           for (int i = 0; i < N; i++)
-            for (int k = 0; k < K; k++)
-              q[(size_t)i * K + k] = (int8_t)std::nearbyint(li.w.data[(size_t)i * K + k] / li.qscale.data[(size_t)i * G + k / (K / G)]);
+            for (int k = 0; k < K; k++) {
+              const float sc = li.qscale.data[(size_t)i * G + k / (K / G)];  // 0 for an all-zero group
+              q[(size_t)i * K + k] = sc != 0 ? (int8_t)std::nearbyint(li.w.data[(size_t)i * K + k] / sc) : 0;
+            }
           PackedWeight pw = pack_weights_ref(li.qbits == 4 ? QType::Q4 : QType::Q8, q.data(), N, K, G > 1 ? K / G : 0,
                                              li.qscale.ptr());
           Tensor bytes({(int64_t)pw.data.size()});

@@ -1,5 +1,7 @@
 #include "quant/recipe.h"
 
+#include "io/json_checked.h"
+
 #include <nlohmann/json.hpp>
 
 #include "transform/fuse.h"
@@ -20,7 +22,7 @@ json spec_json(const QuantSpec& s) {
 
 QuantSpec spec_from(const json& j, const std::string& path) {
   QuantSpec s;
-  s.bits = j.at("bits").get<int>();
+  s.bits = json_number<int>(j.at("bits"), path, "bits");
   if (s.bits < 2 || s.bits > 16) fail(path, "quantizer bits must be in 2..16");
   s.symmetric = j.at("symmetric").get<bool>();
   std::string g = j.at("granularity").get<std::string>();
@@ -28,13 +30,13 @@ QuantSpec spec_from(const json& j, const std::string& path) {
   else if (g == "row") s.gran = Granularity::PerRow;
   else if (g == "group") s.gran = Granularity::PerGroup;
   else fail(path, "unknown quantizer granularity '" + g + "'");
-  s.group = j.value("group", 0);
+  s.group = json_number_or<int>(j, "group", 0, path);
   if (s.gran == Granularity::PerGroup && s.group <= 0) fail(path, "group quantizer needs group > 0");
-  s.clip_ratio = j.value("clip_ratio", 1.0f);
+  s.clip_ratio = json_number_or<float>(j, "clip_ratio", 1.0f, path);
   s.mse_search = j.value("mse_search", false);
-  s.mse_grid = j.value("mse_grid", 100);
-  s.mse_maxshrink = j.value("mse_maxshrink", 0.8f);
-  s.mse_norm = j.value("mse_norm", 2.4f);
+  s.mse_grid = json_number_or<int>(j, "mse_grid", 100, path);
+  s.mse_maxshrink = json_number_or<float>(j, "mse_maxshrink", 0.8f, path);
+  s.mse_norm = json_number_or<float>(j, "mse_norm", 2.4f, path);
   return s;
 }
 
@@ -109,7 +111,7 @@ Recipe Recipe::from_json(const std::string& text, const std::string& path) {
   try {
     json j = json::parse(text);
     if (j.value("format", "") != "kurtail-recipe") fail(path, "not a kurtail recipe (format field missing)");
-    r.version = j.at("version").get<int>();
+    r.version = json_number<int>(j.at("version"), path, "version");
     if (r.version != 1) fail(path, "unsupported recipe version " + std::to_string(r.version));
     r.method = j.at("method").get<std::string>();
     r.weight_algo = j.value("weight_algo", "rtn");
@@ -124,45 +126,45 @@ Recipe Recipe::from_json(const std::string& text, const std::string& path) {
     r.r3 = rot.at("r3").get<bool>();
     r.r4 = rot.at("r4").get<bool>();
     r.r1_random_signs = rot.value("r1_random_signs", true);
-    r.seed = rot.value("seed", (uint64_t)0);
+    r.seed = json_number_or<uint64_t>(rot, "seed", 0, path);
     r.r3_kind = rot.value("r3_kind", "hadamard");
     r.r4_kind = rot.value("r4_kind", "hadamard");
-    r.r3_seed = rot.value("r3_seed", (uint64_t)0);
-    r.r4_seed = rot.value("r4_seed", (uint64_t)0);
+    r.r3_seed = json_number_or<uint64_t>(rot, "r3_seed", 0, path);
+    r.r4_seed = json_number_or<uint64_t>(rot, "r4_seed", 0, path);
     if (j.contains("gptq")) {
-      r.percdamp = j["gptq"].value("percdamp", 0.01);
-      r.gptq_block = j["gptq"].value("block", 128);
+      r.percdamp = json_number_or<double>(j["gptq"], "percdamp", 0.01, path);
+      r.gptq_block = json_number_or<int>(j["gptq"], "block", 128, path);
       r.act_order = j["gptq"].value("act_order", false);
     }
     if (j.contains("smoothing")) {
-      r.smooth_alpha = j["smoothing"].value("alpha", 0.5);
+      r.smooth_alpha = json_number_or<double>(j["smoothing"], "alpha", 0.5, path);
       r.online_had_inputs = j["smoothing"].value("online_hadamard_inputs", false);
     }
     if (j.contains("duquant")) {
-      r.dq_alpha = j["duquant"].value("alpha", 0.6);
-      r.dq_block = j["duquant"].value("block", 128);
-      r.dq_steps = j["duquant"].value("steps", 256);
+      r.dq_alpha = json_number_or<double>(j["duquant"], "alpha", 0.6, path);
+      r.dq_block = json_number_or<int>(j["duquant"], "block", 128, path);
+      r.dq_steps = json_number_or<int>(j["duquant"], "steps", 256, path);
       r.dq_permute = j["duquant"].value("permute", true);
     }
     if (j.contains("crossquant")) {
       r.crossquant = j["crossquant"].value("enabled", false);
-      r.cq_alpha = j["crossquant"].value("alpha", 0.5);
+      r.cq_alpha = json_number_or<double>(j["crossquant"], "alpha", 0.5, path);
     }
     if (j.contains("kurtail")) {
       const json& k = j["kurtail"];
-      r.kurtail.target = k.value("target", 1.8);
+      r.kurtail.target = json_number_or<double>(k, "target", 1.8, path);
       r.kurtail.squared = k.value("squared", true);
-      r.kurtail.budget = k.value("budget", 2048);
-      r.kurtail.iters = k.value("iters", 200);
-      r.kurtail.lr = k.value("lr", 0.1);
-      r.kurtail.momentum = k.value("momentum", 0.9);
+      r.kurtail.budget = json_number_or<int>(k, "budget", 2048, path);
+      r.kurtail.iters = json_number_or<int>(k, "iters", 200, path);
+      r.kurtail.lr = json_number_or<double>(k, "lr", 0.1, path);
+      r.kurtail.momentum = json_number_or<double>(k, "momentum", 0.9, path);
       r.kurtail.learn_r1 = k.value("learn_r1", true);
       r.kurtail.learn_r2 = k.value("learn_r2", true);
     }
     if (j.contains("calibration")) {
       r.calib = j["calibration"].value("text", "");
-      r.nsamples = j["calibration"].value("nsamples", 0);
-      r.seqlen = j["calibration"].value("seqlen", 0);
+      r.nsamples = json_number_or<int>(j["calibration"], "nsamples", 0, path);
+      r.seqlen = json_number_or<int>(j["calibration"], "seqlen", 0, path);
     }
   } catch (const json::exception& e) {
     fail(path, std::string("malformed recipe: ") + e.what());

@@ -133,7 +133,7 @@ void quantize_acts_ref(const float* x, int M, int K, int Kp, int bits, float cli
     int8_t* qr = &out->q[(size_t)m * Kp];
     for (int k = 0; k < K; k++) {
       float v = __builtin_nearbyintf(r[k] / s);
-      v = std::min<float>(std::max<float>(v, qmin), qmax);
+      v = v != v ? 0.0f : std::min<float>(std::max<float>(v, qmin), qmax);  // NaN -> 0: casting it is UB
       qr[k] = (int8_t)v;
       out->gsum[(size_t)m * G + k / group] += qr[k];
     }

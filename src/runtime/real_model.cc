@@ -44,9 +44,10 @@ PackReport pack_model_for_kernels(Model& m, const Recipe& r, bool drop_fp32) {
       for (int n = 0; n < N; n++)
         for (int k = 0; k < K; k++) {
           float s = lin->qscale.data[(size_t)n * G + k / group];
-          float v = lin->w.data[(size_t)n * K + k] / s;
+          const float wv = lin->w.data[(size_t)n * K + k];
+          float v = s != 0 ? wv / s : (wv == 0 ? 0.0f : NAN);  // scale 0 only fits an all-zero group
           float rv = std::nearbyint(v);
-          if (std::fabs(v - rv) > 1e-3f || rv < lo || rv > hi)
+          if (!(std::fabs(v - rv) <= 1e-3f) || rv < lo || rv > hi)  // NaN fails too
             fail(m.path, "layer " + std::to_string(l) + ": weights are not on their recorded integer grid");
           q[(size_t)n * K + k] = (int8_t)rv;
         }
