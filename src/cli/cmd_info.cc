@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "io/gguf.h"
+#include "io/gguf_model.h"
 #include "io/safetensors.h"
 #include "quant/pipeline.h"
 #include "runtime/packed.h"
@@ -32,17 +33,11 @@ std::string had(int n) {
 int run_info() {
   nlohmann::json j;
   j["path"] = ia.model;
-  if (!is_directory(ia.model) && ia.model.size() > 5 && ia.model.substr(ia.model.size() - 5) == ".gguf") {
-    GGUFFile f(ia.model);
-    j["format"] = "gguf v" + std::to_string(f.version());
-    j["architecture"] = f.get_string("general.architecture", "?");
-    j["tensors"] = f.tensors().size();
-    j["tokenizer"] = f.get_string("tokenizer.ggml.model", "none");
-    j["can"] = "read metadata and tokenizer (GGUF weights are not loaded yet)";
-  } else {
+  {
     auto m = Model::open(ia.model);
     const ModelSpec& s = m->spec;
-    j["format"] = is_directory(ia.model) ? "hf" : "llama2.c";
+    const bool gguf = is_gguf_file(ia.model);
+    j["format"] = is_directory(ia.model) ? "hf" : gguf ? "gguf v" + std::to_string(GGUFFile(ia.model).version()) : "llama2.c";
     j["architecture"] = s.arch;
     j["hidden"] = s.hidden;
     j["layers"] = s.n_layers;
@@ -66,6 +61,11 @@ int run_info() {
       std::map<std::string, int> dt;
       for (auto& n : st.names()) dt[dtype_name(st.info(n).dtype)]++;
       j["dtypes"] = dt;
+    } else if (gguf) {
+      GGUFFile f(ia.model);
+      std::map<std::string, int> dt;
+      for (auto& t : f.tensors()) dt[ggml_type_name(t.type)]++;
+      j["dtypes"] = dt;
     } else {
       j["dtypes"] = {{"F32", "all"}};
     }
@@ -80,7 +80,7 @@ int run_info() {
       j["int_kernels"] = recipe_runs_on_kernels(r, &why) ? std::string("yes (") + kernel_name(active_kernel()) + ")" : "no: " + why;
       j["can"] = "eval (perplexity, KL, PIQA), run, analyze";
     } else {
-      j["can"] = std::string("eval, generate, analyze, quantize (") + Recipe::method_list() + ")";
+      j["can"] = std::string("eval, generate, analyze, export-gguf, quantize (") + Recipe::method_list() + ")";
     }
   }
   if (ia.json) {

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   kt::cli::register_analyze(app);
   kt::cli::register_run(app);
   kt::cli::register_info(app);
+  kt::cli::register_export(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,5 +1,6 @@
 #include "io/gguf.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "util/error.h"
@@ -66,6 +67,14 @@ bool is_float(GGUFType t) { return t == GGUFType::F32 || t == GGUFType::F64; }
 
 }  // namespace
 
+const char* ggml_type_name(uint32_t t) {
+  static const char* names[] = {"F32", "F16", "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0", "Q5_1", "Q8_0", "Q8_1",
+                                "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS",
+                                "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64",
+                                "IQ1_M", "BF16"};
+  return t < sizeof(names) / sizeof(names[0]) ? names[t] : "unknown";
+}
+
 GGUFFile::GGUFFile(const std::string& path) : file_(path) {
   Cursor c{file_.data(), file_.size(), 0, path};
   if (file_.size() < 4 || std::memcmp(file_.data(), "GGUF", 4) != 0) fail(path, "not a GGUF file (bad magic)");
@@ -123,6 +132,36 @@ GGUFFile::GGUFFile(const std::string& path) : file_(path) {
   if (align == 0 || (align & (align - 1))) fail(path, "general.alignment must be a power of two");
   data_offset_ = (c.pos + align - 1) / align * align;
   if (!tensors_.empty() && data_offset_ > file_.size()) fail(path, "GGUF data section starts beyond the end of the file");
+  const uint64_t data_size = file_.size() - std::min<uint64_t>(data_offset_, file_.size());
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  for (auto& ti : tensors_) {
+    uint64_t numel = 1;
+    for (uint64_t d : ti.dims) {
+      if (d != 0 && numel > (1ull << 40) / d) fail(path, "tensor '" + ti.name + "' shape overflows");
+      numel *= d;
+    }
+    if (ti.offset % align) fail(path, "tensor '" + ti.name + "' offset " + std::to_string(ti.offset) + " is not aligned");
+    uint64_t nbytes = 0;
+    switch (ti.type) {
+      case GGML_F32: nbytes = numel * 4; break;
+      case GGML_F16: case GGML_BF16: nbytes = numel * 2; break;
+      case GGML_Q8_0:
+        if (ti.dims[0] % 32) fail(path, "tensor '" + ti.name + "' is Q8_0 but its rows are not a multiple of 32");
+        nbytes = numel / 32 * 34;
+        break;
+      default: continue;  // listed, but only loading it fails (with the type's name)
+    }
+    if (ti.offset > data_size || nbytes > data_size - ti.offset)
+      fail(path, "tensor '" + ti.name + "' data [" + std::to_string(ti.offset) + ", +" + std::to_string(nbytes) +
+                     ") out of range (data section is " + std::to_string(data_size) + " bytes)");
+    ti.readable = true;
+    ti.data = file_.data() + data_offset_ + ti.offset;
+    ti.nbytes = nbytes;
+    ranges.emplace_back(ti.offset, ti.offset + nbytes);
+  }
+  std::sort(ranges.begin(), ranges.end());
+  for (size_t i = 1; i < ranges.size(); i++)
+    if (ranges[i].first < ranges[i - 1].second) fail(path, "GGUF tensor data ranges overlap");
 }
 
 const GGUFValue& GGUFFile::get(const std::string& key) const {

@@ -32,7 +32,15 @@ struct GGUFTensorInfo {
   std::vector<uint64_t> dims;  // ggml order: dims[0] is the fastest-varying
   uint32_t type = 0;           // ggml_type
   uint64_t offset = 0;         // relative to the data section
+  // For the types kurtail reads (F32, F16, BF16, Q8_0): the validated bytes in the mapping.
+  bool readable = false;
+  const uint8_t* data = nullptr;
+  size_t nbytes = 0;
 };
+
+// ggml_type values kurtail reads and writes.
+enum GGMLType : uint32_t { GGML_F32 = 0, GGML_F16 = 1, GGML_Q8_0 = 8, GGML_BF16 = 30 };
+const char* ggml_type_name(uint32_t t);
 
 class GGUFFile {
  public:

@@ -1,5 +1,7 @@
 #include "io/tensor.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "util/error.h"
@@ -16,6 +18,7 @@ const char* dtype_name(DType t) {
     case DType::I64: return "I64";
     case DType::I8: return "I8";
     case DType::U8: return "U8";
+    case DType::Q8_0: return "Q8_0";
   }
   return "?";
 }
@@ -26,8 +29,14 @@ size_t dtype_size(DType t) {
     case DType::F16: case DType::BF16: return 2;
     case DType::F64: case DType::I64: return 8;
     case DType::I8: case DType::U8: return 1;
+    case DType::Q8_0: return 0;
   }
   return 0;
+}
+
+size_t dtype_nbytes(DType t, size_t numel) {
+  if (t == DType::Q8_0) return numel % 32 ? 0 : numel / 32 * sizeof(BlockQ8_0);
+  return numel * dtype_size(t);
 }
 
 float f16_to_f32(uint16_t h) {
@@ -93,10 +102,20 @@ uint16_t f32_to_f16(float f) {
   return (uint16_t)half;
 }
 
+void quantize_row_q8_0_ref(const float* x, BlockQ8_0* y, size_t n) {
+  for (size_t b = 0; b < n / 32; b++) {
+    float amax = 0;
+    for (int i = 0; i < 32; i++) amax = std::max(amax, std::fabs(x[b * 32 + i]));
+    const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+    y[b].d = f32_to_f16(d);
+    for (int i = 0; i < 32; i++) y[b].qs[i] = (int8_t)std::round(x[b * 32 + i] * id);
+  }
+}
+
 Tensor to_f32(const TensorInfo& ti) {
   Tensor t(ti.shape);
   size_t n = t.data.size();
-  if (n * dtype_size(ti.dtype) != ti.nbytes)
+  if (dtype_nbytes(ti.dtype, n) != ti.nbytes || (n > 0 && ti.nbytes == 0))
     fail(ti.file, "tensor '" + ti.name + "' byte size does not match its shape");
   const uint8_t* p = ti.data;
   float* out = t.data.data();
@@ -122,12 +141,32 @@ Tensor to_f32(const TensorInfo& ti) {
       for (size_t i = 0; i < n; i++) {
         double d;
         std::memcpy(&d, p + 8 * i, 8);
-        out[i] = (float)d;
+        // out of float range is UB to cast: make it Inf, which the loader then reports
+        out[i] = std::fabs(d) <= 3.4028234663852886e38 || d != d ? (float)d : (d > 0 ? INFINITY : -INFINITY);
+      }
+      break;
+    case DType::Q8_0:
+      for (size_t b = 0; b < n / 32; b++) {
+        BlockQ8_0 blk;
+        std::memcpy(&blk, p + b * sizeof blk, sizeof blk);
+        const float d = f16_to_f32(blk.d);
+        for (int i = 0; i < 32; i++) out[b * 32 + i] = d * (float)blk.qs[i];
       }
       break;
     default:
       fail(ti.file, "tensor '" + ti.name + "' has dtype " + dtype_name(ti.dtype) +
-                        ", expected a floating-point type (F32/F16/BF16)");
+                        ", expected a floating-point type (F32/F16/BF16/Q8_0)");
+  }
+  if (ti.unpermute_heads > 0) {
+    // rows of head h: stored index 2i+j holds HF row j*(d/2)+i
+    const int64_t rows = ti.shape.empty() ? 0 : ti.shape[0], cols = rows ? (int64_t)n / rows : 0;
+    const int64_t hd = rows / ti.unpermute_heads;
+    if (rows % ti.unpermute_heads || hd % 2) fail(ti.file, "tensor '" + ti.name + "' rows do not split into heads");
+    std::vector<float> src(t.data);
+    for (int64_t h = 0; h < ti.unpermute_heads; h++)
+      for (int64_t i = 0; i < hd / 2; i++)
+        for (int64_t j = 0; j < 2; j++)
+          std::memcpy(&out[(h * hd + j * (hd / 2) + i) * cols], &src[(h * hd + 2 * i + j) * cols], cols * 4);
   }
   return t;
 }

@@ -33,9 +33,20 @@ struct Tensor {
   }
 };
 
-enum class DType { F32, F16, BF16, F64, I32, I64, I8, U8 };
+// Q8_0: ggml's block of 32 int8 values with one fp16 scale (34 bytes), from GGUF files.
+enum class DType { F32, F16, BF16, F64, I32, I64, I8, U8, Q8_0 };
 const char* dtype_name(DType t);
-size_t dtype_size(DType t);
+size_t dtype_size(DType t);  // bytes per element; 0 for block types (Q8_0)
+// Bytes that `numel` elements take; 0 if numel does not fill whole blocks.
+size_t dtype_nbytes(DType t, size_t numel);
+
+struct BlockQ8_0 {
+  uint16_t d;       // fp16 scale
+  int8_t qs[32];    // value = d * qs[i]
+};
+static_assert(sizeof(BlockQ8_0) == 34, "ggml block_q8_0 is 34 bytes");
+// ggml's reference Q8_0 quantizer: d = absmax/127 (stored fp16), q = round(x / d). n % 32 == 0.
+void quantize_row_q8_0_ref(const float* x, BlockQ8_0* y, size_t n);
 
 // fp16 / bf16 <-> fp32 conversion (bit exact, round-to-nearest-even on the way down).
 float f16_to_f32(uint16_t h);
@@ -51,9 +62,12 @@ struct TensorInfo {
   const uint8_t* data = nullptr;  // validated: [data, data+nbytes) lies inside the file
   size_t nbytes = 0;
   std::string file;
+  // GGUF q_proj/k_proj: llama.cpp's converter permutes the rows of each head for its RoPE
+  // (pairs (i, i+d/2) -> (2i, 2i+1)); with n heads here, to_f32 undoes it (HF layout).
+  int unpermute_heads = 0;
 };
 
-// Converts a stored tensor to fp32 (F32/F16/BF16/F64 accepted).
+// Converts a stored tensor to fp32 (F32/F16/BF16/F64/Q8_0 accepted).
 Tensor to_f32(const TensorInfo& ti);
 
 // A set of named tensors that can be materialised one at a time (so a model larger

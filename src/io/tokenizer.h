@@ -3,6 +3,7 @@
 //  - score-merge SPM vocabularies: llama2.c tokenizer.bin, GGUF "llama" vocab (llama.cpp's algorithm)
 //  - byte-level BPE: HF tokenizer.json (GPT-2 / Llama-3 / SmolLM2 style), GGUF "gpt2" vocab
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -11,6 +12,16 @@
 namespace kt {
 
 class GGUFFile;
+
+// A vocabulary in the form GGUF (llama.cpp) stores it, for the GGUF writer.
+struct VocabExport {
+  std::string model;                 // "llama" (SentencePiece, scores) | "gpt2" (byte-level BPE)
+  std::vector<std::string> tokens;   // SentencePiece spelling: "▁" for space, <0xHH> byte tokens
+  std::vector<float> scores;
+  std::vector<int32_t> types;        // 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte
+  std::vector<std::string> merges;   // "left right", by rank (gpt2)
+  bool add_space_prefix = true;
+};
 
 class Tokenizer {
  public:
@@ -22,6 +33,8 @@ class Tokenizer {
   virtual std::string piece(int prev, int id) const = 0;
   virtual int vocab_size() const = 0;
   virtual std::string kind() const = 0;
+  // Fills `v` if this vocabulary can be written to GGUF.
+  virtual bool export_vocab(VocabExport* v) const { return false; }
 
   std::vector<int> encode_for_model(std::string_view text) const;  // adds BOS if add_bos
   std::string decode(const std::vector<int>& ids) const;

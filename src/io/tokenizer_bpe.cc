@@ -121,6 +121,7 @@ class ByteBpeTokenizer : public Tokenizer {
   std::unordered_map<std::string, int> merge_rank;  // "left right" -> rank
   std::vector<std::unique_ptr<RegexSplit>> splits;  // applied in order
   bool prefix_space = false;
+  bool gpt2_split = false;  // the GPT-2 regex is among the splits (GGUF "gpt-2" pre-tokenizer)
   struct Added {
     std::string content;
     int id;
@@ -168,6 +169,21 @@ class ByteBpeTokenizer : public Tokenizer {
     return out;
   }
   int vocab_size() const override { return (int)id_to_token.size(); }
+  bool export_vocab(VocabExport* v) const override {
+    if (splits.size() != 1 || !gpt2_split || prefix_space) return false;  // GGUF "gpt-2" pre-tokenizer only
+    v->model = "gpt2";
+    v->tokens = id_to_token;
+    v->scores.assign(id_to_token.size(), 0.0f);
+    v->types.assign(id_to_token.size(), 1);
+    for (auto& a : added) v->types[a.id] = a.special ? 3 : 4;
+    std::vector<const std::string*> by_rank(merge_rank.size());
+    for (auto& [m, r] : merge_rank)
+      if (r >= 0 && (size_t)r < by_rank.size()) by_rank[r] = &m;
+    for (auto* m : by_rank)
+      if (m) v->merges.push_back(*m);
+    v->add_space_prefix = false;
+    return true;
+  }
   std::string kind() const override { return "byte-bpe"; }
 
  private:
@@ -234,7 +250,10 @@ void add_pretokenizer(const json& pt, ByteBpeTokenizer* t, const std::string& pa
     for (auto& p : pt.at("pretokenizers")) add_pretokenizer(p, t, path);
   } else if (type == "ByteLevel") {
     if (pt.value("add_prefix_space", false)) t->prefix_space = true;
-    if (pt.value("use_regex", true)) t->splits.push_back(std::make_unique<RegexSplit>(kGpt2Pattern));
+    if (pt.value("use_regex", true)) {
+      t->splits.push_back(std::make_unique<RegexSplit>(kGpt2Pattern));
+      t->gpt2_split = true;
+    }
   } else if (type == "Digits") {
     t->splits.push_back(std::make_unique<RegexSplit>(pt.value("individual_digits", false) ? "\\p{N}" : "\\p{N}+"));
   } else if (type == "Split") {
@@ -346,6 +365,7 @@ std::unique_ptr<Tokenizer> make_bpe_from_gguf(const GGUFFile& f) {
   std::string pre = f.get_string("tokenizer.ggml.pre", "gpt-2");
   if (pre == "gpt-2" || pre == "gpt2" || pre == "default") {
     t->splits.push_back(std::make_unique<RegexSplit>(kGpt2Pattern));
+    t->gpt2_split = true;
   } else {
     fail(f.path(), "unsupported GGUF pre-tokenizer '" + pre + "'");
   }

@@ -44,6 +44,17 @@ class SentencePieceTokenizer : public Tokenizer {
     return out;
   }
   int vocab_size() const override { return sp_.GetPieceSize(); }
+  bool export_vocab(VocabExport* v) const override {
+    v->model = "llama";
+    const int n = sp_.GetPieceSize();
+    for (int i = 0; i < n; i++) {
+      v->tokens.push_back(sp_.IdToPiece(i));
+      v->scores.push_back(sp_.GetScore(i));
+      v->types.push_back(sp_.IsUnknown(i) ? 2 : sp_.IsControl(i) ? 3 : sp_.IsUnused(i) ? 5 : sp_.IsByte(i) ? 6 : 1);
+    }
+    v->add_space_prefix = true;
+    return true;
+  }
   std::string kind() const override { return "sentencepiece"; }
 
  private:

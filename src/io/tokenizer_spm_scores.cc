@@ -120,6 +120,27 @@ class ScoreSpmTokenizer : public Tokenizer {
   }
 
   int vocab_size() const override { return (int)texts_.size(); }
+  bool export_vocab(VocabExport* v) const override {
+    v->model = "llama";
+    for (size_t i = 0; i < texts_.size(); i++) {
+      std::string t = texts_[i], out;  // llama2.c spells spaces ' ': GGUF wants U+2581
+      for (size_t k = 0; k < t.size();) {
+        if (t.compare(k, space_.size(), space_) == 0) {
+          out += "\xe2\x96\x81";
+          k += space_.size();
+        } else {
+          out += t[k++];
+        }
+      }
+      v->tokens.push_back(out);
+      v->scores.push_back(scores_[i]);
+      unsigned char b;
+      int ty = types_.empty() ? 1 : types_[i];
+      v->types.push_back(ty == 1 && parse_byte_piece(out, &b) ? 6 : ty);
+    }
+    v->add_space_prefix = add_space_prefix_;
+    return true;
+  }
   std::string kind() const override { return "spm-scores"; }
 
  private:

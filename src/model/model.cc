@@ -2,7 +2,9 @@
 
 #include <cmath>
 
+#include "io/gguf_model.h"
 #include "io/llama2c.h"
+#include "io/tokenizer.h"
 #include "io/safetensors.h"
 #include "runtime/packed.h"
 #include "util/error.h"
@@ -68,6 +70,10 @@ std::unique_ptr<Model> Model::open(const std::string& path, int resident, const 
       m->tokenizer = load_sentencepiece(tokenizer_path);
       m->tokenizer_path = tokenizer_path;
     } else if (!file_exists(join_path(path, "tokenizer.model")) && !file_exists(join_path(path, "tokenizer.json")) &&
+               file_exists(join_path(path, "tokenizer.gguf"))) {
+      m->tokenizer_path = join_path(path, "tokenizer.gguf");  // made from a GGUF model
+      m->tokenizer = load_gguf_tokenizer(GGUFFile(m->tokenizer_path));
+    } else if (!file_exists(join_path(path, "tokenizer.model")) && !file_exists(join_path(path, "tokenizer.json")) &&
                file_exists(join_path(path, "tokenizer.bin"))) {
       m->tokenizer_path = join_path(path, "tokenizer.bin");  // a converted llama2.c model
       m->tokenizer = load_llama2c_tokenizer(m->tokenizer_path, spec.vocab);
@@ -75,6 +81,15 @@ std::unique_ptr<Model> Model::open(const std::string& path, int resident, const 
       m->tokenizer = load_hf_tokenizer(path);
       m->tokenizer_path = path;
     }
+  } else if (is_gguf_file(path)) {
+    auto f = std::make_shared<const GGUFFile>(path);
+    ModelSpec spec = gguf_model_spec(*f);
+    auto src = std::make_shared<GGUFSource>(f, spec);
+    size_t bytes = 0;
+    for (auto& n : src->names()) bytes += Tensor::numel_of(src->info(n).shape) * 4;
+    m = from_source(spec, src, resident < 0 ? bytes <= (8ull << 30) : resident == 1);
+    m->tokenizer = tokenizer_path.empty() ? load_gguf_tokenizer(*f) : load_sentencepiece(tokenizer_path);
+    m->tokenizer_path = tokenizer_path.empty() ? path : tokenizer_path;
   } else if (file_exists(path)) {
     auto ck = read_llama2c(path);
     m = from_source(ck.spec, std::shared_ptr<TensorSource>(std::move(ck.tensors)), true);

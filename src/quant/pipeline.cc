@@ -11,6 +11,7 @@
 #include <set>
 #include <random>
 
+#include "io/gguf_model.h"
 #include "io/safetensors.h"
 #include "runtime/packed.h"
 #include "transform/fuse.h"
@@ -388,6 +389,8 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
           std::string src = join_path(m.tokenizer_path, f);
           if (file_exists(src)) write_file_atomic(join_path(tmp, f), read_file(src));
         }
+      } else if (is_gguf_file(m.tokenizer_path) && m.tokenizer) {
+        write_gguf_vocab(*m.tokenizer, join_path(tmp, "tokenizer.gguf"));  // not the whole GGUF model
       } else {
         write_file_atomic(join_path(tmp, "tokenizer.bin"), read_file(m.tokenizer_path));
       }

@@ -1,0 +1,67 @@
+// `kurtail export-gguf`: a model (FP, or transformed with only fusable rotations) as a llama.cpp
+// GGUF, for llama-quantize and llama-cli. Online transforms cannot be expressed in GGUF: refuse.
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "io/gguf_model.h"
+#include "model/model.h"
+#include "quant/pipeline.h"
+#include "util/error.h"
+#include "util/file.h"
+
+namespace kt::cli {
+
+namespace {
+
+struct ExportArgs {
+  std::string model, out, type = "f16", name;
+  bool force = false, quiet = false;
+} xa;
+
+int run_export() {
+  if (file_exists(xa.out) && !xa.force) fail(xa.out, "already exists (pass --force to replace it)");
+  GGUFOutType t;
+  if (xa.type == "f16") t = GGUFOutType::F16;
+  else if (xa.type == "f32") t = GGUFOutType::F32;
+  else if (xa.type == "q8_0") t = GGUFOutType::Q8_0;
+  else fail("--type must be f16, f32 or q8_0");
+  auto m = Model::open(xa.model);
+  Recipe r;
+  if (load_recipe_hooks(xa.model, m->spec, &r)) {
+    std::string online;
+    if (r.r3) online += " R3 (online Q/K Hadamard)";
+    if (r.r4) online += " R4 (online down_proj Hadamard)";
+    if (r.online_had_inputs) online += " online Hadamard before every linear";
+    if (r.crossquant) online += " CrossQuant column scales";
+    if (!r.tensors.empty()) online += " online site transforms";
+    if (!online.empty())
+      fail(xa.model, "recipe '" + r.method + "' needs online transforms GGUF cannot express:" + online +
+                         " (quantize with --no-r3 --no-r4, or a method without them)");
+    if (!xa.quiet && (r.a.bits < 16 || r.k.bits < 16))
+      std::fprintf(stderr, "kurtail: warning: activation/KV quantization in the recipe is not carried into GGUF; "
+                           "llama.cpp chooses its own\n");
+    if (!xa.quiet && r.w.bits < 16)
+      std::fprintf(stderr, "kurtail: warning: weights are on a %d-bit grid, stored as %s; llama-quantize requantizes them\n",
+                   r.w.bits, xa.type.c_str());
+  }
+  write_gguf(*m, xa.out, t, xa.name.empty() ? "kurtail export of " + xa.model : xa.name);
+  if (!xa.quiet) std::fprintf(stderr, "wrote %s\n", xa.out.c_str());
+  return 0;
+}
+
+}  // namespace
+
+void register_export(CLI::App& app) {
+  auto* c = app.add_subcommand("export-gguf", "Write a model (after fusable transforms) as a llama.cpp GGUF");
+  xa.model = join_path(data_dir(), "models/tinyllama-8m");
+  c->add_option("--model", xa.model, "HF directory, quantize OUT (fusable rotations only), llama2.c .bin or .gguf")
+      ->capture_default_str();
+  c->add_option("--out", xa.out, "output .gguf")->required();
+  c->add_option("--type", xa.type, "f16 | f32 | q8_0 (matrices; norms stay f32)")->capture_default_str();
+  c->add_option("--name", xa.name, "general.name");
+  c->add_flag("--force", xa.force, "replace OUT if it exists");
+  c->add_flag("-q,--quiet", xa.quiet, "no messages");
+  register_runner(c, run_export);
+}
+
+}  // namespace kt::cli

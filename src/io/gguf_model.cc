@@ -1,0 +1,148 @@
+#include "io/gguf_model.h"
+
+#include <cstring>
+
+#include "util/error.h"
+#include "util/file.h"
+
+namespace kt {
+
+bool is_gguf_file(const std::string& path) {
+  if (is_directory(path) || !file_exists(path)) return false;
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return false;
+  char magic[4] = {};
+  size_t n = std::fread(magic, 1, 4, f);
+  std::fclose(f);
+  return n == 4 && std::memcmp(magic, "GGUF", 4) == 0;
+}
+
+namespace {
+
+double get_float(const GGUFFile& f, const std::string& key, double dflt) {
+  if (!f.has(key)) return dflt;
+  const GGUFValue& v = f.get(key);
+  if (v.type == GGUFType::F32 || v.type == GGUFType::F64) return v.f;
+  if (v.type == GGUFType::STRING || v.type == GGUFType::ARRAY) fail(f.path(), "GGUF key '" + key + "' is not a number");
+  return (double)v.i;
+}
+
+int get_count(const GGUFFile& f, const std::string& key, int64_t dflt, bool required) {
+  if (required && !f.has(key)) fail(f.path(), "missing GGUF key '" + key + "'");
+  int64_t v = f.get_int(key, dflt);
+  if (v < 0 || v > (1 << 24)) fail(f.path(), "GGUF key '" + key + "' = " + std::to_string(v) + " is implausible");
+  return (int)v;
+}
+
+// GGUF tensor name -> HF name ("" if not part of the decoder).
+std::string hf_name(const std::string& g, int n_layers) {
+  static const std::pair<const char*, const char*> globals[] = {
+      {"token_embd.weight", "model.embed_tokens.weight"},
+      {"output_norm.weight", "model.norm.weight"},
+      {"output.weight", "lm_head.weight"}};
+  for (auto& [a, b] : globals)
+    if (g == a) return b;
+  if (g.rfind("blk.", 0) != 0) return "";
+  size_t dot = g.find('.', 4);
+  if (dot == std::string::npos) return "";
+  int l = 0;
+  for (size_t i = 4; i < dot; i++) {
+    if (g[i] < '0' || g[i] > '9' || l > n_layers) return "";
+    l = l * 10 + (g[i] - '0');
+  }
+  if (dot == 4 || l >= n_layers) return "";
+  static const std::pair<const char*, const char*> per_layer[] = {
+      {"attn_norm", "input_layernorm"},     {"ffn_norm", "post_attention_layernorm"},
+      {"attn_q", "self_attn.q_proj"},       {"attn_k", "self_attn.k_proj"},
+      {"attn_v", "self_attn.v_proj"},       {"attn_output", "self_attn.o_proj"},
+      {"ffn_gate", "mlp.gate_proj"},        {"ffn_up", "mlp.up_proj"},
+      {"ffn_down", "mlp.down_proj"}};
+  std::string rest = g.substr(dot + 1);
+  size_t suf = rest.rfind('.');
+  if (suf == std::string::npos) return "";
+  std::string part = rest.substr(0, suf), kind = rest.substr(suf + 1);
+  for (auto& [a, b] : per_layer)
+    if (part == a) return "model.layers." + std::to_string(l) + "." + b + "." + kind;
+  return "";
+}
+
+}  // namespace
+
+ModelSpec gguf_model_spec(const GGUFFile& f) {
+  const std::string arch = f.get_string("general.architecture", "");
+  ModelSpec s;
+  if (arch == "llama") s.arch = "llama";
+  else if (arch == "qwen2") s.arch = "qwen2";
+  else fail(f.path(), "unsupported GGUF architecture '" + arch + "' (supported: llama, qwen2)");
+  const std::string a = arch + ".";
+  s.hidden = get_count(f, a + "embedding_length", 0, true);
+  s.n_layers = get_count(f, a + "block_count", 0, true);
+  s.ffn = get_count(f, a + "feed_forward_length", 0, true);
+  s.n_heads = get_count(f, a + "attention.head_count", 0, true);
+  s.n_kv_heads = get_count(f, a + "attention.head_count_kv", s.n_heads, false);
+  s.head_dim = get_count(f, a + "attention.key_length", s.n_heads > 0 ? s.hidden / s.n_heads : 0, false);
+  s.max_pos = get_count(f, a + "context_length", 2048, false);
+  s.rms_eps = get_float(f, a + "attention.layer_norm_rms_epsilon", 1e-5);
+  s.rope_theta = get_float(f, a + "rope.freq_base", 10000.0);
+  const std::string scaling = f.get_string(a + "rope.scaling.type", "none");
+  if (scaling != "none") fail(f.path(), "unsupported GGUF rope scaling '" + scaling + "' (supported: none)");
+  for (auto& t : f.tensors())
+    if (t.name == "rope_freqs.weight")
+      fail(f.path(), "rope_freqs.weight (llama3-style frequency scaling in GGUF) is not supported; use the HF checkpoint");
+  int64_t vocab = f.get_int(a + "vocab_size", -1);
+  bool has_output = false;
+  for (auto& t : f.tensors()) {
+    if (t.name == "token_embd.weight" && t.dims.size() == 2 && vocab < 0) vocab = (int64_t)t.dims[1];
+    if (t.name == "output.weight") has_output = true;
+    if (t.name == "blk.0.attn_q.bias") s.attn_qkv_bias = true;
+  }
+  if (vocab <= 0 || vocab > (1 << 24)) fail(f.path(), "cannot tell the vocabulary size (no token_embd.weight)");
+  s.vocab = (int)vocab;
+  s.tie_embeddings = !has_output;
+  s.bos_id = (int)f.get_int("tokenizer.ggml.bos_token_id", 1);
+  s.eos_ids = {(int)f.get_int("tokenizer.ggml.eos_token_id", 2)};
+  s.validate(f.path());
+  return s;
+}
+
+GGUFSource::GGUFSource(std::shared_ptr<const GGUFFile> f, const ModelSpec& spec) : file_(std::move(f)) {
+  for (const auto& t : file_->tensors()) {
+    std::string hf = hf_name(t.name, spec.n_layers);
+    if (hf.empty()) continue;
+    if (!t.readable) {
+      unreadable_[hf] = "tensor '" + t.name + "' has ggml type " + ggml_type_name(t.type) +
+                        ", which kurtail does not read (supported: F32, F16, BF16, Q8_0)";
+      continue;
+    }
+    TensorInfo ti;
+    ti.name = hf;
+    ti.file = file_->path();
+    ti.dtype = t.type == GGML_F32 ? DType::F32 : t.type == GGML_F16 ? DType::F16 : t.type == GGML_BF16 ? DType::BF16 : DType::Q8_0;
+    for (auto it = t.dims.rbegin(); it != t.dims.rend(); ++it) ti.shape.push_back((int64_t)*it);  // ggml order reversed
+    ti.data = t.data;
+    ti.nbytes = t.nbytes;
+    // llama.cpp's converter permutes q/k rows for "llama" (its RoPE pairs adjacent values)
+    if (spec.arch == "llama") {
+      if (hf.find(".self_attn.q_proj.") != std::string::npos) ti.unpermute_heads = spec.n_heads;
+      if (hf.find(".self_attn.k_proj.") != std::string::npos) ti.unpermute_heads = spec.n_kv_heads;
+    }
+    infos_[hf] = std::move(ti);
+  }
+}
+
+const TensorInfo& GGUFSource::info(const std::string& name) const {
+  auto it = infos_.find(name);
+  if (it != infos_.end()) return it->second;
+  auto u = unreadable_.find(name);
+  if (u != unreadable_.end()) fail(file_->path(), u->second);
+  fail(file_->path(), "no tensor for '" + name + "' in the GGUF file");
+}
+
+std::vector<std::string> GGUFSource::names() const {
+  std::vector<std::string> out;
+  for (auto& [n, _] : infos_) out.push_back(n);
+  for (auto& [n, _] : unreadable_) out.push_back(n);
+  return out;
+}
+
+}  // namespace kt

@@ -1,0 +1,288 @@
+// GGUF writer (v3): llama.cpp metadata + tokenizer, F32 or F16 matrices (1-D tensors stay F32,
+// as llama.cpp's converter writes them), data streamed layer by layer into a temp file.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "io/gguf_model.h"
+#include "io/tokenizer.h"
+#include "model/model.h"
+#include "util/error.h"
+#include "util/file.h"
+
+namespace kt {
+
+namespace {
+
+constexpr uint64_t kAlign = 32;
+
+// GGUF metadata encoder.
+struct KVWriter {
+  std::string buf;
+  uint64_t count = 0;
+  template <class T>
+  void raw(T v) { buf.append(reinterpret_cast<const char*>(&v), sizeof v); }
+  void str(const std::string& s) {
+    raw<uint64_t>(s.size());
+    buf += s;
+  }
+  void key(const std::string& k, GGUFType t) {
+    str(k);
+    raw<uint32_t>((uint32_t)t);
+    count++;
+  }
+  void u32(const std::string& k, uint32_t v) { key(k, GGUFType::U32); raw(v); }
+  void f32(const std::string& k, float v) { key(k, GGUFType::F32); raw(v); }
+  void boolean(const std::string& k, bool v) { key(k, GGUFType::BOOL); raw<uint8_t>(v); }
+  void string(const std::string& k, const std::string& v) { key(k, GGUFType::STRING); str(v); }
+  void strings(const std::string& k, const std::vector<std::string>& v) {
+    key(k, GGUFType::ARRAY);
+    raw<uint32_t>((uint32_t)GGUFType::STRING);
+    raw<uint64_t>(v.size());
+    for (auto& s : v) str(s);
+  }
+  void f32s(const std::string& k, const std::vector<float>& v) {
+    key(k, GGUFType::ARRAY);
+    raw<uint32_t>((uint32_t)GGUFType::F32);
+    raw<uint64_t>(v.size());
+    for (float x : v) raw(x);
+  }
+  void i32s(const std::string& k, const std::vector<int32_t>& v) {
+    key(k, GGUFType::ARRAY);
+    raw<uint32_t>((uint32_t)GGUFType::I32);
+    raw<uint64_t>(v.size());
+    for (int32_t x : v) raw(x);
+  }
+};
+
+struct OutTensor {
+  std::string name;            // GGUF name
+  std::vector<int64_t> shape;  // HF order [out, in]
+  uint32_t type;
+  uint64_t offset = 0, nbytes = 0;
+  int layer = -1;              // -1: global
+  std::string what;            // which weight of the layer (see fetch)
+  int permute_heads = 0;       // llama q/k: HF rotate_half rows -> llama.cpp's adjacent pairs
+};
+
+// Temp file that becomes PATH on commit() and disappears otherwise.
+class TempFile {
+ public:
+  explicit TempFile(const std::string& path) : path_(path), tmp_(path + ".tmp." + std::to_string(getpid())) {
+    f_ = std::fopen(tmp_.c_str(), "wb");
+    if (!f_) fail(path, std::string("cannot write: ") + std::strerror(errno));
+  }
+  ~TempFile() {
+    if (f_) std::fclose(f_);
+    if (!done_) ::unlink(tmp_.c_str());
+  }
+  void write(const void* p, size_t n) {
+    if (n && std::fwrite(p, 1, n, f_) != n) fail(path_, std::string("write failed: ") + std::strerror(errno));
+  }
+  void pad_to(uint64_t pos) {
+    static const char zeros[kAlign] = {};
+    long cur = std::ftell(f_);
+    if (cur < 0) fail(path_, "ftell failed");
+    if ((uint64_t)cur < pos) write(zeros, pos - (uint64_t)cur);
+  }
+  void commit() {
+    if (std::fflush(f_) != 0 || ::fsync(fileno(f_)) != 0) fail(path_, std::string("write failed: ") + std::strerror(errno));
+    std::FILE* f = f_;
+    f_ = nullptr;
+    if (std::fclose(f) != 0) fail(path_, std::string("write failed: ") + std::strerror(errno));
+    if (::rename(tmp_.c_str(), path_.c_str()) != 0) fail(path_, std::string("cannot rename into place: ") + std::strerror(errno));
+    done_ = true;
+  }
+
+ private:
+  std::string path_, tmp_;
+  std::FILE* f_ = nullptr;
+  bool done_ = false;
+};
+
+const Tensor* pick(const LayerWeights& w, const std::string& what) {
+  static const char* names[] = {"q", "k", "v", "o", "gate", "up", "down"};
+  const Linear* lins[] = {&w.q, &w.k, &w.v, &w.o, &w.gate, &w.up, &w.down};
+  if (what == "attn_norm") return &w.attn_norm;
+  if (what == "mlp_norm") return &w.mlp_norm;
+  for (int i = 0; i < 7; i++) {
+    if (what == std::string(names[i]) + ".w") return &lins[i]->w;
+    if (what == std::string(names[i]) + ".b") return &lins[i]->b;
+  }
+  return nullptr;
+}
+
+VocabExport export_or_fail(const Tokenizer& t, const std::string& path) {
+  VocabExport voc;
+  if (!t.export_vocab(&voc))
+    fail(path, "the " + t.kind() + " tokenizer cannot be expressed in GGUF (SentencePiece or GPT-2 BPE only)");
+  return voc;
+}
+
+void add_tokenizer_kv(KVWriter& kv, const Tokenizer& t, const VocabExport& voc) {
+  kv.string("tokenizer.ggml.model", voc.model);
+  kv.string("tokenizer.ggml.pre", voc.model == "gpt2" ? "gpt-2" : "default");
+  kv.strings("tokenizer.ggml.tokens", voc.tokens);
+  if (voc.model == "llama") kv.f32s("tokenizer.ggml.scores", voc.scores);
+  kv.i32s("tokenizer.ggml.token_type", voc.types);
+  if (voc.model == "gpt2") kv.strings("tokenizer.ggml.merges", voc.merges);
+  if (t.bos >= 0) kv.u32("tokenizer.ggml.bos_token_id", (uint32_t)t.bos);
+  if (t.eos >= 0) kv.u32("tokenizer.ggml.eos_token_id", (uint32_t)t.eos);
+  kv.boolean("tokenizer.ggml.add_bos_token", t.add_bos);
+  if (voc.model == "llama") kv.boolean("tokenizer.ggml.add_space_prefix", voc.add_space_prefix);
+
+}
+
+}  // namespace
+
+void write_gguf_vocab(const Tokenizer& t, const std::string& path) {
+  VocabExport voc = export_or_fail(t, path);
+  KVWriter kv;
+  kv.string("general.architecture", "llama");
+  kv.string("general.name", "kurtail vocabulary");
+  add_tokenizer_kv(kv, t, voc);
+  KVWriter head;
+  head.buf = "GGUF";
+  head.raw<uint32_t>(3);
+  head.raw<uint64_t>(0);
+  head.raw<uint64_t>(kv.count);
+  head.buf += kv.buf;
+  write_file_atomic(path, head.buf);
+}
+
+void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const std::string& name) {
+  const ModelSpec& s = m.spec;
+  if (s.arch != "llama" && s.arch != "mistral" && s.arch != "qwen2") fail(path, "cannot write GGUF for arch " + s.arch);
+  if (s.rope_style != RopeStyle::RotateHalf) fail(path, "GGUF export needs HF (rotate_half) RoPE weights");
+  if (!s.rope_scaling.type.empty()) fail(path, "GGUF export of rope scaling '" + s.rope_scaling.type + "' is not supported");
+  if (s.sliding_window > 0) fail(path, "GGUF export of sliding-window attention is not supported");
+  if (s.attn_o_bias || s.mlp_bias) fail(path, "GGUF export of o_proj/MLP biases is not supported");
+  if (!m.tokenizer) fail(path, "the model has no tokenizer to write");
+  VocabExport voc = export_or_fail(*m.tokenizer, path);
+  const std::string arch = s.arch == "qwen2" ? "qwen2" : "llama";  // llama.cpp runs Mistral as llama
+  const bool permute_qk = arch == "llama";
+  auto mat_type_for = [&](int64_t in) -> uint32_t {
+    if (type == GGUFOutType::Q8_0) return in % 32 == 0 ? GGML_Q8_0 : GGML_F16;
+    return type == GGUFOutType::F16 ? GGML_F16 : GGML_F32;
+  };
+  const uint32_t mat_type = mat_type_for(s.hidden);
+
+  // Tensor list, in llama.cpp's usual order.
+  std::vector<OutTensor> ts;
+  ts.push_back({"token_embd.weight", {s.vocab, s.hidden}, mat_type, 0, 0, -1, "embed", 0});
+  for (int l = 0; l < s.n_layers; l++) {
+    std::string p = "blk." + std::to_string(l) + ".";
+    auto add = [&](const std::string& n, std::vector<int64_t> shape, const std::string& what, int ph = 0) {
+      ts.push_back({p + n, shape, shape.size() == 1 ? (uint32_t)GGML_F32 : mat_type_for(shape[1]), 0, 0, l, what, ph});
+    };
+    add("attn_norm.weight", {s.hidden}, "attn_norm");
+    add("attn_q.weight", {s.q_dim(), s.hidden}, "q.w", permute_qk ? s.n_heads : 0);
+    add("attn_k.weight", {s.kv_dim(), s.hidden}, "k.w", permute_qk ? s.n_kv_heads : 0);
+    add("attn_v.weight", {s.kv_dim(), s.hidden}, "v.w");
+    if (s.attn_qkv_bias) {
+      add("attn_q.bias", {s.q_dim()}, "q.b", permute_qk ? s.n_heads : 0);
+      add("attn_k.bias", {s.kv_dim()}, "k.b", permute_qk ? s.n_kv_heads : 0);
+      add("attn_v.bias", {s.kv_dim()}, "v.b");
+    }
+    add("attn_output.weight", {s.hidden, s.q_dim()}, "o.w");
+    add("ffn_norm.weight", {s.hidden}, "mlp_norm");
+    add("ffn_gate.weight", {s.ffn, s.hidden}, "gate.w");
+    add("ffn_up.weight", {s.ffn, s.hidden}, "up.w");
+    add("ffn_down.weight", {s.hidden, s.ffn}, "down.w");
+  }
+  ts.push_back({"output_norm.weight", {s.hidden}, GGML_F32, 0, 0, -1, "final_norm", 0});
+  if (!m.lm_head.empty()) ts.push_back({"output.weight", {s.vocab, s.hidden}, mat_type, 0, 0, -1, "lm_head", 0});
+  uint64_t off = 0;
+  for (auto& t : ts) {
+    const size_t n = Tensor::numel_of(t.shape);
+    t.nbytes = t.type == GGML_Q8_0 ? n / 32 * sizeof(BlockQ8_0) : n * (t.type == GGML_F16 ? 2 : 4);
+    t.offset = off;
+    off = (off + t.nbytes + kAlign - 1) / kAlign * kAlign;
+  }
+
+  KVWriter kv;
+  kv.string("general.architecture", arch);
+  kv.string("general.name", name);
+  kv.u32("general.file_type", type == GGUFOutType::Q8_0 ? 7 : type == GGUFOutType::F16 ? 1 : 0);  // llama_ftype
+  kv.u32("general.alignment", (uint32_t)kAlign);
+  const std::string a = arch + ".";
+  kv.u32(a + "context_length", (uint32_t)s.max_pos);
+  kv.u32(a + "embedding_length", (uint32_t)s.hidden);
+  kv.u32(a + "block_count", (uint32_t)s.n_layers);
+  kv.u32(a + "feed_forward_length", (uint32_t)s.ffn);
+  kv.u32(a + "rope.dimension_count", (uint32_t)s.head_dim);
+  kv.u32(a + "attention.head_count", (uint32_t)s.n_heads);
+  kv.u32(a + "attention.head_count_kv", (uint32_t)s.n_kv_heads);
+  if (s.head_dim * s.n_heads != s.hidden) {
+    kv.u32(a + "attention.key_length", (uint32_t)s.head_dim);
+    kv.u32(a + "attention.value_length", (uint32_t)s.head_dim);
+  }
+  kv.f32(a + "attention.layer_norm_rms_epsilon", (float)s.rms_eps);
+  kv.f32(a + "rope.freq_base", (float)s.rope_theta);
+  kv.u32(a + "vocab_size", (uint32_t)s.vocab);
+  add_tokenizer_kv(kv, *m.tokenizer, voc);
+
+  KVWriter head;
+  head.buf = "GGUF";
+  head.raw<uint32_t>(3);
+  head.raw<uint64_t>(ts.size());
+  head.raw<uint64_t>(kv.count);
+  head.buf += kv.buf;
+  for (auto& t : ts) {
+    head.str(t.name);
+    head.raw<uint32_t>((uint32_t)t.shape.size());
+    for (auto it = t.shape.rbegin(); it != t.shape.rend(); ++it) head.raw<uint64_t>((uint64_t)*it);  // ggml order
+    head.raw<uint32_t>(t.type);
+    head.raw<uint64_t>(t.offset);
+  }
+  const uint64_t data_start = (head.buf.size() + kAlign - 1) / kAlign * kAlign;
+
+  TempFile out(path);
+  out.write(head.buf.data(), head.buf.size());
+  out.pad_to(data_start);
+  std::shared_ptr<const LayerWeights> cur;
+  int cur_layer = -1;
+  std::vector<float> rows;
+  std::vector<uint16_t> half;
+  for (auto& t : ts) {
+    const Tensor* src = nullptr;
+    if (t.layer < 0) {
+      src = t.what == "embed" ? &m.embed : t.what == "final_norm" ? &m.final_norm : &m.lm_head;
+    } else {
+      if (t.layer != cur_layer) {
+        cur = m.layer(t.layer);  // one layer in memory at a time
+        cur_layer = t.layer;
+      }
+      src = pick(*cur, t.what);
+    }
+    const size_t n = Tensor::numel_of(t.shape);
+    if (!src || src->data.size() != n)
+      fail(path, "tensor '" + t.name + "' has no fp32 weights of the expected shape (a --packed model? export from the fake-quant or FP model)");
+    const float* p = src->data.data();
+    if (t.permute_heads > 0) {
+      const int64_t R = t.shape[0], C = (int64_t)n / R, hd = R / t.permute_heads;
+      rows.resize(n);
+      for (int64_t h = 0; h < t.permute_heads; h++)
+        for (int64_t i = 0; i < hd / 2; i++)
+          for (int64_t j = 0; j < 2; j++)
+            std::memcpy(&rows[(h * hd + 2 * i + j) * C], &p[(h * hd + j * (hd / 2) + i) * C], C * 4);
+      p = rows.data();
+    }
+    out.pad_to(data_start + t.offset);
+    if (t.type == GGML_Q8_0) {
+      std::vector<BlockQ8_0> q(n / 32);
+      quantize_row_q8_0_ref(p, q.data(), n);
+      out.write(q.data(), q.size() * sizeof(BlockQ8_0));
+    } else if (t.type == GGML_F16) {
+      half.resize(n);
+      for (size_t i = 0; i < n; i++) half[i] = f32_to_f16(p[i]);
+      out.write(half.data(), n * 2);
+    } else {
+      out.write(p, n * 4);
+    }
+  }
+  out.commit();
+}
+
+}  // namespace kt

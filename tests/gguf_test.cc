@@ -1,0 +1,146 @@
+// GGUF in and out: a model written by write_gguf and read back gives the HF model's logits
+// (F32 exactly), F16/Q8_0 tensors are the reference conversions, llama.cpp's q/k row
+// permutation round-trips, and online transforms are refused.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "io/gguf_model.h"
+#include "io/tokenizer.h"
+#include "model/forward.h"
+#include "model/model.h"
+#include "model_factory.h"
+#include "test_util.h"
+
+namespace kt {
+namespace {
+
+std::vector<float> logits_of(const Model& m, const std::vector<int32_t>& toks) {
+  return forward(m, toks.data(), 1, (int)toks.size(), nullptr, nullptr);
+}
+
+TEST(Gguf, F32RoundTripGivesTheHfLogitsAndTokens) {
+  auto hf = Model::open(test::tinyllama());
+  std::string path = test::temp_dir("gguf") + "/m.gguf";
+  write_gguf(*hf, path, GGUFOutType::F32, "test");
+  auto gg = Model::open(path);
+  EXPECT_EQ(gg->spec.hidden, hf->spec.hidden);
+  EXPECT_EQ(gg->spec.n_kv_heads, hf->spec.n_kv_heads);
+  EXPECT_EQ(gg->spec.tie_embeddings, hf->spec.tie_embeddings);
+  EXPECT_DOUBLE_EQ(gg->spec.rope_theta, hf->spec.rope_theta);
+  // The GGUF tokenizer (llama.cpp's SPM algorithm over the exported vocab) matches libsentencepiece.
+  for (const char* text : {"The kernel module loads at boot.", "  apt-get install -y libfoo-dev\n\tdone", "héllo wörld 123"}) {
+    EXPECT_EQ(gg->tokenizer->encode_for_model(text), hf->tokenizer->encode_for_model(text)) << text;
+  }
+  auto ids = hf->tokenizer->encode_for_model("Debian packages are built from source packages by the maintainers.");
+  std::vector<int32_t> toks(ids.begin(), ids.end());
+  auto a = logits_of(*hf, toks), b = logits_of(*gg, toks);
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_EQ(test::max_rel_diff(a, b), 0.0) << "same fp32 weights, same code: identical logits";
+}
+
+TEST(Gguf, F16AndQ8_0TensorsAreTheReferenceConversions) {
+  auto hf = Model::open(test::tinyllama());
+  std::string dir = test::temp_dir("gguf");
+  write_gguf(*hf, dir + "/h.gguf", GGUFOutType::F16, "f16");
+  write_gguf(*hf, dir + "/q.gguf", GGUFOutType::Q8_0, "q8");
+  const std::string q = "model.layers.3.self_attn.q_proj.weight", k = "model.layers.3.self_attn.k_proj.weight",
+                    d = "model.layers.3.mlp.down_proj.weight";
+  auto hw = hf->layer(3);
+  auto f16 = std::make_shared<const GGUFFile>(dir + "/h.gguf");
+  GGUFSource s16(f16, gguf_model_spec(*f16));
+  for (auto [name, ref] : {std::pair{q, &hw->q.w}, {k, &hw->k.w}, {d, &hw->down.w}}) {
+    Tensor t = s16.load(name);
+    ASSERT_EQ(t.shape, ref->shape) << name;
+    for (size_t i = 0; i < t.data.size(); i++)
+      ASSERT_EQ(t.data[i], f16_to_f32(f32_to_f16(ref->data[i]))) << name << " element " << i;
+  }
+  auto q8 = std::make_shared<const GGUFFile>(dir + "/q.gguf");
+  GGUFSource s8(q8, gguf_model_spec(*q8));
+  EXPECT_EQ(s8.info(q).dtype, DType::Q8_0);
+  EXPECT_EQ(s8.info("model.norm.weight").dtype, DType::F32);
+  for (auto [name, ref] : {std::pair{q, &hw->q.w}, {d, &hw->down.w}}) {
+    // blocks lie within rows, so quantizing llama.cpp's permuted rows = permuting quantized rows
+    std::vector<BlockQ8_0> blk(ref->data.size() / 32);
+    quantize_row_q8_0_ref(ref->data.data(), blk.data(), ref->data.size());
+    Tensor t = s8.load(name);
+    for (size_t i = 0; i < t.data.size(); i++)
+      ASSERT_EQ(t.data[i], f16_to_f32(blk[i / 32].d) * blk[i / 32].qs[i % 32]) << name << " element " << i;
+  }
+  // whole-model sanity: Q8_0 logits stay close to fp32
+  auto m8 = Model::open(dir + "/q.gguf");
+  std::vector<int32_t> toks = {1, 450, 846, 338, 263, 1243};
+  auto a = logits_of(*hf, toks), b = logits_of(*m8, toks);
+  double err = 0, ref = 0;
+  for (size_t i = 0; i < a.size(); i++) err += (a[i] - b[i]) * (a[i] - b[i]), ref += a[i] * a[i];
+  EXPECT_LT(std::sqrt(err / ref), 0.02);
+}
+
+TEST(Gguf, Qwen2WithBiasesRoundTrips) {
+  test::RandomModelOptions o;
+  o.qwen2_bias = true;
+  o.hidden = 64, o.heads = 4, o.kv_heads = 2, o.ffn = 128, o.layers = 2;
+  std::string dir = test::make_random_model(o);
+  auto hf = Model::open(dir);
+  std::string path = dir + "/m.gguf";
+  write_gguf(*hf, path, GGUFOutType::F32, "qwen");
+  GGUFFile f(path);
+  EXPECT_EQ(f.get_string("general.architecture", ""), "qwen2");
+  auto gg = Model::open(path);
+  EXPECT_TRUE(gg->spec.attn_qkv_bias);
+  std::vector<int32_t> toks = {1, 5, 77, 300, 9, 4000};
+  EXPECT_EQ(test::max_rel_diff(logits_of(*hf, toks), logits_of(*gg, toks)), 0.0);
+}
+
+TEST(Gguf, ExportAfterFusedRotationsKeepsLogitsAndRefusesOnlineOnes) {
+  std::string dir = test::temp_dir("ggq");
+  // R1 + R2 fused into the weights, no online transforms, no quantization: an exact identity.
+  auto r = test::run_cli("quantize -q --method quarot --no-r3 --no-r4 --w 16 --a 16 --kv 16 --out " + dir + "/rot");
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = test::run_cli("export-gguf -q --type f32 --model " + dir + "/rot --out " + dir + "/rot.gguf");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto hf = Model::open(test::tinyllama()), gg = Model::open(dir + "/rot.gguf");
+  std::vector<int32_t> toks = {1, 450, 846, 338, 263, 1243, 310, 278};
+  EXPECT_LT(test::max_rel_diff(logits_of(*hf, toks), logits_of(*gg, toks)), 1e-4);
+  // QuaRot's R4 runs online before down_proj: not expressible in GGUF.
+  r = test::run_cli("quantize -q --method quarot --w 16 --a 16 --kv 16 --out " + dir + "/r4");
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = test::run_cli("export-gguf --model " + dir + "/r4 --out " + dir + "/r4.gguf");
+  test::expect_documented_error(r, "needs online transforms GGUF cannot express");
+  EXPECT_FALSE(file_exists(dir + "/r4.gguf"));
+}
+
+TEST(Gguf, QuantizeFromGgufCarriesItsTokenizer) {
+  std::string dir = test::temp_dir("ggt");
+  auto r = test::run_cli("export-gguf -q --out " + dir + "/m.gguf");
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = test::run_cli("quantize -q --method quarot --model " + dir + "/m.gguf --out " + dir + "/q");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(file_exists(dir + "/q/tokenizer.gguf"));
+  r = test::run_cli("run --model " + dir + "/q --prompt 'The package' -n 4");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("The package", 0), 0u) << r.out;
+}
+
+TEST(Gguf, BadFilesAreRejectedWithTheirProblem) {
+  auto hf = Model::open(test::tinyllama());
+  std::string dir = test::temp_dir("ggb");
+  write_gguf(*hf, dir + "/m.gguf", GGUFOutType::F16, "x");
+  std::string bytes = read_file(dir + "/m.gguf");
+  write_file_atomic(dir + "/cut.gguf", bytes.substr(0, 200000));
+  test::expect_documented_error(test::run_cli("eval -q --max-windows 1 --ctx 32 --model " + dir + "/cut.gguf"),
+                                "cut.gguf: tensor 'token_embd.weight' data [0, +4194304) out of range (data section is");
+  // A K-quant tensor (ggml type 12) is listed but cannot be loaded: say which and why.
+  GGUFFile f(dir + "/m.gguf");
+  size_t pos = bytes.find("blk.0.attn_q.weight");
+  ASSERT_NE(pos, std::string::npos);
+  size_t type_at = pos + std::strlen("blk.0.attn_q.weight") + 4 + 2 * 8;  // name, n_dims, 2 dims
+  uint32_t q4k = 12;
+  std::memcpy(&bytes[type_at], &q4k, 4);
+  write_file_atomic(dir + "/q4k.gguf", bytes);
+  test::expect_documented_error(test::run_cli("eval -q --max-windows 1 --ctx 32 --model " + dir + "/q4k.gguf"),
+                                "tensor 'blk.0.attn_q.weight' has ggml type Q4_K, which kurtail does not read");
+}
+
+}  // namespace
+}  // namespace kt
