@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <unordered_map>
 
 #include "io/gguf.h"
 #include "io/tokenizer.h"
@@ -114,6 +115,98 @@ TEST(Tokenizer, Llama2cTokenizerRoundTrip) {
   auto ids = tok->encode_for_model(s);
   EXPECT_EQ(ids.front(), 1);
   EXPECT_EQ(tok->decode(ids), s);
+}
+
+}  // namespace
+}  // namespace kt
+
+namespace kt {
+namespace {
+
+// A Llama-2 style tokenizer.json (normalizer Prepend U+2581 + Replace " ", BPE with byte
+// fallback) made from a SentencePiece vocabulary the way HF's converter does it: every piece
+// that splits into two vocabulary pieces gives a merge, ranked by the piece's score.
+std::string spm_tokenizer_json(const VocabExport& v) {
+  std::unordered_map<std::string, int> id;
+  for (size_t i = 0; i < v.tokens.size(); i++) id.emplace(v.tokens[i], (int)i);
+  std::vector<int> order(v.tokens.size());
+  for (size_t i = 0; i < order.size(); i++) order[i] = (int)i;
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return v.scores[a] > v.scores[b]; });
+  nlohmann::json merges = nlohmann::json::array();
+  for (int p : order) {
+    if (v.types[p] != 1) continue;
+    const std::string& s = v.tokens[p];
+    std::vector<std::pair<int, int>> local;
+    for (size_t k = 1; k < s.size(); k++) {
+      if (((unsigned char)s[k] & 0xC0) == 0x80) continue;  // not a character boundary
+      auto l = id.find(s.substr(0, k)), r = id.find(s.substr(k));
+      if (l != id.end() && r != id.end() && v.types[l->second] == 1 && v.types[r->second] == 1)
+        local.emplace_back(l->second, r->second);
+    }
+    std::sort(local.begin(), local.end());
+    for (auto [l, r] : local) merges.push_back(v.tokens[l] + " " + v.tokens[r]);
+  }
+  nlohmann::json vocab = nlohmann::json::object(), added = nlohmann::json::array();
+  for (size_t i = 0; i < v.tokens.size(); i++) {
+    vocab[v.tokens[i]] = i;
+    if (v.types[i] == 2 || v.types[i] == 3)
+      added.push_back({{"id", i}, {"content", v.tokens[i]}, {"special", true}});
+  }
+  nlohmann::json j = {
+      {"version", "1.0"},
+      {"added_tokens", added},
+      {"normalizer",
+       {{"type", "Sequence"},
+        {"normalizers",
+         {{{"type", "Prepend"}, {"prepend", "\xe2\x96\x81"}},
+          {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "\xe2\x96\x81"}}}}}},
+      {"pre_tokenizer", nullptr},
+      {"model",
+       {{"type", "BPE"}, {"unk_token", "<unk>"}, {"byte_fallback", true}, {"fuse_unk", true}, {"vocab", vocab},
+        {"merges", merges}}}};
+  return j.dump();
+}
+
+TEST(Tokenizer, SentencePieceStyleTokenizerJsonMatchesLlamaCppVectors) {
+  // llama.cpp's Llama SPM vocabulary as an HF tokenizer.json: the BPE-with-byte-fallback path
+  // must reproduce llama.cpp's reference ids.
+  std::string path = test::data() + "/models/ggml-vocab/ggml-vocab-llama-spm.gguf";
+  VocabExport v;
+  ASSERT_TRUE(load_gguf_tokenizer(GGUFFile(path))->export_vocab(&v));
+  std::string dir = test::temp_dir("tj");
+  write_file_atomic(dir + "/tokenizer.json", spm_tokenizer_json(v));
+  auto tok = load_tokenizer_json(dir + "/tokenizer.json");
+  EXPECT_EQ(tok->kind(), "spm-bpe");
+  int failures = 0;
+  for (auto& vec : load_vectors(path)) {
+    auto got = tok->encode(vec.text);
+    EXPECT_EQ(got, vec.ids) << "input: [" << vec.text << "]";
+    failures += got != vec.ids;
+    if (failures > 5) break;
+  }
+}
+
+TEST(Tokenizer, SentencePieceStyleTokenizerJsonMatchesSentencePieceOnText) {
+  auto sp = load_sentencepiece(test::tinyllama() + "/tokenizer.model");
+  VocabExport v;
+  ASSERT_TRUE(sp->export_vocab(&v));
+  std::string dir = test::temp_dir("tj");
+  write_file_atomic(dir + "/tokenizer.json", spm_tokenizer_json(v));
+  auto tj = load_tokenizer_json(dir + "/tokenizer.json");
+  std::string text = read_file(test::data() + "/text/wikitext2_raw_test.joined.txt").substr(0, 60000);
+  std::istringstream lines(text);
+  std::string line;
+  int n = 0;
+  while (std::getline(lines, line) && n < 400) {
+    if (line.empty()) continue;
+    n++;
+    auto a = sp->encode(line), b = tj->encode(line);
+    ASSERT_EQ(b, a) << "line: [" << line << "]";
+    EXPECT_EQ(tj->decode(b), line);
+  }
+  // byte fallback: a character outside the 8192-piece vocabulary
+  auto a = sp->encode("emoji \xf0\x9f\x98\x80 and \xe6\xbc\xa2\xe5\xad\x97"), b = tj->encode("emoji \xf0\x9f\x98\x80 and \xe6\xbc\xa2\xe5\xad\x97");
+  EXPECT_EQ(b, a);
 }
 
 }  // namespace

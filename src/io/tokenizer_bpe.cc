@@ -22,6 +22,8 @@ namespace {
 
 using json = nlohmann::json;
 
+const char* const kMetaspace = "\xe2\x96\x81";  // U+2581, SentencePiece's space
+
 const char* kGpt2Pattern =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
@@ -122,6 +124,15 @@ class ByteBpeTokenizer : public Tokenizer {
   std::vector<std::unique_ptr<RegexSplit>> splits;  // applied in order
   bool prefix_space = false;
   bool gpt2_split = false;  // the GPT-2 regex is among the splits (GGUF "gpt-2" pre-tokenizer)
+  // SentencePiece-style BPE (Llama-2/TinyLlama tokenizer.json): spaces become U+2581, a U+2581
+  // is prepended, symbols are UTF-8 characters (no byte map), unknown symbols fall back to
+  // <0xHH> byte tokens (or unk).
+  bool metaspace = false;
+  std::string ms_prepend;           // "" or "\xe2\x96\x81"
+  bool ms_prepend_first_only = false;
+  bool ms_split = false;            // Metaspace pre-tokenizer split=true: words start at U+2581
+  bool byte_fallback = false;
+  int unk_id = -1;
   struct Added {
     std::string content;
     int id;
@@ -141,7 +152,7 @@ class ByteBpeTokenizer : public Tokenizer {
             (!hit || a.content.size() > hit->content.size()))
           hit = &a;
       if (hit) {
-        if (pos > last) encode_plain(std::string(text.substr(last, pos - last)), &out);
+        if (pos > last) encode_plain(std::string(text.substr(last, pos - last)), &out, last == 0);
         out.push_back(hit->id);
         pos += hit->content.size();
         last = pos;
@@ -149,7 +160,7 @@ class ByteBpeTokenizer : public Tokenizer {
         pos++;
       }
     }
-    if (last < text.size()) encode_plain(std::string(text.substr(last)), &out);
+    if (last < text.size()) encode_plain(std::string(text.substr(last)), &out, last == 0);
     return out;
   }
 
@@ -159,6 +170,20 @@ class ByteBpeTokenizer : public Tokenizer {
       if (a.id == id) return a.special ? "" : a.content;
     const std::string& t = id_to_token[id];
     std::string out;
+    if (metaspace) {
+      unsigned char byte;
+      if (parse_byte_piece(t, &byte)) return std::string(1, (char)byte);
+      for (size_t i = 0; i < t.size();) {
+        if (t.compare(i, 3, kMetaspace) == 0) {
+          out += ' ';
+          i += 3;
+        } else {
+          out += t[i++];
+        }
+      }
+      if (!ms_prepend.empty() && prev == bos && !out.empty() && out[0] == ' ') out.erase(0, 1);
+      return out;
+    }
     const ByteMap& bm = byte_map();
     for (size_t i = 0; i < t.size();) {
       size_t n = ((unsigned char)t[i] < 0x80) ? 1 : ((unsigned char)t[i] >> 5) == 6 ? 2 : 3;
@@ -170,7 +195,7 @@ class ByteBpeTokenizer : public Tokenizer {
   }
   int vocab_size() const override { return (int)id_to_token.size(); }
   bool export_vocab(VocabExport* v) const override {
-    if (splits.size() != 1 || !gpt2_split || prefix_space) return false;  // GGUF "gpt-2" pre-tokenizer only
+    if (metaspace || splits.size() != 1 || !gpt2_split || prefix_space) return false;  // GGUF "gpt-2" only
     v->model = "gpt2";
     v->tokens = id_to_token;
     v->scores.assign(id_to_token.size(), 0.0f);
@@ -184,12 +209,26 @@ class ByteBpeTokenizer : public Tokenizer {
     v->add_space_prefix = false;
     return true;
   }
-  std::string kind() const override { return "byte-bpe"; }
+  std::string kind() const override { return metaspace ? "spm-bpe" : "byte-bpe"; }
 
  private:
   mutable std::unordered_map<std::string, std::vector<int>> cache_;
 
-  void encode_plain(std::string s, std::vector<int>* out) const {
+  void encode_plain(std::string s, std::vector<int>* out, bool first) const {
+    if (metaspace) {
+      std::string n = (ms_prepend_first_only && !first) ? "" : ms_prepend;
+      for (char c : s) {
+        if (c == ' ') n += kMetaspace; else n += c;
+      }
+      if (!ms_split) return bpe_word(n, out);
+      size_t start = 0;  // split before every U+2581 (each word keeps its leading one)
+      for (size_t i = 3; i + 3 <= n.size(); i++)
+        if (n.compare(i, 3, kMetaspace) == 0) {
+          bpe_word(n.substr(start, i - start), out);
+          start = i;
+        }
+      return bpe_word(n.substr(start), out);
+    }
     if (prefix_space && (s.empty() || s[0] != ' ')) s = " " + s;
     std::vector<std::string> pieces{s}, next;
     for (auto& sp : splits) {
@@ -206,9 +245,19 @@ class ByteBpeTokenizer : public Tokenizer {
       out->insert(out->end(), c->second.begin(), c->second.end());
       return;
     }
-    const ByteMap& bm = byte_map();
     std::vector<std::string> sym;
-    for (unsigned char b : w) sym.push_back(bm.enc[b]);
+    if (metaspace) {  // UTF-8 characters
+      for (size_t i = 0; i < w.size();) {
+        unsigned char c = (unsigned char)w[i];
+        size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+        n = std::min(n, w.size() - i);
+        sym.push_back(w.substr(i, n));
+        i += n;
+      }
+    } else {
+      const ByteMap& bm = byte_map();
+      for (unsigned char b : w) sym.push_back(bm.enc[b]);
+    }
     while (sym.size() > 1) {
       int best = INT_MAX;
       size_t at = 0;
@@ -236,7 +285,19 @@ class ByteBpeTokenizer : public Tokenizer {
     std::vector<int> ids;
     for (auto& s : sym) {
       auto it = vocab.find(s);
-      if (it != vocab.end()) ids.push_back(it->second);
+      if (it != vocab.end()) {
+        ids.push_back(it->second);
+      } else if (metaspace && byte_fallback) {
+        for (unsigned char b : s) {
+          char hex[8];
+          std::snprintf(hex, sizeof hex, "<0x%02X>", b);
+          auto bt = vocab.find(hex);
+          if (bt != vocab.end()) ids.push_back(bt->second);
+          else if (unk_id >= 0) ids.push_back(unk_id);
+        }
+      } else if (metaspace && unk_id >= 0) {
+        ids.push_back(unk_id);
+      }
       // a byte-level vocab covers every byte; anything missing is dropped like HF without unk
     }
     if (cache_.size() < 200000) cache_[w] = ids;
@@ -276,6 +337,50 @@ void add_pretokenizer(const json& pt, ByteBpeTokenizer* t, const std::string& pa
   }
 }
 
+// SentencePiece-style tokenizer.json: the normalizer (Llama-2: Prepend U+2581 + Replace " ")
+// and/or a Metaspace pre-tokenizer say how spaces are spelled. Anything else is refused by name.
+void configure_metaspace(const json& nz, const json& pt, ByteBpeTokenizer* t, const std::string& path) {
+  bool replaces_space = false;
+  std::function<void(const json&)> norm = [&](const json& n) {
+    if (n.is_null()) return;
+    std::string type = n.value("type", "");
+    if (type == "Sequence") {
+      for (auto& q : n.at("normalizers")) norm(q);
+    } else if (type == "Prepend") {
+      t->ms_prepend = n.value("prepend", "");
+    } else if (type == "Replace") {
+      const json& pat = n.at("pattern");
+      if (!pat.contains("String") || pat["String"] != " " || n.value("content", "") != kMetaspace)
+        fail(path, "unsupported Replace normalizer (only \" \" -> U+2581)");
+      replaces_space = true;
+    } else if (type != "NFC") {
+      fail(path, "unsupported normalizer '" + type + "'");
+    }
+  };
+  norm(nz);
+  bool ms_pre = false;
+  std::function<void(const json&)> pre = [&](const json& p) {
+    if (p.is_null()) return;
+    std::string type = p.value("type", "");
+    if (type == "Sequence") {
+      for (auto& q : p.at("pretokenizers")) pre(q);
+    } else if (type == "Metaspace") {
+      if (p.value("replacement", kMetaspace) != kMetaspace) fail(path, "unsupported Metaspace replacement");
+      ms_pre = true;
+      std::string scheme = p.value("prepend_scheme", p.value("add_prefix_space", true) ? "always" : "never");
+      t->ms_prepend = scheme == "never" ? "" : kMetaspace;
+      t->ms_prepend_first_only = scheme == "first";
+      t->ms_split = p.value("split", true);
+    } else {
+      fail(path, "unsupported pre-tokenizer type '" + type + "' in a SentencePiece-style tokenizer.json");
+    }
+  };
+  pre(pt);
+  if (!replaces_space && !ms_pre)
+    fail(path, "tokenizer.json is neither byte-level nor SentencePiece-style (no ByteLevel, Metaspace or space Replace)");
+  t->metaspace = true;
+}
+
 }  // namespace
 
 std::unique_ptr<Tokenizer> load_tokenizer_json(const std::string& path) {
@@ -298,12 +403,16 @@ std::unique_ptr<Tokenizer> load_tokenizer_json(const std::string& path) {
         for (auto& q : p["pretokenizers"]) scan(q);
     };
     scan(pt);
-    if (!byte_level)
-      fail(path, "only byte-level BPE tokenizer.json is supported (this one is SentencePiece-style; use tokenizer.model)");
-    if (j.contains("normalizer") && !j["normalizer"].is_null()) {
-      std::string nt = j["normalizer"].value("type", "");
-      // NFC is accepted as identity: text that is already NFC (nearly all) tokenizes identically.
-      if (nt != "NFC") fail(path, "unsupported normalizer '" + nt + "'");
+    const json& nz = j.contains("normalizer") ? j["normalizer"] : json();
+    if (byte_level) {
+      if (!nz.is_null()) {
+        std::string nt = nz.value("type", "");
+        // NFC is accepted as identity: text that is already NFC (nearly all) tokenizes identically.
+        if (nt != "NFC") fail(path, "unsupported normalizer '" + nt + "'");
+      }
+    } else {
+      configure_metaspace(nz, pt, t.get(), path);
+      t->byte_fallback = m.value("byte_fallback", false);
     }
     int max_id = -1;
     for (auto& [tok, id] : m.at("vocab").items()) {
@@ -328,7 +437,11 @@ std::unique_ptr<Tokenizer> load_tokenizer_json(const std::string& path) {
                                      : mg.at(0).get<std::string>() + " " + mg.at(1).get<std::string>();
       t->merge_rank.emplace(s, rank++);
     }
-    if (!pt.is_null()) add_pretokenizer(pt, t.get(), path);
+    if (!pt.is_null() && !t->metaspace) add_pretokenizer(pt, t.get(), path);
+    if (t->metaspace && m.contains("unk_token") && m["unk_token"].is_string()) {
+      auto u = t->vocab.find(m["unk_token"].get<std::string>());
+      if (u != t->vocab.end()) t->unk_id = u->second;
+    }
     // BOS: a TemplateProcessing post-processor that starts with a special token adds it.
     if (j.contains("post_processor") && j["post_processor"].is_object()) {
       const json& pp = j["post_processor"];
