@@ -2,9 +2,10 @@
 # Runs one libFuzzer target: replays fuzz/regressions/<target>/* (inputs that once crashed),
 # then fuzzes for SECONDS from a fresh corpus of generated seeds plus real files from
 # $KURTAIL_DATA. Crashing inputs land in out/fuzz-artifacts/<target>/.
-# Usage: fuzz/run.sh BINARY SECONDS [libFuzzer args...]   env: MAX_LEN (65536), RUNS (-1: no limit)
+# Usage: fuzz/run.sh BINARY SECONDS [libFuzzer args...]
+#   env: FUZZ_SECONDS (overrides SECONDS), MAX_LEN (65536), RUNS (-1: no limit)
 set -euo pipefail
-BIN="$1"; SECS="$2"; shift 2
+BIN="$1"; SECS="${FUZZ_SECONDS:-$2}"; shift 2
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DATA="${KURTAIL_DATA:-$ROOT/../shared/data}"
 NAME="$(basename "$BIN")"
