@@ -94,13 +94,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto parts = fuzz::split_parts(data, size, 3);
   std::string dir = qdir();
   try {
-    write_file_atomic(dir + "/config.json", parts[0]);
+    fuzz::put("qmodel/config.json", parts[0]);
     ModelSpec s = read_hf_config(dir + "/config.json");
     if ((int64_t)s.hidden * std::max(s.vocab, s.ffn) > (1 << 20) || s.n_layers > 4 || s.vocab > 4096) return 0;
-    write_file_atomic(dir + "/tokenizer.bin", tokenizer_bin(s.vocab));
+    fuzz::put("qmodel/tokenizer.bin", tokenizer_bin(s.vocab));
     if (parts[1].empty()) unlink((dir + "/recipe.json").c_str());
-    else write_file_atomic(dir + "/recipe.json", parts[1]);
-    write_file_atomic(dir + "/model.safetensors", parts[2]);
+    else fuzz::put("qmodel/recipe.json", parts[1]);
+    fuzz::put("qmodel/model.safetensors", parts[2]);
     RealModel rm = load_real(dir);
     int32_t toks[2] = {0, s.vocab - 1};
     auto logits = forward(*rm.model, toks, 1, 2, nullptr, rm.hooks.get());

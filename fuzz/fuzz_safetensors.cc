@@ -47,8 +47,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         mkdir(d.c_str(), 0700);
         return d;
       }();
-      write_file_atomic(dir + "/model.safetensors.index.json", parts[0]);
-      write_file_atomic(dir + "/model-00001-of-00001.safetensors", parts[1]);
+      fuzz::put("sharded/model.safetensors.index.json", parts[0]);
+      fuzz::put("sharded/model-00001-of-00001.safetensors", parts[1]);
       SafetensorsDir d(dir);
       touch_all(d);
     }

@@ -32,6 +32,7 @@ inline const std::string& scratch_dir() {
 }
 
 // Writes bytes to scratch_dir()/name (plain write: the atomic writer's fsync would dominate).
+// `name` may name a file in a subdirectory the target created.
 inline std::string put(const std::string& name, std::string_view bytes) {
   std::string p = scratch_dir() + "/" + name;
   FILE* f = std::fopen(p.c_str(), "wb");
