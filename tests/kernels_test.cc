@@ -26,7 +26,7 @@ TEST(Kernels, AllKernelsMatchPlainReferenceBitExactly) {
   std::mt19937 g(1);
   const Case cases[] = {{QType::Q4, 1, 16, 8, 0},    {QType::Q4, 5, 37, 200, 0}, {QType::Q4, 7, 64, 256, 64},
                         {QType::Q4, 9, 33, 704, 32}, {QType::Q8, 3, 21, 96, 0},  {QType::Q8, 6, 48, 256, 128},
-                        {QType::Q4, 1, 256, 704, 0}};
+                        {QType::Q4, 1, 256, 704, 0}, {QType::Q4, 13, 80, 64, 0},  {QType::Q8, 12, 96, 32, 0}};
   for (const Case& c : cases) {
     const int lo = c.t == QType::Q4 ? -8 : -128, hi = c.t == QType::Q4 ? 7 : 127;
     std::uniform_int_distribution<int> wd(lo, hi), xd(-128, 127);
