@@ -70,23 +70,27 @@ PackedWeight pack_weights_ref(QType t, const int8_t* q, int N, int K, int group,
   p.scales.assign((size_t)N * G, 0.0f);
   std::copy(scales, scales + (size_t)N * G, p.scales.begin());
   auto at = [&](int n, int k) -> int { return (n < N && k < K) ? q[(size_t)n * K + k] : 0; };
-  const size_t step = t == QType::Q4 ? 64 : 128;
+  const size_t step = step_bytes(t);
   p.data.assign((size_t)(p.Np / 16) * (p.Kp / 8) * step, 0);
   for (int tile = 0; tile < p.Np / 16; tile++)
     for (int k8 = 0; k8 < p.Kp / 8; k8++) {
       uint8_t* d = &p.data[((size_t)tile * (p.Kp / 8) + k8) * step];
+      Q4Step s4{};
+      Q8Step s8{};
       for (int c = 0; c < 16; c++)
         for (int j = 0; j < 4; j++) {
           int n = tile * 16 + c, k = k8 * 8 + j;
           if (t == QType::Q4) {
             int lo = at(n, k), hi = at(n, k + 4);
             if (lo < -8 || lo > 7 || hi < -8 || hi > 7) fail("packed weights: int4 value out of range");
-            d[4 * c + j] = (uint8_t)((lo + 8) | ((hi + 8) << 4));
+            s4.u[c][j] = (uint8_t)((lo + 8) | ((hi + 8) << 4));
           } else {
-            d[4 * c + j] = (uint8_t)(int8_t)at(n, k);
-            d[64 + 4 * c + j] = (uint8_t)(int8_t)at(n, k + 4);
+            s8.lo[c][j] = (int8_t)at(n, k);
+            s8.hi[c][j] = (int8_t)at(n, k + 4);
           }
         }
+      if (t == QType::Q4) std::memcpy(d, &s4, sizeof s4);
+      else std::memcpy(d, &s8, sizeof s8);
     }
   if (t == QType::Q8) {
     p.offsets.assign((size_t)p.Np * G, 0);
@@ -97,16 +101,20 @@ PackedWeight pack_weights_ref(QType t, const int8_t* q, int N, int K, int group,
 }
 
 void unpack_weights_ref(const PackedWeight& p, int8_t* q) {
-  const size_t step = p.type == QType::Q4 ? 64 : 128;
+  const size_t step = step_bytes(p.type);
   for (int n = 0; n < p.N; n++)
     for (int k = 0; k < p.K; k++) {
       const uint8_t* d = &p.data[((size_t)(n / 16) * (p.Kp / 8) + k / 8) * step];
       int c = n % 16, j = k % 8;
       if (p.type == QType::Q4) {
-        uint8_t b = d[4 * c + (j & 3)];
+        Q4Step s;
+        std::memcpy(&s, d, sizeof s);
+        uint8_t b = s.u[c][j & 3];
         q[(size_t)n * p.K + k] = (int8_t)((j < 4 ? (b & 15) : (b >> 4)) - 8);
       } else {
-        q[(size_t)n * p.K + k] = (int8_t)d[(j < 4 ? 0 : 64) + 4 * c + (j & 3)];
+        Q8Step s;
+        std::memcpy(&s, d, sizeof s);
+        q[(size_t)n * p.K + k] = j < 4 ? s.lo[c][j & 3] : s.hi[c][j & 3];
       }
     }
 }

@@ -17,6 +17,21 @@ namespace kt {
 
 enum class QType { Q4, Q8 };
 
+// One (tile, k8) step: 16 output channels x 8 consecutive K. These structs are the layout;
+// pack_weights_ref / unpack_weights_ref are its scalar reference and the kernels read the
+// same bytes as one (Q4) or two (Q8) 64-byte vectors.
+struct Q4Step {
+  // u[c][j]: low nibble = w[c, k8*8 + j] + 8, high nibble = w[c, k8*8 + 4 + j] + 8
+  uint8_t u[16][4];
+};
+static_assert(sizeof(Q4Step) == 64, "a Q4 step is one zmm register");
+struct Q8Step {
+  int8_t lo[16][4];  // w[c, k8*8 + j]
+  int8_t hi[16][4];  // w[c, k8*8 + 4 + j]
+};
+static_assert(sizeof(Q8Step) == 128, "a Q8 step is two zmm registers");
+inline size_t step_bytes(QType t) { return t == QType::Q4 ? sizeof(Q4Step) : sizeof(Q8Step); }
+
 struct PackedWeight {
   QType type = QType::Q4;
   int N = 0, K = 0;        // logical sizes
@@ -29,7 +44,6 @@ struct PackedWeight {
   size_t bytes() const { return data.size() + scales.size() * 4 + offsets.size() * 4; }
 };
 
-static_assert(sizeof(uint8_t) == 1, "byte-addressed packing");
 
 // Integer weights (row-major [N, K], values in range for the type) + scales [N, G] -> packed.
 PackedWeight pack_weights_ref(QType t, const int8_t* q, int N, int K, int group, const float* scales);
