@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <nlohmann/json.hpp>
 
 #include "eval/perplexity.h"
 #include "quant/pipeline.h"
@@ -162,6 +163,29 @@ TEST(PackedFormat, SaveLoadPackedEqualsFakeQuantFileAndValidates) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("q_proj.qweight' has"), std::string::npos) << e.what();
   }
+}
+
+}  // namespace
+}  // namespace kt
+
+namespace kt {
+namespace {
+
+TEST(PackedFormat, Fp16GroupScalesAreStoredAsF16AndRunTheSame) {
+  std::string dir = test::temp_dir("f16s");
+  auto r = test::run_cli("quantize -q --method quarot --w-group 64 --w-scale f16 --packed --out " + dir + "/q");
+  ASSERT_EQ(r.code, 0) << r.err;
+  SafetensorsFile f(dir + "/q/model.safetensors");
+  const TensorInfo& si = f.info("model.layers.0.mlp.down_proj.qscale");
+  EXPECT_EQ(si.dtype, DType::F16);
+  EXPECT_EQ(si.shape, (std::vector<int64_t>{256, 704 / 64}));
+  // the fake-quant weights were made with these exact (fp16) scales: real == fake
+  const std::string ev = "eval -q --json --max-windows 2 --ctx 256 --model " + dir + "/q --kernels ";
+  auto real = test::run_cli(ev + "real"), fake = test::run_cli(ev + "fake");
+  ASSERT_EQ(real.code, 0) << real.err;
+  ASSERT_EQ(fake.code, 0) << fake.err;
+  double pr = nlohmann::json::parse(real.out)["perplexity"], pf = nlohmann::json::parse(fake.out)["perplexity"];
+  EXPECT_NEAR(pr / pf, 1.0, 0.005);
 }
 
 }  // namespace

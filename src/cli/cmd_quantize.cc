@@ -14,7 +14,7 @@ namespace kt::cli {
 namespace {
 
 struct QArgs {
-  std::string model, method = "quarot", weights = "rtn", calib, out, tokenizer;
+  std::string model, method = "quarot", weights = "rtn", calib, out, tokenizer, w_scale = "f32";
   int truncate = 0;
   int wbits = 4, abits = 4, kvbits = 4, nsamples = 128, seqlen = 0, w_group = 0, kv_group = 0;
   uint64_t seed = 0;
@@ -41,6 +41,8 @@ int run_quantize() {
   r.k.symmetric = r.v.symmetric = qa.kv_sym;
   if (qa.kv_group > 0) r.k.group = r.v.group = qa.kv_group;
   r.w.mse_search = !qa.no_w_mse;
+  if (qa.w_scale != "f32" && qa.w_scale != "f16") fail("--w-scale must be f32 or f16");
+  r.w.scale_f16 = qa.w_scale == "f16";
   if (qa.w_group > 0) {
     r.w.gran = Granularity::PerGroup;
     r.w.group = qa.w_group;
@@ -119,6 +121,8 @@ void register_quantize(CLI::App& app) {
   c->add_option("--a-clip", qa.a_clip, "activation clip ratio")->capture_default_str();
   c->add_option("--kv-clip", qa.kv_clip, "K/V clip ratio")->capture_default_str();
   c->add_option("--w-group", qa.w_group, "weight group size (0 = per output channel)");
+  c->add_option("--w-scale", qa.w_scale, "weight scale precision: f32 | f16 (rounded to fp16, stored as F16)")
+      ->capture_default_str();
   c->add_option("--kv-group", qa.kv_group, "K/V group size (0 = head_dim)");
   c->add_option("--percdamp", qa.percdamp, "GPTQ dampening")->capture_default_str();
   c->add_flag("--act-order", qa.act_order, "GPTQ: quantize columns by decreasing Hessian diagonal");

@@ -321,7 +321,7 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
     std::vector<std::shared_ptr<const LayerWeights>> keep;
     std::deque<Tensor> qbits_keep;  // stable addresses for the ".qbits" scalars
     std::deque<Tensor> packed_keep;  // packed bytes (as floats here, written as U8)
-    std::vector<std::string> packed_names;
+    std::vector<std::string> packed_names, f16_names;
     ts.emplace_back("model.embed_tokens.weight", &m.embed);
     for (int l = 0; l < m.spec.n_layers; l++) {
       keep.push_back(m.layer(l));
@@ -352,6 +352,7 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
         if (!li.b.empty()) ts.emplace_back(p + n + ".bias", &li.b);
         if (!li.qscale.empty()) {
           ts.emplace_back(p + n + ".qscale", &li.qscale);
+          if (r.w.scale_f16) f16_names.push_back(p + n + ".qscale");  // fp16-exact by construction
           qbits_keep.push_back(Tensor::from({(float)li.qbits}));
         }
       };
@@ -376,7 +377,8 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
     for (auto& [name, t] : r.tensors) ts.emplace_back("kurtail." + name, &t);
     write_safetensors(tmp + "/model.safetensors", ts, {{"format", "pt"}, {"kurtail_method", r.method},
                                                         {"kurtail_format", packed ? "packed-1" : "fakequant-1"}},
-                      std::set<std::string>(packed_names.begin(), packed_names.end()));
+                      std::set<std::string>(packed_names.begin(), packed_names.end()),
+                      std::set<std::string>(f16_names.begin(), f16_names.end()));
     ModelSpec s = m.spec;
     s.tie_embeddings = m.lm_head.empty();
     write_file_atomic(tmp + "/config.json", spec_to_hf_config(s));

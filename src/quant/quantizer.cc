@@ -1,5 +1,7 @@
 #include "quant/quantizer.h"
 
+#include "io/tensor.h"
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -16,22 +18,31 @@ std::string QuantSpec::describe() const {
     r += buf;
   }
   if (mse_search) r += " mse-clip";
+  if (scale_f16) r += " f16-scales";
   return r;
 }
 
 namespace {
+
+// Nearest fp16 value, kept positive and finite (a scale must not round to 0 or Inf).
+float fp16_scale(float v) {
+  float r = f16_to_f32(f32_to_f16(std::min(v, 65504.0f)));
+  return r > 0 ? r : 5.9604645e-8f;  // smallest fp16 subnormal
+}
 
 QParams params_from_range(float lo, float hi, const QuantSpec& s, float ratio) {
   QParams p;
   if (s.symmetric) {
     float amax = std::max(std::fabs(lo), std::fabs(hi)) * ratio;
     p.scale = amax > 0 ? amax / s.qmax() : 1.0f;
+    if (s.scale_f16) p.scale = fp16_scale(p.scale);
     p.zero = 0;
   } else {
     lo = std::min(lo, 0.0f) * ratio;  // the range always contains 0 (as GPTQ/QuaRot do)
     hi = std::max(hi, 0.0f) * ratio;
     float range = hi - lo;
     p.scale = range > 0 ? range / s.qmax() : 1.0f;
+    if (s.scale_f16) p.scale = fp16_scale(p.scale);
     p.zero = range > 0 ? __builtin_nearbyintf(-lo / p.scale) : 0.0f;
   }
   return p;

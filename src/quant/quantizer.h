@@ -22,6 +22,7 @@ struct QuantSpec {
   int mse_grid = 100;
   float mse_maxshrink = 0.8f;  // ratios 1.0 down to 1 - maxshrink
   float mse_norm = 2.4f;
+  bool scale_f16 = false;  // scales rounded to fp16 (stored as F16 by --packed: 16 bits per group)
 
   bool enabled() const { return bits < 16; }
   // Symmetric: levels -2^(b-1) .. 2^(b-1)-1 with scale = clip*absmax / (2^(b-1)-1).

@@ -17,7 +17,8 @@ json spec_json(const QuantSpec& s) {
   const char* g = s.gran == Granularity::PerTensor ? "tensor" : s.gran == Granularity::PerRow ? "row" : "group";
   return {{"bits", s.bits},         {"symmetric", s.symmetric}, {"granularity", g},     {"group", s.group},
           {"clip_ratio", s.clip_ratio}, {"mse_search", s.mse_search}, {"mse_grid", s.mse_grid},
-          {"mse_maxshrink", s.mse_maxshrink}, {"mse_norm", s.mse_norm}};
+          {"mse_maxshrink", s.mse_maxshrink}, {"mse_norm", s.mse_norm},
+          {"scale_dtype", s.scale_f16 ? "f16" : "f32"}};
 }
 
 QuantSpec spec_from(const json& j, const std::string& path) {
@@ -37,6 +38,9 @@ QuantSpec spec_from(const json& j, const std::string& path) {
   s.mse_grid = json_number_or<int>(j, "mse_grid", 100, path);
   s.mse_maxshrink = json_number_or<float>(j, "mse_maxshrink", 0.8f, path);
   s.mse_norm = json_number_or<float>(j, "mse_norm", 2.4f, path);
+  const std::string sd = j.value("scale_dtype", "f32");
+  if (sd != "f32" && sd != "f16") fail(path, "unknown scale_dtype '" + sd + "' (f32 or f16)");
+  s.scale_f16 = sd == "f16";
   return s;
 }
 
