@@ -126,19 +126,21 @@ void sgemm_nt(const float* x, const float* w, float* y, int64_t M, int64_t N, in
 void linear_forward(const float* x, int64_t rows, const Linear& l, float* y) {
   if (l.packed && l.act_bits == 0) {
     // packed weights but no activation quantizer attached: run the dequantized weights
-    Linear tmp;
-    tmp.w.shape = l.w.shape;
-    tmp.w.data = dequantize_packed(*l.packed);
-    tmp.b = l.b;
-    return linear_forward(x, rows, tmp, y);
+    if (!l.dequantized) {
+      auto t = std::make_shared<Tensor>();
+      t->shape = l.w.shape;
+      t->data = dequantize_packed(*l.packed);
+      l.dequantized = std::move(t);
+    }
   }
-  if (l.packed) {  // real low-bit path: per-token int codes x packed weights -> int32 -> fp32
+  if (l.packed && l.act_bits > 0) {  // real low-bit path: per-token int codes x packed weights -> int32 -> fp32
     QuantizedActs a;
     quantize_acts_ref(x, (int)rows, (int)l.in(), l.packed->Kp, l.act_bits, l.act_clip, l.packed->group, &a);
     gemm_q(active_kernel(), a, *l.packed, l.b.empty() ? nullptr : l.b.ptr(), y);
     return;
   }
-  sgemm_nt(x, l.w.ptr(), y, rows, l.out(), l.in());
+  const float* w = l.packed ? l.dequantized->ptr() : l.w.ptr();
+  sgemm_nt(x, w, y, rows, l.out(), l.in());
   if (!l.b.empty()) {
     const int64_t n = l.out();
 #pragma omp parallel for

@@ -27,6 +27,9 @@ struct Linear {
   std::shared_ptr<const PackedWeight> packed;
   int act_bits = 0;
   float act_clip = 1.0f;
+  // Packed weights used without an activation quantizer (e.g. `kurtail generate` on a --packed
+  // model) run in fp32: dequantized once, on first use, and kept here.
+  mutable std::shared_ptr<const Tensor> dequantized;
   int64_t out() const { return w.dim(0); }
   int64_t in() const { return w.dim(1); }
 };
