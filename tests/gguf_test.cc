@@ -39,11 +39,12 @@ TEST(Gguf, F32RoundTripGivesTheHfLogitsAndTokens) {
   EXPECT_EQ(test::max_rel_diff(a, b), 0.0) << "same fp32 weights, same code: identical logits";
 }
 
-TEST(Gguf, F16AndQ8_0TensorsAreTheReferenceConversions) {
+TEST(Gguf, F16BF16AndQ8_0TensorsAreTheReferenceConversions) {
   auto hf = Model::open(test::tinyllama());
   std::string dir = test::temp_dir("gguf");
   write_gguf(*hf, dir + "/h.gguf", GGUFOutType::F16, "f16");
   write_gguf(*hf, dir + "/q.gguf", GGUFOutType::Q8_0, "q8");
+  write_gguf(*hf, dir + "/b.gguf", GGUFOutType::BF16, "bf16");
   const std::string q = "model.layers.3.self_attn.q_proj.weight", k = "model.layers.3.self_attn.k_proj.weight",
                     d = "model.layers.3.mlp.down_proj.weight";
   auto hw = hf->layer(3);
@@ -54,6 +55,14 @@ TEST(Gguf, F16AndQ8_0TensorsAreTheReferenceConversions) {
     ASSERT_EQ(t.shape, ref->shape) << name;
     for (size_t i = 0; i < t.data.size(); i++)
       ASSERT_EQ(t.data[i], f16_to_f32(f32_to_f16(ref->data[i]))) << name << " element " << i;
+  }
+  auto bf = std::make_shared<const GGUFFile>(dir + "/b.gguf");
+  GGUFSource sbf(bf, gguf_model_spec(*bf));
+  EXPECT_EQ(sbf.info(q).dtype, DType::BF16);
+  for (auto [name, ref] : {std::pair{q, &hw->q.w}, {k, &hw->k.w}, {d, &hw->down.w}}) {
+    Tensor t = sbf.load(name);
+    for (size_t i = 0; i < t.data.size(); i++)
+      ASSERT_EQ(t.data[i], bf16_to_f32(f32_to_bf16(ref->data[i]))) << name << " element " << i;
   }
   auto q8 = std::make_shared<const GGUFFile>(dir + "/q.gguf");
   GGUFSource s8(q8, gguf_model_spec(*q8));

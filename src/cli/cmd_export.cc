@@ -23,8 +23,9 @@ int run_export() {
   GGUFOutType t;
   if (xa.type == "f16") t = GGUFOutType::F16;
   else if (xa.type == "f32") t = GGUFOutType::F32;
+  else if (xa.type == "bf16") t = GGUFOutType::BF16;
   else if (xa.type == "q8_0") t = GGUFOutType::Q8_0;
-  else fail("--type must be f16, f32 or q8_0");
+  else fail("--type must be f16, bf16, f32 or q8_0");
   auto m = Model::open(xa.model);
   Recipe r;
   if (load_recipe_hooks(xa.model, m->spec, &r)) {
@@ -57,7 +58,7 @@ void register_export(CLI::App& app) {
   c->add_option("--model", xa.model, "HF directory, quantize OUT (fusable rotations only), llama2.c .bin or .gguf")
       ->capture_default_str();
   c->add_option("--out", xa.out, "output .gguf")->required();
-  c->add_option("--type", xa.type, "f16 | f32 | q8_0 (matrices; norms stay f32)")->capture_default_str();
+  c->add_option("--type", xa.type, "f16 | bf16 | f32 | q8_0 (matrices; norms stay f32)")->capture_default_str();
   c->add_option("--name", xa.name, "general.name");
   c->add_flag("--force", xa.force, "replace OUT if it exists");
   c->add_flag("-q,--quiet", xa.quiet, "no messages");

@@ -36,8 +36,9 @@ class GGUFSource : public TensorSource {
   std::map<std::string, std::string> unreadable_;  // HF name -> message
 };
 
-// Matrices as F32, F16 or Q8_0 (ggml's reference quantizer; rows not a multiple of 32 stay F16).
-enum class GGUFOutType { F32, F16, Q8_0 };
+// Matrices as F32, F16, BF16 or Q8_0 (ggml's reference quantizer; rows not a multiple of 32
+// stay F16).
+enum class GGUFOutType { F32, F16, BF16, Q8_0 };
 
 // Writes `m` (fp32 weights, any transforms already fused) as a llama.cpp GGUF, streamed layer
 // by layer into PATH.tmp.<pid> and renamed into place. Needs a tokenizer that exports to GGUF.

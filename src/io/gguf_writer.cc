@@ -164,7 +164,7 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
   const bool permute_qk = arch == "llama";
   auto mat_type_for = [&](int64_t in) -> uint32_t {
     if (type == GGUFOutType::Q8_0) return in % 32 == 0 ? GGML_Q8_0 : GGML_F16;
-    return type == GGUFOutType::F16 ? GGML_F16 : GGML_F32;
+    return type == GGUFOutType::F16 ? GGML_F16 : type == GGUFOutType::BF16 ? GGML_BF16 : GGML_F32;
   };
   const uint32_t mat_type = mat_type_for(s.hidden);
 
@@ -196,7 +196,7 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
   uint64_t off = 0;
   for (auto& t : ts) {
     const size_t n = Tensor::numel_of(t.shape);
-    t.nbytes = t.type == GGML_Q8_0 ? n / 32 * sizeof(BlockQ8_0) : n * (t.type == GGML_F16 ? 2 : 4);
+    t.nbytes = t.type == GGML_Q8_0 ? n / 32 * sizeof(BlockQ8_0) : n * (t.type == GGML_F16 || t.type == GGML_BF16 ? 2 : 4);
     t.offset = off;
     off = (off + t.nbytes + kAlign - 1) / kAlign * kAlign;
   }
@@ -204,7 +204,8 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
   KVWriter kv;
   kv.string("general.architecture", arch);
   kv.string("general.name", name);
-  kv.u32("general.file_type", type == GGUFOutType::Q8_0 ? 7 : type == GGUFOutType::F16 ? 1 : 0);  // llama_ftype
+  // llama_ftype: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q8_0 7, MOSTLY_BF16 32
+  kv.u32("general.file_type", type == GGUFOutType::Q8_0 ? 7 : type == GGUFOutType::F16 ? 1 : type == GGUFOutType::BF16 ? 32 : 0);
   kv.u32("general.alignment", (uint32_t)kAlign);
   const std::string a = arch + ".";
   kv.u32(a + "context_length", (uint32_t)s.max_pos);
@@ -274,9 +275,9 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
       std::vector<BlockQ8_0> q(n / 32);
       quantize_row_q8_0_ref(p, q.data(), n);
       out.write(q.data(), q.size() * sizeof(BlockQ8_0));
-    } else if (t.type == GGML_F16) {
+    } else if (t.type == GGML_F16 || t.type == GGML_BF16) {
       half.resize(n);
-      for (size_t i = 0; i < n; i++) half[i] = f32_to_f16(p[i]);
+      for (size_t i = 0; i < n; i++) half[i] = t.type == GGML_F16 ? f32_to_f16(p[i]) : f32_to_bf16(p[i]);
       out.write(half.data(), n * 2);
     } else {
       out.write(p, n * 4);
