@@ -149,6 +149,12 @@ TEST(Gguf, BadFilesAreRejectedWithTheirProblem) {
   write_file_atomic(dir + "/q4k.gguf", bytes);
   test::expect_documented_error(test::run_cli("eval -q --max-windows 1 --ctx 32 --model " + dir + "/q4k.gguf"),
                                 "tensor 'blk.0.attn_q.weight' has ggml type Q4_K, which kurtail does not read");
+  // `info` still describes such a file from its metadata
+  auto r = test::run_cli("info --json --model " + dir + "/q4k.gguf");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["dtypes"]["Q4_K"], 1);
+  EXPECT_NE(j["can"].get<std::string>().find("metadata only"), std::string::npos);
 }
 
 }  // namespace

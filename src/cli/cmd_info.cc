@@ -30,11 +30,32 @@ std::string had(int n) {
   return m ? "Hadamard " + std::to_string(p2) + " x " + std::to_string(m) : "no Hadamard construction (random orthogonal)";
 }
 
+// A GGUF kurtail cannot load (K-quant tensors, another architecture): what its metadata says.
+bool gguf_metadata_only(nlohmann::json& j, const std::string& why) {
+  GGUFFile f(ia.model);
+  j["format"] = "gguf v" + std::to_string(f.version());
+  j["architecture"] = f.get_string("general.architecture", "?");
+  j["tensors"] = f.tensors().size();
+  std::map<std::string, int> dt;
+  for (auto& t : f.tensors()) dt[ggml_type_name(t.type)]++;
+  j["dtypes"] = dt;
+  j["tokenizer"] = f.get_string("tokenizer.ggml.model", "none");
+  j["can"] = "show metadata only: " + why;
+  return true;
+}
+
 int run_info() {
   nlohmann::json j;
   j["path"] = ia.model;
-  {
-    auto m = Model::open(ia.model);
+  std::unique_ptr<Model> mp;
+  try {
+    mp = Model::open(ia.model);
+  } catch (const Error& e) {
+    if (!is_gguf_file(ia.model)) throw;
+    gguf_metadata_only(j, e.what());
+  }
+  if (mp) {
+    auto& m = mp;
     const ModelSpec& s = m->spec;
     const bool gguf = is_gguf_file(ia.model);
     j["format"] = is_directory(ia.model) ? "hf" : gguf ? "gguf v" + std::to_string(GGUFFile(ia.model).version()) : "llama2.c";
