@@ -115,12 +115,16 @@ TEST(Reliability, UnsupportedArchitectureAndRopeScaling) {
   test::expect_documented_error(test::run_cli("info --model " + dir), "unsupported rope_scaling type 'yarn'");
 }
 
-TEST(Reliability, TinyCalibrationText) {
+TEST(Reliability, TinyOrEmptyCalibrationText) {
   std::string dir = test::temp_dir("calib");
   write_file_atomic(dir + "/tiny.txt", "just a few words of text\n");
   auto r = test::run_cli("quantize -q --method quarot --weights gptq --calib " + dir + "/tiny.txt --out " + dir + "/q");
   test::expect_documented_error(r, "tiny.txt: calibration text has");
   EXPECT_NE(r.err.find("fewer than one window of"), std::string::npos) << r.err;
+  EXPECT_FALSE(file_exists(dir + "/q"));
+  write_file_atomic(dir + "/empty.txt", " \n\n");
+  r = test::run_cli("quantize -q --method quarot --weights gptq --calib " + dir + "/empty.txt --out " + dir + "/q");
+  test::expect_documented_error(r, "empty.txt: text is empty");
   EXPECT_FALSE(file_exists(dir + "/q"));
 }
 
