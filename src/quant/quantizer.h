@@ -43,7 +43,7 @@ QParams find_params_ref(const float* x, int64_t n, const QuantSpec& s);
 // Quantizes one value to its integer level.
 inline int quantize_level(float x, const QParams& p, const QuantSpec& s) {
   float q = __builtin_nearbyintf(x / p.scale) + p.zero;
-  if (q != q) q = p.zero;  // NaN (a NaN input or scale): casting it to int is UB
+  if (q != q) q = p.zero == p.zero ? p.zero : 0.0f;  // NaN input, scale or zero: casting NaN is UB
   if (q < s.qmin()) q = (float)s.qmin();
   if (q > s.qmax()) q = (float)s.qmax();
   return (int)q;
