@@ -15,5 +15,7 @@ if [ -n "$missing" ]; then
   $SUDO apt-get update -q
   $SUDO apt-get install -y -q $missing
 fi
+# ccache: paths relative to the checkout, so a fresh clone elsewhere (CI) reuses the cache
+export CCACHE_BASEDIR="$(pwd)" CCACHE_NOHASHDIR=1
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release "$@"
 cmake --build "$BUILD" -j2
