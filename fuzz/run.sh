@@ -16,16 +16,19 @@ mkdir -p "$ART"
 
 KT_FUZZ_WRITE_SEEDS="$CORPUS" "$BIN" >/dev/null 2>&1
 seed() { [ -f "$1" ] && cp "$1" "$CORPUS/real_$(basename "$1")_$2" || true; }
-# Parts-format seeds: [u32 len][part]... (fuzz_util.h)
-parts() { python3 - "$@" <<'PY'
-import struct, sys
-out, paths = sys.argv[1], sys.argv[2:]
-b = b""
-for i, p in enumerate(paths):
-    d = open(p, "rb").read() if p != "-" else b""
-    b += (struct.pack("<I", len(d)) + d) if i + 1 < len(paths) else d
-open(out, "wb").write(b)
-PY
+# Parts-format seeds: [u32 len][part]... the last part without a length (fuzz_util.h).
+# Plain bash (no python on a bare CI machine); "-" stands for an empty part.
+u32le() { local n=$1; printf "\\x$(printf %02x $((n & 255)))\\x$(printf %02x $(((n >> 8) & 255)))\\x$(printf %02x $(((n >> 16) & 255)))\\x$(printf %02x $(((n >> 24) & 255)))"; }
+parts() {
+  local out="$1"; shift
+  : > "$out"
+  while [ $# -gt 0 ]; do
+    local f="$1"; shift
+    local n=0; [ "$f" != "-" ] && n=$(stat -c %s "$f")
+    [ $# -gt 0 ] && u32le "$n" >> "$out"
+    [ "$f" != "-" ] && cat "$f" >> "$out"
+  done
+  return 0
 }
 case "$NAME" in
   fuzz_gguf) for f in "$DATA"/models/ggml-vocab/*.gguf; do seed "$f" 0; done ;;
