@@ -23,8 +23,10 @@ std::vector<MCItem> load_piqa(const std::string& tasks_dir, int limit) {
     MCItem it;
     try {
       auto j = nlohmann::json::parse(line);
-      it.context = "Question: " + j.at("goal").get<std::string>() + "\nAnswer:";
-      it.choices = {" " + j.at("sol1").get<std::string>(), " " + j.at("sol2").get<std::string>()};
+      // (appends rather than "literal" + string&&: g++ 12 warns falsely about the latter)
+      it.context = std::string("Question: ").append(j.at("goal").get<std::string>()).append("\nAnswer:");
+      it.choices = {std::string(" ").append(j.at("sol1").get<std::string>()),
+                    std::string(" ").append(j.at("sol2").get<std::string>())};
     } catch (const nlohmann::json::exception& e) {
       fail(data, "line " + std::to_string(lineno) + ": " + e.what());
     }
