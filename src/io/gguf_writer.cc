@@ -131,7 +131,6 @@ void add_tokenizer_kv(KVWriter& kv, const Tokenizer& t, const VocabExport& voc) 
   if (t.eos >= 0) kv.u32("tokenizer.ggml.eos_token_id", (uint32_t)t.eos);
   kv.boolean("tokenizer.ggml.add_bos_token", t.add_bos);
   if (voc.model == "llama") kv.boolean("tokenizer.ggml.add_space_prefix", voc.add_space_prefix);
-
 }
 
 }  // namespace
