@@ -61,8 +61,8 @@ TEST(Reliability, UnwritableOutputFailsBeforeWork) {
   test::expect_documented_error(r, "cannot create output directory: No such file or directory");
 }
 
-// A random model whose tensor `name` gets `value` at element 5.
-std::string model_with_value(const std::string& name, float value) {
+// A random model whose tensor `name` gets `value` at element 5 (every element with fill_all).
+std::string model_with_value(const std::string& name, float value, bool fill_all = false) {
   test::RandomModelOptions o;
   o.layers = 2;
   std::string dir = test::make_random_model(o);
@@ -72,7 +72,7 @@ std::string model_with_value(const std::string& name, float value) {
     for (auto& n : src.names()) {
       Tensor t = to_f32(src.info(n));
       if (n == name) {
-        if (value == 0) std::fill(t.data.begin(), t.data.end(), 1e30f);
+        if (fill_all) std::fill(t.data.begin(), t.data.end(), value);
         else t.data[5] = value;
       }
       ts.emplace_back(n, std::move(t));
@@ -95,7 +95,7 @@ TEST(Reliability, NanOrInfInWeightsIsNamed) {
 
 TEST(Reliability, NonFiniteActivationsAreLocated) {
   // Finite weights (1e30 norm gains) whose activations overflow fp32 in layer 0.
-  std::string dir = model_with_value("model.layers.0.post_attention_layernorm.weight", 0);
+  std::string dir = model_with_value("model.layers.0.post_attention_layernorm.weight", 1e30f, /*fill_all=*/true);
   auto r = test::run_cli("eval -q --max-windows 1 --ctx 32 --model " + dir);
   test::expect_documented_error(r, "model.layers.0: non-finite activation (NaN/Inf) in the layer output");
 }
