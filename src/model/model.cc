@@ -32,6 +32,14 @@ Tensor load_checked(const TensorSource& src, const std::string& name, std::vecto
   return t;
 }
 
+// `resident` -1: keep every layer in memory if the model is at most 8 GiB in fp32, else stream.
+bool keep_resident(const TensorSource& src, int resident) {
+  if (resident >= 0) return resident == 1;
+  size_t bytes = 0;
+  for (auto& n : src.names()) bytes += Tensor::numel_of(src.info(n).shape) * 4;
+  return bytes <= (8ull << 30);
+}
+
 std::string find_llama2c_tokenizer(const std::string& bin) {
   std::string dir = ".";
   auto slash = bin.rfind('/');
@@ -62,19 +70,16 @@ std::unique_ptr<Model> Model::open(const std::string& path, int resident, const 
     if (!file_exists(cfg)) fail(path, "not a model directory (no config.json)");
     ModelSpec spec = read_hf_config(cfg);
     auto src = std::make_shared<SafetensorsDir>(path);
-    size_t bytes = 0;
-    for (auto& n : src->names()) bytes += Tensor::numel_of(src->info(n).shape) * 4;
-    bool res = resident < 0 ? bytes <= (8ull << 30) : resident == 1;
-    m = from_source(spec, src, res);
+    m = from_source(spec, src, keep_resident(*src, resident));
+    // HF tokenizer files win; a directory without them may carry a converted model's vocabulary
+    const bool hf_tok = file_exists(join_path(path, "tokenizer.model")) || file_exists(join_path(path, "tokenizer.json"));
     if (!tokenizer_path.empty()) {
       m->tokenizer = load_sentencepiece(tokenizer_path);
       m->tokenizer_path = tokenizer_path;
-    } else if (!file_exists(join_path(path, "tokenizer.model")) && !file_exists(join_path(path, "tokenizer.json")) &&
-               file_exists(join_path(path, "tokenizer.gguf"))) {
+    } else if (!hf_tok && file_exists(join_path(path, "tokenizer.gguf"))) {
       m->tokenizer_path = join_path(path, "tokenizer.gguf");  // made from a GGUF model
       m->tokenizer = load_gguf_tokenizer(GGUFFile(m->tokenizer_path));
-    } else if (!file_exists(join_path(path, "tokenizer.model")) && !file_exists(join_path(path, "tokenizer.json")) &&
-               file_exists(join_path(path, "tokenizer.bin"))) {
+    } else if (!hf_tok && file_exists(join_path(path, "tokenizer.bin"))) {
       m->tokenizer_path = join_path(path, "tokenizer.bin");  // a converted llama2.c model
       m->tokenizer = load_llama2c_tokenizer(m->tokenizer_path, spec.vocab);
     } else {
@@ -85,9 +90,7 @@ std::unique_ptr<Model> Model::open(const std::string& path, int resident, const 
     auto f = std::make_shared<const GGUFFile>(path);
     ModelSpec spec = gguf_model_spec(*f);
     auto src = std::make_shared<GGUFSource>(f, spec);
-    size_t bytes = 0;
-    for (auto& n : src->names()) bytes += Tensor::numel_of(src->info(n).shape) * 4;
-    m = from_source(spec, src, resident < 0 ? bytes <= (8ull << 30) : resident == 1);
+    m = from_source(spec, src, keep_resident(*src, resident));
     m->tokenizer = tokenizer_path.empty() ? load_gguf_tokenizer(*f) : load_sentencepiece(tokenizer_path);
     m->tokenizer_path = tokenizer_path.empty() ? path : tokenizer_path;
   } else if (file_exists(path)) {
