@@ -113,6 +113,17 @@ const Tensor* pick(const LayerWeights& w, const std::string& what) {
   return nullptr;
 }
 
+// GGUF v3 magic, version, counts and the metadata; tensor infos (if any) follow.
+KVWriter gguf_header(uint64_t n_tensors, const KVWriter& kv) {
+  KVWriter head;
+  head.buf = "GGUF";
+  head.raw<uint32_t>(3);
+  head.raw<uint64_t>(n_tensors);
+  head.raw<uint64_t>(kv.count);
+  head.buf += kv.buf;
+  return head;
+}
+
 VocabExport export_or_fail(const Tokenizer& t, const std::string& path) {
   VocabExport voc;
   if (!t.export_vocab(&voc))
@@ -141,13 +152,7 @@ void write_gguf_vocab(const Tokenizer& t, const std::string& path) {
   kv.string("general.architecture", "llama");
   kv.string("general.name", "kurtail vocabulary");
   add_tokenizer_kv(kv, t, voc);
-  KVWriter head;
-  head.buf = "GGUF";
-  head.raw<uint32_t>(3);
-  head.raw<uint64_t>(0);
-  head.raw<uint64_t>(kv.count);
-  head.buf += kv.buf;
-  write_file_atomic(path, head.buf);
+  write_file_atomic(path, gguf_header(0, kv).buf);
 }
 
 void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const std::string& name) {
@@ -223,12 +228,7 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
   kv.u32(a + "vocab_size", (uint32_t)s.vocab);
   add_tokenizer_kv(kv, *m.tokenizer, voc);
 
-  KVWriter head;
-  head.buf = "GGUF";
-  head.raw<uint32_t>(3);
-  head.raw<uint64_t>(ts.size());
-  head.raw<uint64_t>(kv.count);
-  head.buf += kv.buf;
+  KVWriter head = gguf_header(ts.size(), kv);
   for (auto& t : ts) {
     head.str(t.name);
     head.raw<uint32_t>((uint32_t)t.shape.size());
@@ -261,12 +261,8 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
       fail(path, "tensor '" + t.name + "' has no fp32 weights of the expected shape (a --packed model? export from the fake-quant or FP model)");
     const float* p = src->data.data();
     if (t.permute_heads > 0) {
-      const int64_t R = t.shape[0], C = (int64_t)n / R, hd = R / t.permute_heads;
       rows.resize(n);
-      for (int64_t h = 0; h < t.permute_heads; h++)
-        for (int64_t i = 0; i < hd / 2; i++)
-          for (int64_t j = 0; j < 2; j++)
-            std::memcpy(&rows[(h * hd + 2 * i + j) * C], &p[(h * hd + j * (hd / 2) + i) * C], C * 4);
+      permute_qk_rows(p, rows.data(), t.shape[0], (int64_t)n / t.shape[0], t.permute_heads, /*to_gguf=*/true);
       p = rows.data();
     }
     out.pad_to(data_start + t.offset);

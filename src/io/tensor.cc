@@ -158,17 +158,23 @@ Tensor to_f32(const TensorInfo& ti) {
                         ", expected a floating-point type (F32/F16/BF16/Q8_0)");
   }
   if (ti.unpermute_heads > 0) {
-    // rows of head h: stored index 2i+j holds HF row j*(d/2)+i
     const int64_t rows = ti.shape.empty() ? 0 : ti.shape[0], cols = rows ? (int64_t)n / rows : 0;
     const int64_t hd = rows / ti.unpermute_heads;
     if (rows % ti.unpermute_heads || hd % 2) fail(ti.file, "tensor '" + ti.name + "' rows do not split into heads");
     std::vector<float> src(t.data);
-    for (int64_t h = 0; h < ti.unpermute_heads; h++)
-      for (int64_t i = 0; i < hd / 2; i++)
-        for (int64_t j = 0; j < 2; j++)
-          std::memcpy(&out[(h * hd + j * (hd / 2) + i) * cols], &src[(h * hd + 2 * i + j) * cols], cols * 4);
+    permute_qk_rows(src.data(), out, rows, cols, ti.unpermute_heads, /*to_gguf=*/false);
   }
   return t;
+}
+
+void permute_qk_rows(const float* src, float* dst, int64_t rows, int64_t cols, int heads, bool to_gguf) {
+  const int64_t hd = rows / heads;
+  for (int64_t h = 0; h < heads; h++)
+    for (int64_t i = 0; i < hd / 2; i++)
+      for (int64_t j = 0; j < 2; j++) {
+        const int64_t hf = h * hd + j * (hd / 2) + i, gg = h * hd + 2 * i + j;
+        std::memcpy(&dst[(to_gguf ? gg : hf) * cols], &src[(to_gguf ? hf : gg) * cols], cols * sizeof(float));
+      }
 }
 
 }  // namespace kt

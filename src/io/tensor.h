@@ -67,6 +67,11 @@ struct TensorInfo {
   int unpermute_heads = 0;
 };
 
+// llama.cpp's q/k row order for its RoPE: within each of `heads` heads of d rows, HF row
+// j*(d/2)+i is stored at 2i+j. to_gguf = true applies that permutation, false undoes it.
+// src and dst are [rows, cols] and must not overlap.
+void permute_qk_rows(const float* src, float* dst, int64_t rows, int64_t cols, int heads, bool to_gguf);
+
 // Converts a stored tensor to fp32 (F32/F16/BF16/F64/Q8_0 accepted).
 Tensor to_f32(const TensorInfo& ti);
 
