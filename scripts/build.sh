@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages kurtail needs (when missing; chromium only runs the report browser test), configures and builds with -j2.
-# Usage: bash scripts/build.sh [BUILD_DIR] [extra cmake args...]
+# Usage: bash scripts/build.sh [BUILD_DIR] [extra cmake args...]   env: EXTRA_PKGS (more Debian packages)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD="${1:-build}"
 shift $(( $# > 0 ? 1 : 0 ))
 PKGS="cmake g++ make pkg-config ccache libopenblas-dev libeigen3-dev nlohmann-json3-dev \
-libpcre2-dev libsentencepiece-dev libcli11-dev libgtest-dev libbenchmark-dev chromium"
+libpcre2-dev libsentencepiece-dev libcli11-dev libgtest-dev libbenchmark-dev chromium ${EXTRA_PKGS:-}"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

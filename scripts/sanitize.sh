@@ -6,16 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD="${1:-build-san}"
-PKGS="clang libclang-rt-14-dev libomp-14-dev"
-missing=""
-for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
-if [ -n "$missing" ]; then
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -q
-  $SUDO apt-get install -y -q $missing
-fi
-bash scripts/build.sh "$BUILD" -DCMAKE_CXX_COMPILER=clang++ -DKURTAIL_SANITIZE=ON -DKURTAIL_FUZZ=ON
+EXTRA_PKGS="clang libclang-rt-14-dev libomp-14-dev" bash scripts/build.sh "$BUILD" -DCMAKE_CXX_COMPILER=clang++ -DKURTAIL_SANITIZE=ON -DKURTAIL_FUZZ=ON
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export ASAN_OPTIONS="detect_leaks=1"
 ctest --test-dir "$BUILD" --output-on-failure -j2
