@@ -8,10 +8,7 @@
 using namespace kt;
 
 // Seeds are the real vocabulary files in $KURTAIL_DATA/models/ggml-vocab (fuzz/run.sh).
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  fuzz::write_seeds_if_asked(nullptr);
-  return 0;
-}
+KT_FUZZ_SEEDS(nullptr)
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {

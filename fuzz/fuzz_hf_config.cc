@@ -16,10 +16,7 @@ static const std::vector<std::string>& seeds() {
   return s;
 }
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  fuzz::write_seeds_if_asked(&seeds);
-  return 0;
-}
+KT_FUZZ_SEEDS(&seeds)
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ModelSpec a;

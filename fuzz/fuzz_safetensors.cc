@@ -21,10 +21,7 @@ static const std::vector<std::string>& seeds() {
   return s;
 }
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  fuzz::write_seeds_if_asked(&seeds);
-  return 0;
-}
+KT_FUZZ_SEEDS(&seeds)
 
 static void touch_all(const TensorSource& src) {
   for (const auto& n : src.names()) {

@@ -83,3 +83,10 @@ inline std::string make_parts(const std::vector<std::string>& parts) {
 void write_seeds_if_asked(const std::vector<std::string>& (*seeds)());
 
 }  // namespace kt::fuzz
+
+// Defines a target's LLVMFuzzerInitialize: write its seeds (`fn`, or nullptr) when asked.
+#define KT_FUZZ_SEEDS(fn)                               \
+  extern "C" int LLVMFuzzerInitialize(int*, char***) { \
+    kt::fuzz::write_seeds_if_asked(fn);                 \
+    return 0;                                           \
+  }
