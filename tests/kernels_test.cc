@@ -2,6 +2,9 @@
 // kernel this CPU supports, odd shapes, per-channel and grouped Q4, and Q8.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <random>
 
 #include "quant/quantizer.h"
@@ -110,6 +113,104 @@ TEST(Kernels, FloatEpilogueEqualsDequantizedProduct) {
       for (int k = 0; k < K; k++) ref += (double)a.q[m * K + k] * a.scale[m] * w[n * K + k] * sc[n];
       EXPECT_NEAR(y[m * N + n], ref, 1e-4 * (1 + std::fabs(ref)));
     }
+}
+
+// The AVX-512 activation quantizer must give the reference's codes, scales and group sums bit for
+// bit, also for NaN / Inf / all-zero rows and K that is not a multiple of 16.
+TEST(Kernels, FastActivationQuantizerMatchesReferenceBitExactly) {
+  if (!kernel_supported(Kernel::Vnni)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  std::mt19937 g(4);
+  std::normal_distribution<float> nd;
+  struct C { int M, K, group, bits; float clip; };
+  for (C c : {C{5, 100, 0, 8, 1.0f}, C{9, 256, 64, 4, 0.9f}, C{3, 37, 0, 4, 1.0f}, C{4, 704, 32, 8, 0.95f},
+              C{2, 16, 8, 4, 1.0f}}) {
+    const int Kp = (c.K + 7) / 8 * 8;
+    if (c.group && Kp % c.group) continue;
+    std::vector<float> x((size_t)c.M * c.K);
+    for (auto& v : x) v = nd(g) * (1 + 20 * (g() % 50 == 0));  // a few outliers
+    x[3] = NAN;                                                 // row 0: NaN is skipped in absmax, coded 0
+    if (c.M > 1) x[(size_t)c.K + 1] = INFINITY;                 // row 1: Inf absmax -> scale Inf
+    if (c.M > 2) std::fill(x.begin() + 2 * c.K, x.begin() + 3 * c.K, 0.0f);  // row 2: all zero
+    if (c.M > 3) {  // row 3: values at or next to rounding ties, where x / s and x * (1 / s) differ
+      float* r = &x[(size_t)3 * c.K];
+      const int qmax = (1 << (c.bits - 1)) - 1;
+      r[0] = 3.3f;
+      const float s = 3.3f * c.clip / qmax;
+      for (int k = 1; k < c.K; k++) r[k] = ((float)(k % (2 * qmax) - qmax) + 0.5f) * s;
+    }
+    QuantizedActs want, got;
+    quantize_acts_ref(x.data(), c.M, c.K, Kp, c.bits, c.clip, c.group, &want);
+    quantize_acts(Kernel::Vnni, x.data(), c.M, c.K, Kp, c.bits, c.clip, c.group, &got);
+    EXPECT_EQ(got.q, want.q) << "K=" << c.K << " bits=" << c.bits;
+    EXPECT_EQ(got.gsum, want.gsum) << "K=" << c.K;
+    for (int m = 0; m < c.M; m++) EXPECT_EQ(std::memcmp(&got.scale[m], &want.scale[m], 4), 0) << "row " << m;
+  }
+}
+
+// A row transform given to quantize_acts acts like transforming x first, and x is left alone.
+TEST(Kernels, RowTransformIsAppliedBeforeQuantizing) {
+  struct Reverse : RowTransform {  // any per-row linear map will do: reverse and scale by 2
+    int64_t n;
+    explicit Reverse(int64_t n) : n(n) {}
+    int64_t size() const override { return n; }
+    void apply_row(float* r) const override {
+      std::reverse(r, r + n);
+      for (int64_t i = 0; i < n; i++) r[i] *= 2;
+    }
+  };
+  std::mt19937 g(5);
+  std::normal_distribution<float> nd;
+  const int M = 6, K = 72;
+  std::vector<float> x((size_t)M * K);
+  for (auto& v : x) v = nd(g);
+  const auto x0 = x;
+  Reverse rev(K);
+  auto xt = x;
+  for (int m = 0; m < M; m++) rev.apply_row(&xt[(size_t)m * K]);
+  QuantizedActs want;
+  quantize_acts_ref(xt.data(), M, K, K, 4, 1.0f, 0, &want);
+  for (Kernel k : kernels()) {
+    QuantizedActs got;
+    quantize_acts(k, x.data(), M, K, K, 4, 1.0f, 0, &got, &rev);
+    EXPECT_EQ(got.q, want.q) << kernel_name(k);
+    EXPECT_EQ(got.scale, want.scale) << kernel_name(k);
+    EXPECT_EQ(x, x0) << "the input must not be modified";
+  }
+  Reverse wrong(K + 1);
+  QuantizedActs a;
+  EXPECT_THROW(quantize_acts(Kernel::Scalar, x.data(), M, K, K, 4, 1.0f, 0, &a, &wrong), std::exception);
+}
+
+// The VNNI kernel applies the float epilogue in registers; it must agree with the reference
+// epilogue over the scalar kernel's int32 sums (grouped and per-channel, Q4 and Q8, bias,
+// N not a multiple of 16, row counts that leave every remainder block).
+TEST(Kernels, FusedEpilogueMatchesReferenceEpilogue) {
+  if (!kernel_supported(Kernel::Vnni)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  std::mt19937 g(6);
+  std::normal_distribution<float> nd;
+  const Case cases[] = {{QType::Q4, 13, 80, 256, 0}, {QType::Q4, 7, 37, 512, 64}, {QType::Q8, 11, 100, 384, 128},
+                        {QType::Q8, 1, 48, 64, 0},    {QType::Q4, 20, 130, 128, 32}};
+  for (const Case& c : cases) {
+    const int lo = c.t == QType::Q4 ? -8 : -128, hi = c.t == QType::Q4 ? 7 : 127;
+    std::uniform_int_distribution<int> wd(lo, hi);
+    std::vector<int8_t> w((size_t)c.N * c.K);
+    for (auto& v : w) v = (int8_t)wd(g);
+    const int Kp = (c.K + 7) / 8 * 8, G = c.group > 0 ? Kp / c.group : 1;
+    std::vector<float> sc((size_t)c.N * G), bias(c.N), x((size_t)c.M * c.K);
+    for (auto& v : sc) v = 0.01f * (1 + std::fabs(nd(g)));
+    for (auto& v : bias) v = nd(g);
+    for (auto& v : x) v = nd(g);
+    PackedWeight p = pack_weights_ref(c.t, w.data(), c.N, c.K, c.group, sc.data());
+    QuantizedActs a;
+    quantize_acts_ref(x.data(), c.M, c.K, Kp, 8, 1.0f, c.group, &a);
+    std::vector<int32_t> acc((size_t)c.M * p.Np * G);
+    gemm_acc(Kernel::Scalar, a, p, acc.data());
+    std::vector<float> want((size_t)c.M * c.N), got(want.size(), NAN);
+    gemm_epilogue_ref(a, p, acc.data(), bias.data(), want.data());
+    gemm_q(Kernel::Vnni, a, p, bias.data(), got.data());
+    for (size_t i = 0; i < want.size(); i++)
+      ASSERT_NEAR(got[i], want[i], 1e-5f * (1 + std::fabs(want[i]))) << "M=" << c.M << " N=" << c.N << " i=" << i;
+  }
 }
 
 }  // namespace

@@ -1,9 +1,9 @@
-// The integer GEMM kernels. Each computes acc[m, n, g] = sum_{k in g} xq[m,k] * w[n,k] exactly.
+// The scalar and AVX2 integer GEMM kernels. Each computes acc[m, n, g] = sum_{k in g} xq[m,k] * w[n,k] exactly.
 // Q4 weights are stored as u = w + 8, so every kernel accumulates sum u*x and subtracts
 // 8 * sum x (the activation group sums); Q8 kernels use x + 128 as the unsigned operand
 // (VNNI) or widen to 16 bits (AVX2) and the scalar kernel reads the values directly.
 // Compiled with per-function target attributes so one binary runs everywhere; the dispatcher
-// (runtime/packed.cc) only calls what CPUID reports.
+// (runtime/packed.cc) only calls what CPUID reports. The AVX-512 VNNI kernel is in kernels_vnni.cc.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -100,89 +100,5 @@ void gemm_acc_avx2(const QuantizedActs& a, const PackedWeight& w, int32_t* acc) 
   for (int m = 0; m < a.M; m++)
     for (int tile = 0; tile < w.Np / 16; tile++) avx2_tile(a, w, acc, m, tile);
 }
-
-// Register block: MR rows of x times NT tiles of 16 channels -> MR*NT zmm accumulators. Each
-// weight vector (unpacked once per k8 step) feeds MR dot products and each broadcast x word
-// feeds NT, which keeps the two vpdpbusd ports busy instead of the load/shuffle ports.
-template <int MR, int NT>
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) static inline void vnni_block(
-    const QuantizedActs& a, const PackedWeight& w, int32_t* acc, int m0, int mr, int tile0, int g) {
-  const int G = w.groups(), K8 = w.Kp / 8, gk8 = w.group / 8;
-  const size_t step = w.type == QType::Q4 ? 64 : 128;
-  const __m512i lo4 = _mm512_set1_epi8(0x0f), flip = _mm512_set1_epi8((char)0x80);
-  __m512i s[MR][NT];
-  for (int r = 0; r < MR; r++)
-    for (int t = 0; t < NT; t++) s[r][t] = _mm512_setzero_si512();
-  for (int k8 = g * gk8; k8 < (g + 1) * gk8; k8++) {
-    __m512i wa[NT], wb[NT];
-    for (int t = 0; t < NT; t++) {
-      const uint8_t* d = &w.data[((size_t)(tile0 + t) * K8 + k8) * step];
-      if (w.type == QType::Q4) {
-        const __m512i b = _mm512_loadu_si512(d);
-        wa[t] = _mm512_and_si512(b, lo4);
-        wb[t] = _mm512_and_si512(_mm512_srli_epi16(b, 4), lo4);
-      } else {
-        wa[t] = _mm512_loadu_si512(d);
-        wb[t] = _mm512_loadu_si512(d + 64);
-      }
-    }
-    for (int r = 0; r < MR; r++) {
-      if (r >= mr) break;
-      const int8_t* x = &a.q[(size_t)(m0 + r) * a.Kp + k8 * 8];
-      int32_t xa, xb;
-      std::memcpy(&xa, x, 4);
-      std::memcpy(&xb, x + 4, 4);
-      __m512i va = _mm512_set1_epi32(xa), vb = _mm512_set1_epi32(xb);
-      if (w.type == QType::Q4) {
-        for (int t = 0; t < NT; t++) {
-          s[r][t] = _mm512_dpbusd_epi32(s[r][t], wa[t], va);
-          s[r][t] = _mm512_dpbusd_epi32(s[r][t], wb[t], vb);
-        }
-      } else {  // (x + 128) as u8 times w as s8; 128 * sum w is subtracted below
-        va = _mm512_xor_si512(va, flip);
-        vb = _mm512_xor_si512(vb, flip);
-        for (int t = 0; t < NT; t++) {
-          s[r][t] = _mm512_dpbusd_epi32(s[r][t], va, wa[t]);
-          s[r][t] = _mm512_dpbusd_epi32(s[r][t], vb, wb[t]);
-        }
-      }
-    }
-  }
-  for (int r = 0; r < mr; r++)
-    for (int t = 0; t < NT; t++) {
-      int32_t out[16];
-      _mm512_storeu_si512(out, s[r][t]);
-      const int m = m0 + r;
-      for (int c = 0; c < 16; c++) {
-        const int n = (tile0 + t) * 16 + c;
-        int32_t v = out[c];
-        if (w.type == QType::Q4) v -= 8 * a.gsum[(size_t)m * G + g];
-        else v -= w.offsets[(size_t)n * G + g];
-        acc[((size_t)m * w.Np + n) * G + g] = v;
-      }
-    }
-}
-
-template <int MR, int NT>
-static void gemm_acc_vnni_t(const QuantizedActs& a, const PackedWeight& w, int32_t* acc) {
-  const int G = w.groups(), tiles = w.Np / 16, pairs = (tiles + NT - 1) / NT, mblocks = (a.M + MR - 1) / MR;
-#pragma omp parallel for collapse(2) schedule(static) if ((int64_t)a.M * w.Np * w.Kp > (1 << 20))
-  for (int tp = 0; tp < pairs; tp++)
-    for (int mb = 0; mb < mblocks; mb++) {
-      const int m0 = mb * MR, mr = std::min(MR, a.M - m0), t0 = tp * NT;
-      for (int g = 0; g < G; g++) {
-        if (t0 + NT <= tiles) {
-          vnni_block<MR, NT>(a, w, acc, m0, mr, t0, g);
-        } else {  // the last 1..NT-1 tiles
-          for (int t = t0; t < tiles; t++) vnni_block<MR, 1>(a, w, acc, m0, mr, t, g);
-        }
-      }
-    }
-}
-
-// 6 rows x 3 tiles: 18 accumulators + 6 weight vectors + 2 broadcasts fit the 32 zmm registers,
-// and each unpacked Q4 vector feeds 6 dot products. Measured against 4x2, 8x2, 4x4, 5x4, 7x3,
-// 8x3 and 12x2 at M = 128, N = K = 4096 (docs/RESULTS.md): 6x3 was fastest (+20% over 4x2).
-void gemm_acc_vnni(const QuantizedActs& a, const PackedWeight& w, int32_t* acc) { gemm_acc_vnni_t<6, 3>(a, w, acc); }
 
 }  // namespace kt

@@ -92,12 +92,22 @@ PackedWeight pack_weights_ref(QType t, const int8_t* q, int N, int K, int group,
       if (t == QType::Q4) std::memcpy(d, &s4, sizeof s4);
       else std::memcpy(d, &s8, sizeof s8);
     }
-  if (t == QType::Q8) {
-    p.offsets.assign((size_t)p.Np * G, 0);
-    for (int n = 0; n < N; n++)
-      for (int k = 0; k < K; k++) p.offsets[(size_t)n * G + k / group] += 128 * at(n, k);
-  }
+  finalize_packed(p);
   return p;
+}
+
+void finalize_packed(PackedWeight& p) {
+  const int G = p.groups();
+  p.scales_gn.assign((size_t)G * p.Np, 0.0f);
+  for (int n = 0; n < p.N; n++)
+    for (int g = 0; g < G; g++) p.scales_gn[(size_t)g * p.Np + n] = p.scales[(size_t)n * G + g];
+  p.offsets_gn.clear();
+  if (p.type != QType::Q8) return;
+  std::vector<int8_t> q((size_t)p.N * p.K);
+  unpack_weights_ref(p, q.data());
+  p.offsets_gn.assign((size_t)G * p.Np, 0);
+  for (int n = 0; n < p.N; n++)
+    for (int k = 0; k < p.K; k++) p.offsets_gn[(size_t)(k / p.group) * p.Np + n] += 128 * q[(size_t)n * p.K + k];
 }
 
 void unpack_weights_ref(const PackedWeight& p, int8_t* q) {
@@ -148,6 +158,48 @@ void quantize_acts_ref(const float* x, int M, int K, int Kp, int bits, float cli
   }
 }
 
+void quantize_row_avx512(const float* r, int K, int Kp, int bits, float clip, int group, int8_t* qr, float* scale,
+                         int32_t* gsum);
+
+void quantize_acts(Kernel kern, const float* x, int M, int K, int Kp, int bits, float clip, int group,
+                   QuantizedActs* out, const RowTransform* pre) {
+  if (pre && pre->size() != K) fail("quantize_acts: row transform size differs from K");
+  const bool simd = kern == Kernel::Vnni && kernel_supported(Kernel::Vnni);
+  if (!simd && !pre) return quantize_acts_ref(x, M, K, Kp, bits, clip, group, out);
+  out->M = M;
+  out->K = K;
+  out->Kp = Kp;
+  out->bits = bits;
+  if (group <= 0) group = Kp;
+  const int G = Kp / group;
+  out->q.resize((size_t)M * Kp);
+  out->scale.resize(M);
+  out->gsum.resize((size_t)M * G);
+#pragma omp parallel if ((int64_t)M * K > 65536)
+  {
+    std::vector<float> row(pre ? K : 0);
+    QuantizedActs one;
+#pragma omp for
+    for (int m = 0; m < M; m++) {
+      const float* r = x + (size_t)m * K;
+      if (pre) {
+        std::copy(r, r + K, row.begin());
+        pre->apply_row(row.data());
+        r = row.data();
+      }
+      if (simd) {
+        quantize_row_avx512(r, K, Kp, bits, clip, group, &out->q[(size_t)m * Kp], &out->scale[m],
+                            &out->gsum[(size_t)m * G]);
+      } else {
+        quantize_acts_ref(r, 1, K, Kp, bits, clip, group, &one);
+        std::copy(one.q.begin(), one.q.end(), out->q.begin() + (size_t)m * Kp);
+        out->scale[m] = one.scale[0];
+        std::copy(one.gsum.begin(), one.gsum.end(), out->gsum.begin() + (size_t)m * G);
+      }
+    }
+  }
+}
+
 std::shared_ptr<const PackedWeight> load_packed_weight(const TensorSource& src, const std::string& name, int N, int K,
                                                        Tensor* qscale, int* qbits) {
   const TensorInfo& qi = src.info(name + ".qweight");
@@ -174,13 +226,7 @@ std::shared_ptr<const PackedWeight> load_packed_weight(const TensorSource& src, 
     fail(qi.file, "'" + name + ".qweight' has " + std::to_string(qi.nbytes) + " bytes, expected " + std::to_string(want));
   p->data.assign(qi.data, qi.data + qi.nbytes);
   p->scales = qscale->data;
-  if (p->type == QType::Q8) {  // offsets are derived, never trusted from disk
-    std::vector<int8_t> q((size_t)N * K);
-    unpack_weights_ref(*p, q.data());
-    p->offsets.assign((size_t)p->Np * G, 0);
-    for (int n = 0; n < N; n++)
-      for (int k = 0; k < K; k++) p->offsets[(size_t)n * G + k / p->group] += 128 * q[(size_t)n * K + k];
-  }
+  finalize_packed(*p);  // kernel tables are derived, never read from disk
   return p;
 }
 
@@ -208,10 +254,19 @@ void gemm_acc(Kernel k, const QuantizedActs& a, const PackedWeight& w, int32_t* 
   }
 }
 
+void gemm_f32_vnni(const QuantizedActs& a, const PackedWeight& w, const float* bias, float* y);
+
 void gemm_q(Kernel k, const QuantizedActs& a, const PackedWeight& w, const float* bias, float* y) {
-  const int G = w.groups();
-  std::vector<int32_t> acc((size_t)a.M * w.Np * G);
+  if (a.Kp != w.Kp) fail("gemm: activation and weight K differ");
+  if (!kernel_supported(k)) fail(std::string("gemm: kernel ") + kernel_name(k) + " not supported on this CPU");
+  if (k == Kernel::Vnni) return gemm_f32_vnni(a, w, bias, y);
+  std::vector<int32_t> acc((size_t)a.M * w.Np * w.groups());
   gemm_acc(k, a, w, acc.data());
+  gemm_epilogue_ref(a, w, acc.data(), bias, y);
+}
+
+void gemm_epilogue_ref(const QuantizedActs& a, const PackedWeight& w, const int32_t* acc, const float* bias, float* y) {
+  const int G = w.groups();
 #pragma omp parallel for if ((int64_t)a.M * w.N > 4096)
   for (int m = 0; m < a.M; m++)
     for (int n = 0; n < w.N; n++) {

@@ -17,6 +17,14 @@ namespace kt {
 
 enum class QType { Q4, Q8 };
 
+enum class Kernel { Scalar, Avx2, Vnni };
+const char* kernel_name(Kernel k);
+// Best kernel this CPU supports, unless KURTAIL_KERNEL=scalar|avx2|vnni forces one.
+Kernel active_kernel();
+// Forces the kernel used by active_kernel() (tests run every supported one).
+void set_active_kernel(Kernel k);
+bool kernel_supported(Kernel k);
+
 // One (tile, k8) step: 16 output channels x 8 consecutive K. These structs are the layout;
 // pack_weights_ref / unpack_weights_ref are its scalar reference and the kernels read the
 // same bytes as one (Q4) or two (Q8) 64-byte vectors.
@@ -38,11 +46,16 @@ struct PackedWeight {
   int Np = 0, Kp = 0;      // padded sizes
   int group = 0;           // = Kp for per-channel
   std::vector<uint8_t> data;
-  std::vector<float> scales;     // [N, Kp/group]
-  std::vector<int32_t> offsets;  // Q8 only: 128 * sum_k w[n, group] for the u8 trick; [Np, G]
+  std::vector<float> scales;  // [N, Kp/group], as stored on disk
+  // Derived by finalize_packed() for the kernels, which read 16 channels of one group at once:
+  std::vector<float> scales_gn;     // [G, Np]: scales transposed, zero past N
+  std::vector<int32_t> offsets_gn;  // [G, Np]: Q8 only, 128 * sum_{k in g} w[n, k] (the u8 trick)
   int groups() const { return Kp / group; }
-  size_t bytes() const { return data.size() + scales.size() * 4 + offsets.size() * 4; }
+  size_t bytes() const { return data.size() + scales.size() * 4; }  // what is stored
 };
+
+// Fills scales_gn / offsets_gn from scales and data (pack_weights_ref and the loader call it).
+void finalize_packed(PackedWeight& p);
 
 
 // Integer weights (row-major [N, K], values in range for the type) + scales [N, G] -> packed.
@@ -59,6 +72,17 @@ struct QuantizedActs {
   std::vector<int32_t> gsum;   // [M, Kp/group]: sum of codes per weight group (Q4 correction)
 };
 void quantize_acts_ref(const float* x, int M, int K, int Kp, int bits, float clip, int group, QuantizedActs* out);
+// The same codes, bit for bit, from the fastest implementation for `k` (AVX-512 for Vnni). When
+// `pre` is given it is applied to a private copy of each row just before the row is quantized
+// (the online Hadamard before down_proj): the rotated row never goes back to memory and x is
+// left unchanged.
+struct RowTransform {
+  virtual ~RowTransform() = default;
+  virtual int64_t size() const = 0;
+  virtual void apply_row(float* row) const = 0;
+};
+void quantize_acts(Kernel k, const float* x, int M, int K, int Kp, int bits, float clip, int group, QuantizedActs* out,
+                   const RowTransform* pre = nullptr);
 
 class TensorSource;
 struct Tensor;
@@ -69,17 +93,12 @@ std::shared_ptr<const PackedWeight> load_packed_weight(const TensorSource& src, 
 // Dequantized fp32 weights [N, K] (w = q * scale) of a packed weight.
 std::vector<float> dequantize_packed(const PackedWeight& p);
 
-enum class Kernel { Scalar, Avx2, Vnni };
-const char* kernel_name(Kernel k);
-// Best kernel this CPU supports, unless KURTAIL_KERNEL=scalar|avx2|vnni forces one.
-Kernel active_kernel();
-// Forces the kernel used by active_kernel() (tests run every supported one).
-void set_active_kernel(Kernel k);
-bool kernel_supported(Kernel k);
 
 // Integer accumulators: acc[m, n, g] = sum_{k in group g} xq[m,k] * w[n,k] (exact int32).
 void gemm_acc(Kernel k, const QuantizedActs& a, const PackedWeight& w, int32_t* acc /* [M, Np, G] */);
-// y[m, n] = s_x[m] * sum_g s_w[n, g] * acc[m, n, g] (+ bias[n]).
+// y[m, n] = s_x[m] * sum_g s_w[n, g] * acc[m, n, g] (+ bias[n]). The VNNI kernel applies this
+// epilogue in registers; the others go through gemm_acc and gemm_epilogue_ref.
+void gemm_epilogue_ref(const QuantizedActs& a, const PackedWeight& w, const int32_t* acc, const float* bias, float* y);
 void gemm_q(Kernel k, const QuantizedActs& a, const PackedWeight& w, const float* bias, float* y /* [M, N] */);
 
 }  // namespace kt

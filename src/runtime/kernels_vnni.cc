@@ -1,0 +1,218 @@
+// AVX-512 VNNI integer GEMM and the AVX-512 per-token activation quantizer.
+//
+// GEMM: a register-blocked micro-kernel of MR activation rows x NT tiles of 16 output channels.
+// All MR*NT int32 accumulators stay in zmm registers for a whole weight group (the loops are
+// fully unrolled over compile-time MR/NT), each unpacked Q4 weight vector feeds MR vpdpbusd and
+// each broadcast activation word feeds NT. The float epilogue (zero-point correction, weight
+// and token scales, bias) runs on the registers at the end of each group and stores y directly,
+// so no int32 buffer is written for the float path. The integer-output variant (Out::Int) is the
+// same loop with a different store; the tests check it bit-exactly against the scalar kernel.
+//
+// Compiled with per-function target attributes; the dispatcher calls this only when CPUID
+// reports AVX-512 F/BW/VNNI.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "runtime/packed.h"
+
+// GCC 12 reports the deliberately undefined pass-through operand of _mm512_cvtepi32_ps and the
+// per-group sums (written at group 0 before any read; G >= 1) as maybe-uninitialized.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#define KT_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vnni")))
+
+namespace kt {
+namespace {
+
+enum class Out { Int, Float };
+
+struct GemmArgs {
+  const QuantizedActs* a;
+  const PackedWeight* w;
+  const float* bias;  // Float: may be null
+  float* y;           // Float: [M, N]
+  int32_t* acc;       // Int: [M, Np, G]
+};
+
+template <QType T, int MR, int NT, Out O>
+KT_VNNI_TARGET static inline void micro(const GemmArgs& g, int m0, int tile0) {
+  const QuantizedActs& a = *g.a;
+  const PackedWeight& w = *g.w;
+  const int G = w.groups(), gk8 = w.group / 8, K8 = w.Kp / 8;
+  constexpr size_t step = T == QType::Q4 ? sizeof(Q4Step) : sizeof(Q8Step);
+  const size_t tstride = (size_t)K8 * step;
+  const __m512i lo4 = _mm512_set1_epi8(0x0f), flip = _mm512_set1_epi8((char)0x80);
+  const int8_t* xr[MR];
+  for (int r = 0; r < MR; r++) xr[r] = &a.q[(size_t)(m0 + r) * a.Kp];
+  const uint8_t* wt = &w.data[(size_t)tile0 * tstride];
+  // Grouped weights: the per-group float partial sums live here (L1) between groups.
+  alignas(64) float fsum[MR][NT][16];
+  for (int gi = 0; gi < G; gi++) {
+    __m512i s[MR][NT];
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+      for (int t = 0; t < NT; t++) s[r][t] = _mm512_setzero_si512();
+    const int kb = gi * gk8, ke = kb + gk8;
+    for (int k8 = kb; k8 < ke; k8++) {
+      // Low then high half of the 8 K values: only NT weight vectors are live at a time, which
+      // keeps GCC from spilling accumulators (18 + 3 + 2 broadcasts + 1 mask of 32 registers).
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; h++) {
+        __m512i wv[NT];
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) {
+          const uint8_t* d = wt + t * tstride + (size_t)k8 * step;
+          if constexpr (T == QType::Q4) {
+            const __m512i b = _mm512_loadu_si512(d);
+            wv[t] = _mm512_and_si512(h == 0 ? b : _mm512_srli_epi16(b, 4), lo4);
+          } else {
+            wv[t] = _mm512_loadu_si512(d + 64 * h);
+          }
+        }
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; r++) {
+          int32_t xw;
+          std::memcpy(&xw, xr[r] + k8 * 8 + 4 * h, 4);
+          const __m512i v = _mm512_set1_epi32(xw);
+          if constexpr (T == QType::Q4) {  // u = w + 8 (unsigned) x codes (signed)
+#pragma GCC unroll 4
+            for (int t = 0; t < NT; t++) s[r][t] = _mm512_dpbusd_epi32(s[r][t], wv[t], v);
+          } else {  // (x + 128) as u8 times w as s8; 128 * sum w is subtracted below
+            const __m512i u = _mm512_xor_si512(v, flip);
+#pragma GCC unroll 4
+            for (int t = 0; t < NT; t++) s[r][t] = _mm512_dpbusd_epi32(s[r][t], u, wv[t]);
+          }
+        }
+      }
+    }
+    // zero-point corrections: Q4 subtracts 8 * (sum of the row's codes in this group), Q8
+    // subtracts 128 * (sum of the channel's weights in this group)
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+      for (int t = 0; t < NT; t++) {
+        const int n0 = (tile0 + t) * 16;
+        if constexpr (T == QType::Q4)
+          s[r][t] = _mm512_sub_epi32(s[r][t], _mm512_set1_epi32(8 * a.gsum[(size_t)(m0 + r) * G + gi]));
+        else
+          s[r][t] = _mm512_sub_epi32(s[r][t], _mm512_loadu_si512(&w.offsets_gn[(size_t)gi * w.Np + n0]));
+        if constexpr (O == Out::Int) {
+          alignas(64) int32_t v[16];
+          _mm512_store_si512(v, s[r][t]);
+          int32_t* dst = &g.acc[((size_t)(m0 + r) * w.Np + n0) * G + gi];
+          for (int c = 0; c < 16; c++) dst[(size_t)c * G] = v[c];
+        } else {
+          const __m512 f = _mm512_mul_ps(_mm512_loadu_ps(&w.scales_gn[(size_t)gi * w.Np + n0]),
+                                         _mm512_cvtepi32_ps(s[r][t]));
+          _mm512_store_ps(fsum[r][t], gi == 0 ? f : _mm512_add_ps(_mm512_load_ps(fsum[r][t]), f));
+        }
+      }
+  }
+  if constexpr (O == Out::Float) {
+    // y = s_x[m] * sum_g s_w[n, g] * acc_g (+ bias), stored with a mask past N
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++) {
+      const __m512 sx = _mm512_set1_ps(a.scale[m0 + r]);
+#pragma GCC unroll 4
+      for (int t = 0; t < NT; t++) {
+        const int n0 = (tile0 + t) * 16;
+        if (n0 >= w.N) continue;
+        const __mmask16 mask = w.N - n0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (w.N - n0)) - 1);
+        __m512 v = _mm512_mul_ps(sx, _mm512_load_ps(fsum[r][t]));
+        if (g.bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, g.bias + n0));
+        _mm512_mask_storeu_ps(g.y + (size_t)(m0 + r) * w.N + n0, mask, v);
+      }
+    }
+  }
+}
+
+// Dispatch on the rows left (1..MR) so every call runs a fully unrolled block.
+template <QType T, int MR, int NT, Out O>
+static void block(const GemmArgs& g, int m0, int mr, int tile0) {
+  if constexpr (MR > 1) {
+    if (mr < MR) return block<T, MR - 1, NT, O>(g, m0, mr, tile0);
+  }
+  micro<T, MR, NT, O>(g, m0, tile0);
+}
+
+// 6 rows x 3 tiles: 18 accumulators + 6 weight vectors + 2 broadcasts fit the 32 zmm registers.
+constexpr int kMR = 6, kNT = 3;
+
+template <QType T, Out O>
+static void gemm_vnni_t(const GemmArgs& g) {
+  const QuantizedActs& a = *g.a;
+  const int tiles = g.w->Np / 16, tblocks = (tiles + kNT - 1) / kNT, mblocks = (a.M + kMR - 1) / kMR;
+  // Threads split the tile blocks; inside one, the row blocks reuse its weights from L2.
+#pragma omp parallel for collapse(2) schedule(static) if ((int64_t)a.M * g.w->Np * g.w->Kp > (1 << 20))
+  for (int tb = 0; tb < tblocks; tb++)
+    for (int mb = 0; mb < mblocks; mb++) {
+      const int m0 = mb * kMR, mr = std::min(kMR, a.M - m0), t0 = tb * kNT;
+      if (t0 + kNT <= tiles) {
+        block<T, kMR, kNT, O>(g, m0, mr, t0);
+      } else {
+        for (int t = t0; t < tiles; t++) block<T, kMR, 1, O>(g, m0, mr, t);
+      }
+    }
+}
+
+template <Out O>
+static void gemm_vnni(const GemmArgs& g) {
+  if (g.w->type == QType::Q4) gemm_vnni_t<QType::Q4, O>(g);
+  else gemm_vnni_t<QType::Q8, O>(g);
+}
+
+}  // namespace
+
+void gemm_acc_vnni(const QuantizedActs& a, const PackedWeight& w, int32_t* acc) {
+  gemm_vnni<Out::Int>({&a, &w, nullptr, nullptr, acc});
+}
+
+void gemm_f32_vnni(const QuantizedActs& a, const PackedWeight& w, const float* bias, float* y) {
+  gemm_vnni<Out::Float>({&a, &w, bias, y, nullptr});
+}
+
+// Same arithmetic as quantize_acts_ref, 16 lanes at a time: IEEE division and round-to-nearest-
+// even give the same codes bit for bit (the tests compare the two on random, NaN and Inf input).
+KT_VNNI_TARGET void quantize_row_avx512(const float* r, int K, int Kp, int bits, float clip, int group, int8_t* qr,
+                                        float* scale, int32_t* gsum) {
+  const int qmax = (1 << (bits - 1)) - 1, qmin = -(1 << (bits - 1));
+  __m512 vmax = _mm512_setzero_ps();
+  int k = 0;
+  // max(new, old): vmaxps returns its second operand when either is NaN, so NaN is skipped as
+  // std::max(amax, NaN) skips it in the reference
+  for (; k + 16 <= K; k += 16) vmax = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(r + k)), vmax);
+  float amax = _mm512_reduce_max_ps(vmax);
+  for (; k < K; k++) amax = std::max(amax, std::fabs(r[k]));
+  const float s = amax * clip > 0 ? amax * clip / qmax : 1.0f;
+  *scale = s;
+  const __m512 vs = _mm512_set1_ps(s), lo = _mm512_set1_ps((float)qmin), hi = _mm512_set1_ps((float)qmax);
+  const int G = Kp / group;
+  for (int gi = 0; gi < G; gi++) {
+    const int kb = gi * group, ke = std::min(K, kb + group);
+    __m512i sum = _mm512_setzero_si512();
+    int32_t tail = 0;
+    int kk = kb;
+    for (; kk + 16 <= ke; kk += 16) {
+      __m512 v = _mm512_roundscale_ps(_mm512_div_ps(_mm512_loadu_ps(r + kk), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+      v = _mm512_maskz_mov_ps((__mmask16)~nan, _mm512_min_ps(_mm512_max_ps(v, lo), hi));
+      const __m512i q = _mm512_cvtps_epi32(v);
+      sum = _mm512_add_epi32(sum, q);
+      _mm_storeu_si128((__m128i*)(qr + kk), _mm512_cvtepi32_epi8(q));
+    }
+    for (; kk < ke; kk++) {
+      float v = __builtin_nearbyintf(r[kk] / s);
+      v = v != v ? 0.0f : std::min<float>(std::max<float>(v, qmin), qmax);
+      qr[kk] = (int8_t)v;
+      tail += qr[kk];
+    }
+    gsum[gi] = _mm512_reduce_add_epi32(sum) + tail;
+  }
+  std::memset(qr + K, 0, (size_t)(Kp - K));
+}
+
+}  // namespace kt
