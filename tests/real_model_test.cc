@@ -120,6 +120,42 @@ TEST(KVCacheInt4, DecodeEqualsFakeQuantPrefillAndIsSmall) {
 namespace kt {
 namespace {
 
+// R4 fused into the down_proj activation quantizer gives the same logits, bit for bit, as the
+// hook rotating the whole activation first (ffn 176 = 16 * 11: FWHT plus a Paley H_11 block).
+TEST(RealKernels, FusedR4EqualsHookR4BitForBit) {
+  test::RandomModelOptions ro;
+  ro.ffn = 176;
+  std::string src = test::make_random_model(ro);
+  auto m = Model::open(src);
+  QuantizeOptions o = test::quantize_for_test(*m, "quarot", 4, 4, 4);
+  ASSERT_TRUE(o.recipe.r4);
+  std::string dir = test::temp_dir("fuse_r4");
+  save_quantized(*m, o.recipe, dir + "/q", false, true);
+  std::vector<int32_t> toks = {1, 2, 300, 4000, 5, 6, 7, 8, 9, 10, 11, 12, 13};
+  for (Kernel k : {Kernel::Scalar, Kernel::Avx2, Kernel::Vnni}) {
+    if (!kernel_supported(k)) continue;
+    set_active_kernel(k);
+    RealModel fused = load_real(dir + "/q");
+    ASSERT_TRUE(fused.hooks->r4_in_down_linears) << kernel_name(k);
+    ASSERT_TRUE(fused.model->layer(0)->down.act_pre);
+    RealModel hooked = load_real(dir + "/q");
+    hooked.hooks->r4_in_down_linears = false;
+    for (int l = 0; l < hooked.model->spec.n_layers; l++) {
+      LayerWeights w = *hooked.model->layer(l);
+      w.down.act_pre.reset();
+      hooked.model->set_layer(l, std::move(w));
+    }
+    auto a = forward(*fused.model, toks.data(), 1, (int)toks.size(), nullptr, fused.hooks.get());
+    auto b = forward(*hooked.model, toks.data(), 1, (int)toks.size(), nullptr, hooked.hooks.get());
+    EXPECT_EQ(a, b) << kernel_name(k);
+    // without R4 at all the logits differ: the fused rotation is really applied
+    hooked.hooks->r4_in_down_linears = true;
+    auto c = forward(*hooked.model, toks.data(), 1, (int)toks.size(), nullptr, hooked.hooks.get());
+    EXPECT_NE(a, c) << kernel_name(k);
+  }
+  set_active_kernel(Kernel::Scalar);
+}
+
 TEST(PackedFormat, SaveLoadPackedEqualsFakeQuantFileAndValidates) {
   test::RandomModelOptions ro;
   ro.ffn = 176;

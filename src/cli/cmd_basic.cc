@@ -53,6 +53,7 @@ int run_eval() {
       PackReport pr = pack_model_for_kernels(*m, recipe, /*drop_fp32=*/true);
       if (pr.packed > 0) {
         hooks->linears_quantize_inputs = true;
+        fuse_online_rotations(*m, *hooks);
         if (recipe.k.enabled() && recipe.k.bits <= 8 && recipe.k.gran == Granularity::PerGroup &&
             recipe.k.group == m->spec.head_dim) {
           opt.kv_k = recipe.k;

@@ -136,7 +136,8 @@ void linear_forward(const float* x, int64_t rows, const Linear& l, float* y) {
   if (l.packed && l.act_bits > 0) {  // real low-bit path: per-token int codes x packed weights -> int32 -> fp32
     QuantizedActs a;
     const Kernel k = active_kernel();
-    quantize_acts(k, x, (int)rows, (int)l.in(), l.packed->Kp, l.act_bits, l.act_clip, l.packed->group, &a);
+    quantize_acts(k, x, (int)rows, (int)l.in(), l.packed->Kp, l.act_bits, l.act_clip, l.packed->group, &a,
+                  l.act_pre.get());
     gemm_q(k, a, *l.packed, l.b.empty() ? nullptr : l.b.ptr(), y);
     return;
   }

@@ -11,6 +11,7 @@
 
 namespace kt {
 struct PackedWeight;
+struct RowTransform;
 }
 
 namespace kt {
@@ -27,6 +28,9 @@ struct Linear {
   std::shared_ptr<const PackedWeight> packed;
   int act_bits = 0;
   float act_clip = 1.0f;
+  // Optional online transform applied to each input row as it is quantized (fused: the
+  // transformed row stays in a per-thread buffer); e.g. R4 before down_proj.
+  std::shared_ptr<const RowTransform> act_pre;
   // Packed weights used without an activation quantizer (e.g. `kurtail generate` on a --packed
   // model) run in fp32: dequantized once, on first use, and kept here.
   mutable std::shared_ptr<const Tensor> dequantized;

@@ -236,7 +236,7 @@ RecipeHooks::RecipeHooks(const Recipe& r, const ModelSpec& s, bool qa) : quantiz
     return kind == "random_orthogonal" ? Rotation::random_orthogonal(n, seed) : Rotation::hadamard(n, false, seed);
   };
   if (r.r3) r3_ = make(r.r3_kind, s.head_dim, r.r3_seed);
-  if (r.r4) r4_ = make(r.r4_kind, s.ffn, r.r4_seed);
+  if (r.r4) r4_ = std::make_shared<const Rotation>(make(r.r4_kind, s.ffn, r.r4_seed));
 }
 
 void RecipeHooks::on_activation(int layer, Site site, float* x, int64_t rows, int64_t cols) {
@@ -244,7 +244,7 @@ void RecipeHooks::on_activation(int layer, Site site, float* x, int64_t rows, in
   auto tf = site_tf_.find({layer, (int)site});
   if (tf != site_tf_.end()) tf->second.apply(x, rows);
   if (r_.online_had_inputs && (site == Site::AttnIn || site == Site::MlpIn)) rin_.apply(x, rows);
-  if (r_.r4 && site == Site::DownIn) r4_.apply(x, rows);
+  if (r_.r4 && site == Site::DownIn && !r4_in_down_linears) r4_->apply(x, rows);
   if (!quantize_activations) return;
   switch (site) {
     case Site::AttnIn: case Site::OIn: case Site::MlpIn: case Site::DownIn: {

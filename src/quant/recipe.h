@@ -84,6 +84,11 @@ class RecipeHooks : public Hooks {
   bool linears_quantize_inputs = false;
   // With a quantized KV cache the cache quantizes K/V itself.
   bool cache_quantizes_kv = false;
+  // The down_proj linears apply R4 to each row as they quantize it (runtime/real_model.h,
+  // fuse_online_rotations), so this hook leaves the down_proj input as it is.
+  bool r4_in_down_linears = false;
+  // R4 (online Hadamard of size ffn before down_proj); null when the recipe has none.
+  const std::shared_ptr<const Rotation>& r4() const { return r4_; }
   // Adds (or replaces) the online transform of one site; the pipeline calls this as it builds them.
   void set_site_transform(int layer, Site site, SiteTransform t);
   void set_crossquant_colmax(int layer, Site site, std::vector<float> c);
@@ -92,7 +97,8 @@ class RecipeHooks : public Hooks {
  private:
   Recipe r_;
   ModelSpec s_;
-  Rotation r3_, r4_, rin_;
+  Rotation r3_, rin_;
+  std::shared_ptr<const Rotation> r4_;
   std::map<std::pair<int, int>, SiteTransform> site_tf_;
   std::map<std::pair<int, int>, std::vector<float>> cq_;
 };

@@ -68,6 +68,32 @@ PackReport pack_model_for_kernels(Model& m, const Recipe& r, bool drop_fp32) {
   return rep;
 }
 
+namespace {
+// R4 as a row transform for quantize_acts.
+struct RotationRows : RowTransform {
+  std::shared_ptr<const Rotation> r;
+  explicit RotationRows(std::shared_ptr<const Rotation> r) : r(std::move(r)) {}
+  int64_t size() const override { return r->n(); }
+  void apply_row(float* row) const override { r->apply(row, 1); }
+};
+}  // namespace
+
+bool fuse_online_rotations(Model& m, RecipeHooks& hooks) {
+  if (!hooks.r4() || !hooks.linears_quantize_inputs) return false;
+  for (int l = 0; l < m.spec.n_layers; l++) {
+    const Linear& d = m.layer(l)->down;
+    if (!d.packed || d.act_bits == 0 || d.in() != hooks.r4()->n()) return false;
+  }
+  auto pre = std::make_shared<const RotationRows>(hooks.r4());
+  for (int l = 0; l < m.spec.n_layers; l++) {
+    LayerWeights w = *m.layer(l);
+    w.down.act_pre = pre;
+    m.set_layer(l, std::move(w));
+  }
+  hooks.r4_in_down_linears = true;
+  return true;
+}
+
 void unpack_model(Model& m) {
   for (int l = 0; l < m.spec.n_layers; l++) {
     LayerWeights w = *m.layer(l);

@@ -18,6 +18,11 @@ struct PackReport {
 // Real kernels need symmetric per-token activations of 4 or 8 bits and symmetric weights with scales.
 bool recipe_runs_on_kernels(const Recipe& r, std::string* why);
 PackReport pack_model_for_kernels(Model& m, const Recipe& r, bool drop_fp32);
+// Moves the recipe's R4 (online Hadamard before down_proj) from the hook into the down_proj
+// linears' activation quantizer, which rotates each row in a per-thread buffer right before
+// quantizing it: one pass over the activations instead of two, same results bit for bit.
+// Only when every down_proj runs the integer kernels; returns whether it fused.
+bool fuse_online_rotations(Model& m, RecipeHooks& hooks);
 // For fake-quant evaluation of a model stored packed: fp32 weights from the packed ones.
 void unpack_model(Model& m);
 
