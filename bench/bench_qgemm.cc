@@ -33,7 +33,7 @@ void BM_QLinear(benchmark::State& st, Kernel kern, QType t, int abits) {
   PackedWeight p = pack_weights_ref(t, w.data(), N, K, 0, sc.data());
   QuantizedActs a;
   for (auto _ : st) {
-    quantize_acts_ref(x.data(), M, K, p.Kp, abits, 1.0f, 0, &a);
+    quantize_acts(kern, x.data(), M, K, p.Kp, abits, 1.0f, 0, &a);
     gemm_q(kern, a, p, nullptr, y.data());
     benchmark::DoNotOptimize(y.data());
   }

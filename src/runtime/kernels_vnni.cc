@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "runtime/packed.h"
 
@@ -35,6 +36,7 @@ struct GemmArgs {
   const float* bias;  // Float: may be null
   float* y;           // Float: [M, N]
   int32_t* acc;       // Int: [M, Np, G]
+  const int8_t* xq;   // activation codes [M, Kp]; for Q8 weights flipped to x + 128 (as u8 bits)
 };
 
 template <QType T, int MR, int NT, Out O>
@@ -44,9 +46,9 @@ KT_VNNI_TARGET static inline void micro(const GemmArgs& g, int m0, int tile0) {
   const int G = w.groups(), gk8 = w.group / 8, K8 = w.Kp / 8;
   constexpr size_t step = T == QType::Q4 ? sizeof(Q4Step) : sizeof(Q8Step);
   const size_t tstride = (size_t)K8 * step;
-  const __m512i lo4 = _mm512_set1_epi8(0x0f), flip = _mm512_set1_epi8((char)0x80);
+  const __m512i lo4 = _mm512_set1_epi8(0x0f);
   const int8_t* xr[MR];
-  for (int r = 0; r < MR; r++) xr[r] = &a.q[(size_t)(m0 + r) * a.Kp];
+  for (int r = 0; r < MR; r++) xr[r] = g.xq + (size_t)(m0 + r) * a.Kp;
   const uint8_t* wt = &w.data[(size_t)tile0 * tstride];
   // Grouped weights: the per-group float partial sums live here (L1) between groups.
   alignas(64) float fsum[MR][NT][16];
@@ -82,9 +84,8 @@ KT_VNNI_TARGET static inline void micro(const GemmArgs& g, int m0, int tile0) {
 #pragma GCC unroll 4
             for (int t = 0; t < NT; t++) s[r][t] = _mm512_dpbusd_epi32(s[r][t], wv[t], v);
           } else {  // (x + 128) as u8 times w as s8; 128 * sum w is subtracted below
-            const __m512i u = _mm512_xor_si512(v, flip);
 #pragma GCC unroll 4
-            for (int t = 0; t < NT; t++) s[r][t] = _mm512_dpbusd_epi32(s[r][t], u, wv[t]);
+            for (int t = 0; t < NT; t++) s[r][t] = _mm512_dpbusd_epi32(s[r][t], v, wv[t]);
           }
         }
       }
@@ -160,19 +161,25 @@ static void gemm_vnni_t(const GemmArgs& g) {
 }
 
 template <Out O>
-static void gemm_vnni(const GemmArgs& g) {
-  if (g.w->type == QType::Q4) gemm_vnni_t<QType::Q4, O>(g);
-  else gemm_vnni_t<QType::Q8, O>(g);
+static void gemm_vnni(GemmArgs g) {
+  g.xq = g.a->q.data();
+  if (g.w->type == QType::Q4) return gemm_vnni_t<QType::Q4, O>(g);
+  // Q8: vpdpbusd needs one unsigned operand; x + 128 (the sign bit flipped) is made once here
+  // instead of once per broadcast in the inner loop.
+  std::vector<int8_t> flipped(g.a->q.size());
+  for (size_t i = 0; i < flipped.size(); i++) flipped[i] = (int8_t)(g.a->q[i] ^ 0x80);
+  g.xq = flipped.data();
+  gemm_vnni_t<QType::Q8, O>(g);
 }
 
 }  // namespace
 
 void gemm_acc_vnni(const QuantizedActs& a, const PackedWeight& w, int32_t* acc) {
-  gemm_vnni<Out::Int>({&a, &w, nullptr, nullptr, acc});
+  gemm_vnni<Out::Int>({&a, &w, nullptr, nullptr, acc, nullptr});
 }
 
 void gemm_f32_vnni(const QuantizedActs& a, const PackedWeight& w, const float* bias, float* y) {
-  gemm_vnni<Out::Float>({&a, &w, bias, y, nullptr});
+  gemm_vnni<Out::Float>({&a, &w, bias, y, nullptr, nullptr});
 }
 
 // Same arithmetic as quantize_acts_ref, 16 lanes at a time: IEEE division and round-to-nearest-

@@ -236,7 +236,8 @@ void Rotation::apply_hadamard(float* x, int64_t rows, bool transpose) const {
   fwht_rows(x, rows * m_, pow2_);
   if (m_ > 1) {
     const int P = pow2_, M = m_;
-#pragma omp parallel
+    // one row (the fused R4 path calls this per row from inside a parallel loop): no team
+#pragma omp parallel if (rows > 1)
     {
       std::vector<float> tmp((size_t)M * P);
 #pragma omp for
