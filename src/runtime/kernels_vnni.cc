@@ -61,7 +61,7 @@ KT_VNNI_TARGET static inline void micro(const GemmArgs& g, int m0, int tile0) {
     const int kb = gi * gk8, ke = kb + gk8;
     for (int k8 = kb; k8 < ke; k8++) {
       // Low then high half of the 8 K values: only NT weight vectors are live at a time, which
-      // keeps GCC from spilling accumulators (18 + 3 + 2 broadcasts + 1 mask of 32 registers).
+      // keeps GCC from spilling accumulators.
 #pragma GCC unroll 2
       for (int h = 0; h < 2; h++) {
         __m512i wv[NT];
@@ -140,8 +140,10 @@ static void block(const GemmArgs& g, int m0, int mr, int tile0) {
   micro<T, MR, NT, O>(g, m0, tile0);
 }
 
-// 6 rows x 3 tiles: 18 accumulators + 6 weight vectors + 2 broadcasts fit the 32 zmm registers.
-constexpr int kMR = 6, kNT = 3;
+// 5 rows x 4 tiles: 20 accumulators + 4 weight vectors + 1 broadcast + the nibble mask (26 of
+// the 32 zmm registers). Best of 6x3, 8x3, 5x4 and 4x4 in A/B runs at 128 x 4096 x 4096,
+// 128 x 11008 x 4096 and 512 x 704 x 256 (docs/RESULTS.md).
+constexpr int kMR = 5, kNT = 4;
 
 template <QType T, Out O>
 static void gemm_vnni_t(const GemmArgs& g) {
