@@ -234,6 +234,27 @@ TEST(Hadamard, RotationsAreOrthogonalAndInverse) {
   EXPECT_EQ(Rotation::random_orthogonal(40, 9).matrix().data, Rotation::random_orthogonal(40, 9).matrix().data);
 }
 
+// The fast path (FWHT + blocked H_m part) equals the Kronecker product written out:
+// Q[i][j] = A[i / P][j / P] * B[i % P][j % P] / sqrt(n), A = Paley H_m, B = Sylvester H_P.
+TEST(Hadamard, FastApplyEqualsExplicitKroneckerProduct) {
+  for (int n : {176, 704, 48, 88}) {
+    int P, m;
+    hadamard_factor(n, &P, &m);
+    ASSERT_GT(m, 1) << n;
+    const std::vector<int8_t> A = m > 2 ? paley_hadamard(m) : std::vector<int8_t>{1, 1, 1, -1};
+    ASSERT_EQ(A.size(), (size_t)m * m) << n;
+    Tensor q = Rotation::hadamard(n, false, 0).matrix();
+    double worst = 0;
+    for (int i = 0; i < n; i++)
+      for (int j = 0; j < n; j++) {
+        const int sylvester = __builtin_popcount((i % P) & (j % P)) % 2 ? -1 : 1;
+        const double want = A[(size_t)(i / P) * m + j / P] * sylvester / std::sqrt((double)n);
+        worst = std::max(worst, std::fabs(q.data[(size_t)i * n + j] - want));
+      }
+    EXPECT_LT(worst, 1e-6) << n;
+  }
+}
+
 TEST(Recipe, JsonRoundTrip) {
   Recipe r;
   r.method = "quarot";

@@ -226,6 +226,39 @@ Rotation Rotation::hadamard(int n, bool random_signs, uint64_t seed) {
   return r;
 }
 
+namespace {
+// tmp[a][:] = sum_a' A[a'][a] v[a'][:] (A = H_m; A^T when transposing), A's entries being +-1.
+// Built for AVX-512 / AVX2 / baseline and picked at load time: this loop is most of an online
+// Hadamard whose order has an odd factor (e.g. R4 on ffn 704 = 16 * 44). Lanes are independent
+// and c * src is exact for c = +-1, so every clone gives the same bits.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void hadamard_blocks(const float* A, const float* v,
+                                                                                float* tmp, int M, int P,
+                                                                                bool transpose) {
+  if (P % 16 == 0) {  // 16 columns at a time: the running sums stay in registers over a'
+    for (int b0 = 0; b0 < P; b0 += 16)
+      for (int a = 0; a < M; a++) {
+        float acc[16] = {};
+        for (int a2 = 0; a2 < M; a2++) {
+          const float c = transpose ? A[(size_t)a * M + a2] : A[(size_t)a2 * M + a];
+          const float* src = v + (size_t)a2 * P + b0;
+          for (int b = 0; b < 16; b++) acc[b] += c * src[b];
+        }
+        std::copy(acc, acc + 16, tmp + (size_t)a * P + b0);
+      }
+    return;
+  }
+  std::fill(tmp, tmp + (size_t)M * P, 0.0f);
+  for (int a = 0; a < M; a++) {
+    float* dst = tmp + (size_t)a * P;
+    for (int a2 = 0; a2 < M; a2++) {
+      const float c = transpose ? A[(size_t)a * M + a2] : A[(size_t)a2 * M + a];
+      const float* src = v + (size_t)a2 * P;
+      for (int b = 0; b < P; b++) dst[b] += c * src[b];
+    }
+  }
+}
+}  // namespace
+
 void Rotation::apply_hadamard(float* x, int64_t rows, bool transpose) const {
   const float norm = 1.0f / std::sqrt((float)n_);
   if (!transpose && !signs_.empty())
@@ -243,15 +276,7 @@ void Rotation::apply_hadamard(float* x, int64_t rows, bool transpose) const {
 #pragma omp for
       for (int64_t r = 0; r < rows; r++) {
         float* v = x + r * n_;
-        std::fill(tmp.begin(), tmp.end(), 0.0f);
-        for (int a = 0; a < M; a++)
-          for (int a2 = 0; a2 < M; a2++) {
-            float c = transpose ? hm_[(size_t)a * M + a2] : hm_[(size_t)a2 * M + a];
-            if (c == 0) continue;
-            const float* src = v + (size_t)a2 * P;
-            float* dst = tmp.data() + (size_t)a * P;
-            for (int b = 0; b < P; b++) dst[b] += c * src[b];
-          }
+        hadamard_blocks(hm_.data(), v, tmp.data(), M, P, transpose);
         std::copy(tmp.begin(), tmp.end(), v);
       }
     }
