@@ -19,9 +19,13 @@
 
 #include "runtime/packed.h"
 
-// GCC 12 reports the deliberately undefined pass-through operand of _mm512_cvtepi32_ps and the
-// per-group sums (written at group 0 before any read; G >= 1) as maybe-uninitialized.
+// GCC 12 reports the deliberately undefined pass-through operands inside its own intrinsics
+// (_mm512_cvtepi32_ps, _mm512_reduce_*) and the per-group sums (written at group 0 before any
+// read; G >= 1) as (maybe-)uninitialized.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 
 #define KT_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vnni")))
 
