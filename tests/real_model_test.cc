@@ -51,6 +51,7 @@ void check(int wbits, int abits, int wgroup) {
     EXPECT_EQ(pr.packed, 7 * real->spec.n_layers);
     EXPECT_LT(pr.packed_bytes * 3, pr.fp32_bytes);
     rh->linears_quantize_inputs = true;
+    EXPECT_TRUE(fuse_online_rotations(*real, *rh));  // R4 runs inside down_proj's quantizer
     eo.hooks = rh.get();
     double ppl_real = perplexity(*real, w, eo).ppl;
     EXPECT_NEAR(ppl_real, ppl_fake, 0.005 * ppl_fake) << kernel_name(k) << " W" << wbits << "A" << abits;
@@ -120,38 +121,49 @@ TEST(KVCacheInt4, DecodeEqualsFakeQuantPrefillAndIsSmall) {
 namespace kt {
 namespace {
 
-// R4 fused into the down_proj activation quantizer gives the same logits, bit for bit, as the
-// hook rotating the whole activation first (ffn 176 = 16 * 11: FWHT plus a Paley H_11 block).
-TEST(RealKernels, FusedR4EqualsHookR4BitForBit) {
+// Fused online rotations give the same logits, bit for bit, as the hook applying them first:
+// R4 inside the down_proj activation quantizer (ffn 176 = 16 * 11: FWHT plus a Paley block) and
+// R3's K half inside the int4 K/V cache write, with a cache and (R3 then applied by
+// decoder_layer) without one.
+TEST(RealKernels, FusedRotationsEqualHookRotationsBitForBit) {
   test::RandomModelOptions ro;
   ro.ffn = 176;
   std::string src = test::make_random_model(ro);
   auto m = Model::open(src);
   QuantizeOptions o = test::quantize_for_test(*m, "quarot", 4, 4, 4);
-  ASSERT_TRUE(o.recipe.r4);
-  std::string dir = test::temp_dir("fuse_r4");
+  ASSERT_TRUE(o.recipe.r3 && o.recipe.r4);
+  std::string dir = test::temp_dir("fuse_rot");
   save_quantized(*m, o.recipe, dir + "/q", false, true);
   std::vector<int32_t> toks = {1, 2, 300, 4000, 5, 6, 7, 8, 9, 10, 11, 12, 13};
+  const int n = (int)toks.size();
   for (Kernel k : {Kernel::Scalar, Kernel::Avx2, Kernel::Vnni}) {
     if (!kernel_supported(k)) continue;
     set_active_kernel(k);
     RealModel fused = load_real(dir + "/q");
     ASSERT_TRUE(fused.hooks->r4_in_down_linears) << kernel_name(k);
+    ASSERT_TRUE(fused.hooks->r3_in_kv_cache) << kernel_name(k);
     ASSERT_TRUE(fused.model->layer(0)->down.act_pre);
+    ASSERT_TRUE(fused.kv_k.enabled());
     RealModel hooked = load_real(dir + "/q");
-    hooked.hooks->r4_in_down_linears = false;
+    hooked.hooks->r4_in_down_linears = hooked.hooks->r3_in_kv_cache = false;
     for (int l = 0; l < hooked.model->spec.n_layers; l++) {
       LayerWeights w = *hooked.model->layer(l);
       w.down.act_pre.reset();
       hooked.model->set_layer(l, std::move(w));
     }
-    auto a = forward(*fused.model, toks.data(), 1, (int)toks.size(), nullptr, fused.hooks.get());
-    auto b = forward(*hooked.model, toks.data(), 1, (int)toks.size(), nullptr, hooked.hooks.get());
+    const ModelSpec& s = fused.model->spec;
+    KVCache ca(s, 1, n, fused.kv_k, fused.kv_v), cb(s, 1, n, hooked.kv_k, hooked.kv_v);
+    auto a = forward(*fused.model, toks.data(), 1, n, &ca, fused.hooks.get());
+    auto b = forward(*hooked.model, toks.data(), 1, n, &cb, hooked.hooks.get());
     EXPECT_EQ(a, b) << kernel_name(k);
+    EXPECT_EQ(ca.kq, cb.kq) << "same int4 K codes in the cache, " << kernel_name(k);
+    EXPECT_EQ(forward(*fused.model, toks.data(), 1, n, nullptr, fused.hooks.get()),
+              forward(*hooked.model, toks.data(), 1, n, nullptr, hooked.hooks.get()))
+        << "no cache: decoder_layer applies the deferred R3, " << kernel_name(k);
     // without R4 at all the logits differ: the fused rotation is really applied
     hooked.hooks->r4_in_down_linears = true;
-    auto c = forward(*hooked.model, toks.data(), 1, (int)toks.size(), nullptr, hooked.hooks.get());
-    EXPECT_NE(a, c) << kernel_name(k);
+    KVCache cc(s, 1, n, hooked.kv_k, hooked.kv_v);
+    EXPECT_NE(a, forward(*hooked.model, toks.data(), 1, n, &cc, hooked.hooks.get())) << kernel_name(k);
   }
   set_active_kernel(Kernel::Scalar);
 }

@@ -53,13 +53,13 @@ int run_eval() {
       PackReport pr = pack_model_for_kernels(*m, recipe, /*drop_fp32=*/true);
       if (pr.packed > 0) {
         hooks->linears_quantize_inputs = true;
-        fuse_online_rotations(*m, *hooks);
         if (recipe.k.enabled() && recipe.k.bits <= 8 && recipe.k.gran == Granularity::PerGroup &&
             recipe.k.group == m->spec.head_dim) {
           opt.kv_k = recipe.k;
           opt.kv_v = recipe.v;
           hooks->cache_quantizes_kv = true;
         }
+        fuse_online_rotations(*m, *hooks);
         path_used = std::string(opt.kv_k.enabled() ? "int" + std::to_string(recipe.k.bits) + " KV cache, " : "") +
                     "int kernels (" + kernel_name(active_kernel()) + ", " + std::to_string(pr.packed) +
                     " linears, " + std::to_string(pr.packed_bytes >> 10) + " KiB packed vs " +

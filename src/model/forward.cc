@@ -63,7 +63,9 @@ size_t KVCache::bytes() const {
   return b;
 }
 
-void KVCache::write(int layer, bool is_v, int b, int t0, int n, const float* src) {
+void KVCache::write(int layer, bool is_v, int b, int t0, int n, const float* src, const RowTransform* head_pre) {
+  if (head_pre && (!quantized() || head_pre->size() != head_dim))
+    fail("KV cache: a head transform needs a quantized cache and size head_dim");
   if (!quantized()) {
     float* dst = (is_v ? v : k)[layer].data() + ((size_t)b * max_len + t0) * kv_dim;
     std::copy(src, src + (size_t)n * kv_dim, dst);
@@ -74,12 +76,18 @@ void KVCache::write(int layer, bool is_v, int b, int t0, int n, const float* src
   uint8_t* codes = (is_v ? vq : kq)[layer].data();
   float* sc = (is_v ? vscale : kscale)[layer].data();
   float* zp = (is_v ? vzero : kzero)[layer].data();
+  std::vector<float> head_buf(head_pre ? head_dim : 0);
   for (int t = 0; t < n; t++) {
     const size_t row = (size_t)b * max_len + t0 + t;
     uint8_t* out = codes + row * rb;
     std::fill(out, out + rb, 0);
     for (int h = 0; h < nh; h++) {
       const float* x = src + (size_t)t * kv_dim + h * head_dim;
+      if (head_pre) {
+        std::copy(x, x + head_dim, head_buf.begin());
+        head_pre->apply_row(head_buf.data());
+        x = head_buf.data();
+      }
       QParams p = find_params_ref(x, head_dim, q);  // the same quantizer as fake_quant_ref
       sc[row * nh + h] = p.scale;
       zp[row * nh + h] = p.zero;
@@ -256,6 +264,13 @@ void decoder_layer(const ModelSpec& s, const LayerWeights& w, int layer, float* 
   hook(Site::Q, q.data(), qd);
   hook(Site::K, k.data(), kvd);
   hook(Site::V, v.data(), kvd);
+  // R3 on K deferred by the hook: fused into a quantized cache's write, applied here otherwise
+  const RowTransform* k_pre = hooks ? hooks->k_head_transform() : nullptr;
+  if (k_pre && !(cache && cache->quantized())) {
+    if (k_pre->size() != hd) fail("decoder_layer: K head transform size differs from head_dim");
+    for (int64_t i = 0; i < rows * s.n_kv_heads; i++) k_pre->apply_row(&k[i * hd]);
+    k_pre = nullptr;
+  }
 
   const int L = cache ? pos0 + ntok : ntok;  // keys visible to the last query
   const float* kbase;
@@ -264,7 +279,7 @@ void decoder_layer(const ModelSpec& s, const LayerWeights& w, int layer, float* 
   std::vector<float> kread, vread;  // dequantized cache contents (quantized cache only)
   if (cache) {
     for (int b = 0; b < nseq; b++) {
-      cache->write(layer, false, b, pos0, ntok, &k[(int64_t)b * ntok * kvd]);
+      cache->write(layer, false, b, pos0, ntok, &k[(int64_t)b * ntok * kvd], k_pre);
       cache->write(layer, true, b, pos0, ntok, &v[(int64_t)b * ntok * kvd]);
     }
     if (cache->quantized()) {

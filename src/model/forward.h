@@ -8,6 +8,7 @@
 
 #include "model/model.h"
 #include "quant/quantizer.h"
+#include "util/row_transform.h"
 
 namespace kt {
 
@@ -30,6 +31,10 @@ class Hooks {
   virtual ~Hooks() = default;
   // x is row-major [rows, cols] and may be modified in place.
   virtual void on_activation(int layer, Site site, float* x, int64_t rows, int64_t cols) = 0;
+  // A per-head transform of K (size head_dim) that on_activation(Site::K) did not apply, left
+  // to a quantized K/V cache to apply as it quantizes (fused); decoder_layer applies it itself
+  // when there is no quantized cache. Null: nothing deferred.
+  virtual const RowTransform* k_head_transform() const { return nullptr; }
 };
 
 // K/V cache for `nseq` sequences of up to `max_len` positions, per layer. fp32, or (when
@@ -47,7 +52,9 @@ struct KVCache {
   bool quantized() const { return k_spec.enabled(); }
   size_t bytes() const;  // storage actually held
   // Writes rows [t0, t0+n) of sequence b in layer l from src [n, kv_dim]; reads rows [0, n) back.
-  void write(int layer, bool is_v, int b, int t0, int n, const float* src);
+  // head_pre (quantized mode only) transforms each head's head_dim values in a buffer before
+  // they are quantized; src is not modified.
+  void write(int layer, bool is_v, int b, int t0, int n, const float* src, const RowTransform* head_pre = nullptr);
   void read(int layer, bool is_v, int b, int n, float* dst) const;
 };
 

@@ -89,6 +89,10 @@ class RecipeHooks : public Hooks {
   bool r4_in_down_linears = false;
   // R4 (online Hadamard of size ffn before down_proj); null when the recipe has none.
   const std::shared_ptr<const Rotation>& r4() const { return r4_; }
+  // R3 on K is left to the K/V cache write, which rotates each head as it quantizes it; Q is
+  // still rotated here. decoder_layer gets the per-head transform from k_head_transform().
+  bool r3_in_kv_cache = false;
+  const RowTransform* k_head_transform() const override { return r3_in_kv_cache ? r3_rows_.get() : nullptr; }
   // Adds (or replaces) the online transform of one site; the pipeline calls this as it builds them.
   void set_site_transform(int layer, Site site, SiteTransform t);
   void set_crossquant_colmax(int layer, Site site, std::vector<float> c);
@@ -98,6 +102,7 @@ class RecipeHooks : public Hooks {
   Recipe r_;
   ModelSpec s_;
   Rotation r3_, rin_;
+  std::shared_ptr<const RotationRows> r3_rows_;
   std::shared_ptr<const Rotation> r4_;
   std::map<std::pair<int, int>, SiteTransform> site_tf_;
   std::map<std::pair<int, int>, std::vector<float>> cq_;

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "util/row_transform.h"
+
 namespace kt {
 
 enum class QType { Q4, Q8 };
@@ -76,11 +78,6 @@ void quantize_acts_ref(const float* x, int M, int K, int Kp, int bits, float cli
 // `pre` is given it is applied to a private copy of each row just before the row is quantized
 // (the online Hadamard before down_proj): the rotated row never goes back to memory and x is
 // left unchanged.
-struct RowTransform {
-  virtual ~RowTransform() = default;
-  virtual int64_t size() const = 0;
-  virtual void apply_row(float* row) const = 0;
-};
 void quantize_acts(Kernel k, const float* x, int M, int K, int Kp, int bits, float clip, int group, QuantizedActs* out,
                    const RowTransform* pre = nullptr);
 

@@ -68,18 +68,11 @@ PackReport pack_model_for_kernels(Model& m, const Recipe& r, bool drop_fp32) {
   return rep;
 }
 
-namespace {
-// R4 as a row transform for quantize_acts.
-struct RotationRows : RowTransform {
-  std::shared_ptr<const Rotation> r;
-  explicit RotationRows(std::shared_ptr<const Rotation> r) : r(std::move(r)) {}
-  int64_t size() const override { return r->n(); }
-  void apply_row(float* row) const override { r->apply(row, 1); }
-};
-}  // namespace
-
 bool fuse_online_rotations(Model& m, RecipeHooks& hooks) {
-  if (!hooks.r4() || !hooks.linears_quantize_inputs) return false;
+  // R3 on K: the quantized K/V cache applies it per head as it quantizes (decoder_layer asks
+  // the hook for it); Q is still rotated by the hook.
+  if (hooks.recipe().r3 && hooks.cache_quantizes_kv) hooks.r3_in_kv_cache = true;
+  if (!hooks.r4() || !hooks.linears_quantize_inputs) return hooks.r3_in_kv_cache;
   for (int l = 0; l < m.spec.n_layers; l++) {
     const Linear& d = m.layer(l)->down;
     if (!d.packed || d.act_bits == 0 || d.in() != hooks.r4()->n()) return false;

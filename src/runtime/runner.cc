@@ -18,16 +18,14 @@ std::string RealModel::describe() const {
 
 void attach_real(RealModel& rm) {
   rm.pack = pack_model_for_kernels(*rm.model, rm.recipe, /*drop_fp32=*/true);
-  if (rm.pack.packed > 0) {
-    rm.hooks->linears_quantize_inputs = true;
-    fuse_online_rotations(*rm.model, *rm.hooks);
-  }
+  if (rm.pack.packed > 0) rm.hooks->linears_quantize_inputs = true;
   const QuantSpec& k = rm.recipe.k;
   if (k.enabled() && k.bits <= 8 && k.gran == Granularity::PerGroup && k.group == rm.model->spec.head_dim) {
     rm.kv_k = rm.recipe.k;
     rm.kv_v = rm.recipe.v;
     rm.hooks->cache_quantizes_kv = true;
   }
+  fuse_online_rotations(*rm.model, *rm.hooks);
 }
 
 RealModel load_real(const std::string& path) {

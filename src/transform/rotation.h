@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "io/tensor.h"
+#include "util/row_transform.h"
 
 namespace kt {
 
@@ -48,6 +49,17 @@ class Rotation {
   // dense form: Q and its transpose (kept so the hot path does not transpose per call)
   Tensor q_, qt_;
   void apply_hadamard(float* x, int64_t rows, bool transpose) const;
+};
+
+// A rotation as a RowTransform (x <- x Q per row), for the fused online-rotation paths.
+class RotationRows : public RowTransform {
+ public:
+  explicit RotationRows(std::shared_ptr<const Rotation> r) : r_(std::move(r)) {}
+  int64_t size() const override { return r_->n(); }
+  void apply_row(float* row) const override { r_->apply(row, 1); }
+
+ private:
+  std::shared_ptr<const Rotation> r_;
 };
 
 }  // namespace kt
