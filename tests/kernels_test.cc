@@ -29,7 +29,8 @@ TEST(Kernels, AllKernelsMatchPlainReferenceBitExactly) {
   std::mt19937 g(1);
   const Case cases[] = {{QType::Q4, 1, 16, 8, 0},    {QType::Q4, 5, 37, 200, 0}, {QType::Q4, 7, 64, 256, 64},
                         {QType::Q4, 9, 33, 704, 32}, {QType::Q8, 3, 21, 96, 0},  {QType::Q8, 6, 48, 256, 128},
-                        {QType::Q4, 1, 256, 704, 0}, {QType::Q4, 13, 80, 64, 0},  {QType::Q8, 12, 96, 32, 0}};
+                        {QType::Q4, 1, 256, 704, 0}, {QType::Q4, 13, 80, 64, 0},  {QType::Q8, 12, 96, 32, 0},
+                        {QType::Q4, 6, 48, 128, 32}, {QType::Q4, 10, 64, 96, 0}};
   for (const Case& c : cases) {
     const int lo = c.t == QType::Q4 ? -8 : -128, hi = c.t == QType::Q4 ? 7 : 127;
     std::uniform_int_distribution<int> wd(lo, hi), xd(-128, 127);
@@ -115,10 +116,9 @@ TEST(Kernels, FloatEpilogueEqualsDequantizedProduct) {
     }
 }
 
-// The AVX-512 activation quantizer must give the reference's codes, scales and group sums bit for
-// bit, also for NaN / Inf / all-zero rows and K that is not a multiple of 16.
-TEST(Kernels, FastActivationQuantizerMatchesReferenceBitExactly) {
-  if (!kernel_supported(Kernel::Vnni)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+// The AVX-512 and AVX2 activation quantizers must give the reference's codes, scales and group
+// sums bit for bit, also for NaN / Inf / all-zero rows and K that is not a multiple of 16.
+TEST(Kernels, FastActivationQuantizersMatchReferenceBitExactly) {
   std::mt19937 g(4);
   std::normal_distribution<float> nd;
   struct C { int M, K, group, bits; float clip; };
@@ -138,12 +138,16 @@ TEST(Kernels, FastActivationQuantizerMatchesReferenceBitExactly) {
       const float s = 3.3f * c.clip / qmax;
       for (int k = 1; k < c.K; k++) r[k] = ((float)(k % (2 * qmax) - qmax) + 0.5f) * s;
     }
-    QuantizedActs want, got;
+    QuantizedActs want;
     quantize_acts_ref(x.data(), c.M, c.K, Kp, c.bits, c.clip, c.group, &want);
-    quantize_acts(Kernel::Vnni, x.data(), c.M, c.K, Kp, c.bits, c.clip, c.group, &got);
-    EXPECT_EQ(got.q, want.q) << "K=" << c.K << " bits=" << c.bits;
-    EXPECT_EQ(got.gsum, want.gsum) << "K=" << c.K;
-    for (int m = 0; m < c.M; m++) EXPECT_EQ(std::memcmp(&got.scale[m], &want.scale[m], 4), 0) << "row " << m;
+    for (Kernel k : kernels()) {  // AVX-512 for vnni, AVX2 for avx2, the reference for scalar
+      QuantizedActs got;
+      quantize_acts(k, x.data(), c.M, c.K, Kp, c.bits, c.clip, c.group, &got);
+      EXPECT_EQ(got.q, want.q) << kernel_name(k) << " K=" << c.K << " bits=" << c.bits;
+      EXPECT_EQ(got.gsum, want.gsum) << kernel_name(k) << " K=" << c.K;
+      for (int m = 0; m < c.M; m++)
+        EXPECT_EQ(std::memcmp(&got.scale[m], &want.scale[m], 4), 0) << kernel_name(k) << " row " << m;
+    }
   }
 }
 

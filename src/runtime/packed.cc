@@ -160,12 +160,16 @@ void quantize_acts_ref(const float* x, int M, int K, int Kp, int bits, float cli
 
 void quantize_row_avx512(const float* r, int K, int Kp, int bits, float clip, int group, int8_t* qr, float* scale,
                          int32_t* gsum);
+void quantize_row_avx2(const float* r, int K, int Kp, int bits, float clip, int group, int8_t* qr, float* scale,
+                       int32_t* gsum);
 
 void quantize_acts(Kernel kern, const float* x, int M, int K, int Kp, int bits, float clip, int group,
                    QuantizedActs* out, const RowTransform* pre) {
   if (pre && pre->size() != K) fail("quantize_acts: row transform size differs from K");
-  const bool simd = kern == Kernel::Vnni && kernel_supported(Kernel::Vnni);
-  if (!simd && !pre) return quantize_acts_ref(x, M, K, Kp, bits, clip, group, out);
+  auto* row_fn = kern == Kernel::Vnni && kernel_supported(Kernel::Vnni)   ? &quantize_row_avx512
+                 : kern == Kernel::Avx2 && kernel_supported(Kernel::Avx2) ? &quantize_row_avx2
+                                                                          : nullptr;
+  if (!row_fn && !pre) return quantize_acts_ref(x, M, K, Kp, bits, clip, group, out);
   out->M = M;
   out->K = K;
   out->Kp = Kp;
@@ -187,9 +191,8 @@ void quantize_acts(Kernel kern, const float* x, int M, int K, int Kp, int bits, 
         pre->apply_row(row.data());
         r = row.data();
       }
-      if (simd) {
-        quantize_row_avx512(r, K, Kp, bits, clip, group, &out->q[(size_t)m * Kp], &out->scale[m],
-                            &out->gsum[(size_t)m * G]);
+      if (row_fn) {
+        row_fn(r, K, Kp, bits, clip, group, &out->q[(size_t)m * Kp], &out->scale[m], &out->gsum[(size_t)m * G]);
       } else {
         quantize_acts_ref(r, 1, K, Kp, bits, clip, group, &one);
         std::copy(one.q.begin(), one.q.end(), out->q.begin() + (size_t)m * Kp);

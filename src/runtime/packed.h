@@ -74,7 +74,8 @@ struct QuantizedActs {
   std::vector<int32_t> gsum;   // [M, Kp/group]: sum of codes per weight group (Q4 correction)
 };
 void quantize_acts_ref(const float* x, int M, int K, int Kp, int bits, float clip, int group, QuantizedActs* out);
-// The same codes, bit for bit, from the fastest implementation for `k` (AVX-512 for Vnni). When
+// The same codes, bit for bit, from the fastest implementation for `k` (AVX-512 for Vnni, AVX2
+// for Avx2). When
 // `pre` is given it is applied to a private copy of each row just before the row is quantized
 // (the online Hadamard before down_proj): the rotated row never goes back to memory and x is
 // left unchanged.
