@@ -204,6 +204,12 @@ bool parse_site_tensor(const std::string& name, std::string* kind, int* layer, S
 
 void RecipeHooks::set_site_transform(int layer, Site site, SiteTransform t) { site_tf_[{layer, (int)site}] = std::move(t); }
 
+bool RecipeHooks::has_site_transform(Site site) const {
+  for (const auto& kv : site_tf_)
+    if (kv.first.second == (int)site) return true;
+  return false;
+}
+
 void RecipeHooks::set_crossquant_colmax(int layer, Site site, std::vector<float> c) { cq_[{layer, (int)site}] = std::move(c); }
 
 RecipeHooks::RecipeHooks(const Recipe& r, const ModelSpec& s, bool qa) : quantize_activations(qa), r_(r), s_(s) {

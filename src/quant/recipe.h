@@ -96,6 +96,7 @@ class RecipeHooks : public Hooks {
   // Adds (or replaces) the online transform of one site; the pipeline calls this as it builds them.
   void set_site_transform(int layer, Site site, SiteTransform t);
   void set_crossquant_colmax(int layer, Site site, std::vector<float> c);
+  bool has_site_transform(Site site) const;  // at any layer
   const Recipe& recipe() const { return r_; }
 
  private:

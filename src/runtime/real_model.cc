@@ -71,11 +71,12 @@ PackReport pack_model_for_kernels(Model& m, const Recipe& r, bool drop_fp32) {
 bool fuse_online_rotations(Model& m, RecipeHooks& hooks) {
   // R3 on K: the quantized K/V cache applies it per head as it quantizes (decoder_layer asks
   // the hook for it); Q is still rotated by the hook.
-  if (hooks.recipe().r3 && hooks.cache_quantizes_kv) hooks.r3_in_kv_cache = true;
+  // The hook applies R3 before any site transform of K; deferring R3 would swap the two.
+  if (hooks.recipe().r3 && hooks.cache_quantizes_kv && !hooks.has_site_transform(Site::K)) hooks.r3_in_kv_cache = true;
   if (!hooks.r4() || !hooks.linears_quantize_inputs) return hooks.r3_in_kv_cache;
   for (int l = 0; l < m.spec.n_layers; l++) {
     const Linear& d = m.layer(l)->down;
-    if (!d.packed || d.act_bits == 0 || d.in() != hooks.r4()->n()) return false;
+    if (!d.packed || d.act_bits == 0 || d.in() != hooks.r4()->n()) return hooks.r3_in_kv_cache;
   }
   auto pre = std::make_shared<const RotationRows>(hooks.r4());
   for (int l = 0; l < m.spec.n_layers; l++) {
