@@ -242,15 +242,15 @@ RecipeHooks::RecipeHooks(const Recipe& r, const ModelSpec& s, bool qa) : quantiz
     return kind == "random_orthogonal" ? Rotation::random_orthogonal(n, seed) : Rotation::hadamard(n, false, seed);
   };
   if (r.r3) {
-    r3_ = make(r.r3_kind, s.head_dim, r.r3_seed);
-    r3_rows_ = std::make_shared<const RotationRows>(std::make_shared<const Rotation>(r3_));
+    r3_ = std::make_shared<const Rotation>(make(r.r3_kind, s.head_dim, r.r3_seed));
+    r3_rows_ = std::make_shared<const RotationRows>(r3_);
   }
   if (r.r4) r4_ = std::make_shared<const Rotation>(make(r.r4_kind, s.ffn, r.r4_seed));
 }
 
 void RecipeHooks::on_activation(int layer, Site site, float* x, int64_t rows, int64_t cols) {
   if (r_.r3 && (site == Site::Q || (site == Site::K && !r3_in_kv_cache)))
-    rotate_heads(x, rows, (int)(cols / s_.head_dim), r3_);
+    rotate_heads(x, rows, (int)(cols / s_.head_dim), *r3_);
   auto tf = site_tf_.find({layer, (int)site});
   if (tf != site_tf_.end()) tf->second.apply(x, rows);
   if (r_.online_had_inputs && (site == Site::AttnIn || site == Site::MlpIn)) rin_.apply(x, rows);

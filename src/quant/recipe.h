@@ -102,9 +102,9 @@ class RecipeHooks : public Hooks {
  private:
   Recipe r_;
   ModelSpec s_;
-  Rotation r3_, rin_;
-  std::shared_ptr<const RotationRows> r3_rows_;
-  std::shared_ptr<const Rotation> r4_;
+  Rotation rin_;
+  std::shared_ptr<const Rotation> r3_, r4_;
+  std::shared_ptr<const RotationRows> r3_rows_;  // r3_ as the K cache's per-head transform
   std::map<std::pair<int, int>, SiteTransform> site_tf_;
   std::map<std::pair<int, int>, std::vector<float>> cq_;
 };
