@@ -144,7 +144,7 @@ __attribute__((target("avx2,fma"))) void quantize_row_avx2(const float* r, int K
   float amax = 0;
   for (float v : lanes) amax = std::max(amax, v);
   for (; k < K; k++) amax = std::max(amax, std::fabs(r[k]));
-  const float s = amax * clip > 0 ? amax * clip / qmax : 1.0f;
+  const float s = act_scale(amax, clip, qmax);
   *scale = s;
   const __m256 vs = _mm256_set1_ps(s), lo = _mm256_set1_ps((float)qmin), hi = _mm256_set1_ps((float)qmax);
   for (int gi = 0; gi < Kp / group; gi++) {
@@ -166,9 +166,7 @@ __attribute__((target("avx2,fma"))) void quantize_row_avx2(const float* r, int K
     _mm256_store_si256((__m256i*)part, sum);
     for (int32_t v : part) total += v;
     for (; kk < ke; kk++) {
-      float v = __builtin_nearbyintf(r[kk] / s);
-      v = v != v ? 0.0f : std::min<float>(std::max<float>(v, qmin), qmax);
-      qr[kk] = (int8_t)v;
+      qr[kk] = act_code(r[kk], s, qmin, qmax);
       total += qr[kk];
     }
     gsum[gi] = total;

@@ -200,7 +200,7 @@ KT_VNNI_TARGET void quantize_row_avx512(const float* r, int K, int Kp, int bits,
   for (; k + 16 <= K; k += 16) vmax = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(r + k)), vmax);
   float amax = _mm512_reduce_max_ps(vmax);
   for (; k < K; k++) amax = std::max(amax, std::fabs(r[k]));
-  const float s = amax * clip > 0 ? amax * clip / qmax : 1.0f;
+  const float s = act_scale(amax, clip, qmax);
   *scale = s;
   const __m512 vs = _mm512_set1_ps(s), lo = _mm512_set1_ps((float)qmin), hi = _mm512_set1_ps((float)qmax);
   const int G = Kp / group;
@@ -218,9 +218,7 @@ KT_VNNI_TARGET void quantize_row_avx512(const float* r, int K, int Kp, int bits,
       _mm_storeu_si128((__m128i*)(qr + kk), _mm512_cvtepi32_epi8(q));
     }
     for (; kk < ke; kk++) {
-      float v = __builtin_nearbyintf(r[kk] / s);
-      v = v != v ? 0.0f : std::min<float>(std::max<float>(v, qmin), qmax);
-      qr[kk] = (int8_t)v;
+      qr[kk] = act_code(r[kk], s, qmin, qmax);
       tail += qr[kk];
     }
     gsum[gi] = _mm512_reduce_add_epi32(sum) + tail;

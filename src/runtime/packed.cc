@@ -129,47 +129,32 @@ void unpack_weights_ref(const PackedWeight& p, int8_t* q) {
     }
 }
 
-void quantize_acts_ref(const float* x, int M, int K, int Kp, int bits, float clip, int group, QuantizedActs* out) {
-  out->M = M;
-  out->K = K;
-  out->Kp = Kp;
-  out->bits = bits;
-  out->q.assign((size_t)M * Kp, 0);
-  out->scale.assign(M, 0.0f);
-  if (group <= 0) group = Kp;
-  const int G = Kp / group;
-  out->gsum.assign((size_t)M * G, 0);
+// One row of quantize_acts_ref; the AVX2 / AVX-512 rows (kernels*.cc) have the same signature.
+static void quantize_row_ref(const float* r, int K, int Kp, int bits, float clip, int group, int8_t* qr, float* scale,
+                             int32_t* gsum) {
   const int qmax = (1 << (bits - 1)) - 1, qmin = -(1 << (bits - 1));
-#pragma omp parallel for if ((int64_t)M * K > 65536)
-  for (int m = 0; m < M; m++) {
-    const float* r = x + (size_t)m * K;
-    float amax = 0;
-    for (int k = 0; k < K; k++) amax = std::max(amax, std::fabs(r[k]));
-    // same arithmetic as fake_quant_ref (quant/quantizer.cc): scale = clip*absmax/qmax, nearbyint
-    float s = amax * clip > 0 ? amax * clip / qmax : 1.0f;
-    out->scale[m] = s;
-    int8_t* qr = &out->q[(size_t)m * Kp];
-    for (int k = 0; k < K; k++) {
-      float v = __builtin_nearbyintf(r[k] / s);
-      v = v != v ? 0.0f : std::min<float>(std::max<float>(v, qmin), qmax);  // NaN -> 0: casting it is UB
-      qr[k] = (int8_t)v;
-      out->gsum[(size_t)m * G + k / group] += qr[k];
-    }
+  float amax = 0;
+  for (int k = 0; k < K; k++) amax = std::max(amax, std::fabs(r[k]));
+  const float s = act_scale(amax, clip, qmax);
+  *scale = s;
+  std::fill(gsum, gsum + Kp / group, 0);
+  for (int k = 0; k < K; k++) {
+    qr[k] = act_code(r[k], s, qmin, qmax);
+    gsum[k / group] += qr[k];
   }
+  std::memset(qr + K, 0, (size_t)(Kp - K));
 }
 
 void quantize_row_avx512(const float* r, int K, int Kp, int bits, float clip, int group, int8_t* qr, float* scale,
                          int32_t* gsum);
 void quantize_row_avx2(const float* r, int K, int Kp, int bits, float clip, int group, int8_t* qr, float* scale,
                        int32_t* gsum);
+using QuantizeRowFn = decltype(&quantize_row_ref);
 
-void quantize_acts(Kernel kern, const float* x, int M, int K, int Kp, int bits, float clip, int group,
-                   QuantizedActs* out, const RowTransform* pre) {
+// Rows in parallel through `row_fn`, each first copied and transformed when `pre` is given.
+static void quantize_rows(QuantizeRowFn row_fn, const float* x, int M, int K, int Kp, int bits, float clip, int group,
+                          QuantizedActs* out, const RowTransform* pre) {
   if (pre && pre->size() != K) fail("quantize_acts: row transform size differs from K");
-  auto* row_fn = kern == Kernel::Vnni && kernel_supported(Kernel::Vnni)   ? &quantize_row_avx512
-                 : kern == Kernel::Avx2 && kernel_supported(Kernel::Avx2) ? &quantize_row_avx2
-                                                                          : nullptr;
-  if (!row_fn && !pre) return quantize_acts_ref(x, M, K, Kp, bits, clip, group, out);
   out->M = M;
   out->K = K;
   out->Kp = Kp;
@@ -182,7 +167,6 @@ void quantize_acts(Kernel kern, const float* x, int M, int K, int Kp, int bits, 
 #pragma omp parallel if ((int64_t)M * K > 65536)
   {
     std::vector<float> row(pre ? K : 0);
-    QuantizedActs one;
 #pragma omp for
     for (int m = 0; m < M; m++) {
       const float* r = x + (size_t)m * K;
@@ -191,16 +175,21 @@ void quantize_acts(Kernel kern, const float* x, int M, int K, int Kp, int bits, 
         pre->apply_row(row.data());
         r = row.data();
       }
-      if (row_fn) {
-        row_fn(r, K, Kp, bits, clip, group, &out->q[(size_t)m * Kp], &out->scale[m], &out->gsum[(size_t)m * G]);
-      } else {
-        quantize_acts_ref(r, 1, K, Kp, bits, clip, group, &one);
-        std::copy(one.q.begin(), one.q.end(), out->q.begin() + (size_t)m * Kp);
-        out->scale[m] = one.scale[0];
-        std::copy(one.gsum.begin(), one.gsum.end(), out->gsum.begin() + (size_t)m * G);
-      }
+      row_fn(r, K, Kp, bits, clip, group, &out->q[(size_t)m * Kp], &out->scale[m], &out->gsum[(size_t)m * G]);
     }
   }
+}
+
+void quantize_acts_ref(const float* x, int M, int K, int Kp, int bits, float clip, int group, QuantizedActs* out) {
+  quantize_rows(&quantize_row_ref, x, M, K, Kp, bits, clip, group, out, nullptr);
+}
+
+void quantize_acts(Kernel kern, const float* x, int M, int K, int Kp, int bits, float clip, int group,
+                   QuantizedActs* out, const RowTransform* pre) {
+  QuantizeRowFn row_fn = kern == Kernel::Vnni && kernel_supported(Kernel::Vnni)   ? &quantize_row_avx512
+                         : kern == Kernel::Avx2 && kernel_supported(Kernel::Avx2) ? &quantize_row_avx2
+                                                                                  : &quantize_row_ref;
+  quantize_rows(row_fn, x, M, K, Kp, bits, clip, group, out, pre);
 }
 
 std::shared_ptr<const PackedWeight> load_packed_weight(const TensorSource& src, const std::string& name, int N, int K,
@@ -247,9 +236,13 @@ void gemm_acc_scalar(const QuantizedActs& a, const PackedWeight& w, int32_t* acc
 void gemm_acc_avx2(const QuantizedActs& a, const PackedWeight& w, int32_t* acc);
 void gemm_acc_vnni(const QuantizedActs& a, const PackedWeight& w, int32_t* acc);
 
-void gemm_acc(Kernel k, const QuantizedActs& a, const PackedWeight& w, int32_t* acc) {
+static void check_gemm_args(Kernel k, const QuantizedActs& a, const PackedWeight& w) {
   if (a.Kp != w.Kp) fail("gemm: activation and weight K differ");
   if (!kernel_supported(k)) fail(std::string("gemm: kernel ") + kernel_name(k) + " not supported on this CPU");
+}
+
+void gemm_acc(Kernel k, const QuantizedActs& a, const PackedWeight& w, int32_t* acc) {
+  check_gemm_args(k, a, w);
   switch (k) {
     case Kernel::Scalar: return gemm_acc_scalar(a, w, acc);
     case Kernel::Avx2: return gemm_acc_avx2(a, w, acc);
@@ -260,9 +253,10 @@ void gemm_acc(Kernel k, const QuantizedActs& a, const PackedWeight& w, int32_t* 
 void gemm_f32_vnni(const QuantizedActs& a, const PackedWeight& w, const float* bias, float* y);
 
 void gemm_q(Kernel k, const QuantizedActs& a, const PackedWeight& w, const float* bias, float* y) {
-  if (a.Kp != w.Kp) fail("gemm: activation and weight K differ");
-  if (!kernel_supported(k)) fail(std::string("gemm: kernel ") + kernel_name(k) + " not supported on this CPU");
-  if (k == Kernel::Vnni) return gemm_f32_vnni(a, w, bias, y);
+  if (k == Kernel::Vnni) {
+    check_gemm_args(k, a, w);
+    return gemm_f32_vnni(a, w, bias, y);
+  }
   std::vector<int32_t> acc((size_t)a.M * w.Np * w.groups());
   gemm_acc(k, a, w, acc.data());
   gemm_epilogue_ref(a, w, acc.data(), bias, y);

@@ -8,6 +8,7 @@
 // N is padded to a multiple of 16 (zero weights) and K to a multiple of 8 (zero weights).
 // Scales are fp32, per output channel (group = K) or per group of `group` along K.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -74,6 +75,13 @@ struct QuantizedActs {
   std::vector<int32_t> gsum;   // [M, Kp/group]: sum of codes per weight group (Q4 correction)
 };
 void quantize_acts_ref(const float* x, int M, int K, int Kp, int bits, float clip, int group, QuantizedActs* out);
+// The arithmetic every activation quantizer shares with fake_quant_ref (quant/quantizer.cc):
+// scale = clip * absmax / qmax (1 for an all-zero row); code = clamp(nearbyint(x / scale)), NaN -> 0.
+inline float act_scale(float amax, float clip, int qmax) { return amax * clip > 0 ? amax * clip / qmax : 1.0f; }
+inline int8_t act_code(float x, float s, int qmin, int qmax) {
+  const float v = __builtin_nearbyintf(x / s);
+  return (int8_t)(v != v ? 0.0f : std::min<float>(std::max<float>(v, qmin), qmax));  // casting NaN is UB
+}
 // The same codes, bit for bit, from the fastest implementation for `k` (AVX-512 for Vnni, AVX2
 // for Avx2). When
 // `pre` is given it is applied to a private copy of each row just before the row is quantized
