@@ -77,8 +77,8 @@ static const std::vector<std::string>& seeds() {
       quantize_model(*m, o);
       std::string dir = fuzz::scratch_dir() + "/seed_" + method;
       save_quantized(*m, o.recipe, dir, /*force=*/true, /*packed=*/true);
-      out.push_back(fuzz::make_parts({read_file(dir + "/config.json"), read_file(dir + "/recipe.json"),
-                                      read_file(dir + "/model.safetensors")}));
+      out.push_back(fuzz::make_parts({read_file(dir + "/config.json", SIZE_MAX), read_file(dir + "/recipe.json", SIZE_MAX),
+                                      read_file(dir + "/model.safetensors", SIZE_MAX)}));
     }
     return out;
   }();

@@ -17,7 +17,7 @@ namespace {
 // A model directory whose model.safetensors is `bytes` (config + tokenizer from tinyllama-8m).
 std::string model_with_safetensors(const std::string& bytes) {
   std::string dir = test::temp_dir("bad");
-  write_file_atomic(dir + "/config.json", read_file(test::tinyllama() + "/config.json"));
+  write_file_atomic(dir + "/config.json", read_file(test::tinyllama() + "/config.json", SIZE_MAX));
   symlink((test::tinyllama() + "/tokenizer.model").c_str(), (dir + "/tokenizer.model").c_str());
   write_file_atomic(dir + "/model.safetensors", bytes);
   return dir;
@@ -40,7 +40,7 @@ void expect_one_line_error(const test::CmdResult& r, const std::string& must_con
 std::string eval_args(const std::string& model) { return "eval -q --max-windows 1 --ctx 64 --model '" + model + "'"; }
 
 TEST(BadInput, TruncatedSafetensors) {
-  std::string real = read_file(test::tinyllama() + "/model.safetensors");
+  std::string real = read_file(test::tinyllama() + "/model.safetensors", SIZE_MAX);
   auto r = test::run_cli(eval_args(model_with_safetensors(real.substr(0, 4))));
   expect_one_line_error(r, "truncated safetensors file");
   // Cut inside the data section: the header is intact but offsets point past the end.
@@ -77,7 +77,7 @@ TEST(BadInput, ShapeConfigMismatch) {
   test::RandomModelOptions o;
   std::string dir = test::make_random_model(o);
   // Claim a different hidden size in config.json than the tensors have.
-  std::string cfg = read_file(dir + "/config.json");
+  std::string cfg = read_file(dir + "/config.json", SIZE_MAX);
   cfg.replace(cfg.find("\"hidden_size\": 64"), 17, "\"hidden_size\": 128");
   write_file_atomic(dir + "/config.json", cfg);
   expect_one_line_error(test::run_cli(eval_args(dir)), "but config.json implies [8192, 128]");
@@ -110,7 +110,7 @@ TEST(BadInput, MissingModelAndBadJson) {
 
 TEST(BadInput, TruncatedLlama2cCheckpoint) {
   std::string dir = test::temp_dir("l2c");
-  std::string real = read_file(test::data() + "/models/aidreams260K/aidreams260K.bin");
+  std::string real = read_file(test::data() + "/models/aidreams260K/aidreams260K.bin", SIZE_MAX);
   write_file_atomic(dir + "/m.bin", real.substr(0, real.size() - 100));
   expect_one_line_error(test::run_cli("generate --model '" + dir + "/m.bin' -n 2"), "but its header implies");
 }
@@ -128,7 +128,7 @@ TEST(Cli, QuantizeMethodDispatchAndUnknownMethod) {
   std::string out = test::temp_dir("cli") + "/q";
   r = test::run_cli("quantize -q --method smoothrot-all --w 16 --a 16 --kv 16 --nsamples 2 --seqlen 64 --out " + out);
   ASSERT_EQ(r.code, 0) << r.err;
-  std::string rec = read_file(out + "/recipe.json");
+  std::string rec = read_file(out + "/recipe.json", SIZE_MAX);
   EXPECT_NE(rec.find("\"online_hadamard_inputs\": true"), std::string::npos);
   EXPECT_NE(rec.find("\"r1\": false"), std::string::npos);
   EXPECT_NE(rec.find("\"r4\": true"), std::string::npos);

@@ -15,7 +15,7 @@ namespace {
 double rel_err(const float* a, const std::vector<float>& b) { return test::max_rel_diff(a, b.data(), b.size()); }
 
 std::vector<int32_t> golden_ids() {
-  auto j = nlohmann::json::parse(read_file(test::golden("input_ids.json")));
+  auto j = nlohmann::json::parse(read_file(test::golden("input_ids.json"), SIZE_MAX));
   return j.get<std::vector<int32_t>>();
 }
 
@@ -58,8 +58,8 @@ TEST(ForwardGolden, KVCacheDecodeEqualsPrefill) {
 
 TEST(ForwardGolden, ValidationPerplexityMatchesGolden) {
   auto m = Model::open(test::tinyllama());
-  auto summary = nlohmann::json::parse(read_file(test::golden("summary.json")));
-  std::string raw = read_file(test::golden("val_windows.i32"));
+  auto summary = nlohmann::json::parse(read_file(test::golden("summary.json"), SIZE_MAX));
+  std::string raw = read_file(test::golden("val_windows.i32"), SIZE_MAX);
   Windows w;
   w.ctx = 256;
   w.tokens.resize(raw.size() / 4);

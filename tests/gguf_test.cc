@@ -135,7 +135,7 @@ TEST(Gguf, BadFilesAreRejectedWithTheirProblem) {
   auto hf = Model::open(test::tinyllama());
   std::string dir = test::temp_dir("ggb");
   write_gguf(*hf, dir + "/m.gguf", GGUFOutType::F16, "x");
-  std::string bytes = read_file(dir + "/m.gguf");
+  std::string bytes = read_file(dir + "/m.gguf", SIZE_MAX);
   write_file_atomic(dir + "/cut.gguf", bytes.substr(0, 200000));
   test::expect_documented_error(test::run_cli("eval -q --max-windows 1 --ctx 32 --model " + dir + "/cut.gguf"),
                                 "cut.gguf: tensor 'token_embd.weight' data [0, +4194304) out of range (data section is");

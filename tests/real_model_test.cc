@@ -184,13 +184,13 @@ TEST(PackedFormat, SaveLoadPackedEqualsFakeQuantFileAndValidates) {
   EXPECT_EQ(forward(*a.model, toks.data(), 1, 8, nullptr, a.hooks.get()),
             forward(*b.model, toks.data(), 1, 8, nullptr, b.hooks.get()));
   // the packed file holds int4 weights, not fp32
-  EXPECT_LT(read_file(dir + "/pk/model.safetensors").size(), read_file(dir + "/fq/model.safetensors").size());
+  EXPECT_LT(read_file(dir + "/pk/model.safetensors", SIZE_MAX).size(), read_file(dir + "/fq/model.safetensors", SIZE_MAX).size());
   // a truncated .qweight is refused with the tensor's name
   {
     SafetensorsFile f(dir + "/pk/model.safetensors");
     EXPECT_EQ(f.info("model.layers.0.mlp.down_proj.qweight").dtype, DType::U8);
   }
-  std::string bytes = read_file(dir + "/pk/model.safetensors");
+  std::string bytes = read_file(dir + "/pk/model.safetensors", SIZE_MAX);
   size_t at = bytes.find("\"model.layers.0.self_attn.q_proj.qweight\"");
   ASSERT_NE(at, std::string::npos);
   // claim one byte fewer in data_offsets' end and in the shape -> the size check must fire

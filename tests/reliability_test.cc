@@ -41,7 +41,7 @@ TEST(Reliability, InterruptedQuantizeLeavesNoOutput) {
   test::expect_documented_error(r, "interrupted by SIGTERM; stopped before writing any output", 143);
   EXPECT_EQ(list_dir(dir), std::vector<std::string>{"q"});
   EXPECT_EQ(list_dir(out), std::vector<std::string>{"marker"});
-  EXPECT_EQ(read_file(out + "/marker"), "old");
+  EXPECT_EQ(read_file(out + "/marker", SIZE_MAX), "old");
 }
 
 TEST(Reliability, DiskFullLeavesNoOutput) {
@@ -103,7 +103,7 @@ TEST(Reliability, NonFiniteActivationsAreLocated) {
 TEST(Reliability, UnsupportedArchitectureAndRopeScaling) {
   test::RandomModelOptions o;
   std::string dir = test::make_random_model(o);
-  auto cfg = nlohmann::json::parse(read_file(dir + "/config.json"));
+  auto cfg = nlohmann::json::parse(read_file(dir + "/config.json", SIZE_MAX));
   auto bad = cfg;
   bad["architectures"] = {"GPT2LMHeadModel"};
   bad["model_type"] = "gpt2";
@@ -141,11 +141,11 @@ TEST(Reliability, SameSeedSameBytesForOneAndTwoThreads) {
     ASSERT_EQ(r.code, 0) << r.err;
   }
   for (const char* f : {"model.safetensors", "recipe.json", "config.json"}) {
-    std::string a = read_file(dir + "/a/" + f);
-    EXPECT_TRUE(a == read_file(dir + "/b/" + f)) << f << " differs between two identical runs";
-    EXPECT_TRUE(a == read_file(dir + "/c/" + f)) << f << " differs between 1 and 2 threads";
+    std::string a = read_file(dir + "/a/" + f, SIZE_MAX);
+    EXPECT_TRUE(a == read_file(dir + "/b/" + f, SIZE_MAX)) << f << " differs between two identical runs";
+    EXPECT_TRUE(a == read_file(dir + "/c/" + f, SIZE_MAX)) << f << " differs between 1 and 2 threads";
   }
-  EXPECT_FALSE(read_file(dir + "/a/model.safetensors") == read_file(dir + "/d/model.safetensors"))
+  EXPECT_FALSE(read_file(dir + "/a/model.safetensors", SIZE_MAX) == read_file(dir + "/d/model.safetensors", SIZE_MAX))
       << "another seed must give other rotations";
   // Evaluation: the same perplexity and KL, to the last printed digit, for 1 and 2 threads.
   const std::string ev = "eval -q --json --max-windows 3 --ctx 128 --kl-ref " + test::tinyllama() + " --model " + dir + "/a";

@@ -18,8 +18,8 @@ CmdResult run_cli(const std::string& args, const std::string& prefix) {
   int st = std::system(cmd.c_str());
   CmdResult r;
   r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  r.out = read_file(dir + "/out");
-  r.err = read_file(dir + "/err");
+  r.out = read_file(dir + "/out", SIZE_MAX);
+  r.err = read_file(dir + "/err", SIZE_MAX);
   std::system(("rm -rf '" + dir + "'").c_str());
   return r;
 }
@@ -29,7 +29,7 @@ void expect_documented_error(const CmdResult& r, const std::string& must_contain
   EXPECT_EQ(r.err.rfind("kurtail: ", 0), 0u) << r.err;
   EXPECT_NE(r.err.find(must_contain), std::string::npos) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-  static const std::string doc = read_file(std::string(KURTAIL_SOURCE_DIR) + "/docs/ERRORS.md");
+  static const std::string doc = read_file(std::string(KURTAIL_SOURCE_DIR) + "/docs/ERRORS.md", SIZE_MAX);
   EXPECT_NE(doc.find(must_contain), std::string::npos) << "docs/ERRORS.md does not list: " << must_contain;
 }
 

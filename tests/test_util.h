@@ -21,7 +21,7 @@ inline std::string tinyllama() { return data() + "/models/tinyllama-8m"; }
 inline std::string golden(const std::string& f) { return tinyllama() + "/golden/" + f; }
 
 inline std::vector<float> read_f32(const std::string& path) {
-  std::string b = read_file(path);
+  std::string b = read_file(path, SIZE_MAX);
   std::vector<float> v(b.size() / 4);
   std::memcpy(v.data(), b.data(), v.size() * 4);
   return v;

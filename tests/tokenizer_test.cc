@@ -20,7 +20,7 @@ struct Vector {
 
 // llama.cpp's format: inputs separated by "\n__ggml_vocab_test__\n"; one line of ids per input.
 std::vector<Vector> load_vectors(const std::string& gguf) {
-  std::string inp = read_file(gguf + ".inp"), out = read_file(gguf + ".out");
+  std::string inp = read_file(gguf + ".inp", SIZE_MAX), out = read_file(gguf + ".out", SIZE_MAX);
   const std::string sep = "\n__ggml_vocab_test__\n";
   std::vector<std::string> texts;
   size_t pos = 0;
@@ -73,8 +73,8 @@ TEST(Tokenizer, GgufVocabMetadata) {
 
 TEST(Tokenizer, SentencePieceMatchesGoldenIds) {
   auto tok = load_hf_tokenizer(test::tinyllama());
-  auto ids = nlohmann::json::parse(read_file(test::golden("input_ids.json"))).get<std::vector<int>>();
-  std::string text = read_file(test::golden("input_text.txt"));
+  auto ids = nlohmann::json::parse(read_file(test::golden("input_ids.json"), SIZE_MAX)).get<std::vector<int>>();
+  std::string text = read_file(test::golden("input_text.txt"), SIZE_MAX);
   auto got = tok->encode_for_model(text);
   ASSERT_GE(got.size(), ids.size());
   EXPECT_EQ(std::vector<int>(got.begin(), got.begin() + ids.size()), ids);
@@ -193,7 +193,7 @@ TEST(Tokenizer, SentencePieceStyleTokenizerJsonMatchesSentencePieceOnText) {
   std::string dir = test::temp_dir("tj");
   write_file_atomic(dir + "/tokenizer.json", spm_tokenizer_json(v));
   auto tj = load_tokenizer_json(dir + "/tokenizer.json");
-  std::string text = read_file(test::data() + "/text/wikitext2_raw_test.joined.txt").substr(0, 60000);
+  std::string text = read_file(test::data() + "/text/wikitext2_raw_test.joined.txt", SIZE_MAX).substr(0, 60000);
   std::istringstream lines(text);
   std::string line;
   int n = 0;

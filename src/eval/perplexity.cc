@@ -12,7 +12,7 @@
 namespace kt {
 
 std::vector<int32_t> tokenize_file(const Tokenizer& tok, const std::string& path) {
-  std::string text = read_file(path);
+  std::string text = read_file(path, kMaxTextBytes);
   bool blank = true;
   for (char c : text)
     if (!std::isspace((unsigned char)c)) blank = false;

@@ -12,7 +12,7 @@ namespace kt {
 
 std::vector<MCItem> load_piqa(const std::string& tasks_dir, int limit) {
   std::string data = join_path(tasks_dir, "piqa/valid.jsonl"), labels = join_path(tasks_dir, "piqa/valid-labels.lst");
-  std::istringstream dj(read_file(data)), lj(read_file(labels));
+  std::istringstream dj(read_file(data, kMaxTextBytes)), lj(read_file(labels, kMaxTextBytes));
   std::vector<MCItem> items;
   std::string line, lab;
   int lineno = 0;

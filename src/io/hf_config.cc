@@ -39,11 +39,7 @@ T get_or(const json& j, const char* key, T dflt, const std::string& path) {
 
 ModelSpec read_hf_config(const std::string& path) {
   json j;
-  try {
-    j = json::parse(read_file(path));
-  } catch (const json::exception& e) {
-    fail(path, std::string("not valid JSON: ") + e.what());
-  }
+  j = parse_json(read_file(path), path);
   if (!j.is_object()) fail(path, "expected a JSON object");
   ModelSpec s;
   try {

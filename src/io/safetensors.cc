@@ -5,6 +5,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "io/json_checked.h"
 #include "util/error.h"
 
 namespace kt {
@@ -35,11 +36,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
                    std::to_string(fsize) + " bytes)");
   if (hlen > (100u << 20)) fail(path, "safetensors header larger than 100 MiB");
   json h;
-  try {
-    h = json::parse(file_.data() + 8, file_.data() + 8 + hlen);
-  } catch (const std::exception& e) {
-    fail(path, std::string("safetensors header is not valid JSON: ") + e.what());
-  }
+  h = parse_json(std::string_view((const char*)file_.data() + 8, hlen), path, SIZE_MAX,
+                 "safetensors header is not valid JSON");
   if (!h.is_object()) fail(path, "safetensors header is not a JSON object");
   const uint8_t* base = file_.data() + 8 + hlen;
   const size_t data_size = fsize - 8 - hlen;
@@ -57,7 +55,9 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
     ti.name = name;
     ti.file = path;
     if (!v["dtype"].is_string() || !parse_dtype(v["dtype"].get<std::string>(), &ti.dtype))
-      fail(path, "tensor '" + name + "' has unknown dtype " + v["dtype"].dump());
+      fail(path, "tensor " + quote(name) + " has unknown dtype " +
+                       (v["dtype"].is_string() ? "\"" + printable(v["dtype"].get<std::string>(), 40) + "\""
+                                               : std::string(json_type_name(v["dtype"]))));
     auto& sh = v["shape"];
     if (!sh.is_array() || sh.size() > 8) fail(path, "tensor '" + name + "' has a bad shape");
     size_t numel = 1;
@@ -105,20 +105,15 @@ SafetensorsDir::SafetensorsDir(const std::string& dir) : dir_(dir) {
   std::string index = join_path(dir, "model.safetensors.index.json");
   std::string single = join_path(dir, "model.safetensors");
   if (file_exists(index)) {
-    json j;
-    try {
-      j = json::parse(read_file(index));
-    } catch (const json::exception& e) {
-      fail(index, std::string("not valid JSON: ") + e.what());
-    }
+    json j = parse_json(read_file(index), index);
     if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
       fail(index, "missing \"weight_map\" object");
     std::map<std::string, size_t> shard_idx;
     for (auto& [tname, fv] : j["weight_map"].items()) {
-      if (!fv.is_string()) fail(index, "weight_map entry for '" + tname + "' is not a string");
+      if (!fv.is_string()) fail(index, "weight_map entry for " + quote(tname) + " is not a string");
       std::string f = fv.get<std::string>();
       if (f.find('/') != std::string::npos || f.find("..") != std::string::npos)
-        fail(index, "shard name '" + f + "' must be a plain file name");
+        fail(index, "shard name " + quote(f) + " must be a plain file name");
       if (!shard_idx.count(f)) {
         shard_idx[f] = shards_.size();
         shards_.push_back(std::make_unique<SafetensorsFile>(join_path(dir, f)));

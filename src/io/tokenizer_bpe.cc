@@ -385,11 +385,7 @@ void configure_metaspace(const json& nz, const json& pt, ByteBpeTokenizer* t, co
 
 std::unique_ptr<Tokenizer> load_tokenizer_json(const std::string& path) {
   json j;
-  try {
-    j = json::parse(read_file(path));
-  } catch (const json::exception& e) {
-    fail(path, std::string("not valid JSON: ") + e.what());
-  }
+  j = parse_json(read_file(path, kMaxTokenizerBytes), path);
   auto t = std::make_unique<ByteBpeTokenizer>();
   try {
     const json& m = j.at("model");
@@ -502,7 +498,7 @@ std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& dir) {
   std::string cfg = join_path(dir, "tokenizer_config.json");
   if (file_exists(cfg)) {
     try {
-      json c = json::parse(read_file(cfg));
+      json c = parse_json(read_file(cfg), cfg);
       if (c.contains("add_bos_token") && c["add_bos_token"].is_boolean()) t->add_bos = c["add_bos_token"].get<bool>();
     } catch (const json::exception& e) {
       fail(cfg, std::string("not valid JSON: ") + e.what());

@@ -389,12 +389,12 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
         for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                               "generation_config.json"}) {
           std::string src = join_path(m.tokenizer_path, f);
-          if (file_exists(src)) write_file_atomic(join_path(tmp, f), read_file(src));
+          if (file_exists(src)) write_file_atomic(join_path(tmp, f), read_file(src, kMaxTokenizerBytes));
         }
       } else if (is_gguf_file(m.tokenizer_path) && m.tokenizer) {
         write_gguf_vocab(*m.tokenizer, join_path(tmp, "tokenizer.gguf"));  // not the whole GGUF model
       } else {
-        write_file_atomic(join_path(tmp, "tokenizer.bin"), read_file(m.tokenizer_path));
+        write_file_atomic(join_path(tmp, "tokenizer.bin"), read_file(m.tokenizer_path, kMaxTokenizerBytes));
       }
     }
     check_interrupted();  // a signal during the writes: the temp directory goes, OUT stays as it was

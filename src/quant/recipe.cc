@@ -113,7 +113,7 @@ std::string Recipe::to_json() const {
 Recipe Recipe::from_json(const std::string& text, const std::string& path) {
   Recipe r;
   try {
-    json j = json::parse(text);
+    json j = parse_json(text, path);
     if (j.value("format", "") != "kurtail-recipe") fail(path, "not a kurtail recipe (format field missing)");
     r.version = json_number<int>(j.at("version"), path, "version");
     if (r.version != 1) fail(path, "unsupported recipe version " + std::to_string(r.version));

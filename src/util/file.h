@@ -29,7 +29,18 @@ class MappedFile {
   size_t size_ = 0;
 };
 
-std::string read_file(const std::string& path);
+// Size caps for whole-file reads: what a legitimate file of each kind can need (the largest
+// real tokenizer.json files are ~35 MB; configs and recipes are kilobytes).
+inline constexpr size_t kMaxJsonBytes = 16u << 20;          // config.json, recipe.json, index, generation_config
+inline constexpr size_t kMaxTokenizerBytes = 256u << 20;    // tokenizer.json / tokenizer.model / tokenizer.bin
+inline constexpr size_t kMaxTextBytes = size_t(4) << 30;    // evaluation / calibration text
+
+// Whole-file read. Refuses anything that is not a regular file (a FIFO, a device such as
+// /dev/zero, a directory) before reading a byte (opened with O_NONBLOCK so a FIFO cannot block
+// the open), and files larger than max_bytes.
+std::string read_file(const std::string& path, size_t max_bytes = kMaxJsonBytes);
+// Opens PATH for reading the same way (regular file or fail); returns the fd, *size its size.
+int open_regular_file(const std::string& path, size_t* size);
 bool file_exists(const std::string& path);
 bool is_directory(const std::string& path);
 std::string join_path(const std::string& a, const std::string& b);
