@@ -35,13 +35,15 @@ TEST(Reliability, InterruptedQuantizeLeavesNoOutput) {
   EXPECT_EQ(list_dir(dir), std::vector<std::string>{}) << "no OUT, no OUT.tmp.*";
 
   // SIGTERM while replacing an existing output (--force): the old output stays as it was.
+  // (--force replaces only a kurtail output: a directory of its files with a kurtail recipe.)
   ASSERT_EQ(mkdir(out.c_str(), 0755), 0);
-  write_file_atomic(out + "/marker", "old");
+  const std::string old_recipe = "{\"format\": \"kurtail-recipe\", \"old\": true}";
+  write_file_atomic(out + "/recipe.json", old_recipe);
   r = test::run_cli(kLongQuantize + "--force --out " + out, "timeout --preserve-status -s TERM 5");
   test::expect_documented_error(r, "interrupted by SIGTERM; stopped before writing any output", 143);
   EXPECT_EQ(list_dir(dir), std::vector<std::string>{"q"});
-  EXPECT_EQ(list_dir(out), std::vector<std::string>{"marker"});
-  EXPECT_EQ(read_file(out + "/marker", SIZE_MAX), "old");
+  EXPECT_EQ(list_dir(out), std::vector<std::string>{"recipe.json"});
+  EXPECT_EQ(read_file(out + "/recipe.json", SIZE_MAX), old_recipe);
 }
 
 TEST(Reliability, DiskFullLeavesNoOutput) {

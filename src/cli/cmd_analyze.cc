@@ -9,6 +9,8 @@
 #include "quant/pipeline.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/interrupt.h"
+#include "util/output.h"
 
 namespace kt::cli {
 
@@ -20,10 +22,20 @@ struct AArgs {
   int nsamples = 16, seqlen = 0, bits = 4, layer = 1;
   double cq_alpha = 0.5;
   uint64_t seed = 0;
-  bool json = false, quiet = false;
+  bool json = false, quiet = false, force = false;
 } aa;
 
+OutputPolicy report_policy() {
+  OutputPolicy pol;
+  pol.force = aa.force;
+  pol.kind = "HTML report";
+  pol.is_own_output = is_kurtail_report;
+  pol.inputs = {aa.model, aa.calib};
+  return pol;
+}
+
 int run_analyze() {
+  if (!aa.out.empty()) check_output(aa.out, report_policy(), /*is_dir=*/false);  // before the work
   auto m = Model::open(aa.model);
   int seqlen = aa.seqlen > 0 ? aa.seqlen : std::min(2048, m->spec.max_pos);
   if (seqlen > m->spec.max_pos) fail("--seqlen exceeds the model's maximum context");
@@ -61,7 +73,10 @@ int run_analyze() {
     runs.emplace_back(method, collect_diagnostics(*mm, &hooks, w, zs, !aa.quiet, aa.cq_alpha));
   }
   if (!aa.out.empty()) {
-    write_file_atomic(aa.out, html_report(aa.model, runs, aa.layer, chan_site, aa.bits));
+    OutputFile f(aa.out, report_policy());
+    f.write(html_report(aa.model, runs, aa.layer, chan_site, aa.bits));
+    check_interrupted();
+    f.commit();
     if (!aa.quiet) std::fprintf(stderr, "wrote %s\n", aa.out.c_str());
   }
   if (aa.json) {
@@ -104,6 +119,7 @@ void register_analyze(CLI::App& app) {
   c->add_option("--layer", aa.layer, "layer of the channel-magnitude plot")->capture_default_str();
   c->add_option("--site", aa.site, "site of the channel-magnitude plot")->capture_default_str();
   c->add_option("--cq-alpha", aa.cq_alpha, "CrossQuant exponent for its zero share")->capture_default_str();
+  c->add_flag("--force", aa.force, "replace --out if it is a report kurtail wrote");
   c->add_flag("--json", aa.json, "JSON output (a list: original first, then each method)");
   c->add_flag("-q,--quiet", aa.quiet, "no progress");
   register_runner(c, run_analyze);

@@ -1,9 +1,12 @@
 // `kurtail export-gguf`: a model (FP, or transformed with only fusable rotations) as a llama.cpp
 // GGUF, for llama-quantize and llama-cli. Online transforms cannot be expressed in GGUF: refuse.
 #include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "io/gguf_model.h"
+#include "io/json_checked.h"
 #include "model/model.h"
 #include "quant/pipeline.h"
 #include "util/error.h"
@@ -18,8 +21,34 @@ struct ExportArgs {
   bool force = false, quiet = false;
 } xa;
 
+// general.name: the model's own name (config.json's _name_or_path), else the file or
+// directory's base name; never the local path it was read from.
+std::string model_name(const std::string& path) {
+  std::string cfg = join_path(path, "config.json");
+  if (is_directory(path) && file_exists(cfg)) {
+    try {
+      nlohmann::json j = parse_json(read_file(cfg), cfg);
+      if (j.is_object() && j.contains("_name_or_path") && j["_name_or_path"].is_string()) {
+        std::string n = j["_name_or_path"].get<std::string>();
+        const size_t slash = n.find_last_of('/');
+        if (!n.empty() && n[0] != '/' && n[0] != '.') return n;         // a hub id: "org/name"
+        if (slash != std::string::npos) n = n.substr(slash + 1);         // a local path: its base name
+        if (!n.empty()) return n;
+      }
+    } catch (const Error&) {
+    }
+  }
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  const size_t slash = p.find_last_of('/');
+  std::string base = slash == std::string::npos ? p : p.substr(slash + 1);
+  for (const char* ext : {".gguf", ".bin"})
+    if (base.size() > std::strlen(ext) && base.compare(base.size() - std::strlen(ext), std::string::npos, ext) == 0)
+      base.resize(base.size() - std::strlen(ext));
+  return base;
+}
+
 int run_export() {
-  if (file_exists(xa.out) && !xa.force) fail(xa.out, "already exists (pass --force to replace it)");
   GGUFOutType t;
   if (xa.type == "f16") t = GGUFOutType::F16;
   else if (xa.type == "f32") t = GGUFOutType::F32;
@@ -45,7 +74,7 @@ int run_export() {
       std::fprintf(stderr, "kurtail: warning: weights are on a %d-bit grid, stored as %s; llama-quantize requantizes them\n",
                    r.w.bits, xa.type.c_str());
   }
-  write_gguf(*m, xa.out, t, xa.name.empty() ? "kurtail export of " + xa.model : xa.name);
+  write_gguf(*m, xa.out, t, xa.name.empty() ? model_name(xa.model) : xa.name, xa.force);
   if (!xa.quiet) std::fprintf(stderr, "wrote %s\n", xa.out.c_str());
   return 0;
 }
@@ -60,7 +89,7 @@ void register_export(CLI::App& app) {
   c->add_option("--out", xa.out, "output .gguf")->required();
   c->add_option("--type", xa.type, "f16 | bf16 | f32 | q8_0 (matrices; norms stay f32)")->capture_default_str();
   c->add_option("--name", xa.name, "general.name");
-  c->add_flag("--force", xa.force, "replace OUT if it exists");
+  c->add_flag("--force", xa.force, "replace OUT if it is a GGUF kurtail wrote (never the input)");
   c->add_flag("-q,--quiet", xa.quiet, "no messages");
   register_runner(c, run_export);
 }

@@ -69,9 +69,9 @@ int run_quantize() {
   o.gptq.percdamp = qa.percdamp;
   o.gptq.act_order = qa.act_order;
   o.progress = !qa.quiet;
-  check_output_dir(qa.out, qa.force);
+  check_output_dir(*m, qa.out, qa.force, {qa.calib});
   QuantizeReport rep = quantize_model(*m, o);
-  save_quantized(*m, o.recipe, qa.out, qa.force, qa.packed);
+  save_quantized(*m, o.recipe, qa.out, qa.force, qa.packed, {qa.calib});
   if (qa.json) {
     nlohmann::json j = {{"out", qa.out}, {"method", r.method}, {"weights", r.weight_algo},
                         {"w", r.w.describe()}, {"a", r.a.describe()}, {"k", r.k.describe()}, {"v", r.v.describe()},
@@ -144,7 +144,7 @@ void register_quantize(CLI::App& app) {
   c->add_option("--kt-momentum", qa.kt.momentum, "kurtail: Cayley SGD momentum")->capture_default_str();
   c->add_option("--truncate-layers", qa.truncate, "keep only the first N layers (experiments)");
   c->add_flag("--packed", qa.packed, "store quantized linears packed (int4/int8 + scales) instead of fp32");
-  c->add_flag("--force", qa.force, "replace OUT if it exists");
+  c->add_flag("--force", qa.force, "replace OUT if it is a kurtail output (never another directory or one holding an input)");
   c->add_flag("--json", qa.json, "print a JSON report");
   c->add_flag("-q,--quiet", qa.quiet, "no progress on stderr");
   register_runner(c, run_quantize);

@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 
 #include "eval/svg.h"
+#include "util/error.h"
+#include "util/file.h"
 
 namespace kt {
 
@@ -29,7 +32,7 @@ std::string html_report(const std::string& model, const std::vector<DiagnosticsR
   const Site sites[] = {Site::AttnIn, Site::OIn, Site::MlpIn, Site::DownIn, Site::K, Site::V};
   const int layers = runs.empty() ? 0 : (int)runs[0].second.size() - 1;
   std::string h =
-      "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>kurtail analyze</title><style>"
+      std::string(kReportMarker) + "<html><head><meta charset=\"utf-8\"><title>kurtail analyze</title><style>"
       "body{font-family:sans-serif;margin:16px;color:#222}h2{margin-top:28px;border-bottom:1px solid #ccc}"
       ".grid{display:flex;flex-wrap:wrap;gap:8px}table{border-collapse:collapse;font-size:11px}"
       "td,th{border:1px solid #ddd;padding:2px 6px;text-align:right}th{background:#f4f4f4}</style></head><body>";
@@ -86,6 +89,14 @@ std::string html_report(const std::string& model, const std::vector<DiagnosticsR
       }
   h += "</table></body></html>\n";
   return h;
+}
+
+bool is_kurtail_report(const std::string& path) {
+  try {
+    return read_prefix(path, std::strlen(kReportMarker)) == kReportMarker;
+  } catch (const Error&) {
+    return false;
+  }
 }
 
 }  // namespace kt

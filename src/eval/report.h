@@ -12,6 +12,10 @@ namespace kt {
 
 using DiagnosticsRun = std::pair<std::string, std::vector<LayerDiagnostics>>;
 
+// Every report starts with this line, so --force can recognise a report kurtail wrote.
+inline constexpr const char* kReportMarker = "<!DOCTYPE html><!-- kurtail analyze report -->";
+bool is_kurtail_report(const std::string& path);
+
 std::string html_report(const std::string& model, const std::vector<DiagnosticsRun>& runs, int channel_layer,
                         Site channel_site, int bits);
 

@@ -4,6 +4,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "io/gguf.h"
 #include "io/tensor.h"
@@ -42,7 +43,13 @@ enum class GGUFOutType { F32, F16, BF16, Q8_0 };
 
 // Writes `m` (fp32 weights, any transforms already fused) as a llama.cpp GGUF, streamed layer
 // by layer into PATH.tmp.<pid> and renamed into place. Needs a tokenizer that exports to GGUF.
-void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const std::string& name);
+// OUT is created exclusively and published atomically (util/output.h); with `force` an
+// existing OUT is replaced only if is_kurtail_gguf() and it is none of `inputs` (nor the model).
+void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const std::string& name,
+                bool force = false, const std::vector<std::string>& inputs = {});
+// A GGUF kurtail wrote (it carries the kurtail.writer key).
+bool is_kurtail_gguf(const std::string& path);
+inline constexpr const char* kKurtailWriterKey = "kurtail.writer";
 
 // A GGUF holding only the tokenizer (what a quantized directory made from a GGUF carries as
 // tokenizer.gguf).

@@ -2,6 +2,7 @@
 // as llama.cpp's converter writes them), data streamed layer by layer into a temp file.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -66,39 +67,19 @@ struct OutTensor {
   int permute_heads = 0;       // llama q/k: HF rotate_half rows -> llama.cpp's adjacent pairs
 };
 
-// Temp file that becomes PATH on commit() and disappears otherwise.
-class TempFile {
+// The GGUF output: an exclusive temp that becomes PATH on commit() (util/output.h).
+class GgufOut {
  public:
-  explicit TempFile(const std::string& path) : path_(path), tmp_(path + ".tmp." + std::to_string(getpid())) {
-    f_ = std::fopen(tmp_.c_str(), "wb");
-    if (!f_) fail(path, std::string("cannot write: ") + std::strerror(errno));
-  }
-  ~TempFile() {
-    if (f_) std::fclose(f_);
-    if (!done_) ::unlink(tmp_.c_str());
-  }
-  void write(const void* p, size_t n) {
-    if (n && std::fwrite(p, 1, n, f_) != n) fail(path_, std::string("write failed: ") + std::strerror(errno));
-  }
+  GgufOut(const std::string& path, OutputPolicy policy) : out_(path, std::move(policy)) {}
+  void write(const void* p, size_t n) { out_.write(p, n); }
   void pad_to(uint64_t pos) {
     static const char zeros[kAlign] = {};
-    long cur = std::ftell(f_);
-    if (cur < 0) fail(path_, "ftell failed");
-    if ((uint64_t)cur < pos) write(zeros, pos - (uint64_t)cur);
+    while (out_.pos() < pos) out_.write(zeros, std::min<uint64_t>(kAlign, pos - out_.pos()));
   }
-  void commit() {
-    if (std::fflush(f_) != 0 || ::fsync(fileno(f_)) != 0) fail(path_, std::string("write failed: ") + std::strerror(errno));
-    std::FILE* f = f_;
-    f_ = nullptr;
-    if (std::fclose(f) != 0) fail(path_, std::string("write failed: ") + std::strerror(errno));
-    if (::rename(tmp_.c_str(), path_.c_str()) != 0) fail(path_, std::string("cannot rename into place: ") + std::strerror(errno));
-    done_ = true;
-  }
+  void commit() { out_.commit(); }
 
  private:
-  std::string path_, tmp_;
-  std::FILE* f_ = nullptr;
-  bool done_ = false;
+  OutputFile out_;
 };
 
 const Tensor* pick(const LayerWeights& w, const std::string& what) {
@@ -144,6 +125,15 @@ void add_tokenizer_kv(KVWriter& kv, const Tokenizer& t, const VocabExport& voc) 
   if (voc.model == "llama") kv.boolean("tokenizer.ggml.add_space_prefix", voc.add_space_prefix);
 }
 
+OutputPolicy gguf_policy(const std::string& path, bool force, const std::vector<std::string>& inputs) {
+  OutputPolicy p;
+  p.force = force;
+  p.kind = "GGUF file";
+  p.is_own_output = is_kurtail_gguf;
+  p.inputs = inputs;
+  return p;
+}
+
 }  // namespace
 
 void write_gguf_vocab(const Tokenizer& t, const std::string& path) {
@@ -155,7 +145,17 @@ void write_gguf_vocab(const Tokenizer& t, const std::string& path) {
   write_file_atomic(path, gguf_header(0, kv).buf);
 }
 
-void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const std::string& name) {
+bool is_kurtail_gguf(const std::string& path) {
+  try {
+    GGUFFile f(path);
+    return f.has(kKurtailWriterKey);
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const std::string& name, bool force,
+                const std::vector<std::string>& inputs) {
   const ModelSpec& s = m.spec;
   if (s.arch != "llama" && s.arch != "mistral" && s.arch != "qwen2") fail(path, "cannot write GGUF for arch " + s.arch);
   if (s.rope_style != RopeStyle::RotateHalf) fail(path, "GGUF export needs HF (rotate_half) RoPE weights");
@@ -164,6 +164,10 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
   if (s.attn_o_bias || s.mlp_bias) fail(path, "GGUF export of o_proj/MLP biases is not supported");
   if (!m.tokenizer) fail(path, "the model has no tokenizer to write");
   VocabExport voc = export_or_fail(*m.tokenizer, path);
+  std::vector<std::string> all_inputs = inputs;
+  all_inputs.push_back(m.path);
+  if (!m.tokenizer_path.empty()) all_inputs.push_back(m.tokenizer_path);
+  check_output(path, gguf_policy(path, force, all_inputs), /*is_dir=*/false);
   const std::string arch = s.arch == "qwen2" ? "qwen2" : "llama";  // llama.cpp runs Mistral as llama
   const bool permute_qk = arch == "llama";
   auto mat_type_for = [&](int64_t in) -> uint32_t {
@@ -208,6 +212,7 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
   KVWriter kv;
   kv.string("general.architecture", arch);
   kv.string("general.name", name);
+  kv.string(kKurtailWriterKey, "kurtail");  // lets --force recognise its own output
   // llama_ftype: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q8_0 7, MOSTLY_BF16 32
   kv.u32("general.file_type", type == GGUFOutType::Q8_0 ? 7 : type == GGUFOutType::F16 ? 1 : type == GGUFOutType::BF16 ? 32 : 0);
   kv.u32("general.alignment", (uint32_t)kAlign);
@@ -238,7 +243,7 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
   }
   const uint64_t data_start = (head.buf.size() + kAlign - 1) / kAlign * kAlign;
 
-  TempFile out(path);
+  GgufOut out(path, gguf_policy(path, force, all_inputs));
   out.write(head.buf.data(), head.buf.size());
   out.pad_to(data_start);
   std::shared_ptr<const LayerWeights> cur;

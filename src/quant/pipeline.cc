@@ -8,6 +8,7 @@
 #include <cstring>
 #include <cmath>
 #include <deque>
+#include <filesystem>
 #include <set>
 #include <random>
 
@@ -21,6 +22,7 @@
 #include "util/error.h"
 #include "util/interrupt.h"
 #include "util/file.h"
+#include "util/output.h"
 #include "util/progress.h"
 
 namespace kt {
@@ -304,19 +306,58 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   return rep;
 }
 
-void check_output_dir(const std::string& out, bool force) {
-  if (file_exists(out) && !force) fail(out, "already exists (pass --force to replace it)");
-  std::string probe = out + ".tmp." + std::to_string(getpid());
-  if (mkdir(probe.c_str(), 0755) != 0) fail(out, std::string("cannot create output directory: ") + std::strerror(errno));
-  rmdir(probe.c_str());
+namespace {
+
+// Every file a quantized-model directory can hold; --force replaces a directory only if it
+// holds nothing else (and no subdirectory), so a user's own files are never deleted.
+const char* const kModelDirFiles[] = {"model.safetensors",       "config.json",           "recipe.json",
+                                      "tokenizer.model",         "tokenizer.json",        "tokenizer_config.json",
+                                      "special_tokens_map.json", "generation_config.json", "tokenizer.gguf",
+                                      "tokenizer.bin"};
+
+OutputPolicy model_dir_policy(const Model& m, bool force, const std::vector<std::string>& inputs) {
+  OutputPolicy p;
+  p.force = force;
+  p.kind = "model directory";
+  p.is_own_output = is_kurtail_model_dir;
+  p.inputs = inputs;
+  if (!m.path.empty()) p.inputs.push_back(m.path);
+  if (!m.tokenizer_path.empty()) p.inputs.push_back(m.tokenizer_path);
+  return p;
 }
 
-void save_quantized(const Model& m, const Recipe& r, const std::string& out, bool force, bool packed) {
-  if (file_exists(out) && !force) fail(out, "already exists (pass --force to replace it)");
-  std::string tmp = out + ".tmp." + std::to_string(getpid());
-  std::system(("rm -rf '" + tmp + "'").c_str());
-  if (mkdir(tmp.c_str(), 0755) != 0) fail(out, std::string("cannot create output directory: ") + std::strerror(errno));
+}  // namespace
+
+bool is_kurtail_model_dir(const std::string& dir) {
+  std::error_code ec;
+  bool has_recipe = false;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (!e.is_regular_file(ec) || e.is_symlink(ec)) return false;
+    const std::string name = e.path().filename().string();
+    bool known = false;
+    for (const char* f : kModelDirFiles) known = known || name == f;
+    if (!known) return false;
+    has_recipe = has_recipe || name == "recipe.json";
+  }
+  if (ec || !has_recipe) return false;
   try {
+    return read_file(join_path(dir, "recipe.json")).find("\"kurtail-recipe\"") != std::string::npos;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+void check_output_dir(const Model& m, const std::string& out, bool force, const std::vector<std::string>& inputs) {
+  check_output(out, model_dir_policy(m, force, inputs), /*is_dir=*/true);
+}
+
+void save_quantized(const Model& m, const Recipe& r, const std::string& out, bool force, bool packed,
+                    const std::vector<std::string>& inputs) {
+  const OutputPolicy policy = model_dir_policy(m, force, inputs);
+  check_output(out, policy, /*is_dir=*/true);
+  OutputDir dir(out, policy);
+  const std::string& tmp = dir.path();
+  {
     std::vector<std::pair<std::string, const Tensor*>> ts;
     std::vector<std::shared_ptr<const LayerWeights>> keep;
     std::deque<Tensor> qbits_keep;  // stable addresses for the ".qbits" scalars
@@ -398,20 +439,7 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
       }
     }
     check_interrupted();  // a signal during the writes: the temp directory goes, OUT stays as it was
-    // Replacing (--force): move the old OUT aside first so OUT is never missing or mixed.
-    std::string old = out + ".old." + std::to_string(getpid());
-    bool had_old = file_exists(out);
-    if (had_old && rename(out.c_str(), old.c_str()) != 0)
-      fail(out, std::string("cannot replace existing output: ") + std::strerror(errno));
-    if (rename(tmp.c_str(), out.c_str()) != 0) {
-      int e = errno;
-      if (had_old) rename(old.c_str(), out.c_str());
-      fail(out, std::string("cannot move output into place: ") + std::strerror(e));
-    }
-    if (had_old) std::system(("rm -rf '" + old + "'").c_str());
-  } catch (...) {
-    std::system(("rm -rf '" + tmp + "'").c_str());
-    throw;
+    dir.commit();  // atomic: OUT appears whole, or an existing kurtail output is swapped out whole
   }
 }
 

@@ -6,6 +6,8 @@
 #include <string_view>
 #include <vector>
 
+#include "util/output.h"  // write_file_atomic
+
 namespace kt {
 
 // Read-only mmap of a whole file. Movable, not copyable. Empty files map to size 0.
@@ -39,15 +41,14 @@ inline constexpr size_t kMaxTextBytes = size_t(4) << 30;    // evaluation / cali
 // /dev/zero, a directory) before reading a byte (opened with O_NONBLOCK so a FIFO cannot block
 // the open), and files larger than max_bytes.
 std::string read_file(const std::string& path, size_t max_bytes = kMaxJsonBytes);
+// The first n bytes of a regular file (fewer if it is shorter).
+std::string read_prefix(const std::string& path, size_t n);
 // Opens PATH for reading the same way (regular file or fail); returns the fd, *size its size.
 int open_regular_file(const std::string& path, size_t* size);
 bool file_exists(const std::string& path);
 bool is_directory(const std::string& path);
 std::string join_path(const std::string& a, const std::string& b);
 
-// Writes go to PATH.tmp.<pid>, are fsync'ed, then renamed over PATH, so a crash or
-// a full disk never leaves a half-written PATH behind.
-void write_file_atomic(const std::string& path, std::string_view bytes);
 
 // Base directory of the shared data: $KURTAIL_DATA, else ../shared/data.
 std::string data_dir();
