@@ -9,12 +9,7 @@ namespace kt {
 
 bool is_gguf_file(const std::string& path) {
   if (is_directory(path) || !file_exists(path)) return false;
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) return false;
-  char magic[4] = {};
-  size_t n = std::fread(magic, 1, 4, f);
-  std::fclose(f);
-  return n == 4 && std::memcmp(magic, "GGUF", 4) == 0;
+  return read_prefix(path, 4) == "GGUF";  // fails on a FIFO or device, naming it
 }
 
 namespace {
@@ -23,7 +18,7 @@ double get_float(const GGUFFile& f, const std::string& key, double dflt) {
   if (!f.has(key)) return dflt;
   const GGUFValue& v = f.get(key);
   if (v.type == GGUFType::F32 || v.type == GGUFType::F64) return v.f;
-  if (v.type == GGUFType::STRING || v.type == GGUFType::ARRAY) fail(f.path(), "GGUF key '" + key + "' is not a number");
+  if (v.type == GGUFType::STRING || v.type == GGUFType::ARRAY) fail(f.path(), "GGUF key " + quote(key) + " is not a number");
   return (double)v.i;
 }
 

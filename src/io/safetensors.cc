@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "io/json_checked.h"
@@ -24,6 +25,171 @@ bool parse_dtype(const std::string& s, DType* out) {
   return true;
 }
 
+// The header is read with a SAX handler straight into TensorInfo entries: no JSON tree is
+// built, so memory is bounded by the tensors the header actually declares (a DOM of a 97 MB
+// header of tiny values took 1.7 GB), nesting cannot go past the format's three levels, and
+// a duplicate tensor name or key is refused (the format has no way to say which one counts).
+class HeaderSax : public nlohmann::json_sax<json> {
+ public:
+  HeaderSax(const std::string& path, const uint8_t* base, size_t data_size, std::map<std::string, TensorInfo>* tensors,
+            std::map<std::string, std::string>* metadata)
+      : path_(path), base_(base), data_size_(data_size), tensors_(tensors), metadata_(metadata) {}
+
+  bool null() override { return scalar("null"); }
+  bool boolean(bool) override { return scalar("boolean"); }
+  bool number_integer(number_integer_t v) override {
+    if (in_array()) fail(path_, "tensor " + quote(name_) + (field_ == "shape" ? " has a negative or non-integer dimension" : " has malformed data_offsets"));
+    return scalar("number");
+  }
+  bool number_unsigned(number_unsigned_t v) override {
+    if (!in_array()) return scalar("number");
+    if (field_ == "shape") {
+      if (shape_.size() >= 8) fail(path_, "tensor " + quote(name_) + " has a bad shape");
+      shape_.push_back(v);
+    } else {
+      if (offsets_.size() >= 2) fail(path_, "tensor " + quote(name_) + " has malformed data_offsets");
+      offsets_.push_back(v);
+    }
+    return true;
+  }
+  bool number_float(number_float_t, const string_t&) override {
+    if (in_array()) fail(path_, "tensor " + quote(name_) + (field_ == "shape" ? " has a negative or non-integer dimension" : " has malformed data_offsets"));
+    return scalar("number");
+  }
+  bool string(string_t& v) override {
+    if (depth_ == 2 && in_metadata_) {
+      (*metadata_)[key_] = v;
+      return true;
+    }
+    if (depth_ == 2 && field_ == "dtype") {
+      if (!parse_dtype(v, &dtype_)) fail(path_, "tensor " + quote(name_) + " has unknown dtype \"" + printable(v, 40) + "\"");
+      have_dtype_ = true;
+      return true;
+    }
+    return scalar("string");
+  }
+  bool binary(binary_t&) override { return scalar("binary"); }
+  bool start_object(std::size_t) override {
+    if (depth_ == 0) {
+      depth_ = 1;
+      return true;
+    }
+    if (depth_ == 1) {
+      depth_ = 2;
+      in_metadata_ = name_ == "__metadata__";
+      entry_keys_.clear();
+      shape_.clear();
+      offsets_.clear();
+      have_dtype_ = have_shape_ = have_offsets_ = false;
+      return true;
+    }
+    return scalar("object");
+  }
+  bool key(string_t& k) override {
+    if (depth_ == 1) {
+      if (tensors_->count(k) || (k == "__metadata__" && seen_metadata_)) fail(path_, "duplicate tensor name " + quote(k) + " in the header");
+      seen_metadata_ = seen_metadata_ || k == "__metadata__";
+      name_ = k;
+      return true;
+    }
+    // depth 2: a tensor entry's field or a metadata key
+    if (!entry_keys_.insert(k).second) fail(path_, "duplicate key " + quote(k) + " in the entry of " + quote(name_));
+    if (in_metadata_) {
+      key_ = k;
+      return true;
+    }
+    if (k != "dtype" && k != "shape" && k != "data_offsets")
+      fail(path_, "tensor " + quote(name_) + " has an unknown field " + quote(k));
+    field_ = k;
+    return true;
+  }
+  bool end_object() override {
+    if (depth_ == 2) {
+      if (!in_metadata_) finish_tensor();
+      in_metadata_ = false;
+      depth_ = 1;
+      return true;
+    }
+    depth_ = 0;
+    done_ = true;
+    return true;
+  }
+  bool start_array(std::size_t) override {
+    if (depth_ == 2 && !in_metadata_ && (field_ == "shape" || field_ == "data_offsets")) {
+      depth_ = 3;
+      (field_ == "shape" ? have_shape_ : have_offsets_) = true;
+      return true;
+    }
+    return scalar("array");
+  }
+  bool end_array() override {
+    depth_ = 2;
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& ex) override {
+    fail(path_, std::string("safetensors header is not valid JSON: ") + ex.what());
+  }
+  bool done() const { return done_; }
+
+ private:
+  bool in_array() const { return depth_ == 3; }
+  // A value where the format has none of this type.
+  bool scalar(const char* type) {
+    if (depth_ == 0) fail(path_, "safetensors header is not a JSON object");
+    if (depth_ == 1) fail(path_, "tensor " + quote(name_) + " entry lacks dtype/shape/data_offsets");
+    if (in_metadata_) fail(path_, "__metadata__ value of " + quote(key_) + " is a " + type + ", not a string");
+    if (field_ == "data_offsets") fail(path_, "tensor " + quote(name_) + " has malformed data_offsets");
+    if (field_ == "shape") fail(path_, "tensor " + quote(name_) + " has a bad shape");
+    fail(path_, "tensor " + quote(name_) + " has unknown dtype (a " + type + ")");
+  }
+
+  void finish_tensor() {
+    const std::string& name = name_;
+    if (!have_dtype_ || !have_shape_ || !have_offsets_)
+      fail(path_, "tensor " + quote(name) + " entry lacks dtype/shape/data_offsets");
+    TensorInfo ti;
+    ti.name = name;
+    ti.file = path_;
+    ti.dtype = dtype_;
+    size_t numel = 1;
+    for (uint64_t dv : shape_) {
+      if (dv != 0 && numel > std::numeric_limits<size_t>::max() / dv / 8)
+        fail(path_, "tensor " + quote(name) + " shape overflows");
+      numel *= dv;
+      ti.shape.push_back((int64_t)dv);
+    }
+    if (offsets_.size() != 2) fail(path_, "tensor " + quote(name) + " has malformed data_offsets");
+    const uint64_t b = offsets_[0], e = offsets_[1];
+    if (b > e || e > data_size_)
+      fail(path_, "tensor " + quote(name) + " data_offsets [" + std::to_string(b) + ", " + std::to_string(e) +
+                      ") out of range (data section is " + std::to_string(data_size_) + " bytes)");
+    if (e - b != numel * dtype_size(ti.dtype))
+      fail(path_, "tensor " + quote(name) + " has " + std::to_string(e - b) + " bytes but its shape and dtype need " +
+                      std::to_string(numel * dtype_size(ti.dtype)));
+    ti.data = base_ + b;
+    ti.nbytes = e - b;
+    if (e > b) ranges.emplace_back(b, e);
+    (*tensors_)[name] = std::move(ti);
+  }
+
+ public:
+  std::vector<std::pair<size_t, size_t>> ranges;
+
+ private:
+  const std::string& path_;
+  const uint8_t* base_;
+  size_t data_size_;
+  std::map<std::string, TensorInfo>* tensors_;
+  std::map<std::string, std::string>* metadata_;
+  int depth_ = 0;  // 0 outside, 1 in the header object, 2 in an entry, 3 in shape/data_offsets
+  bool done_ = false, in_metadata_ = false, seen_metadata_ = false;
+  std::string name_, key_, field_;
+  std::set<std::string> entry_keys_;
+  DType dtype_ = DType::F32;
+  bool have_dtype_ = false, have_shape_ = false, have_offsets_ = false;
+  std::vector<uint64_t> shape_, offsets_;
+};
+
 }  // namespace
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
@@ -35,63 +201,18 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
     fail(path, "safetensors header length " + std::to_string(hlen) + " is larger than the file (" +
                    std::to_string(fsize) + " bytes)");
   if (hlen > (100u << 20)) fail(path, "safetensors header larger than 100 MiB");
-  json h;
-  h = parse_json(std::string_view((const char*)file_.data() + 8, hlen), path, SIZE_MAX,
-                 "safetensors header is not valid JSON");
-  if (!h.is_object()) fail(path, "safetensors header is not a JSON object");
-  const uint8_t* base = file_.data() + 8 + hlen;
-  const size_t data_size = fsize - 8 - hlen;
-  std::vector<std::pair<size_t, size_t>> ranges;
-  for (auto& [name, v] : h.items()) {
-    if (name == "__metadata__") {
-      if (v.is_object())
-        for (auto& [k, mv] : v.items())
-          if (mv.is_string()) metadata_[k] = mv.get<std::string>();
-      continue;
-    }
-    if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets"))
-      fail(path, "tensor '" + name + "' entry lacks dtype/shape/data_offsets");
-    TensorInfo ti;
-    ti.name = name;
-    ti.file = path;
-    if (!v["dtype"].is_string() || !parse_dtype(v["dtype"].get<std::string>(), &ti.dtype))
-      fail(path, "tensor " + quote(name) + " has unknown dtype " +
-                       (v["dtype"].is_string() ? "\"" + printable(v["dtype"].get<std::string>(), 40) + "\""
-                                               : std::string(json_type_name(v["dtype"]))));
-    auto& sh = v["shape"];
-    if (!sh.is_array() || sh.size() > 8) fail(path, "tensor '" + name + "' has a bad shape");
-    size_t numel = 1;
-    for (auto& d : sh) {
-      if (!d.is_number_unsigned()) fail(path, "tensor '" + name + "' has a negative or non-integer dimension");
-      uint64_t dv = d.get<uint64_t>();
-      if (dv != 0 && numel > std::numeric_limits<size_t>::max() / dv / 8)
-        fail(path, "tensor '" + name + "' shape overflows");
-      numel *= dv;
-      ti.shape.push_back((int64_t)dv);
-    }
-    auto& off = v["data_offsets"];
-    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
-      fail(path, "tensor '" + name + "' has malformed data_offsets");
-    uint64_t b = off[0].get<uint64_t>(), e = off[1].get<uint64_t>();
-    if (b > e || e > data_size)
-      fail(path, "tensor '" + name + "' data_offsets [" + std::to_string(b) + ", " + std::to_string(e) +
-                     ") out of range (data section is " + std::to_string(data_size) + " bytes)");
-    if (e - b != numel * dtype_size(ti.dtype))
-      fail(path, "tensor '" + name + "' has " + std::to_string(e - b) + " bytes but its shape and dtype need " +
-                     std::to_string(numel * dtype_size(ti.dtype)));
-    ti.data = base + b;
-    ti.nbytes = e - b;
-    if (e > b) ranges.emplace_back(b, e);
-    tensors_[name] = std::move(ti);
-  }
-  std::sort(ranges.begin(), ranges.end());
-  for (size_t i = 1; i < ranges.size(); i++)
-    if (ranges[i].first < ranges[i - 1].second) fail(path, "tensor data ranges overlap");
+  const char* h = (const char*)file_.data() + 8;
+  HeaderSax sax(path, file_.data() + 8 + hlen, fsize - 8 - hlen, &tensors_, &metadata_);
+  json::sax_parse(h, h + hlen, &sax);
+  if (!sax.done()) fail(path, "safetensors header is not a JSON object");
+  std::sort(sax.ranges.begin(), sax.ranges.end());
+  for (size_t i = 1; i < sax.ranges.size(); i++)
+    if (sax.ranges[i].first < sax.ranges[i - 1].second) fail(path, "tensor data ranges overlap");
 }
 
 const TensorInfo& SafetensorsFile::info(const std::string& name) const {
   auto it = tensors_.find(name);
-  if (it == tensors_.end()) fail(file_.path(), "missing tensor '" + name + "'");
+  if (it == tensors_.end()) fail(file_.path(), "missing tensor " + quote(name));
   return it->second;
 }
 
@@ -119,9 +240,16 @@ SafetensorsDir::SafetensorsDir(const std::string& dir) : dir_(dir) {
         shards_.push_back(std::make_unique<SafetensorsFile>(join_path(dir, f)));
       }
       size_t si = shard_idx[f];
-      if (!shards_[si]->has(tname)) fail(join_path(dir, f), "index lists tensor '" + tname + "' but the shard lacks it");
+      if (!shards_[si]->has(tname)) fail(join_path(dir, f), "index lists tensor " + quote(tname) + " but the shard lacks it");
       where_[tname] = si;
     }
+    // A tensor stored in two shards is ambiguous (loaders that read every shard disagree with
+    // the index): refuse it.
+    std::map<std::string, std::string> seen;
+    for (auto& [f, si] : shard_idx)
+      for (const std::string& n : shards_[si]->names())
+        if (auto [it, fresh] = seen.emplace(n, f); !fresh)
+          fail(index, "tensor " + quote(n) + " is stored in two shards (" + quote(it->second) + " and " + quote(f) + ")");
   } else if (file_exists(single)) {
     shards_.push_back(std::make_unique<SafetensorsFile>(single));
     for (auto& n : shards_[0]->names()) where_[n] = 0;
