@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "io/gguf_model.h"
 #include "model/model.h"
 #include "quant/pipeline.h"
@@ -55,11 +56,12 @@ int run_export() {
 void register_export(CLI::App& app) {
   auto* c = app.add_subcommand("export-gguf", "Write a model (after fusable transforms) as a llama.cpp GGUF");
   xa.model = join_path(data_dir(), "models/tinyllama-8m");
-  c->add_option("--model", xa.model, "HF directory, quantize OUT (fusable rotations only), llama2.c .bin or .gguf")
+  path_option(c, "--model", xa.model, "HF directory, quantize OUT (fusable rotations only), llama2.c .bin or .gguf")
       ->capture_default_str();
-  c->add_option("--out", xa.out, "output .gguf")->required();
-  c->add_option("--type", xa.type, "f16 | bf16 | f32 | q8_0 (matrices; norms stay f32)")->capture_default_str();
-  c->add_option("--name", xa.name, "general.name");
+  path_option(c, "--out", xa.out, "output .gguf")->required();
+  choice_option(c, "--type", xa.type, "type of the matrices (norms stay f32)", {"f16", "bf16", "f32", "q8_0"})
+      ->capture_default_str();
+  path_option(c, "--name", xa.name, "general.name");
   c->add_flag("--force", xa.force, "replace OUT if it exists");
   c->add_flag("-q,--quiet", xa.quiet, "no messages");
   register_runner(c, run_export);
