@@ -80,15 +80,18 @@ int run_eval() {
                                        recipe.k.describe().c_str(), recipe.v.describe().c_str());
   if (!ea.task.empty()) {
     auto items = load_piqa(ea.tasks_dir, ea.limit);
-    MCResult r = eval_multiple_choice(*m, opt.hooks, items, ea.task, !ea.quiet, opt.kv_k, opt.kv_v);
+    MCResult r = eval_multiple_choice(*m, opt.hooks, items, ea.task, !ea.quiet, opt.kv_k, opt.kv_v, ctx);
     if (ea.json) {
       nlohmann::json j = {{"model", ea.model}, {"task", r.task}, {"n", r.n}, {"acc", r.acc},
                           {"acc_stderr", r.acc_stderr}, {"acc_norm", r.acc_norm}, {"acc_norm_stderr", r.acc_norm_stderr},
-                          {"seconds", r.seconds}, {"method", hooks ? recipe.method : "fp"}};
+                          {"ctx", ctx}, {"truncated_items", r.truncated}, {"seconds", r.seconds}, {"method", hooks ? recipe.method : "fp"}};
       std::cout << j.dump(2) << std::endl;
     } else {
       std::printf("%s (n=%d): acc %.4f +- %.4f  acc_norm %.4f +- %.4f\n", r.task.c_str(), r.n, r.acc, r.acc_stderr,
                   r.acc_norm, r.acc_norm_stderr);
+      if (r.truncated)
+        std::printf("%d of %d items longer than the context of %d tokens: context cut on the left (as lm-eval)\n",
+                    r.truncated, r.n, ctx);
     }
     return 0;
   }
@@ -141,7 +144,7 @@ struct GenArgs {
 int run_generate() {
   auto m = Model::open(ga.model, -1, ga.tokenizer);
   auto prompt = m->tokenizer->encode_for_model(ga.prompt);
-  if (prompt.empty()) prompt.push_back(m->spec.bos_id);
+  if (prompt.empty() && m->spec.bos_id >= 0) prompt.push_back(m->spec.bos_id);
   GenOptions opt;
   opt.n_new = ga.n;
   opt.temperature = ga.temperature;

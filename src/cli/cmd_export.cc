@@ -37,7 +37,7 @@ int run_export() {
     if (r.crossquant) online += " CrossQuant column scales";
     if (!r.tensors.empty()) online += " online site transforms";
     if (!online.empty())
-      fail(xa.model, "recipe '" + r.method + "' needs online transforms GGUF cannot express:" + online +
+      fail(xa.model, "recipe " + quote(r.method) + " needs online transforms GGUF cannot express:" + online +
                          " (quantize with --no-r3 --no-r4, or a method without them)");
     if (!xa.quiet && (r.a.bits < 16 || r.k.bits < 16))
       std::fprintf(stderr, "kurtail: warning: activation/KV quantization in the recipe is not carried into GGUF; "

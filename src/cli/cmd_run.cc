@@ -28,7 +28,7 @@ int run_run() {
   RealModel rm = load_real(ra.model);
   std::fprintf(stderr, "model: %s\n", rm.describe().c_str());
   auto prompt = rm.model->tokenizer->encode_for_model(ra.prompt);
-  if (prompt.empty()) prompt.push_back(rm.model->spec.bos_id);
+  if (prompt.empty() && rm.model->spec.bos_id >= 0) prompt.push_back(rm.model->spec.bos_id);
   GenOptions g;
   g.n_new = ra.n;
   g.temperature = ra.temperature;

@@ -97,14 +97,14 @@ GGUFFile::GGUFFile(const std::string& path) : file_(path) {
       v.arr_type = (GGUFType)c.read<uint32_t>();
       uint64_t n = c.read<uint64_t>();
       if (v.arr_type == GGUFType::STRING) {
-        if (n > (file_.size() - c.pos) / 8) fail(path, "GGUF array '" + key + "' length exceeds the file");
+        if (n > (file_.size() - c.pos) / 8) fail(path, "GGUF array " + quote(key) + " length exceeds the file");
         v.strs.reserve(n);
         for (uint64_t i = 0; i < n; i++) v.strs.push_back(c.str());
       } else if (v.arr_type == GGUFType::ARRAY) {
-        fail(path, "nested GGUF arrays are not supported (key '" + key + "')");
+        fail(path, "nested GGUF arrays are not supported (key " + quote(key) + ")");
       } else {
         size_t es = scalar_size(v.arr_type, path);
-        if (n > (file_.size() - c.pos) / es) fail(path, "GGUF array '" + key + "' length exceeds the file");
+        if (n > (file_.size() - c.pos) / es) fail(path, "GGUF array " + quote(key) + " length exceeds the file");
         if (is_float(v.arr_type)) v.floats.resize(n); else v.ints.resize(n);
         for (uint64_t i = 0; i < n; i++) {
           int64_t iv = 0;
@@ -122,7 +122,7 @@ GGUFFile::GGUFFile(const std::string& path) : file_(path) {
     GGUFTensorInfo ti;
     ti.name = c.str();
     uint32_t nd = c.read<uint32_t>();
-    if (nd == 0 || nd > 4) fail(path, "tensor '" + ti.name + "' has " + std::to_string(nd) + " dimensions (1..4 allowed)");
+    if (nd == 0 || nd > 4) fail(path, "tensor " + quote(ti.name) + " has " + std::to_string(nd) + " dimensions (1..4 allowed)");
     for (uint32_t d = 0; d < nd; d++) ti.dims.push_back(c.read<uint64_t>());
     ti.type = c.read<uint32_t>();
     ti.offset = c.read<uint64_t>();
@@ -137,22 +137,22 @@ GGUFFile::GGUFFile(const std::string& path) : file_(path) {
   for (auto& ti : tensors_) {
     uint64_t numel = 1;
     for (uint64_t d : ti.dims) {
-      if (d != 0 && numel > (1ull << 40) / d) fail(path, "tensor '" + ti.name + "' shape overflows");
+      if (d != 0 && numel > (1ull << 40) / d) fail(path, "tensor " + quote(ti.name) + " shape overflows");
       numel *= d;
     }
-    if (ti.offset % align) fail(path, "tensor '" + ti.name + "' offset " + std::to_string(ti.offset) + " is not aligned");
+    if (ti.offset % align) fail(path, "tensor " + quote(ti.name) + " offset " + std::to_string(ti.offset) + " is not aligned");
     uint64_t nbytes = 0;
     switch (ti.type) {
       case GGML_F32: nbytes = numel * 4; break;
       case GGML_F16: case GGML_BF16: nbytes = numel * 2; break;
       case GGML_Q8_0:
-        if (ti.dims[0] % 32) fail(path, "tensor '" + ti.name + "' is Q8_0 but its rows are not a multiple of 32");
+        if (ti.dims[0] % 32) fail(path, "tensor " + quote(ti.name) + " is Q8_0 but its rows are not a multiple of 32");
         nbytes = numel / 32 * 34;
         break;
       default: continue;  // listed, but only loading it fails (with the type's name)
     }
     if (ti.offset > data_size || nbytes > data_size - ti.offset)
-      fail(path, "tensor '" + ti.name + "' data [" + std::to_string(ti.offset) + ", +" + std::to_string(nbytes) +
+      fail(path, "tensor " + quote(ti.name) + " data [" + std::to_string(ti.offset) + ", +" + std::to_string(nbytes) +
                      ") out of range (data section is " + std::to_string(data_size) + " bytes)");
     ti.readable = true;
     ti.data = file_.data() + data_offset_ + ti.offset;
@@ -166,7 +166,7 @@ GGUFFile::GGUFFile(const std::string& path) : file_(path) {
 
 const GGUFValue& GGUFFile::get(const std::string& key) const {
   auto it = kv_.find(key);
-  if (it == kv_.end()) fail(file_.path(), "missing GGUF key '" + key + "'");
+  if (it == kv_.end()) fail(file_.path(), "missing GGUF key " + quote(key));
   return it->second;
 }
 

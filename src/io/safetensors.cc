@@ -50,7 +50,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
       continue;
     }
     if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets"))
-      fail(path, "tensor '" + name + "' entry lacks dtype/shape/data_offsets");
+      fail(path, "tensor " + quote(name) + " entry lacks dtype/shape/data_offsets");
     TensorInfo ti;
     ti.name = name;
     ti.file = path;
@@ -59,25 +59,25 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
                        (v["dtype"].is_string() ? "\"" + printable(v["dtype"].get<std::string>(), 40) + "\""
                                                : std::string(json_type_name(v["dtype"]))));
     auto& sh = v["shape"];
-    if (!sh.is_array() || sh.size() > 8) fail(path, "tensor '" + name + "' has a bad shape");
+    if (!sh.is_array() || sh.size() > 8) fail(path, "tensor " + quote(name) + " has a bad shape");
     size_t numel = 1;
     for (auto& d : sh) {
-      if (!d.is_number_unsigned()) fail(path, "tensor '" + name + "' has a negative or non-integer dimension");
+      if (!d.is_number_unsigned()) fail(path, "tensor " + quote(name) + " has a negative or non-integer dimension");
       uint64_t dv = d.get<uint64_t>();
       if (dv != 0 && numel > std::numeric_limits<size_t>::max() / dv / 8)
-        fail(path, "tensor '" + name + "' shape overflows");
+        fail(path, "tensor " + quote(name) + " shape overflows");
       numel *= dv;
       ti.shape.push_back((int64_t)dv);
     }
     auto& off = v["data_offsets"];
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
-      fail(path, "tensor '" + name + "' has malformed data_offsets");
+      fail(path, "tensor " + quote(name) + " has malformed data_offsets");
     uint64_t b = off[0].get<uint64_t>(), e = off[1].get<uint64_t>();
     if (b > e || e > data_size)
-      fail(path, "tensor '" + name + "' data_offsets [" + std::to_string(b) + ", " + std::to_string(e) +
+      fail(path, "tensor " + quote(name) + " data_offsets [" + std::to_string(b) + ", " + std::to_string(e) +
                      ") out of range (data section is " + std::to_string(data_size) + " bytes)");
     if (e - b != numel * dtype_size(ti.dtype))
-      fail(path, "tensor '" + name + "' has " + std::to_string(e - b) + " bytes but its shape and dtype need " +
+      fail(path, "tensor " + quote(name) + " has " + std::to_string(e - b) + " bytes but its shape and dtype need " +
                      std::to_string(numel * dtype_size(ti.dtype)));
     ti.data = base + b;
     ti.nbytes = e - b;
@@ -91,7 +91,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
 
 const TensorInfo& SafetensorsFile::info(const std::string& name) const {
   auto it = tensors_.find(name);
-  if (it == tensors_.end()) fail(file_.path(), "missing tensor '" + name + "'");
+  if (it == tensors_.end()) fail(file_.path(), "missing tensor " + quote(name));
   return it->second;
 }
 
@@ -119,7 +119,7 @@ SafetensorsDir::SafetensorsDir(const std::string& dir) : dir_(dir) {
         shards_.push_back(std::make_unique<SafetensorsFile>(join_path(dir, f)));
       }
       size_t si = shard_idx[f];
-      if (!shards_[si]->has(tname)) fail(join_path(dir, f), "index lists tensor '" + tname + "' but the shard lacks it");
+      if (!shards_[si]->has(tname)) fail(join_path(dir, f), "index lists tensor " + quote(tname) + " but the shard lacks it");
       where_[tname] = si;
     }
   } else if (file_exists(single)) {
@@ -132,7 +132,7 @@ SafetensorsDir::SafetensorsDir(const std::string& dir) : dir_(dir) {
 
 const TensorInfo& SafetensorsDir::info(const std::string& name) const {
   auto it = where_.find(name);
-  if (it == where_.end()) fail(dir_, "missing tensor '" + name + "'");
+  if (it == where_.end()) fail(dir_, "missing tensor " + quote(name));
   return shards_[it->second]->info(name);
 }
 
