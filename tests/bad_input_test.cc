@@ -123,7 +123,7 @@ namespace {
 
 TEST(Cli, QuantizeMethodDispatchAndUnknownMethod) {
   auto r = test::run_cli("quantize --method nosuch --out /tmp/never_written_kurtail");
-  expect_one_line_error(r, "unknown --method 'nosuch'");
+  expect_one_line_error(r, "--method: 'nosuch' is not one of rtn, quarot");
   EXPECT_FALSE(file_exists("/tmp/never_written_kurtail"));
   std::string out = test::temp_dir("cli") + "/q";
   r = test::run_cli("quantize -q --method smoothrot-all --w 16 --a 16 --kv 16 --nsamples 2 --seqlen 64 --out " + out);

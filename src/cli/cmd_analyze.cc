@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "eval/diagnostics.h"
 #include "eval/report.h"
 #include "quant/pipeline.h"
@@ -38,7 +39,10 @@ int run_analyze() {
   if (!aa.out.empty()) check_output(aa.out, report_policy(), /*is_dir=*/false);  // before the work
   auto m = Model::open(aa.model);
   int seqlen = aa.seqlen > 0 ? aa.seqlen : std::min(2048, m->spec.max_pos);
-  if (seqlen > m->spec.max_pos) fail("--seqlen exceeds the model's maximum context");
+  if (seqlen > m->spec.max_pos)
+    fail("--seqlen: " + std::to_string(seqlen) + " exceeds the model's maximum context of " +
+         std::to_string(m->spec.max_pos));
+  check_below("--layer", aa.layer, m->spec.n_layers, "the model's layer count");
   Windows w = calibration_windows(*m->tokenizer, aa.calib, aa.nsamples, seqlen, aa.seed);
   Site chan_site = Site::DownIn;
   bool found = false;
@@ -107,18 +111,23 @@ void register_analyze(CLI::App& app) {
   auto* c = app.add_subcommand("analyze", "Outlier diagnostics per layer and activation site");
   aa.model = join_path(data_dir(), "models/tinyllama-8m");
   aa.calib = join_path(data_dir(), "text/calib.txt");
-  c->add_option("--model", aa.model, "model directory (with recipe.json: measured after its online rotations)")
+  path_option(c, "--model", aa.model, "model directory (with recipe.json: measured after its online rotations)")
       ->capture_default_str();
-  c->add_option("--calib", aa.calib, "text to run")->capture_default_str();
-  c->add_option("--nsamples", aa.nsamples, "windows")->capture_default_str();
-  c->add_option("--seqlen", aa.seqlen, "window length (0 = min(2048, model max))");
-  c->add_option("--bits", aa.bits, "bits of the per-token quantizer for the zero share")->capture_default_str();
-  c->add_option("--seed", aa.seed, "window sampling seed")->capture_default_str();
-  c->add_option("--method", aa.methods, "also measure these methods' transforms (repeatable)");
-  c->add_option("--out", aa.out, "write a self-contained HTML report here");
-  c->add_option("--layer", aa.layer, "layer of the channel-magnitude plot")->capture_default_str();
-  c->add_option("--site", aa.site, "site of the channel-magnitude plot")->capture_default_str();
-  c->add_option("--cq-alpha", aa.cq_alpha, "CrossQuant exponent for its zero share")->capture_default_str();
+  path_option(c, "--calib", aa.calib, "text to run")->capture_default_str();
+  int_option(c, "--nsamples", aa.nsamples, "windows", 1, 1 << 20)->capture_default_str();
+  int_option(c, "--seqlen", aa.seqlen, "window length (0 = min(2048, model max))", 2, kMaxCount, /*zero_default=*/true);
+  bits_option(c, "--bits", aa.bits, "bits of the per-token quantizer for the zero share")->capture_default_str();
+  u64_option(c, "--seed", aa.seed, "window sampling seed")->capture_default_str();
+  choice_option(c, "--method", aa.methods, "also measure these methods' transforms (repeatable)",
+                split_list(Recipe::method_list()));
+  path_option(c, "--out", aa.out, "write a self-contained HTML report here");
+  int_option(c, "--layer", aa.layer, "layer of the channel-magnitude plot (below the model's layer count)", 0,
+             kMaxCount)
+      ->capture_default_str();
+  std::vector<std::string> sites;
+  for (int i = 0; i < kNumSites; i++) sites.push_back(site_name((Site)i));
+  choice_option(c, "--site", aa.site, "site of the channel-magnitude plot", sites)->capture_default_str();
+  real_option(c, "--cq-alpha", aa.cq_alpha, "CrossQuant exponent for its zero share", 0, 1)->capture_default_str();
   c->add_flag("--force", aa.force, "replace --out if it is a report kurtail wrote");
   c->add_flag("--json", aa.json, "JSON output (a list: original first, then each method)");
   c->add_flag("-q,--quiet", aa.quiet, "no progress");

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "eval/generate.h"
 #include "eval/kl.h"
 #include "eval/zeroshot.h"
@@ -78,17 +79,19 @@ int run_eval() {
                                        recipe.w.describe().c_str(), recipe.a.describe().c_str(),
                                        recipe.k.describe().c_str(), recipe.v.describe().c_str());
   if (!ea.task.empty()) {
-    if (ea.task != "piqa") fail("unknown --task '" + ea.task + "' (available: piqa)");
     auto items = load_piqa(ea.tasks_dir, ea.limit);
-    MCResult r = eval_multiple_choice(*m, opt.hooks, items, ea.task, !ea.quiet, opt.kv_k, opt.kv_v);
+    MCResult r = eval_multiple_choice(*m, opt.hooks, items, ea.task, !ea.quiet, opt.kv_k, opt.kv_v, ctx);
     if (ea.json) {
       nlohmann::json j = {{"model", ea.model}, {"task", r.task}, {"n", r.n}, {"acc", r.acc},
                           {"acc_stderr", r.acc_stderr}, {"acc_norm", r.acc_norm}, {"acc_norm_stderr", r.acc_norm_stderr},
-                          {"seconds", r.seconds}, {"method", hooks ? recipe.method : "fp"}};
+                          {"ctx", ctx}, {"truncated_items", r.truncated}, {"seconds", r.seconds}, {"method", hooks ? recipe.method : "fp"}};
       std::cout << j.dump(2) << std::endl;
     } else {
       std::printf("%s (n=%d): acc %.4f +- %.4f  acc_norm %.4f +- %.4f\n", r.task.c_str(), r.n, r.acc, r.acc_stderr,
                   r.acc_norm, r.acc_norm_stderr);
+      if (r.truncated)
+        std::printf("%d of %d items longer than the context of %d tokens: context cut on the left (as lm-eval)\n",
+                    r.truncated, r.n, ctx);
     }
     return 0;
   }
@@ -141,7 +144,7 @@ struct GenArgs {
 int run_generate() {
   auto m = Model::open(ga.model, -1, ga.tokenizer);
   auto prompt = m->tokenizer->encode_for_model(ga.prompt);
-  if (prompt.empty()) prompt.push_back(m->spec.bos_id);
+  if (prompt.empty() && m->spec.bos_id >= 0) prompt.push_back(m->spec.bos_id);
   GenOptions opt;
   opt.n_new = ga.n;
   opt.temperature = ga.temperature;
@@ -172,19 +175,21 @@ void register_eval(CLI::App& app) {
   auto* c = app.add_subcommand("eval", "Perplexity of a model on a text (non-overlapping windows)");
   ea.model = default_model();
   ea.text = default_text();
-  c->add_option("--model", ea.model, "HF model directory or llama2.c .bin")->capture_default_str();
-  c->add_option("--text", ea.text, "text file to evaluate on")->capture_default_str();
-  c->add_option("--tokenizer", ea.tokenizer, "tokenizer file overriding the one beside the model");
-  c->add_option("--ctx", ea.ctx, "window length in tokens (default min(2048, model max))");
-  c->add_option("--max-windows", ea.max_windows, "evaluate at most this many windows (0 = all)");
-  c->add_option("--batch", ea.batch, "windows per forward chunk (0 = automatic)");
+  path_option(c, "--model", ea.model, "HF model directory or llama2.c .bin")->capture_default_str();
+  path_option(c, "--text", ea.text, "text file to evaluate on")->capture_default_str();
+  path_option(c, "--tokenizer", ea.tokenizer, "tokenizer file overriding the one beside the model");
+  int_option(c, "--ctx", ea.ctx, "window length in tokens, and the zero-shot context (0 = min(2048, model max))",
+             2, kMaxCount, /*zero_default=*/true);
+  int_option(c, "--max-windows", ea.max_windows, "evaluate at most this many windows (0 = all)", 0, kMaxCount);
+  int_option(c, "--batch", ea.batch, "windows per forward chunk (0 = automatic)", 0, 1024);
   ea.tasks_dir = join_path(data_dir(), "tasks");
-  c->add_option("--task", ea.task, "zero-shot task instead of perplexity: piqa");
-  c->add_option("--tasks-dir", ea.tasks_dir, "directory holding the task data")->capture_default_str();
-  c->add_option("--limit", ea.limit, "evaluate only the first N task items");
-  c->add_option("--kernels", ea.kernels, "auto (integer kernels when the model allows) | real | fake")
+  choice_option(c, "--task", ea.task, "zero-shot task instead of perplexity", {"piqa"});
+  path_option(c, "--tasks-dir", ea.tasks_dir, "directory holding the task data")->capture_default_str();
+  int_option(c, "--limit", ea.limit, "evaluate only the first N task items (0 = all)", 0, kMaxCount);
+  choice_option(c, "--kernels", ea.kernels, "integer kernels when the model allows (auto), required (real), or never (fake)",
+                {"auto", "real", "fake"})
       ->capture_default_str();
-  c->add_option("--kl-ref", ea.kl_ref, "reference model: report KL divergence and top-1 agreement against it");
+  path_option(c, "--kl-ref", ea.kl_ref, "reference model: report KL divergence and top-1 agreement against it");
   c->add_flag("--json", ea.json, "print a JSON result on stdout");
   c->add_flag("-q,--quiet", ea.quiet, "no progress on stderr");
   g_runners[c] = run_eval;
@@ -193,13 +198,14 @@ void register_eval(CLI::App& app) {
 void register_generate(CLI::App& app) {
   auto* c = app.add_subcommand("generate", "Generate text from a prompt (greedy unless --temperature > 0)");
   ga.model = default_model();
-  c->add_option("--model", ga.model, "HF model directory or llama2.c .bin")->capture_default_str();
-  c->add_option("--prompt", ga.prompt, "prompt text");
-  c->add_option("--tokenizer", ga.tokenizer, "tokenizer file overriding the one beside the model");
-  c->add_option("-n", ga.n, "tokens to generate")->capture_default_str();
-  c->add_option("--temperature", ga.temperature, "sampling temperature (0 = greedy)")->capture_default_str();
-  c->add_option("--top-p", ga.top_p, "nucleus sampling threshold")->capture_default_str();
-  c->add_option("--seed", ga.seed, "sampling seed")->capture_default_str();
+  path_option(c, "--model", ga.model, "HF model directory or llama2.c .bin")->capture_default_str();
+  text_option(c, "--prompt", ga.prompt, "prompt text");
+  path_option(c, "--tokenizer", ga.tokenizer, "tokenizer file overriding the one beside the model");
+  int_option(c, "-n", ga.n, "tokens to generate (stops at the model's maximum context)", 0, kMaxCount)
+      ->capture_default_str();
+  real_option(c, "--temperature", ga.temperature, "sampling temperature (0 = greedy)", 0, 100)->capture_default_str();
+  real_option(c, "--top-p", ga.top_p, "nucleus sampling threshold", 0, 1, /*lo_open=*/true)->capture_default_str();
+  u64_option(c, "--seed", ga.seed, "sampling seed")->capture_default_str();
   g_runners[c] = run_generate;
 }
 

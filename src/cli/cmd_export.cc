@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "io/gguf_model.h"
 #include "io/json_checked.h"
 #include "model/model.h"
@@ -65,7 +66,7 @@ int run_export() {
     if (r.crossquant) online += " CrossQuant column scales";
     if (!r.tensors.empty()) online += " online site transforms";
     if (!online.empty())
-      fail(xa.model, "recipe '" + r.method + "' needs online transforms GGUF cannot express:" + online +
+      fail(xa.model, "recipe " + quote(r.method) + " needs online transforms GGUF cannot express:" + online +
                          " (quantize with --no-r3 --no-r4, or a method without them)");
     if (!xa.quiet && (r.a.bits < 16 || r.k.bits < 16))
       std::fprintf(stderr, "kurtail: warning: activation/KV quantization in the recipe is not carried into GGUF; "
@@ -84,11 +85,12 @@ int run_export() {
 void register_export(CLI::App& app) {
   auto* c = app.add_subcommand("export-gguf", "Write a model (after fusable transforms) as a llama.cpp GGUF");
   xa.model = join_path(data_dir(), "models/tinyllama-8m");
-  c->add_option("--model", xa.model, "HF directory, quantize OUT (fusable rotations only), llama2.c .bin or .gguf")
+  path_option(c, "--model", xa.model, "HF directory, quantize OUT (fusable rotations only), llama2.c .bin or .gguf")
       ->capture_default_str();
-  c->add_option("--out", xa.out, "output .gguf")->required();
-  c->add_option("--type", xa.type, "f16 | bf16 | f32 | q8_0 (matrices; norms stay f32)")->capture_default_str();
-  c->add_option("--name", xa.name, "general.name");
+  path_option(c, "--out", xa.out, "output .gguf")->required();
+  choice_option(c, "--type", xa.type, "type of the matrices (norms stay f32)", {"f16", "bf16", "f32", "q8_0"})
+      ->capture_default_str();
+  path_option(c, "--name", xa.name, "general.name");
   c->add_flag("--force", xa.force, "replace OUT if it is a GGUF kurtail wrote (never the input)");
   c->add_flag("-q,--quiet", xa.quiet, "no messages");
   register_runner(c, run_export);

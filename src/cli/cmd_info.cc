@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "io/gguf.h"
 #include "io/gguf_model.h"
 #include "io/safetensors.h"
@@ -117,7 +118,7 @@ int run_info() {
 void register_info(CLI::App& app) {
   auto* c = app.add_subcommand("info", "What a model is (architecture, sizes, dtypes, tokenizer) and what kurtail can do with it");
   ia.model = join_path(data_dir(), "models/tinyllama-8m");
-  c->add_option("--model", ia.model, "HF directory, llama2.c .bin, quantized OUT or .gguf")->capture_default_str();
+  path_option(c, "--model", ia.model, "HF directory, llama2.c .bin, quantized OUT or .gguf")->capture_default_str();
   c->add_flag("--json", ia.json, "JSON output");
   register_runner(c, run_info);
 }

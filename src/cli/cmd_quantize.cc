@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "quant/pipeline.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -26,14 +27,28 @@ struct QArgs {
        act_order = false, quant_lm_head = false, force = false, json = false, quiet = false, packed = false;
 } qa;
 
+// Options whose valid values depend on the model: a group never spans two rows of a linear's
+// input (or two heads of K/V), so it must divide every input size.
+void check_model_dependent_options(const ModelSpec& s) {
+  check_divides("--w-group", qa.w_group, s.hidden, "the model's hidden size");
+  check_divides("--w-group", qa.w_group, s.q_dim(), "the model's attention output size (heads x head_dim)");
+  check_divides("--w-group", qa.w_group, s.ffn, "the model's ffn (intermediate) size");
+  check_divides("--kv-group", qa.kv_group, s.head_dim, "the model's head_dim");
+  if (qa.seqlen > s.max_pos)
+    fail("--seqlen: " + std::to_string(qa.seqlen) + " exceeds the model's maximum context of " + std::to_string(s.max_pos));
+}
+
 int run_quantize() {
   if (qa.out.empty()) fail("--out DIR is required");
   auto m = Model::open(qa.model, -1, qa.tokenizer);
+  if (qa.truncate > m->spec.n_layers)
+    fail("--truncate-layers: " + std::to_string(qa.truncate) + " exceeds the model's " +
+         std::to_string(m->spec.n_layers) + " layers");
   if (qa.truncate > 0) m->truncate_layers(qa.truncate);
+  check_model_dependent_options(m->spec);
   QuantizeOptions o;
   Recipe& r = o.recipe;
   r.weight_algo = qa.weights;
-  if (qa.weights != "rtn" && qa.weights != "gptq") fail("--weights must be rtn or gptq");
   r.set_bits(qa.wbits, qa.abits, qa.kvbits, m->spec.head_dim);
   r.a.clip_ratio = qa.a_clip;
   r.a.symmetric = !qa.a_asym;
@@ -41,7 +56,6 @@ int run_quantize() {
   r.k.symmetric = r.v.symmetric = qa.kv_sym;
   if (qa.kv_group > 0) r.k.group = r.v.group = qa.kv_group;
   r.w.mse_search = !qa.no_w_mse;
-  if (qa.w_scale != "f32" && qa.w_scale != "f16") fail("--w-scale must be f32 or f16");
   r.w.scale_f16 = qa.w_scale == "f16";
   if (qa.w_group > 0) {
     r.w.gran = Granularity::PerGroup;
@@ -58,7 +72,6 @@ int run_quantize() {
   if (qa.no_r3) r.r3 = false;
   if (qa.no_r4) r.r4 = false;
   r.kurtail = qa.kt;
-  if (qa.kt_loss != "squared" && qa.kt_loss != "mean") fail("--kt-loss must be squared or mean");
   r.kurtail.squared = qa.kt_loss == "squared";
   r.percdamp = qa.percdamp;
   r.act_order = qa.act_order;
@@ -106,25 +119,30 @@ void register_quantize(CLI::App& app) {
   auto* c = app.add_subcommand("quantize", "Transform and fake-quantize a model; writes OUT with a recipe.json");
   qa.model = join_path(data_dir(), "models/tinyllama-8m");
   qa.calib = join_path(data_dir(), "text/calib.txt");
-  c->add_option("--model", qa.model, "HF model directory or llama2.c .bin")->capture_default_str();
-  c->add_option("--method", qa.method, "rtn | quarot | kurtail | smoothquant | smoothrot | smoothrot-all | duquant | crossquant")->capture_default_str();
-  c->add_option("--w", qa.wbits, "weight bits (16 = off)")->capture_default_str();
-  c->add_option("--a", qa.abits, "activation bits (16 = off)")->capture_default_str();
-  c->add_option("--kv", qa.kvbits, "KV-cache bits (16 = off)")->capture_default_str();
-  c->add_option("--weights", qa.weights, "weight algorithm: rtn | gptq")->capture_default_str();
-  c->add_option("--calib", qa.calib, "calibration text (GPTQ)")->capture_default_str();
-  c->add_option("--nsamples", qa.nsamples, "calibration windows")->capture_default_str();
-  c->add_option("--seqlen", qa.seqlen, "calibration window length (0 = min(2048, model max))");
-  c->add_option("--seed", qa.seed, "seed for rotations and calibration sampling")->capture_default_str();
-  c->add_option("--out", qa.out, "output directory")->required();
-  c->add_option("--tokenizer", qa.tokenizer, "tokenizer file overriding the one beside the model");
-  c->add_option("--a-clip", qa.a_clip, "activation clip ratio")->capture_default_str();
-  c->add_option("--kv-clip", qa.kv_clip, "K/V clip ratio")->capture_default_str();
-  c->add_option("--w-group", qa.w_group, "weight group size (0 = per output channel)");
-  c->add_option("--w-scale", qa.w_scale, "weight scale precision: f32 | f16 (rounded to fp16, stored as F16)")
+  path_option(c, "--model", qa.model, "HF model directory or llama2.c .bin")->capture_default_str();
+  choice_option(c, "--method", qa.method, "transform method", split_list(Recipe::method_list()))->capture_default_str();
+  bits_option(c, "--w", qa.wbits, "weight bits (16 = off)")->capture_default_str();
+  bits_option(c, "--a", qa.abits, "activation bits (16 = off)")->capture_default_str();
+  bits_option(c, "--kv", qa.kvbits, "KV-cache bits (16 = off)")->capture_default_str();
+  choice_option(c, "--weights", qa.weights, "weight algorithm", {"rtn", "gptq"})->capture_default_str();
+  path_option(c, "--calib", qa.calib, "calibration text (GPTQ)")->capture_default_str();
+  int_option(c, "--nsamples", qa.nsamples, "calibration windows", 1, 1 << 20)->capture_default_str();
+  int_option(c, "--seqlen", qa.seqlen, "calibration window length (0 = min(2048, model max))", 2, kMaxCount,
+             /*zero_default=*/true);
+  u64_option(c, "--seed", qa.seed, "seed for rotations and calibration sampling")->capture_default_str();
+  path_option(c, "--out", qa.out, "output directory")->required();
+  path_option(c, "--tokenizer", qa.tokenizer, "tokenizer file overriding the one beside the model");
+  real_option(c, "--a-clip", qa.a_clip, "activation clip ratio", 0, 1, /*lo_open=*/true)->capture_default_str();
+  real_option(c, "--kv-clip", qa.kv_clip, "K/V clip ratio", 0, 1, /*lo_open=*/true)->capture_default_str();
+  int_option(c, "--w-group", qa.w_group, "weight group size; must divide every linear's input size (0 = per output channel)",
+             1, kMaxCount, /*zero_default=*/true);
+  choice_option(c, "--w-scale", qa.w_scale, "weight scale precision (f16: rounded to fp16, stored as F16)",
+                {"f32", "f16"})
       ->capture_default_str();
-  c->add_option("--kv-group", qa.kv_group, "K/V group size (0 = head_dim)");
-  c->add_option("--percdamp", qa.percdamp, "GPTQ dampening")->capture_default_str();
+  int_option(c, "--kv-group", qa.kv_group, "K/V group size; must divide head_dim (0 = head_dim)", 1, kMaxCount,
+             /*zero_default=*/true);
+  real_option(c, "--percdamp", qa.percdamp, "GPTQ dampening (fraction of the mean Hessian diagonal)", 0, 1)
+      ->capture_default_str();
   c->add_flag("--act-order", qa.act_order, "GPTQ: quantize columns by decreasing Hessian diagonal");
   c->add_flag("--a-asym", qa.a_asym, "asymmetric activation quantization");
   c->add_flag("--kv-sym", qa.kv_sym, "symmetric K/V quantization");
@@ -134,15 +152,24 @@ void register_quantize(CLI::App& app) {
   c->add_flag("--no-r2", qa.no_r2, "quarot: skip R2 (per-head V/O)");
   c->add_flag("--no-r3", qa.no_r3, "quarot: skip R3 (online Q/K)");
   c->add_flag("--no-r4", qa.no_r4, "quarot: skip R4 (online down_proj)");
-  c->add_option("--alpha", qa.alpha, "smoothquant / smoothrot migration strength")->capture_default_str();
-  c->add_option("--cq-alpha", qa.cq_alpha, "crossquant exponent (1 = per-token)")->capture_default_str();
-  c->add_option("--kt-target", qa.kt.target, "kurtail: target kurtosis (1.8 = uniform)")->capture_default_str();
-  c->add_option("--kt-loss", qa.kt_loss, "kurtail: squared ((k-target)^2) | mean (plain kurtosis)")->capture_default_str();
-  c->add_option("--kt-tokens", qa.kt.budget, "kurtail: captured token rows per layer and site")->capture_default_str();
-  c->add_option("--kt-iters", qa.kt.iters, "kurtail: optimiser iterations")->capture_default_str();
-  c->add_option("--kt-lr", qa.kt.lr, "kurtail: peak learning rate (cosine schedule)")->capture_default_str();
-  c->add_option("--kt-momentum", qa.kt.momentum, "kurtail: Cayley SGD momentum")->capture_default_str();
-  c->add_option("--truncate-layers", qa.truncate, "keep only the first N layers (experiments)");
+  real_option(c, "--alpha", qa.alpha, "smoothquant / smoothrot migration strength", 0, 1)->capture_default_str();
+  real_option(c, "--cq-alpha", qa.cq_alpha, "crossquant exponent (1 = per-token)", 0, 1)->capture_default_str();
+  real_option(c, "--kt-target", qa.kt.target, "kurtail: target kurtosis (1.8 = uniform; no distribution is below 1)",
+              1, 1000)
+      ->capture_default_str();
+  choice_option(c, "--kt-loss", qa.kt_loss, "kurtail: squared ((k-target)^2) or mean (plain kurtosis)",
+                {"squared", "mean"})
+      ->capture_default_str();
+  int_option(c, "--kt-tokens", qa.kt.budget, "kurtail: captured token rows per layer and site (0 = all)", 1,
+             kMaxCount, /*zero_default=*/true)
+      ->capture_default_str();
+  int_option(c, "--kt-iters", qa.kt.iters, "kurtail: optimiser iterations", 0, 1000000)->capture_default_str();
+  real_option(c, "--kt-lr", qa.kt.lr, "kurtail: peak learning rate (cosine schedule)", 0, 10, /*lo_open=*/true)
+      ->capture_default_str();
+  real_option(c, "--kt-momentum", qa.kt.momentum, "kurtail: Cayley SGD momentum", 0, 1, false, /*hi_open=*/true)
+      ->capture_default_str();
+  int_option(c, "--truncate-layers", qa.truncate, "keep only the first N layers, experiments (0 = all)", 1, kMaxCount,
+             /*zero_default=*/true);
   c->add_flag("--packed", qa.packed, "store quantized linears packed (int4/int8 + scales) instead of fp32");
   c->add_flag("--force", qa.force, "replace OUT if it is a kurtail output (never another directory or one holding an input)");
   c->add_flag("--json", qa.json, "print a JSON report");

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "runtime/packed.h"
 #include "runtime/runner.h"
 #include "util/error.h"
@@ -27,7 +28,7 @@ int run_run() {
   RealModel rm = load_real(ra.model);
   std::fprintf(stderr, "model: %s\n", rm.describe().c_str());
   auto prompt = rm.model->tokenizer->encode_for_model(ra.prompt);
-  if (prompt.empty()) prompt.push_back(rm.model->spec.bos_id);
+  if (prompt.empty() && rm.model->spec.bos_id >= 0) prompt.push_back(rm.model->spec.bos_id);
   GenOptions g;
   g.n_new = ra.n;
   g.temperature = ra.temperature;
@@ -89,7 +90,7 @@ int run_bench() {
     if (c == "w8a8") w = a = kv = 8;
     else if (c == "w4a8") w = 4, a = kv = 8;
     else if (c == "w4a4") w = a = kv = 4;
-    else if (c != "fp32") fail("--configs: unknown config '" + c + "' (fp32, w8a8, w4a8, w4a4)");
+    else if (c != "fp32") fail("--configs: unknown config " + quote(c) + " (fp32, w8a8, w4a8, w4a4)");
     RealModel rm = make_real(ba.model, ba.method, w, a, kv);
     const ModelSpec& s = rm.model->spec;
     const int pp = std::min(ba.pp, s.max_pos), tg = std::min(ba.tg, s.max_pos - 1);
@@ -142,20 +143,25 @@ int run_bench() {
 void register_run(CLI::App& app) {
   auto* c = app.add_subcommand("run", "Generate with a quantized model on the integer kernels and int KV cache");
   ra.model = join_path(data_dir(), "models/tinyllama-8m");
-  c->add_option("--model", ra.model, "quantized model directory (or an FP model)")->capture_default_str();
-  c->add_option("--prompt", ra.prompt, "prompt text");
-  c->add_option("-n", ra.n, "tokens to generate")->capture_default_str();
-  c->add_option("--temperature", ra.temperature, "0 = greedy")->capture_default_str();
-  c->add_option("--seed", ra.seed, "sampling seed")->capture_default_str();
+  path_option(c, "--model", ra.model, "quantized model directory (or an FP model)")->capture_default_str();
+  text_option(c, "--prompt", ra.prompt, "prompt text");
+  int_option(c, "-n", ra.n, "tokens to generate (stops at the model's maximum context)", 0, kMaxCount)
+      ->capture_default_str();
+  real_option(c, "--temperature", ra.temperature, "sampling temperature (0 = greedy)", 0, 100)->capture_default_str();
+  u64_option(c, "--seed", ra.seed, "sampling seed")->capture_default_str();
   register_runner(c, run_run);
   auto* b = app.add_subcommand("bench", "Prefill/decode tokens per second for FP32, W8A8, W4A8, W4A4");
   ba.model = join_path(data_dir(), "models/tinyllama-8m");
-  b->add_option("--model", ba.model, "FP model to quantize in memory")->capture_default_str();
-  b->add_option("--method", ba.method, "rtn | quarot (online Hadamards included in the timing)")->capture_default_str();
-  b->add_option("--configs", ba.configs, "comma-separated: fp32,w8a8,w4a8,w4a4")->capture_default_str();
-  b->add_option("--pp", ba.pp, "prefill length")->capture_default_str();
-  b->add_option("--tg", ba.tg, "decode length")->capture_default_str();
-  b->add_option("--reps", ba.reps, "repetitions")->capture_default_str();
+  path_option(b, "--model", ba.model, "FP model to quantize in memory")->capture_default_str();
+  choice_option(b, "--method", ba.method, "online Hadamards (quarot) included in the timing", {"rtn", "quarot"})
+      ->capture_default_str();
+  choice_list_option(b, "--configs", ba.configs, "comma-separated configurations", {"fp32", "w8a8", "w4a8", "w4a4"})
+      ->capture_default_str();
+  int_option(b, "--pp", ba.pp, "prefill length (at most the model's maximum context)", 1, kMaxCount)
+      ->capture_default_str();
+  int_option(b, "--tg", ba.tg, "decode length (at most the model's maximum context - 1)", 1, kMaxCount)
+      ->capture_default_str();
+  int_option(b, "--reps", ba.reps, "repetitions", 1, 10000)->capture_default_str();
   b->add_flag("--json", ba.json, "JSON output");
   register_runner(b, run_bench);
 }

@@ -36,10 +36,10 @@ int sample_token(const float* logits, int vocab, float temperature, float top_p,
 
 std::vector<int> generate(const Model& m, const std::vector<int>& prompt, const GenOptions& opt,
                           const std::function<void(int)>& on_token) {
-  if (prompt.empty()) fail("generate: empty prompt (no BOS either)");
+  if (prompt.empty()) fail("--prompt", "empty, and the tokenizer has no BOS token to start from");
   const int max_len = std::min<int>(m.spec.max_pos, (int)prompt.size() + opt.n_new);
   if ((int)prompt.size() > m.spec.max_pos)
-    fail("prompt has " + std::to_string(prompt.size()) + " tokens, more than the model's maximum context " +
+    fail("--prompt", std::to_string(prompt.size()) + " tokens, more than the model's maximum context " +
          std::to_string(m.spec.max_pos));
   KVCache cache = opt.kv_k.enabled() ? KVCache(m.spec, 1, max_len, opt.kv_k, opt.kv_v) : KVCache(m.spec, 1, max_len);
   std::vector<int32_t> toks(prompt.begin(), prompt.end());

@@ -12,7 +12,9 @@ CompareResult compare_to_reference(const Model& ref, Hooks* ref_hooks, const Mod
                                    const EvalOptions& opt) {
   auto t0 = std::chrono::steady_clock::now();
   const int V = m.spec.vocab, T = w.ctx;
-  if (ref.spec.vocab != V) fail("reference model vocab differs from the model's");
+  if (ref.spec.vocab != V)
+    fail(ref.path, "--kl-ref: vocab of " + std::to_string(ref.spec.vocab) + " differs from the model's " +
+                       std::to_string(V));
   // Windows are processed in chunks so the reference log-probs of a chunk fit in ~256 MiB.
   const int chunk = std::max(1, (int)((256ull << 20) / ((uint64_t)T * V * 4)));
   double kl = 0, nll = 0, ref_nll = 0;

@@ -6,6 +6,7 @@
 
 #include "util/error.h"
 #include "util/file.h"
+#include "util/interrupt.h"
 #include "util/progress.h"
 
 namespace kt {
@@ -32,6 +33,7 @@ std::vector<MCItem> load_piqa(const std::string& tasks_dir, int limit) {
     }
     if (lab != "0" && lab != "1") fail(labels, "label on line " + std::to_string(lineno) + " is not 0 or 1");
     it.label = lab == "1";
+    it.where = data + ", line " + std::to_string(lineno);
     items.push_back(std::move(it));
     if (limit > 0 && (int)items.size() >= limit) break;
   }
@@ -39,8 +41,36 @@ std::vector<MCItem> load_piqa(const std::string& tasks_dir, int limit) {
   return items;
 }
 
+double tokens_loglik(const Model& m, Hooks* hooks, const std::vector<int>& ctx, const std::vector<int>& cont,
+                     int max_len, int* n_tokens, bool* truncated, const QuantSpec& kv_k, const QuantSpec& kv_v) {
+  if (ctx.empty() || cont.empty()) fail("tokens_loglik: empty context or continuation");
+  const size_t L = (size_t)(max_len > 0 ? std::min(max_len, m.spec.max_pos) : m.spec.max_pos);
+  // lm-eval: inp = (context_enc + continuation_enc)[-(max_length + 1):][:-1]; the logits of
+  // the continuation are the last len(continuation_enc) positions of inp.
+  std::vector<int> whole(ctx);
+  whole.insert(whole.end(), cont.begin(), cont.end());
+  const size_t start = whole.size() > L + 1 ? whole.size() - (L + 1) : 0;
+  std::vector<int32_t> ids(whole.begin() + start, whole.end() - 1);
+  const size_t scored = std::min(cont.size(), ids.size());  // < cont.size() only if cont alone exceeds L
+  if (truncated) *truncated = start > 0;
+  std::unique_ptr<KVCache> cache;
+  if (kv_k.enabled()) cache = std::make_unique<KVCache>(m.spec, 1, (int)ids.size(), kv_k, kv_v);
+  auto logits = forward(m, ids.data(), 1, (int)ids.size(), cache.get(), hooks);
+  const int V = m.spec.vocab;
+  double ll = 0;
+  for (size_t p = ids.size() - scored; p < ids.size(); p++) {  // position p predicts whole[start + p + 1]
+    const float* r = logits.data() + p * V;
+    float mx = *std::max_element(r, r + V);
+    double s = 0;
+    for (int j = 0; j < V; j++) s += std::exp((double)r[j] - mx);
+    ll += r[whole[start + p + 1]] - (std::log(s) + mx);
+  }
+  if (n_tokens) *n_tokens = (int)scored;
+  return ll;
+}
+
 double continuation_loglik(const Model& m, Hooks* hooks, const std::string& context, const std::string& continuation,
-                           int* n_tokens, const QuantSpec& kv_k, const QuantSpec& kv_v) {
+                           int* n_tokens, const QuantSpec& kv_k, const QuantSpec& kv_v, int max_len, bool* truncated) {
   const Tokenizer& tok = *m.tokenizer;
   auto ctx = tok.encode_for_model(context);
   auto whole = tok.encode_for_model(context + continuation);
@@ -49,23 +79,9 @@ double continuation_loglik(const Model& m, Hooks* hooks, const std::string& cont
     whole.insert(whole.begin(), tok.bos >= 0 ? tok.bos : tok.eos);
     split = 1;
   }
-  if (whole.size() <= split) fail("continuation '" + continuation + "' tokenizes to nothing");
-  if ((int)whole.size() > m.spec.max_pos) whole.erase(whole.begin(), whole.end() - m.spec.max_pos), split = std::min<size_t>(split, whole.size() - 1);
-  std::vector<int32_t> ids(whole.begin(), whole.end());
-  std::unique_ptr<KVCache> cache;
-  if (kv_k.enabled()) cache = std::make_unique<KVCache>(m.spec, 1, (int)ids.size(), kv_k, kv_v);
-  auto logits = forward(m, ids.data(), 1, (int)ids.size(), cache.get(), hooks);
-  const int V = m.spec.vocab;
-  double ll = 0;
-  for (size_t t = split; t < ids.size(); t++) {
-    const float* r = logits.data() + (t - 1) * V;
-    float mx = *std::max_element(r, r + V);
-    double s = 0;
-    for (int j = 0; j < V; j++) s += std::exp((double)r[j] - mx);
-    ll += r[ids[t]] - (std::log(s) + mx);
-  }
-  if (n_tokens) *n_tokens = (int)(ids.size() - split);
-  return ll;
+  if (whole.size() <= split) fail("continuation " + quote(continuation) + " tokenizes to nothing");
+  std::vector<int> c(whole.begin(), whole.begin() + split), k(whole.begin() + split, whole.end());
+  return tokens_loglik(m, hooks, c, k, max_len, n_tokens, truncated, kv_k, kv_v);
 }
 
 namespace {
@@ -77,24 +93,36 @@ size_t utf8_chars(const std::string& s) {
 }  // namespace
 
 MCResult eval_multiple_choice(const Model& m, Hooks* hooks, const std::vector<MCItem>& items, const std::string& task,
-                              bool progress, const QuantSpec& kv_k, const QuantSpec& kv_v) {
+                              bool progress, const QuantSpec& kv_k, const QuantSpec& kv_v, int max_len) {
   auto t0 = std::chrono::steady_clock::now();
   Progress prog(task, (int64_t)items.size(), progress);
-  int correct = 0, correct_norm = 0;
+  int correct = 0, correct_norm = 0, truncated = 0;
   int64_t toks = 0;
   for (size_t i = 0; i < items.size(); i++) {
     const MCItem& it = items[i];
     int best = 0, best_norm = 0;
     double bl = -INFINITY, bn = -INFINITY;
+    bool cut = false;
     for (size_t c = 0; c < it.choices.size(); c++) {
       int nt = 0;
-      double ll = continuation_loglik(m, hooks, it.context, it.choices[c], &nt, kv_k, kv_v);
+      bool tr = false;
+      double ll;
+      try {
+        ll = continuation_loglik(m, hooks, it.context, it.choices[c], &nt, kv_k, kv_v, max_len, &tr);
+      } catch (const Interrupted&) {
+        throw;
+      } catch (const Error& e) {
+        if (it.where.empty()) throw;
+        fail(it.where, "choice " + std::to_string(c + 1) + ": " + e.what());
+      }
+      cut = cut || tr;
       toks += nt;
       // lm-eval normalises by the length of the choice text (without the delimiter)
       double norm = ll / std::max<size_t>(1, utf8_chars(it.choices[c].substr(1)));
       if (ll > bl) bl = ll, best = (int)c;
       if (norm > bn) bn = norm, best_norm = (int)c;
     }
+    truncated += cut;
     correct += best == it.label;
     correct_norm += best_norm == it.label;
     prog.update((int64_t)i + 1, toks);
@@ -103,6 +131,7 @@ MCResult eval_multiple_choice(const Model& m, Hooks* hooks, const std::vector<MC
   MCResult r;
   r.task = task;
   r.n = (int)items.size();
+  r.truncated = truncated;
   r.acc = (double)correct / r.n;
   r.acc_norm = (double)correct_norm / r.n;
   auto se = [&](double p) { return r.n > 1 ? std::sqrt(p * (1 - p) / (r.n - 1)) : 0.0; };

@@ -14,12 +14,14 @@ struct MCItem {
   std::string context;
   std::vector<std::string> choices;  // continuations, each starting with the delimiter " "
   int label = 0;
+  std::string where;  // "FILE, line N": named by errors about this item
 };
 
 struct MCResult {
   std::string task;
   int n = 0;
   double acc = 0, acc_stderr = 0, acc_norm = 0, acc_norm_stderr = 0;
+  int truncated = 0;  // items with a choice whose context+continuation did not fit the window
   double seconds = 0;
 };
 
@@ -29,11 +31,25 @@ std::vector<MCItem> load_piqa(const std::string& tasks_dir, int limit);
 // Sum of log p(continuation tokens | context). The continuation's tokens are those of
 // encode(context + continuation) after the tokens of encode(context) (lm-eval's split);
 // BOS is prepended when the tokenizer adds it.
+// Items longer than the window (max_len tokens; 0 or above the model's maximum: the model's
+// maximum) are cut as lm-eval's HF loglikelihood cuts them: the input is the last max_len + 1
+// tokens of context + continuation without the final one, so the context loses tokens on the
+// left and the whole continuation is scored; only a continuation longer than the window by
+// itself loses its own first tokens (all max_len positions are then scored).
+// n_tokens: tokens scored; truncated: whether anything was cut.
 // kv_k/kv_v enabled: the forward pass keeps K/V in a quantized cache (real execution).
 double continuation_loglik(const Model& m, Hooks* hooks, const std::string& context, const std::string& continuation,
-                           int* n_tokens = nullptr, const QuantSpec& kv_k = {}, const QuantSpec& kv_v = {});
+                           int* n_tokens = nullptr, const QuantSpec& kv_k = {}, const QuantSpec& kv_v = {},
+                           int max_len = 0, bool* truncated = nullptr);
 
+// The same on token ids: sum of log p(cont[i] | ctx + cont[..i]) within the window above.
+// ctx must not be empty (continuation_loglik puts BOS/EOS there for an empty context).
+double tokens_loglik(const Model& m, Hooks* hooks, const std::vector<int>& ctx, const std::vector<int>& cont,
+                     int max_len = 0, int* n_tokens = nullptr, bool* truncated = nullptr, const QuantSpec& kv_k = {},
+                     const QuantSpec& kv_v = {});
+
+// max_len: the window of continuation_loglik (eval --ctx).
 MCResult eval_multiple_choice(const Model& m, Hooks* hooks, const std::vector<MCItem>& items, const std::string& task,
-                              bool progress, const QuantSpec& kv_k = {}, const QuantSpec& kv_v = {});
+                              bool progress, const QuantSpec& kv_k = {}, const QuantSpec& kv_v = {}, int max_len = 0);
 
 }  // namespace kt

@@ -23,9 +23,9 @@ double get_float(const GGUFFile& f, const std::string& key, double dflt) {
 }
 
 int get_count(const GGUFFile& f, const std::string& key, int64_t dflt, bool required) {
-  if (required && !f.has(key)) fail(f.path(), "missing GGUF key '" + key + "'");
+  if (required && !f.has(key)) fail(f.path(), "missing GGUF key " + quote(key));
   int64_t v = f.get_int(key, dflt);
-  if (v < 0 || v > (1 << 24)) fail(f.path(), "GGUF key '" + key + "' = " + std::to_string(v) + " is implausible");
+  if (v < 0 || v > (1 << 24)) fail(f.path(), "GGUF key " + quote(key) + " = " + std::to_string(v) + " is implausible");
   return (int)v;
 }
 
@@ -68,7 +68,7 @@ ModelSpec gguf_model_spec(const GGUFFile& f) {
   ModelSpec s;
   if (arch == "llama") s.arch = "llama";
   else if (arch == "qwen2") s.arch = "qwen2";
-  else fail(f.path(), "unsupported GGUF architecture '" + arch + "' (supported: llama, qwen2)");
+  else fail(f.path(), "unsupported GGUF architecture " + quote(arch) + " (supported: llama, qwen2)");
   const std::string a = arch + ".";
   s.hidden = get_count(f, a + "embedding_length", 0, true);
   s.n_layers = get_count(f, a + "block_count", 0, true);
@@ -80,7 +80,7 @@ ModelSpec gguf_model_spec(const GGUFFile& f) {
   s.rms_eps = get_float(f, a + "attention.layer_norm_rms_epsilon", 1e-5);
   s.rope_theta = get_float(f, a + "rope.freq_base", 10000.0);
   const std::string scaling = f.get_string(a + "rope.scaling.type", "none");
-  if (scaling != "none") fail(f.path(), "unsupported GGUF rope scaling '" + scaling + "' (supported: none)");
+  if (scaling != "none") fail(f.path(), "unsupported GGUF rope scaling " + quote(scaling) + " (supported: none)");
   for (auto& t : f.tensors())
     if (t.name == "rope_freqs.weight")
       fail(f.path(), "rope_freqs.weight (llama3-style frequency scaling in GGUF) is not supported; use the HF checkpoint");
@@ -105,7 +105,7 @@ GGUFSource::GGUFSource(std::shared_ptr<const GGUFFile> f, const ModelSpec& spec)
     std::string hf = hf_name(t.name, spec.n_layers);
     if (hf.empty()) continue;
     if (!t.readable) {
-      unreadable_[hf] = "tensor '" + t.name + "' has ggml type " + ggml_type_name(t.type) +
+      unreadable_[hf] = "tensor " + quote(t.name) + " has ggml type " + ggml_type_name(t.type) +
                         ", which kurtail does not read (supported: F32, F16, BF16, Q8_0)";
       continue;
     }
@@ -130,7 +130,7 @@ const TensorInfo& GGUFSource::info(const std::string& name) const {
   if (it != infos_.end()) return it->second;
   auto u = unreadable_.find(name);
   if (u != unreadable_.end()) fail(file_->path(), u->second);
-  fail(file_->path(), "no tensor for '" + name + "' in the GGUF file");
+  fail(file_->path(), "no tensor for " + quote(name) + " in the GGUF file");
 }
 
 std::vector<std::string> GGUFSource::names() const {

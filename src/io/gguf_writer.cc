@@ -159,7 +159,7 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
   const ModelSpec& s = m.spec;
   if (s.arch != "llama" && s.arch != "mistral" && s.arch != "qwen2") fail(path, "cannot write GGUF for arch " + s.arch);
   if (s.rope_style != RopeStyle::RotateHalf) fail(path, "GGUF export needs HF (rotate_half) RoPE weights");
-  if (!s.rope_scaling.type.empty()) fail(path, "GGUF export of rope scaling '" + s.rope_scaling.type + "' is not supported");
+  if (!s.rope_scaling.type.empty()) fail(path, "GGUF export of rope scaling " + quote(s.rope_scaling.type) + " is not supported");
   if (s.sliding_window > 0) fail(path, "GGUF export of sliding-window attention is not supported");
   if (s.attn_o_bias || s.mlp_bias) fail(path, "GGUF export of o_proj/MLP biases is not supported");
   if (!m.tokenizer) fail(path, "the model has no tokenizer to write");
@@ -263,7 +263,7 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
     }
     const size_t n = Tensor::numel_of(t.shape);
     if (!src || src->data.size() != n)
-      fail(path, "tensor '" + t.name + "' has no fp32 weights of the expected shape (a --packed model? export from the fake-quant or FP model)");
+      fail(path, "tensor " + quote(t.name) + " has no fp32 weights of the expected shape (a --packed model? export from the fake-quant or FP model)");
     const float* p = src->data.data();
     if (t.permute_heads > 0) {
       rows.resize(n);

@@ -54,11 +54,11 @@ ModelSpec read_hf_config(const std::string& path) {
     } else if (mt == "qwen2" || arch == "Qwen2ForCausalLM") {
       s.arch = "qwen2";
     } else {
-      fail(path, "unsupported architecture '" + (arch.empty() ? mt : arch) +
-                     "' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)");
+      fail(path, "unsupported architecture " + quote(arch.empty() ? mt : arch) +
+                     " (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)");
     }
     std::string act = get_or<std::string>(j, "hidden_act", "silu", path);
-    if (act != "silu") fail(path, "unsupported hidden_act '" + act + "' (only silu/SwiGLU)");
+    if (act != "silu") fail(path, "unsupported hidden_act " + quote(act) + " (only silu/SwiGLU)");
     s.hidden = get_or<int>(j, "hidden_size", 0, path);
     s.n_layers = get_or<int>(j, "num_hidden_layers", 0, path);
     s.n_heads = get_or<int>(j, "num_attention_heads", 0, path);
@@ -92,7 +92,7 @@ ModelSpec read_hf_config(const std::string& path) {
       } else if (t == "default" || t.empty()) {
         // no scaling
       } else {
-        fail(path, "unsupported rope_scaling type '" + t + "' (supported: none, llama3)");
+        fail(path, "unsupported rope_scaling type " + quote(t) + " (supported: none, llama3)");
       }
     }
     if (j.contains("bos_token_id") && j["bos_token_id"].is_number_integer())

@@ -19,7 +19,7 @@ void MemorySource::add(const std::string& name, Tensor t) {
 
 const TensorInfo& MemorySource::info(const std::string& name) const {
   auto it = infos_.find(name);
-  if (it == infos_.end()) fail(desc_, "missing tensor '" + name + "'");
+  if (it == infos_.end()) fail(desc_, "missing tensor " + quote(name));
   return it->second;
 }
 

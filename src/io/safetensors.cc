@@ -260,7 +260,7 @@ SafetensorsDir::SafetensorsDir(const std::string& dir) : dir_(dir) {
 
 const TensorInfo& SafetensorsDir::info(const std::string& name) const {
   auto it = where_.find(name);
-  if (it == where_.end()) fail(dir_, "missing tensor '" + name + "'");
+  if (it == where_.end()) fail(dir_, "missing tensor " + quote(name));
   return shards_[it->second]->info(name);
 }
 

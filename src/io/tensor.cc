@@ -116,7 +116,7 @@ Tensor to_f32(const TensorInfo& ti) {
   Tensor t(ti.shape);
   size_t n = t.data.size();
   if (dtype_nbytes(ti.dtype, n) != ti.nbytes || (n > 0 && ti.nbytes == 0))
-    fail(ti.file, "tensor '" + ti.name + "' byte size does not match its shape");
+    fail(ti.file, "tensor " + quote(ti.name) + " byte size does not match its shape");
   const uint8_t* p = ti.data;
   float* out = t.data.data();
   switch (ti.dtype) {
@@ -154,13 +154,13 @@ Tensor to_f32(const TensorInfo& ti) {
       }
       break;
     default:
-      fail(ti.file, "tensor '" + ti.name + "' has dtype " + dtype_name(ti.dtype) +
+      fail(ti.file, "tensor " + quote(ti.name) + " has dtype " + dtype_name(ti.dtype) +
                         ", expected a floating-point type (F32/F16/BF16/Q8_0)");
   }
   if (ti.unpermute_heads > 0) {
     const int64_t rows = ti.shape.empty() ? 0 : ti.shape[0], cols = rows ? (int64_t)n / rows : 0;
     const int64_t hd = rows / ti.unpermute_heads;
-    if (rows % ti.unpermute_heads || hd % 2) fail(ti.file, "tensor '" + ti.name + "' rows do not split into heads");
+    if (rows % ti.unpermute_heads || hd % 2) fail(ti.file, "tensor " + quote(ti.name) + " rows do not split into heads");
     std::vector<float> src(t.data);
     permute_qk_rows(src.data(), out, rows, cols, ti.unpermute_heads, /*to_gguf=*/false);
   }

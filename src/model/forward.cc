@@ -237,7 +237,10 @@ void embed_tokens(const Model& m, const int32_t* tokens, int64_t n, float* x) {
   const int64_t d = m.spec.hidden;
   for (int64_t i = 0; i < n; i++) {
     if (tokens[i] < 0 || tokens[i] >= m.spec.vocab)
-      fail("token id " + std::to_string(tokens[i]) + " out of range for vocab " + std::to_string(m.spec.vocab));
+      // the ids come from the model's tokenizer: name its file (or the model, for a tokenizer inside it)
+      fail(m.tokenizer_path.empty() ? m.path : m.tokenizer_path,
+           "tokenizer produced token id " + std::to_string(tokens[i]) + ", out of range for the model's vocab of " +
+               std::to_string(m.spec.vocab));
     std::copy(m.embed.ptr() + tokens[i] * d, m.embed.ptr() + (tokens[i] + 1) * d, x + i * d);
   }
 }

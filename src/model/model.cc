@@ -22,12 +22,12 @@ Tensor load_checked(const TensorSource& src, const std::string& name, std::vecto
       for (size_t i = 0; i < s.size(); i++) r += (i ? ", " : "") + std::to_string(s[i]);
       return r + "]";
     };
-    fail(ti.file, "tensor '" + name + "' has shape " + fmt(ti.shape) + " but config.json implies " + fmt(shape));
+    fail(ti.file, "tensor " + quote(name) + " has shape " + fmt(ti.shape) + " but config.json implies " + fmt(shape));
   }
   Tensor t = to_f32(ti);
   for (size_t i = 0; i < t.data.size(); i++)
     if (!std::isfinite(t.data[i]))
-      fail(ti.file, "tensor '" + name + "' contains " + (std::isnan(t.data[i]) ? "NaN" : "Inf") + " at element " +
+      fail(ti.file, "tensor " + quote(name) + " contains " + (std::isnan(t.data[i]) ? "NaN" : "Inf") + " at element " +
                         std::to_string(i));
   return t;
 }
@@ -145,11 +145,11 @@ LayerWeights Model::load_layer(int i) const {
     if (src_->has(p + n + ".qscale")) {  // written by kurtail quantize: exact integer grid scales
       const TensorInfo& qi = src_->info(p + n + ".qscale");
       if (qi.shape.size() != 2 || qi.shape[0] != out || qi.shape[1] <= 0 || in % qi.shape[1] != 0)
-        fail(qi.file, "tensor '" + p + n + ".qscale' has a bad shape");
+        fail(qi.file, "tensor " + quote(p + n + ".qscale") + " has a bad shape");
       l.qscale = to_f32(qi);
       const TensorInfo& bi = src_->info(p + n + ".qbits");
       Tensor qb = to_f32(bi);
-      if (qb.numel() != 1 || (qb.data[0] != 4 && qb.data[0] != 8)) fail(bi.file, "'" + p + n + ".qbits' must be 4 or 8");
+      if (qb.numel() != 1 || (qb.data[0] != 4 && qb.data[0] != 8)) fail(bi.file, quote(p + n + ".qbits") + " must be 4 or 8");
       l.qbits = (int)qb.data[0];
     }
     return l;

@@ -85,7 +85,7 @@ void gptq_quantize(Linear& l, const Hessian& hs, const QuantSpec& ws, const Gptq
   H.diagonal().array() += damp;
   // Hinv = upper Cholesky factor of H^-1 (GPTQ's formulation)
   Eigen::LLT<Mat> llt(H);
-  if (llt.info() != Eigen::Success) fail("GPTQ: Hessian is not positive definite even after dampening");
+  if (llt.info() != Eigen::Success) fail("--percdamp", "GPTQ Hessian is not positive definite even after dampening (raise --percdamp)");
   Mat Hinv = llt.solve(Mat::Identity(cols, cols));
   Eigen::LLT<Mat> llt2(Hinv);
   if (llt2.info() != Eigen::Success) fail("GPTQ: inverse Hessian Cholesky failed");

@@ -45,8 +45,8 @@ Kernel active_kernel() {
     if (e && *e) {
       std::string s = e;
       Kernel want = s == "scalar" ? Kernel::Scalar : s == "avx2" ? Kernel::Avx2 : s == "vnni" ? Kernel::Vnni : (Kernel)-1;
-      if ((int)want < 0) fail("KURTAIL_KERNEL must be scalar, avx2 or vnni (got '" + s + "')");
-      if (!kernel_supported(want)) fail(std::string("KURTAIL_KERNEL=") + s + ": this CPU does not support it");
+      if ((int)want < 0) fail("KURTAIL_KERNEL", quote(s) + " is not one of scalar, avx2, vnni");
+      if (!kernel_supported(want)) fail("KURTAIL_KERNEL", s + ": this CPU does not support it");
       return want;
     }
     if (kernel_supported(Kernel::Vnni)) return Kernel::Vnni;
@@ -197,11 +197,11 @@ std::shared_ptr<const PackedWeight> load_packed_weight(const TensorSource& src, 
   const TensorInfo& qi = src.info(name + ".qweight");
   const TensorInfo& si = src.info(name + ".qscale");
   Tensor qb = src.load(name + ".qbits");
-  if (qb.numel() != 1 || (qb.data[0] != 4 && qb.data[0] != 8)) fail(qi.file, "'" + name + ".qbits' must be 4 or 8");
-  if (qi.dtype != DType::U8) fail(qi.file, "'" + name + ".qweight' must be U8");
+  if (qb.numel() != 1 || (qb.data[0] != 4 && qb.data[0] != 8)) fail(qi.file, quote(name + ".qbits") + " must be 4 or 8");
+  if (qi.dtype != DType::U8) fail(qi.file, quote(name + ".qweight") + " must be U8");
   *qscale = to_f32(si);
   if (qscale->shape.size() != 2 || qscale->dim(0) != N || qscale->dim(1) <= 0)
-    fail(si.file, "'" + name + ".qscale' has a bad shape");
+    fail(si.file, quote(name + ".qscale") + " has a bad shape");
   auto p = std::make_shared<PackedWeight>();
   p->type = qb.data[0] == 4 ? QType::Q4 : QType::Q8;
   *qbits = (int)qb.data[0];
@@ -210,12 +210,12 @@ std::shared_ptr<const PackedWeight> load_packed_weight(const TensorSource& src, 
   p->Np = (N + 15) / 16 * 16;
   p->Kp = (K + 7) / 8 * 8;
   const int G = (int)qscale->dim(1);
-  if (p->Kp % G) fail(si.file, "'" + name + ".qscale' group count does not divide K");
+  if (p->Kp % G) fail(si.file, quote(name + ".qscale") + " group count does not divide K");
   p->group = p->Kp / G;
-  if (p->group % 8) fail(si.file, "'" + name + ".qscale' implies a group size that is not a multiple of 8");
+  if (p->group % 8) fail(si.file, quote(name + ".qscale") + " implies a group size that is not a multiple of 8");
   const size_t want = (size_t)(p->Np / 16) * (p->Kp / 8) * (p->type == QType::Q4 ? 64 : 128);
   if (qi.nbytes != want)
-    fail(qi.file, "'" + name + ".qweight' has " + std::to_string(qi.nbytes) + " bytes, expected " + std::to_string(want));
+    fail(qi.file, quote(name + ".qweight") + " has " + std::to_string(qi.nbytes) + " bytes, expected " + std::to_string(want));
   p->data.assign(qi.data, qi.data + qi.nbytes);
   p->scales = qscale->data;
   finalize_packed(*p);  // kernel tables are derived, never read from disk
