@@ -1,6 +1,6 @@
 #include "model/forward.h"
 
-#include <cblas.h>
+
 
 #include <algorithm>
 
@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "runtime/packed.h"
+#include "util/gemm.h"
 #include "util/error.h"
 
 namespace kt {
@@ -127,8 +128,7 @@ void KVCache::read(int layer, bool is_v, int b, int n, float* dst) const {
 }
 
 void sgemm_nt(const float* x, const float* w, float* y, int64_t M, int64_t N, int64_t K) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, x, (int)K, w, (int)K, 0.0f, y,
-              (int)N);
+  sgemm(false, true, M, N, K, 1.0f, x, K, w, K, 0.0f, y, N);
 }
 
 void linear_forward(const float* x, int64_t rows, const Linear& l, float* y) {
@@ -316,8 +316,7 @@ void decoder_layer(const ModelSpec& s, const LayerWeights& w, int layer, float* 
       const float* qp = &q[(int64_t)b * ntok * qd + hh * hd];
       const float* kp = kbase + (int64_t)b * seq_stride * kvd + kvh * hd;
       const float* vp = vbase + (int64_t)b * seq_stride * kvd + kvh * hd;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ntok, L, (int)hd, scale, qp, (int)qd, kp, (int)kvd, 0.0f,
-                  scores.data(), L);
+      sgemm(false, true, ntok, L, hd, scale, qp, qd, kp, kvd, 0.0f, scores.data(), L);
 #pragma omp parallel for if (ntok > 16)
       for (int i = 0; i < ntok; i++) {
         float* sr = &scores[(int64_t)i * L];
@@ -334,8 +333,7 @@ void decoder_layer(const ModelSpec& s, const LayerWeights& w, int layer, float* 
         const float inv = (float)(1.0 / sum);
         for (int j = lo; j <= p; j++) sr[j] *= inv;
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ntok, (int)hd, L, 1.0f, scores.data(), L, vp, (int)kvd,
-                  0.0f, &att[(int64_t)b * ntok * qd + hh * hd], (int)qd);
+      sgemm(false, false, ntok, hd, L, 1.0f, scores.data(), L, vp, kvd, 0.0f, &att[(int64_t)b * ntok * qd + hh * hd], qd);
     }
   hook(Site::OIn, att.data(), qd);
   linear_forward(att.data(), rows, w.o, h.data());

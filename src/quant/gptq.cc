@@ -1,21 +1,23 @@
 #include "quant/gptq.h"
 
-#include <cblas.h>
+
 
 #include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 
+#include "util/gemm.h"
 #include "util/error.h"
 
 namespace kt {
 
 void Hessian::add(const float* x, int64_t rows) {
   if (rows == 0) return;
-  // float SYRK per chunk (fast), accumulated into double
+  // float X^T X per chunk (fast; the full product through the deterministic tiled sgemm, of
+  // which the upper triangle is used), accumulated into double
   std::vector<float> c((size_t)n_ * n_, 0.0f);
-  cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)n_, (int)rows, 1.0f, x, (int)n_, 0.0f, c.data(), (int)n_);
+  sgemm(true, false, n_, n_, rows, 1.0f, x, n_, x, n_, 0.0f, c.data(), n_);
   for (int64_t i = 0; i < n_; i++)
     for (int64_t j = i; j < n_; j++) {
       h_[(size_t)i * n_ + j] += c[(size_t)i * n_ + j];

@@ -1,6 +1,6 @@
 #include "transform/kurtail.h"
 
-#include <cblas.h>
+
 
 #include <Eigen/Dense>
 #include <cmath>
@@ -9,6 +9,7 @@
 
 #include "model/forward.h"
 #include "transform/fuse.h"
+#include "util/gemm.h"
 #include "util/error.h"
 #include "util/progress.h"
 
@@ -97,8 +98,7 @@ LearnedRotation learn_rotation(const std::vector<float>& X, int64_t rows, int n,
   for (int it = 0; it <= opt.iters; it++) {
     for (int64_t i = 0; i < (int64_t)n * n; i++) Rf[i] = (float)R.data()[i];
     // Y = X R  (sgemm: X [rows,n] times R: use R^T as the "weight" in sgemm_nt)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, n, n, 1.0f, X.data(), n, Rf.data(), n, 0.0f,
-                Y.data(), n);  // Y = X R
+    sgemm(false, false, rows, n, n, 1.0f, X.data(), n, Rf.data(), n, 0.0f, Y.data(), n);  // Y = X R
     double mk = 0;
     double loss = kurtosis_loss(Y.data(), rows, n, obj, it < opt.iters ? G.data() : nullptr, &mk);
     if (it == 0) out.kurt_before = mk;
@@ -117,8 +117,7 @@ LearnedRotation learn_rotation(const std::vector<float>& X, int64_t rows, int n,
     std::snprintf(buf, sizeof buf, "loss %.5f  mean kurtosis %.4f", loss, mk);
     prog.update(it + 1, 0, buf);
     // Euclidean gradient dL/dR = X^T G
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, (int)rows, 1.0f, X.data(), n, G.data(), n, 0.0f,
-                Gr.data(), n);  // X^T G
+    sgemm(true, false, n, n, rows, 1.0f, X.data(), n, G.data(), n, 0.0f, Gr.data(), n);  // X^T G
     Mat Ge(n, n);
     for (int64_t i = 0; i < (int64_t)n * n; i++) Ge.data()[i] = Gr[i];
     // momentum in the tangent space, then the skew generator W = M R^T - R M^T
@@ -138,8 +137,7 @@ LearnedRotation learn_rotation(const std::vector<float>& X, int64_t rows, int n,
   out.r = Tensor({n, n});
   for (int64_t i = 0; i < (int64_t)n * n; i++) out.r.data[i] = (float)bestR.data()[i];
   // report the kurtosis of the returned matrix
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, n, n, 1.0f, X.data(), n, out.r.data.data(), n,
-              0.0f, Y.data(), n);
+  sgemm(false, false, rows, n, n, 1.0f, X.data(), n, out.r.data.data(), n, 0.0f, Y.data(), n);
   kurtosis_loss(Y.data(), rows, n, obj, nullptr, &out.kurt_after);
   out.seconds = seconds_since(t0);
   return out;

@@ -1,10 +1,11 @@
 #include "transform/site_transform.h"
 
-#include <cblas.h>
+
 
 #include <algorithm>
 #include <cmath>
 
+#include "util/gemm.h"
 #include "util/error.h"
 
 namespace kt {
@@ -13,7 +14,7 @@ void apply_block_rotation(float* x, int64_t rows, int n, const Tensor& blk) {
   const int b = (int)blk.dim(0);
   const int64_t nb = (int64_t)rows * (n / b);  // every block of every row is a row of length b
   std::vector<float> tmp(x, x + rows * n);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nb, b, b, 1.0f, tmp.data(), b, blk.ptr(), b, 0.0f, x, b);
+  sgemm(false, false, nb, b, b, 1.0f, tmp.data(), b, blk.ptr(), b, 0.0f, x, b);
 }
 
 namespace {

@@ -1,0 +1,18 @@
+// Single-precision GEMM (row-major) through OpenBLAS, bit-identical for any number of threads.
+// OpenBLAS's own threading is not: with some kernels (OPENBLAS_CORETYPE=Haswell in 0.3.21,
+// which this workplace sets on AMD EPYC) the edge kernels a partition uses depend on how many
+// threads split the matrix, and the low bits of C move with OMP_NUM_THREADS. Here OpenBLAS
+// runs single-threaded and kurtail cuts C into tiles of a fixed size (kGemmTileM x kGemmTileN,
+// independent of the thread count), one BLAS call per tile, spread over OpenMP threads.
+#pragma once
+#include <cstdint>
+
+namespace kt {
+
+inline constexpr int64_t kGemmTileM = 64, kGemmTileN = 256;
+
+// C = alpha * op(A) * op(B) + beta * C, op(A) [M,K], op(B) [K,N]; lda/ldb/ldc as in cblas.
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+}  // namespace kt
