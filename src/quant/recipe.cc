@@ -292,7 +292,7 @@ RecipeHooks::RecipeHooks(const Recipe& r, const ModelSpec& s, bool qa) : quantiz
     std::string kind, what;
     int layer;
     Site site;
-    if (!parse_site_tensor(name, &kind, &layer, &site, &what) || layer < 0 || layer > s.n_layers)
+    if (!parse_site_tensor(name, &kind, &layer, &site, &what) || layer < 0 || layer >= s.n_layers)
       fail("recipe tensor '" + name + "' has an unknown name");
     if (kind == "cq" && what == "colmax") {
       cq_[{layer, (int)site}] = t.data;
