@@ -24,6 +24,16 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
+// A few KB of the calibration text: evaluating 64 tokens needs no 1 MB tokenization.
+const std::string& small_text() {
+  static const std::string p = [] {
+    std::string d = test::temp_dir("qvt") + "/small.txt";
+    write_file_atomic(d, read_file(test::data() + "/text/calib.txt", SIZE_MAX).substr(0, 6000));
+    return d;
+  }();
+  return p;
+}
+
 // One quantized tinyllama (2 layers) per method and form, written once by `kurtail quantize`.
 const std::string& qmodel(const std::string& method, bool packed = false) {
   static std::map<std::string, std::string> made;
@@ -31,7 +41,8 @@ const std::string& qmodel(const std::string& method, bool packed = false) {
   auto it = made.find(key);
   if (it != made.end()) return it->second;
   const std::string dir = test::temp_dir("qv") + "/" + key;
-  std::string args = "quantize -q --method " + method + " --truncate-layers 2 --nsamples 4 --seqlen 64 --out " + dir;
+  std::string args = "quantize -q --method " + method + " --truncate-layers 2 --nsamples 4 --seqlen 64 --calib " + small_text() +
+                     " --out " + dir;
   if (packed) args += " --packed";
   if (method == "kurtail") args += " --kt-iters 5 --kt-tokens 256";
   auto r = test::run_cli(args);
@@ -106,16 +117,6 @@ std::string with_recipe(const std::string& src, const std::function<void(json&)>
   edit(j);
   write_file_atomic(d + "/recipe.json", j.dump(2));
   return d;
-}
-
-// A few KB of the calibration text: evaluating 64 tokens needs no 1 MB tokenization.
-const std::string& small_text() {
-  static const std::string p = [] {
-    std::string d = test::temp_dir("qvt") + "/small.txt";
-    write_file_atomic(d, read_file(test::data() + "/text/calib.txt", SIZE_MAX).substr(0, 6000));
-    return d;
-  }();
-  return p;
 }
 
 // Every command that opens a model directory; D is replaced by the model.
