@@ -1,6 +1,8 @@
 // Our quantized-model directory (docs/FORMAT.md): input = parts [config.json, recipe.json,
 // model.safetensors] plus a generated tokenizer. It is opened the way `kurtail run` opens it
-// (packed weights attached to the integer kernels) and, when small, runs two tokens.
+// (Model::open validates it whole against its recipe, quant/validate_model.h; packed weights
+// attached to the integer kernels) and, when small, runs two tokens. Seeds: quarot, rtn,
+// duquant and crossquant models, so every kind of kurtail.* tensor starts valid.
 #include <random>
 
 #include "fuzz_util.h"
@@ -68,13 +70,39 @@ static const std::vector<std::string>& seeds() {
     add(p + "mlp.up_proj.weight", {64, 32}, 0);
     add(p + "mlp.down_proj.weight", {32, 64}, 0);
     std::vector<std::string> out;
-    for (const char* method : {"quarot", "rtn"}) {
+    // duquant / crossquant need calibration text (no tokenizer here): their seeds are rtn
+    // models given identity site transforms / unit column maxima, which keep the weights exact,
+    // so the fuzzer starts from valid kurtail.* tensors of every kind.
+    for (const char* method : {"quarot", "rtn", "duquant", "crossquant"}) {
       auto m = Model::from_source(spec, src, true);
       QuantizeOptions o;
       o.progress = false;
-      o.recipe.set_method(method);
+      o.recipe.set_method(std::string(method) == "quarot" ? "quarot" : "rtn");
       o.recipe.set_bits(4, 4, 4, spec.head_dim);
       quantize_model(*m, o);
+      Recipe& r = o.recipe;
+      const Site sites[] = {Site::AttnIn, Site::OIn, Site::MlpIn, Site::DownIn};
+      auto width = [&](Site st) { return st == Site::DownIn ? spec.ffn : st == Site::OIn ? spec.q_dim() : spec.hidden; };
+      if (std::string(method) == "duquant") {
+        r.set_method("duquant");
+        r.dq_block = 16;  // two or more blocks per width: the permutation is stored too
+        Tensor eye({16, 16});
+        for (int i = 0; i < 16; i++) eye.data[i * 16 + i] = 1;
+        for (Site st : sites) {
+          const int n = width(st);
+          std::vector<float> id(n);
+          for (int i = 0; i < n; i++) id[i] = (float)i;
+          r.tensors[site_tensor_name("site", 0, st, "smooth")] = Tensor::from(std::vector<float>(n, 1.0f));
+          r.tensors[site_tensor_name("site", 0, st, "rot_a")] = eye;
+          r.tensors[site_tensor_name("site", 0, st, "rot_b")] = eye;
+          r.tensors[site_tensor_name("site", 0, st, "perm")] = Tensor::from(id);
+        }
+      } else if (std::string(method) == "crossquant") {
+        r.set_method("crossquant");
+        r.crossquant = true;
+        for (Site st : sites)
+          r.tensors[site_tensor_name("cq", 0, st, "colmax")] = Tensor::from(std::vector<float>(width(st), 1.0f));
+      }
       std::string dir = fuzz::scratch_dir() + "/seed_" + method;
       save_quantized(*m, o.recipe, dir, /*force=*/true, /*packed=*/true);
       out.push_back(fuzz::make_parts({read_file(dir + "/config.json", SIZE_MAX), read_file(dir + "/recipe.json", SIZE_MAX),

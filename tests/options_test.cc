@@ -54,13 +54,14 @@ std::vector<std::string> bad_values(const HelpOption& o) {
   std::vector<std::string> v;
   std::smatch m;
   if (o.type == "INT") {
-    static const std::regex r(R"(^(0 or )?(-?\d+)\.\.(-?\d+)$)");
+    static const std::regex r(R"(^(0 or )?(-?\d+)\.\.(-?\d+)(?: or (\d+))?$)");
     EXPECT_TRUE(std::regex_match(o.allowed, m, r)) << o.name << " shows no integer range: '" << o.allowed << "'";
     if (m.empty()) return v;
     const long long lo = std::stoll(m[2]), hi = std::stoll(m[3]);
     const bool zero_ok = m[1].matched || lo == 0;
     if (!(zero_ok && lo - 1 == 0)) v.push_back(std::to_string(lo - 1));
     v.push_back(std::to_string(hi + 1));
+    if (m[4].matched) v.push_back(std::to_string(std::stoll(m[4]) + 1));  // "2..8 or 16": 9 and 17
     v.push_back("-1");
     v.push_back("-2147483649");
     v.push_back("1.5");
@@ -114,7 +115,7 @@ TEST(Options, EveryOptionOfEverySubcommandIsRangeChecked) {
 TEST(Options, HelpListsRanges) {
   test::CmdResult q = test::run_cli("quantize --help");
   EXPECT_EQ(q.code, 0);
-  for (const char* s : {"--w INT:2..16=4", "--a-clip FLOAT:(0, 1]=0.9", "--kt-lr FLOAT:(0, 10]",
+  for (const char* s : {"--w INT:2..8 or 16=4", "--a-clip FLOAT:(0, 1]=0.9", "--kt-lr FLOAT:(0, 10]",
                         "--method TEXT:rtn|quarot|kurtail", "--w-group INT:0..16777216", "--seed UINT:0..2^64-1"})
     EXPECT_NE(q.out.find(s), std::string::npos) << s << "\n" << q.out;
   test::CmdResult e = test::run_cli("eval --help");
@@ -139,9 +140,9 @@ TEST(Options, ValidValuesAreAccepted) {
 // The issue's examples, one documented line each.
 TEST(Options, IssueExamples) {
   const std::string out = "--out /nonexistent-kurtail/x ";
-  test::expect_documented_error(test::run_cli("quantize " + out + "--w 1"), "--w: 1 is out of range (allowed: 2..16)");
-  test::expect_documented_error(test::run_cli("quantize " + out + "--w 0"), "--w: 0 is out of range (allowed: 2..16)");
-  test::expect_documented_error(test::run_cli("quantize " + out + "--a 17"), "--a: 17 is out of range (allowed: 2..16)");
+  test::expect_documented_error(test::run_cli("quantize " + out + "--w 1"), "--w: 1 is out of range (allowed: 2..8 or 16)");
+  test::expect_documented_error(test::run_cli("quantize " + out + "--w 0"), "--w: 0 is out of range (allowed: 2..8 or 16)");
+  test::expect_documented_error(test::run_cli("quantize " + out + "--a 17"), "--a: 17 is out of range (allowed: 2..8 or 16)");
   test::expect_documented_error(test::run_cli("eval --ctx -1"), "--ctx: -1 is out of range (allowed: 0 or 2..16777216)");
   test::expect_documented_error(test::run_cli("generate -n -1"), "-n: -1 is out of range (allowed: 0..16777216)");
   test::expect_documented_error(test::run_cli("eval --max-windows -1"),

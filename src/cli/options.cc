@@ -150,7 +150,18 @@ CLI::Option* real_option(CLI::App* c, const std::string& name, float& v, const s
 }
 
 CLI::Option* bits_option(CLI::App* c, const std::string& name, int& v, const std::string& desc) {
-  return int_option(c, name, v, desc, kMinBits, kMaxBits);
+  const std::string range = "2..8 or 16";
+  CLI::Validator val(
+      [=](std::string& s) -> std::string {
+        int64_t x;
+        if (!parse_i64(s, &x)) return quote(s, 64) + " is not an integer (allowed: " + range + ")";
+        if (!((x >= kMinBits && x <= kMaxBits) || x == kOffBits))
+          return std::to_string(x) + " is out of range (allowed: " + range + ")";
+        s = std::to_string(x);
+        return "";
+      },
+      range);
+  return c->add_option(name, v, desc)->transform(val);
 }
 
 CLI::Option* choice_option(CLI::App* c, const std::string& name, std::string& v, const std::string& desc,

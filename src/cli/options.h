@@ -14,9 +14,10 @@
 
 namespace kt::cli {
 
-// Quantizer bit widths: 2..16, where 16 means "not quantized". 1 has no symmetric level
-// besides 0 (scale absmax/0), and above 16 a recipe is refused when loaded.
-constexpr int kMinBits = 2, kMaxBits = 16;
+// Quantizer bit widths: 2..8, or 16 meaning "not quantized" (what a recipe may hold when it
+// loads: quant/validate_model.h quant_bits_supported). 1 has no symmetric level besides 0
+// (scale absmax/0: NaN weights); 9..15 would need codes wider than the int8 storage.
+constexpr int kMinBits = 2, kMaxBits = 8, kOffBits = 16;
 // Upper bound for lengths and counts (tokens, windows, samples): far above any model's
 // context, low enough that no product of two of them overflows an int64 byte count.
 constexpr int kMaxCount = 1 << 24;
@@ -31,7 +32,7 @@ CLI::Option* real_option(CLI::App* c, const std::string& name, double& v, const 
                          double hi, bool lo_open = false, bool hi_open = false);
 CLI::Option* real_option(CLI::App* c, const std::string& name, float& v, const std::string& desc, double lo,
                          double hi, bool lo_open = false, bool hi_open = false);
-// Quantizer bit width: kMinBits..kMaxBits.
+// Quantizer bit width: kMinBits..kMaxBits or kOffBits.
 CLI::Option* bits_option(CLI::App* c, const std::string& name, int& v, const std::string& desc);
 // One of `choices` (exact match). For a repeatable option (vector) every value is checked.
 CLI::Option* choice_option(CLI::App* c, const std::string& name, std::string& v, const std::string& desc,

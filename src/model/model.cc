@@ -6,6 +6,7 @@
 #include "io/llama2c.h"
 #include "io/tokenizer.h"
 #include "io/safetensors.h"
+#include "quant/validate_model.h"
 #include "runtime/packed.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -69,6 +70,9 @@ std::unique_ptr<Model> Model::open(const std::string& path, int resident, const 
     std::string cfg = join_path(path, "config.json");
     if (!file_exists(cfg)) fail(path, "not a model directory (no config.json)");
     ModelSpec spec = read_hf_config(cfg);
+    // A quantized model (kurtail quantize OUT) is checked whole against its recipe before any
+    // tensor is used, whichever command opens it (quant/validate_model.h).
+    if (file_exists(join_path(path, "recipe.json"))) (void)load_validated_recipe(path, spec);
     auto src = std::make_shared<SafetensorsDir>(path);
     m = from_source(spec, src, keep_resident(*src, resident));
     // HF tokenizer files win; a directory without them may carry a converted model's vocabulary
@@ -136,21 +140,19 @@ LayerWeights Model::load_layer(int i) const {
     if (!src_->has(p + n + ".weight") && src_->has(p + n + ".qweight")) {
       // packed on disk (kurtail quantize --packed): stays packed in memory
       l.w.shape = {out, in};
+      (void)check_linear_quant(*src_, p + n, out, in);  // scales, bits and byte count (quant/validate_model.h)
       l.packed = load_packed_weight(*src_, p + n, (int)out, (int)in, &l.qscale, &l.qbits);
       if (bias) l.b = load_checked(*src_, p + n + ".bias", {out});
       return l;
     }
     l.w = load_checked(*src_, p + n + ".weight", {out, in});
     if (bias) l.b = load_checked(*src_, p + n + ".bias", {out});
-    if (src_->has(p + n + ".qscale")) {  // written by kurtail quantize: exact integer grid scales
-      const TensorInfo& qi = src_->info(p + n + ".qscale");
-      if (qi.shape.size() != 2 || qi.shape[0] != out || qi.shape[1] <= 0 || in % qi.shape[1] != 0)
-        fail(qi.file, "tensor " + quote(p + n + ".qscale") + " has a bad shape");
-      l.qscale = to_f32(qi);
-      const TensorInfo& bi = src_->info(p + n + ".qbits");
-      Tensor qb = to_f32(bi);
-      if (qb.numel() != 1 || (qb.data[0] != 4 && qb.data[0] != 8)) fail(bi.file, quote(p + n + ".qbits") + " must be 4 or 8");
-      l.qbits = (int)qb.data[0];
+    // written by kurtail quantize: exact integer grid scales, checked with the weights they scale
+    LinearQuant q = check_linear_quant(*src_, p + n, out, in);
+    if (q.qbits) {
+      check_on_grid(l.w, q, src_->info(p + n + ".weight").file, p + n);
+      l.qscale = std::move(q.qscale);
+      l.qbits = q.qbits;
     }
     return l;
   };

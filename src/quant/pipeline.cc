@@ -14,6 +14,7 @@
 
 #include "io/gguf_model.h"
 #include "io/safetensors.h"
+#include "quant/validate_model.h"
 #include "runtime/packed.h"
 #include "transform/fuse.h"
 #include "transform/duquant.h"
@@ -227,6 +228,12 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   Progress prog("quantize layers", s.n_layers, opt.progress);
   for (int l = 0; l < s.n_layers; l++) {
     LayerWeights w = *m.layer(l);
+    // A --packed model given as input (e.g. `bench --model OUT`): transforms need fp32 weights.
+    for (Linear* lin : {&w.q, &w.k, &w.v, &w.o, &w.gate, &w.up, &w.down})
+      if (lin->packed && lin->w.data.empty()) {
+        lin->w.data = dequantize_packed(*lin->packed);
+        lin->packed.reset();
+      }
     if (r.r1 || r.r3 || r.r2 || r.r4 || duquant) fold_layer_norms(w);
     if (r.r1) rotate_residual_layer(w, r1);
     if (r.r2) rotate_value_heads(w, s, r2_layers.empty() ? r2 : r2_layers[l]);
@@ -446,10 +453,7 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
 std::unique_ptr<RecipeHooks> load_recipe_hooks(const std::string& dir, const ModelSpec& s, Recipe* out) {
   std::string p = join_path(dir, "recipe.json");
   if (!is_directory(dir) || !file_exists(p)) return nullptr;
-  Recipe r = Recipe::from_json(read_file(p), p);
-  SafetensorsDir st(dir);
-  for (auto& n : st.names())
-    if (n.rfind("kurtail.", 0) == 0) r.tensors[n.substr(8)] = st.load(n);
+  Recipe r = load_validated_recipe(dir, s);  // the recipe and every tensor checked against it and the spec
   if (out) *out = r;
   return std::make_unique<RecipeHooks>(r, s, true);
 }

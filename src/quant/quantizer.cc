@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 namespace kt {
@@ -35,6 +36,9 @@ QParams params_from_range(float lo, float hi, const QuantSpec& s, float ratio) {
   if (s.symmetric) {
     float amax = std::max(std::fabs(lo), std::fabs(hi)) * ratio;
     p.scale = amax > 0 ? amax / s.qmax() : 1.0f;
+    // amax below qmax * 2^-149 underflows to 0; a scale is never 0 (the loader refuses 0,
+    // and x / 0 has no level), so keep the smallest one: such a group quantizes to 0 anyway.
+    if (!(p.scale > 0)) p.scale = std::numeric_limits<float>::denorm_min();
     if (s.scale_f16) p.scale = fp16_scale(p.scale);
     p.zero = 0;
   } else {

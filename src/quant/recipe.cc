@@ -4,6 +4,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <set>
+
+#include "quant/validate_model.h"
 #include "transform/fuse.h"
 #include "util/error.h"
 
@@ -21,26 +24,80 @@ json spec_json(const QuantSpec& s) {
           {"scale_dtype", s.scale_f16 ? "f16" : "f32"}};
 }
 
-QuantSpec spec_from(const json& j, const std::string& path) {
+// Typed access to one JSON object of recipe.json: every read names its key ("weights.bits"),
+// values of the wrong type are refused (never cast), and finish() refuses keys nobody read.
+// Absent optional keys keep their defaults (older writers did not emit them); null is a type error.
+class Fields {
+ public:
+  Fields(const json& j, std::string prefix, const std::string& path) : j_(j), prefix_(std::move(prefix)), path_(path) {
+    if (!j.is_object())
+      fail(path, (prefix_.empty() ? std::string("recipe") : quote(prefix_)) + " must be an object, got " + json_type_name(j));
+  }
+  std::string key(const std::string& k) const { return prefix_.empty() ? k : prefix_ + "." + k; }
+  bool has(const char* k) const { return j_.contains(k); }
+  const json* find(const char* k, bool required) {
+    seen_.insert(k);
+    auto it = j_.find(k);
+    if (it == j_.end()) {
+      if (required) fail(path_, "missing key " + quote(key(k)));
+      return nullptr;
+    }
+    return &*it;
+  }
+  bool boolean(const char* k, bool dflt, bool required = false) {
+    const json* v = find(k, required);
+    if (!v) return dflt;
+    if (!v->is_boolean()) fail(path_, quote(key(k)) + " must be a boolean, got " + json_type_name(*v));
+    return v->get<bool>();
+  }
+  std::string string(const char* k, const std::string& dflt, bool required = false) {
+    const json* v = find(k, required);
+    if (!v) return dflt;
+    if (!v->is_string()) fail(path_, quote(key(k)) + " must be a string, got " + json_type_name(*v));
+    return v->get<std::string>();
+  }
+  template <class T>
+  T number(const char* k, T dflt, bool required = false) {
+    const json* v = find(k, required);
+    return v ? json_number<T>(*v, path_, key(k)) : dflt;
+  }
+  Fields object(const char* k, bool required = false) {
+    static const json empty = json::object();
+    const json* v = find(k, required);
+    return Fields(v ? *v : empty, key(k), path_);
+  }
+  // Keys present but never read: a typo or a newer writer; either way its intent would be lost.
+  void finish() const {
+    for (auto it = j_.begin(); it != j_.end(); ++it)
+      if (!seen_.count(it.key())) fail(path_, "unknown key " + quote(key(it.key())));
+  }
+
+ private:
+  const json& j_;
+  std::string prefix_;
+  const std::string& path_;
+  std::set<std::string> seen_;
+};
+
+QuantSpec spec_from(Fields f, const std::string& path) {
   QuantSpec s;
-  s.bits = json_number<int>(j.at("bits"), path, "bits");
-  if (s.bits < 2 || s.bits > 16) fail(path, "quantizer bits must be in 2..16");
-  s.symmetric = j.at("symmetric").get<bool>();
-  std::string g = j.at("granularity").get<std::string>();
+  s.bits = f.number<int>("bits", 16, true);
+  s.symmetric = f.boolean("symmetric", true, true);
+  std::string g = f.string("granularity", "", true);
   if (g == "tensor") s.gran = Granularity::PerTensor;
   else if (g == "row") s.gran = Granularity::PerRow;
   else if (g == "group") s.gran = Granularity::PerGroup;
-  else fail(path, "unknown quantizer granularity '" + g + "'");
-  s.group = json_number_or<int>(j, "group", 0, path);
-  if (s.gran == Granularity::PerGroup && s.group <= 0) fail(path, "group quantizer needs group > 0");
-  s.clip_ratio = json_number_or<float>(j, "clip_ratio", 1.0f, path);
-  s.mse_search = j.value("mse_search", false);
-  s.mse_grid = json_number_or<int>(j, "mse_grid", 100, path);
-  s.mse_maxshrink = json_number_or<float>(j, "mse_maxshrink", 0.8f, path);
-  s.mse_norm = json_number_or<float>(j, "mse_norm", 2.4f, path);
-  const std::string sd = j.value("scale_dtype", "f32");
-  if (sd != "f32" && sd != "f16") fail(path, "unknown scale_dtype '" + sd + "' (f32 or f16)");
+  else fail(path, quote(f.key("granularity")) + " is " + quote(g) + "; must be tensor, row or group");
+  s.group = f.number<int>("group", 0);
+  s.clip_ratio = f.number<float>("clip_ratio", 1.0f);
+  s.mse_search = f.boolean("mse_search", false);
+  s.mse_grid = f.number<int>("mse_grid", 100);
+  s.mse_maxshrink = f.number<float>("mse_maxshrink", 0.8f);
+  s.mse_norm = f.number<float>("mse_norm", 2.4f);
+  const std::string sd = f.string("scale_dtype", "f32");
+  if (sd != "f32" && sd != "f16") fail(path, quote(f.key("scale_dtype")) + " is " + quote(sd) + "; must be f32 or f16");
   s.scale_f16 = sd == "f16";
+  f.finish();
   return s;
 }
 
@@ -112,67 +169,83 @@ std::string Recipe::to_json() const {
 
 Recipe Recipe::from_json(const std::string& text, const std::string& path) {
   Recipe r;
+  json j = parse_json(text, path);
   try {
-    json j = parse_json(text, path);
-    if (j.value("format", "") != "kurtail-recipe") fail(path, "not a kurtail recipe (format field missing)");
-    r.version = json_number<int>(j.at("version"), path, "version");
+    Fields top(j, "", path);
+    if (top.string("format", "") != "kurtail-recipe") fail(path, "not a kurtail recipe (format field missing)");
+    r.version = top.number<int>("version", 0, true);
     if (r.version != 1) fail(path, "unsupported recipe version " + std::to_string(r.version));
-    r.method = j.at("method").get<std::string>();
-    r.weight_algo = j.value("weight_algo", "rtn");
-    r.w = spec_from(j.at("weights"), path);
-    r.a = spec_from(j.at("activations"), path);
-    r.k = spec_from(j.at("k_cache"), path);
-    r.v = spec_from(j.at("v_cache"), path);
-    r.quant_lm_head = j.value("quant_lm_head", false);
-    const json& rot = j.at("rotations");
-    r.r1 = rot.at("r1").get<bool>();
-    r.r2 = rot.at("r2").get<bool>();
-    r.r3 = rot.at("r3").get<bool>();
-    r.r4 = rot.at("r4").get<bool>();
-    r.r1_random_signs = rot.value("r1_random_signs", true);
-    r.seed = json_number_or<uint64_t>(rot, "seed", 0, path);
-    r.r3_kind = rot.value("r3_kind", "hadamard");
-    r.r4_kind = rot.value("r4_kind", "hadamard");
-    r.r3_seed = json_number_or<uint64_t>(rot, "r3_seed", 0, path);
-    r.r4_seed = json_number_or<uint64_t>(rot, "r4_seed", 0, path);
-    if (j.contains("gptq")) {
-      r.percdamp = json_number_or<double>(j["gptq"], "percdamp", 0.01, path);
-      r.gptq_block = json_number_or<int>(j["gptq"], "block", 128, path);
-      r.act_order = j["gptq"].value("act_order", false);
+    r.method = top.string("method", "", true);
+    r.weight_algo = top.string("weight_algo", "rtn");
+    r.w = spec_from(top.object("weights", true), path);
+    r.a = spec_from(top.object("activations", true), path);
+    r.k = spec_from(top.object("k_cache", true), path);
+    r.v = spec_from(top.object("v_cache", true), path);
+    r.quant_lm_head = top.boolean("quant_lm_head", false);
+    Fields rot = top.object("rotations", true);
+    r.r1 = rot.boolean("r1", false, true);
+    r.r2 = rot.boolean("r2", false, true);
+    r.r3 = rot.boolean("r3", false, true);
+    r.r4 = rot.boolean("r4", false, true);
+    r.r1_random_signs = rot.boolean("r1_random_signs", true);
+    r.seed = rot.number<uint64_t>("seed", 0);
+    r.r3_kind = rot.string("r3_kind", "hadamard");
+    r.r4_kind = rot.string("r4_kind", "hadamard");
+    r.r3_seed = rot.number<uint64_t>("r3_seed", 0);
+    r.r4_seed = rot.number<uint64_t>("r4_seed", 0);
+    rot.finish();
+    Fields g = top.object("gptq");
+    r.percdamp = g.number<double>("percdamp", 0.01);
+    r.gptq_block = g.number<int>("block", 128);
+    r.act_order = g.boolean("act_order", false);
+    g.finish();
+    Fields sm = top.object("smoothing");
+    r.smooth_alpha = sm.number<double>("alpha", 0.5);
+    r.online_had_inputs = sm.boolean("online_hadamard_inputs", false);
+    sm.finish();
+    Fields dq = top.object("duquant");
+    r.dq_alpha = dq.number<double>("alpha", 0.6);
+    r.dq_block = dq.number<int>("block", 128);
+    r.dq_steps = dq.number<int>("steps", 256);
+    r.dq_permute = dq.boolean("permute", true);
+    dq.finish();
+    Fields cq = top.object("crossquant");
+    r.crossquant = cq.boolean("enabled", false);
+    r.cq_alpha = cq.number<double>("alpha", 0.5);
+    cq.finish();
+    if (top.has("kurtail")) {
+      if (r.method != "kurtail")
+        fail(path, "'kurtail' settings in a recipe whose method is " + quote(r.method) + " (only method kurtail has them)");
+      Fields k = top.object("kurtail");
+      r.kurtail.target = k.number<double>("target", 1.8);
+      r.kurtail.squared = k.boolean("squared", true);
+      r.kurtail.budget = k.number<int>("budget", 2048);
+      r.kurtail.iters = k.number<int>("iters", 200);
+      r.kurtail.lr = k.number<double>("lr", 0.1);
+      r.kurtail.momentum = k.number<double>("momentum", 0.9);
+      r.kurtail.learn_r1 = k.boolean("learn_r1", true);
+      r.kurtail.learn_r2 = k.boolean("learn_r2", true);
+      k.finish();
     }
-    if (j.contains("smoothing")) {
-      r.smooth_alpha = json_number_or<double>(j["smoothing"], "alpha", 0.5, path);
-      r.online_had_inputs = j["smoothing"].value("online_hadamard_inputs", false);
+    Fields cal = top.object("calibration");
+    r.calib = cal.string("text", "");
+    r.nsamples = cal.number<int>("nsamples", 0);
+    r.seqlen = cal.number<int>("seqlen", 0);
+    cal.finish();
+    // The names of the kurtail.* tensors; their data is in model.safetensors (load_validated_recipe).
+    if (const json* t = top.find("tensors", false)) {
+      if (!t->is_array()) fail(path, "'tensors' must be an array of names, got " + std::string(json_type_name(*t)));
+      for (const json& n : *t) {
+        if (!n.is_string()) fail(path, "'tensors' must be an array of names, found a " + std::string(json_type_name(n)));
+        if (!r.tensors.emplace(n.get<std::string>(), Tensor()).second)
+          fail(path, "'tensors' lists " + quote(n.get<std::string>()) + " twice");
+      }
     }
-    if (j.contains("duquant")) {
-      r.dq_alpha = json_number_or<double>(j["duquant"], "alpha", 0.6, path);
-      r.dq_block = json_number_or<int>(j["duquant"], "block", 128, path);
-      r.dq_steps = json_number_or<int>(j["duquant"], "steps", 256, path);
-      r.dq_permute = j["duquant"].value("permute", true);
-    }
-    if (j.contains("crossquant")) {
-      r.crossquant = j["crossquant"].value("enabled", false);
-      r.cq_alpha = json_number_or<double>(j["crossquant"], "alpha", 0.5, path);
-    }
-    if (j.contains("kurtail")) {
-      const json& k = j["kurtail"];
-      r.kurtail.target = json_number_or<double>(k, "target", 1.8, path);
-      r.kurtail.squared = k.value("squared", true);
-      r.kurtail.budget = json_number_or<int>(k, "budget", 2048, path);
-      r.kurtail.iters = json_number_or<int>(k, "iters", 200, path);
-      r.kurtail.lr = json_number_or<double>(k, "lr", 0.1, path);
-      r.kurtail.momentum = json_number_or<double>(k, "momentum", 0.9, path);
-      r.kurtail.learn_r1 = k.value("learn_r1", true);
-      r.kurtail.learn_r2 = k.value("learn_r2", true);
-    }
-    if (j.contains("calibration")) {
-      r.calib = j["calibration"].value("text", "");
-      r.nsamples = json_number_or<int>(j["calibration"], "nsamples", 0, path);
-      r.seqlen = json_number_or<int>(j["calibration"], "seqlen", 0, path);
-    }
+    top.finish();
   } catch (const json::exception& e) {
     fail(path, std::string("malformed recipe: ") + e.what());
   }
+  validate_recipe(r, path);
   return r;
 }
 
@@ -219,7 +292,7 @@ RecipeHooks::RecipeHooks(const Recipe& r, const ModelSpec& s, bool qa) : quantiz
     std::string kind, what;
     int layer;
     Site site;
-    if (!parse_site_tensor(name, &kind, &layer, &site, &what) || layer < 0 || layer > s.n_layers)
+    if (!parse_site_tensor(name, &kind, &layer, &site, &what) || layer < 0 || layer >= s.n_layers)
       fail("recipe tensor '" + name + "' has an unknown name");
     if (kind == "cq" && what == "colmax") {
       cq_[{layer, (int)site}] = t.data;

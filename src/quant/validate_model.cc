@@ -1,0 +1,420 @@
+// The checks listed in validate_model.h. Messages: "FILE: problem" with FILE recipe.json or the
+// safetensors file that holds the entry, and every name read from a file quote()d.
+#include "quant/validate_model.h"
+
+#include <cblas.h>
+
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "io/safetensors.h"
+#include "transform/duquant.h"
+#include "transform/rotation.h"
+#include "util/error.h"
+#include "util/file.h"
+#include "util/interrupt.h"
+
+namespace kt {
+
+namespace {
+
+std::string fmt_shape(const std::vector<int64_t>& s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); i++) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+std::string num(double v) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.6g", v);
+  return b;
+}
+
+void in_range(const std::string& path, const std::string& key, double v, double lo, double hi, bool lo_open,
+              bool hi_open) {
+  const bool ok = std::isfinite(v) && (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
+  if (!ok)
+    fail(path, "'" + key + "' is " + num(v) + "; must be in " + (lo_open ? "(" : "[") + num(lo) + ", " + num(hi) +
+                   (hi_open ? ")" : "]"));
+}
+
+void check_spec(const QuantSpec& q, const std::string& name, const std::string& path) {
+  if (!quant_bits_supported(q.bits))
+    fail(path, "'" + name + ".bits' is " + std::to_string(q.bits) + "; supported: 2..8, or 16 (not quantized)");
+  if (q.gran == Granularity::PerGroup && q.group <= 0)
+    fail(path, "'" + name + ".group' is " + std::to_string(q.group) + "; granularity group needs a group size > 0");
+  if (q.gran != Granularity::PerGroup && q.group != 0)
+    fail(path, "'" + name + ".group' is " + std::to_string(q.group) + " but granularity is not group (must be 0)");
+  in_range(path, name + ".clip_ratio", q.clip_ratio, 0, 1, true, false);
+  in_range(path, name + ".mse_grid", q.mse_grid, 1, 10000, false, false);
+  in_range(path, name + ".mse_maxshrink", q.mse_maxshrink, 0, 1, false, false);
+  in_range(path, name + ".mse_norm", q.mse_norm, 0, 16, true, false);
+}
+
+// The weight quantizer records integer-grid scales (quant/gptq.cc records_scales).
+bool records_scales(const QuantSpec& w) {
+  return w.enabled() && w.symmetric && (w.bits == 4 || w.bits == 8) && w.gran != Granularity::PerTensor;
+}
+
+// The kind Rotation::hadamard(n, ...) builds: a Hadamard matrix when one of order n is known.
+std::string hadamard_kind(int n) {
+  int p2, m;
+  hadamard_factor(n, &p2, &m);
+  return m == 0 ? "random_orthogonal" : "hadamard";
+}
+
+void check_group_divides(const QuantSpec& q, const std::string& name, const std::vector<std::pair<const char*, int>>& dims,
+                         const std::string& path) {
+  if (q.gran != Granularity::PerGroup) return;
+  for (auto& [what, d] : dims)
+    if (d % q.group != 0)
+      fail(path, "'" + name + ".group' is " + std::to_string(q.group) + ", which does not divide " + what + " " +
+                     std::to_string(d) + " (config.json)");
+}
+
+void check_recipe_against_spec(const Recipe& r, const ModelSpec& s, const std::string& path) {
+  const std::vector<std::pair<const char*, int>> lin_in = {{"hidden_size", s.hidden}, {"the attention width", s.q_dim()},
+                                                           {"intermediate_size", s.ffn}};
+  check_group_divides(r.w, "weights", lin_in, path);
+  check_group_divides(r.a, "activations", lin_in, path);
+  check_group_divides(r.k, "k_cache", {{"the K/V width", s.kv_dim()}}, path);
+  check_group_divides(r.v, "v_cache", {{"the K/V width", s.kv_dim()}}, path);
+  if (r.seqlen > s.max_pos)
+    fail(path, "'calibration.seqlen' is " + std::to_string(r.seqlen) + ", beyond max_position_embeddings " +
+                   std::to_string(s.max_pos) + " (config.json)");
+  // The online rotations are rebuilt from (kind, seed); they must be the ones the writer fused.
+  auto online = [&](bool on, const std::string& kind, uint64_t seed, const char* which, int n, uint64_t offset) {
+    if (!on) return;
+    const std::string want = hadamard_kind(n);
+    if (kind != want)
+      fail(path, std::string("'rotations.") + which + "_kind' is " + quote(kind) + " but a rotation of size " +
+                     std::to_string(n) + " is built as '" + want + "'");
+    if (seed != r.seed + offset)
+      fail(path, std::string("'rotations.") + which + "_seed' is " + std::to_string(seed) + "; the writer derives " +
+                     std::to_string(r.seed + offset) + " (rotations.seed + " + std::to_string(offset) + ")");
+  };
+  online(r.r3, r.r3_kind, r.r3_seed, "r3", s.head_dim, 3);
+  online(r.r4, r.r4_kind, r.r4_seed, "r4", s.ffn, 4);
+}
+
+const char* const kSites[] = {"attn_in", "o_in", "mlp_in", "down_in"};
+const Site kSiteIds[] = {Site::AttnIn, Site::OIn, Site::MlpIn, Site::DownIn};
+
+int site_width(const ModelSpec& s, Site site) {
+  return site == Site::DownIn ? s.ffn : site == Site::OIn ? s.q_dim() : s.hidden;
+}
+
+// The kurtail.* tensors (name without the prefix -> shape) the recipe's method writes.
+std::map<std::string, std::vector<int64_t>> expected_online_tensors(const Recipe& r, const ModelSpec& s) {
+  std::map<std::string, std::vector<int64_t>> e;
+  for (int l = 0; l < s.n_layers; l++)
+    for (Site site : kSiteIds) {
+      const int64_t n = site_width(s, site);
+      if (r.method == "duquant") {
+        e[site_tensor_name("site", l, site, "smooth")] = {n};
+        const int64_t b = duquant_block_size((int)n, r.dq_block);
+        if (b >= 2) {
+          e[site_tensor_name("site", l, site, "rot_a")] = {b, b};
+          e[site_tensor_name("site", l, site, "rot_b")] = {b, b};
+          if (r.dq_permute && n / b > 1) e[site_tensor_name("site", l, site, "perm")] = {n};
+        }
+      } else if (r.method == "crossquant") {
+        e[site_tensor_name("cq", l, site, "colmax")] = {n};
+      }
+    }
+  return e;
+}
+
+void check_finite(const Tensor& t, const std::string& file, const std::string& name) {
+  for (size_t i = 0; i < t.data.size(); i++)
+    if (!std::isfinite(t.data[i]))
+      fail(file, "tensor " + quote(name) + " contains " + (std::isnan(t.data[i]) ? "NaN" : "Inf") + " at element " +
+                     std::to_string(i));
+}
+
+// max |R^T R - I| in float64 (one SYRK of the b x b matrix).
+double orthogonality_error(const Tensor& t) {
+  const int b = (int)t.dim(0);
+  std::vector<double> a(t.data.begin(), t.data.end()), c((size_t)b * b, 0.0);
+  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, b, b, 1.0, a.data(), b, 0.0, c.data(), b);
+  double err = 0;
+  for (int i = 0; i < b; i++)
+    for (int j = i; j < b; j++) err = std::max(err, std::fabs(c[(size_t)i * b + j] - (i == j ? 1.0 : 0.0)));
+  return err;
+}
+
+void check_online_tensor(const std::string& name, const Tensor& t, const std::string& file) {
+  const std::string full = "kurtail." + name;
+  check_finite(t, file, full);
+  const std::string what = name.substr(name.rfind('.') + 1);
+  if (what == "smooth") {
+    for (size_t i = 0; i < t.data.size(); i++)
+      if (!(t.data[i] > 0))
+        fail(file, "tensor " + quote(full) + " has scale " + num(t.data[i]) + " at element " + std::to_string(i) +
+                       "; smoothing scales must be > 0");
+  } else if (what == "colmax") {
+    for (size_t i = 0; i < t.data.size(); i++)
+      if (t.data[i] < 0)
+        fail(file, "tensor " + quote(full) + " has column maximum " + num(t.data[i]) + " at element " +
+                       std::to_string(i) + "; column maxima are >= 0");
+  } else if (what == "rot_a" || what == "rot_b") {
+    const double err = orthogonality_error(t);
+    if (!(err <= 1e-4)) fail(file, "tensor " + quote(full) + " is not orthogonal (max |R^T R - I| = " + num(err) + ")");
+  } else if (what == "perm") {
+    const int64_t n = t.numel();
+    std::vector<char> seen(n, 0);
+    for (int64_t i = 0; i < n; i++) {
+      const float v = t.data[i];
+      if (!(v >= 0 && v < (float)n && v == std::floor(v)) || seen[(int64_t)v])
+        fail(file, "tensor " + quote(full) + " is not a permutation of 0.." + std::to_string(n - 1) + " (element " +
+                       std::to_string(i) + " is " + num(v) + ")");
+      seen[(int64_t)v] = 1;
+    }
+  }
+}
+
+bool parse_layer_index(const std::string& s, int n_layers, int* l) {
+  if (s.empty() || s.size() > 6 || (s.size() > 1 && s[0] == '0')) return false;
+  int v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');
+  }
+  *l = v;
+  return v < n_layers;
+}
+
+struct LinearDesc {
+  const char* name;
+  int64_t out, in;
+  bool bias;
+};
+
+std::vector<LinearDesc> linears(const ModelSpec& s) {
+  return {{"self_attn.q_proj", s.q_dim(), s.hidden, s.attn_qkv_bias}, {"self_attn.k_proj", s.kv_dim(), s.hidden, s.attn_qkv_bias},
+          {"self_attn.v_proj", s.kv_dim(), s.hidden, s.attn_qkv_bias}, {"self_attn.o_proj", s.hidden, s.q_dim(), s.attn_o_bias},
+          {"mlp.gate_proj", s.ffn, s.hidden, s.mlp_bias},         {"mlp.up_proj", s.ffn, s.hidden, s.mlp_bias},
+          {"mlp.down_proj", s.hidden, s.ffn, s.mlp_bias}};
+}
+
+// A tensor name a quantized model of spec `s` can hold (kurtail.* is checked separately).
+bool known_tensor(const std::string& n, const ModelSpec& s) {
+  if (n == "model.embed_tokens.weight" || n == "model.norm.weight" || n == "lm_head.weight") return true;
+  const std::string pre = "model.layers.";
+  if (n.compare(0, pre.size(), pre) != 0) return false;
+  const size_t dot = n.find('.', pre.size());
+  int l;
+  if (dot == std::string::npos || !parse_layer_index(n.substr(pre.size(), dot - pre.size()), s.n_layers, &l)) return false;
+  const std::string rest = n.substr(dot + 1);
+  if (rest == "input_layernorm.weight" || rest == "post_attention_layernorm.weight") return true;
+  for (const LinearDesc& d : linears(s))
+    for (const char* suf : {".weight", ".qweight", ".qscale", ".qbits", ".bias"})
+      if (rest == std::string(d.name) + suf) return std::string(suf) != ".bias" || d.bias;
+  return false;
+}
+
+}  // namespace
+
+bool quant_bits_supported(int bits) { return (bits >= 2 && bits <= 8) || bits == 16; }
+
+void validate_recipe(const Recipe& r, const std::string& path) {
+  Recipe implied;
+  try {
+    implied.set_method(r.method);
+  } catch (const Error&) {
+    fail(path, "unknown method " + quote(r.method) + " (available: " + Recipe::method_list() + ")");
+  }
+  if (r.weight_algo != "rtn" && r.weight_algo != "gptq")
+    fail(path, "'weight_algo' is " + quote(r.weight_algo) + "; must be rtn or gptq");
+  check_spec(r.w, "weights", path);
+  check_spec(r.a, "activations", path);
+  check_spec(r.k, "k_cache", path);
+  check_spec(r.v, "v_cache", path);
+  const std::pair<const char*, std::pair<bool, bool>> rots[] = {
+      {"r1", {r.r1, implied.r1}}, {"r2", {r.r2, implied.r2}}, {"r3", {r.r3, implied.r3}}, {"r4", {r.r4, implied.r4}}};
+  for (auto& [name, on] : rots)
+    if (on.first && !on.second)
+      fail(path, std::string("'rotations.") + name + "' is true but method " + quote(r.method) + " has no " + name);
+  for (auto [key, kind] : {std::pair{"r3_kind", &r.r3_kind}, std::pair{"r4_kind", &r.r4_kind}})
+    if (*kind != "hadamard" && *kind != "random_orthogonal")
+      fail(path, std::string("'rotations.") + key + "' is " + quote(*kind) + "; must be hadamard or random_orthogonal");
+  in_range(path, "gptq.percdamp", r.percdamp, 0, 1, false, false);
+  if (r.gptq_block <= 0) fail(path, "'gptq.block' is " + std::to_string(r.gptq_block) + "; must be > 0");
+  in_range(path, "smoothing.alpha", r.smooth_alpha, 0, 1, false, false);
+  if (r.online_had_inputs != implied.online_had_inputs)
+    fail(path, std::string("'smoothing.online_hadamard_inputs' is ") + (r.online_had_inputs ? "true" : "false") +
+                   " but method " + quote(r.method) + (implied.online_had_inputs ? " has" : " has no") +
+                   " online input Hadamards");
+  in_range(path, "duquant.alpha", r.dq_alpha, 0, 1, false, false);
+  in_range(path, "duquant.block", r.dq_block, 1, 65536, false, false);
+  in_range(path, "duquant.steps", r.dq_steps, 0, 100000, false, false);
+  in_range(path, "crossquant.alpha", r.cq_alpha, 0, 1, false, false);
+  if (r.crossquant != (r.method == "crossquant"))
+    fail(path, std::string("'crossquant.enabled' is ") + (r.crossquant ? "true" : "false") + " but method is " +
+                   quote(r.method));
+  if (r.method == "kurtail") {
+    const KurtailSettings& k = r.kurtail;
+    in_range(path, "kurtail.target", k.target, 1, 1000, false, false);
+    if (k.budget < 1) fail(path, "'kurtail.budget' is " + std::to_string(k.budget) + "; must be >= 1");
+    if (k.iters < 0) fail(path, "'kurtail.iters' is " + std::to_string(k.iters) + "; must be >= 0");
+    in_range(path, "kurtail.lr", k.lr, 0, 1e6, true, false);
+    in_range(path, "kurtail.momentum", k.momentum, 0, 1, false, true);
+  }
+  if (r.nsamples < 0) fail(path, "'calibration.nsamples' is " + std::to_string(r.nsamples) + "; must be >= 0");
+  if (r.seqlen < 0) fail(path, "'calibration.seqlen' is " + std::to_string(r.seqlen) + "; must be >= 0");
+}
+
+LinearQuant check_linear_quant(const TensorSource& src, const std::string& name, int64_t out, int64_t in) {
+  LinearQuant q;
+  const std::string qs = name + ".qscale", qb = name + ".qbits", qw = name + ".qweight";
+  if (!src.has(qs)) {
+    for (const std::string& n : {qb, qw})
+      if (src.has(n)) fail(src.info(n).file, "tensor " + quote(n) + " without " + quote(qs));
+    return q;
+  }
+  const TensorInfo& si = src.info(qs);
+  if (si.dtype != DType::F32 && si.dtype != DType::F16)
+    fail(si.file, "tensor " + quote(qs) + " has dtype " + dtype_name(si.dtype) + "; scales are F32 or F16");
+  if (si.shape.size() != 2 || si.shape[0] != out || si.shape[1] <= 0 || in % si.shape[1] != 0)
+    fail(si.file, "tensor " + quote(qs) + " has shape " + fmt_shape(si.shape) + "; expected [" + std::to_string(out) +
+                      ", G] with G dividing " + std::to_string(in));
+  if (!src.has(qb)) fail(si.file, "missing tensor " + quote(qb) + " (" + quote(qs) + " needs it)");
+  const TensorInfo& bi = src.info(qb);
+  if (bi.dtype != DType::F32 || bi.shape != std::vector<int64_t>{1})
+    fail(bi.file, "tensor " + quote(qb) + " must be F32 [1], is " + dtype_name(bi.dtype) + " " + fmt_shape(bi.shape));
+  const float bits = to_f32(bi).data[0];
+  if (bits != 4 && bits != 8) fail(bi.file, "tensor " + quote(qb) + " is " + num(bits) + "; weight bits are 4 or 8");
+  q.qbits = (int)bits;
+  q.qscale = to_f32(si);
+  check_finite(q.qscale, si.file, qs);
+  for (size_t i = 0; i < q.qscale.data.size(); i++)
+    if (!(q.qscale.data[i] > 0))
+      fail(si.file, "tensor " + quote(qs) + " has scale " + num(q.qscale.data[i]) + " at element " + std::to_string(i) +
+                        "; scales must be finite and > 0");
+  if (src.has(qw)) {
+    const TensorInfo& wi = src.info(qw);
+    if (src.has(name + ".weight"))
+      fail(wi.file, "tensor " + quote(qw) + " and " + quote(name + ".weight") + " both present (one linear, two weights)");
+    if (wi.dtype != DType::U8 || wi.shape.size() != 1)
+      fail(wi.file, "tensor " + quote(qw) + " must be U8 and 1-D, is " + dtype_name(wi.dtype) + " " + fmt_shape(wi.shape));
+    const int64_t G = si.shape[1];
+    if (G > 1 && (in / G) % 8 != 0)
+      fail(si.file, "tensor " + quote(qs) + " implies group size " + std::to_string(in / G) +
+                        ", but packed weights need a multiple of 8");
+    const size_t want = (size_t)((out + 15) / 16) * ((in + 7) / 8) * (q.qbits == 4 ? 64 : 128);
+    if (wi.nbytes != want)
+      fail(wi.file, "tensor " + quote(qw) + " has " + std::to_string(wi.nbytes) + " bytes; " + std::to_string(out) + "x" +
+                        std::to_string(in) + " int" + std::to_string(q.qbits) + " packs into " + std::to_string(want));
+  }
+  return q;
+}
+
+void check_on_grid(const Tensor& w, const LinearQuant& q, const std::string& file, const std::string& name) {
+  if (q.qbits == 0) return;
+  const int64_t N = w.dim(0), K = w.dim(1), G = q.qscale.dim(1), group = K / G;
+  const float lo = q.qbits == 4 ? -8 : -128, hi = q.qbits == 4 ? 7 : 127;
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t k = 0; k < K; k++) {
+      const float v = w.data[(size_t)(n * K + k)] / q.qscale.data[(size_t)(n * G + k / group)];
+      const float rv = std::nearbyint(v);
+      if (!(std::fabs(v - rv) <= 1e-3f) || rv < lo || rv > hi)
+        fail(file, "tensor " + quote(name + ".weight") + " is not on the int" + std::to_string(q.qbits) +
+                       " grid of its scales (element " + std::to_string(n * K + k) + ": w/scale = " + num(v) + ")");
+    }
+}
+
+Recipe load_validated_recipe(const std::string& dir, const ModelSpec& s) {
+  const std::string rp = join_path(dir, "recipe.json");
+  Recipe r = Recipe::from_json(read_file(rp, kMaxJsonBytes), rp);
+  check_recipe_against_spec(r, s, rp);
+
+  SafetensorsDir st(dir);
+  std::string sf = join_path(dir, "model.safetensors");
+  // kurtail quantize writes one model.safetensors with its format and method in __metadata__.
+  std::string format;
+  if (file_exists(sf)) {
+    SafetensorsFile f(sf);
+    const auto& md = f.metadata();
+    auto get = [&](const char* k) {
+      auto it = md.find(k);
+      if (it == md.end()) fail(sf, std::string("__metadata__ has no '") + k + "' (not written by kurtail quantize)");
+      return it->second;
+    };
+    format = get("kurtail_format");
+    if (format != "fakequant-1" && format != "packed-1")
+      fail(sf, "__metadata__ kurtail_format is " + quote(format) + "; must be fakequant-1 or packed-1");
+    const std::string method = get("kurtail_method");
+    if (method != r.method)
+      fail(sf, "__metadata__ kurtail_method is " + quote(method) + " but recipe.json says " + quote(r.method));
+  } else {
+    sf = st.describe();
+  }
+
+  // Every tensor is one the model or the recipe uses.
+  std::set<std::string> online;
+  for (const std::string& n : st.names()) {
+    if (n.rfind("kurtail.", 0) == 0) online.insert(n.substr(8));
+    else if (!known_tensor(n, s))
+      fail(st.info(n).file, "tensor " + quote(n) + " is not part of a kurtail quantized model of this config.json");
+  }
+
+  // kurtail.*: exactly what the method writes, with exact shapes and valid values.
+  const auto expected = expected_online_tensors(r, s);
+  for (const std::string& n : online)
+    if (!expected.count(n))
+      fail(st.info("kurtail." + n).file, "tensor " + quote("kurtail." + n) + " is not used by the recipe (method " +
+                                             quote(r.method) + ")");
+  for (auto& [n, shape] : expected)
+    if (!online.count(n)) fail(sf, "missing tensor " + quote("kurtail." + n) + " (method " + quote(r.method) + " needs it)");
+  for (auto& [n, _] : r.tensors)
+    if (!expected.count(n)) fail(rp, "'tensors' lists " + quote(n) + ", which method " + quote(r.method) + " does not have");
+  for (auto& [n, _] : expected)
+    if (!r.tensors.count(n)) fail(rp, "'tensors' does not list " + quote(n) + " (model.safetensors has it)");
+  for (auto& [n, shape] : expected) {
+    check_interrupted();
+    const TensorInfo& ti = st.info("kurtail." + n);
+    if (ti.dtype != DType::F32) fail(ti.file, "tensor " + quote("kurtail." + n) + " has dtype " + dtype_name(ti.dtype) + "; must be F32");
+    if (ti.shape != shape)
+      fail(ti.file, "tensor " + quote("kurtail." + n) + " has shape " + fmt_shape(ti.shape) + "; the recipe implies " +
+                        fmt_shape(shape));
+    Tensor t = to_f32(ti);
+    check_online_tensor(n, t, ti.file);
+    r.tensors[n] = std::move(t);
+  }
+
+  // Per linear: scales and bits (values checked in check_linear_quant) agree with the recipe.
+  const bool recs = records_scales(r.w);
+  for (int l = 0; l < s.n_layers; l++) {
+    check_interrupted();
+    for (const LinearDesc& d : linears(s)) {
+      const std::string name = "model.layers." + std::to_string(l) + "." + d.name;
+      LinearQuant q = check_linear_quant(st, name, d.out, d.in);
+      if (!q.qbits) {
+        if (recs) fail(sf, "missing tensor " + quote(name + ".qscale") + " (weights " + r.w.describe() + " record scales)");
+        continue;
+      }
+      const TensorInfo& si = st.info(name + ".qscale");
+      if (!recs) fail(si.file, "tensor " + quote(name + ".qscale") + " is not used by the recipe (weights " + r.w.describe() + ")");
+      if (q.qbits != r.w.bits)
+        fail(st.info(name + ".qbits").file, "tensor " + quote(name + ".qbits") + " is " + std::to_string(q.qbits) +
+                                                 " but recipe.json weights.bits is " + std::to_string(r.w.bits));
+      const int64_t G = r.w.gran == Granularity::PerGroup ? d.in / r.w.group : 1;
+      if (si.shape[1] != G)
+        fail(si.file, "tensor " + quote(name + ".qscale") + " has shape " + fmt_shape(si.shape) + " but recipe.json weights (" +
+                          r.w.describe() + ") imply [" + std::to_string(d.out) + ", " + std::to_string(G) + "]");
+      if ((si.dtype == DType::F16) != r.w.scale_f16)
+        fail(si.file, "tensor " + quote(name + ".qscale") + " is " + dtype_name(si.dtype) + " but recipe.json weights.scale_dtype is " +
+                          (r.w.scale_f16 ? "f16" : "f32"));
+      if (!format.empty()) {
+        const bool want_packed = format == "packed-1" && (G == 1 || (d.in / G) % 8 == 0);
+        if (want_packed != st.has(name + ".qweight"))
+          fail(sf, want_packed ? "missing tensor " + quote(name + ".qweight") + " (kurtail_format packed-1 packs this linear)"
+                               : "tensor " + quote(name + ".qweight") + " in a kurtail_format " + format + " model");
+      }
+    }
+  }
+  return r;
+}
+
+}  // namespace kt
