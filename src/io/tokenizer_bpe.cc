@@ -363,7 +363,15 @@ void ByteBpeTokenizer::bpe_word(std::string_view w, std::vector<int>* out) const
 class WordSink : public PieceSink {
  public:
   WordSink(const ByteBpeTokenizer& t, std::vector<int>** out) : t_(t), out_(out) {}
-  void append(std::string_view b) override { word_.append(b); }
+  void append(std::string_view b) override {
+    word_.append(b);
+    while (word_.size() > kMaxUncutBytes) {  // bounded memory: a forced cut (tokenizer_stream.h)
+      size_t p = utf8_boundary(word_, kMaxUncutBytes);
+      if (p == 0) p = kMaxUncutBytes;
+      t_.bpe_word(std::string_view(word_).substr(0, p), *out_);
+      word_.erase(0, p);
+    }
+  }
   void end() override {
     t_.bpe_word(word_, *out_);
     word_.clear();

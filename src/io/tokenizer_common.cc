@@ -51,6 +51,22 @@ namespace {
 bool ascii_graph(char c) { return c > ' ' && c < 0x7f; }
 }  // namespace
 
+size_t utf8_boundary(std::string_view buf, size_t p) {
+  auto cont = [](char c) { return ((unsigned char)c & 0xc0) == 0x80; };
+  if (p >= buf.size()) {
+    p = buf.size();
+    size_t lead = p;
+    while (lead > 0 && p - lead < 4 && cont(buf[lead - 1])) lead--;
+    if (lead == 0 || p - lead >= 4) return p;  // not UTF-8 there: any byte will do
+    unsigned char c = (unsigned char)buf[lead - 1];
+    size_t n = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+    return lead - 1 + n <= p ? p : lead - 1;
+  }
+  size_t q = p;
+  while (q > 0 && p - q < 4 && cont(buf[q])) q--;
+  return p - q < 4 ? q : p;
+}
+
 size_t last_space_cut(std::string_view buf, size_t from) {
   if (buf.size() < 3) return 0;
   for (size_t p = buf.size() - 2; p >= std::max<size_t>(from, 1); p--)
@@ -70,24 +86,30 @@ void CutStream::feed(std::string_view bytes, std::vector<int>* out) {
   while (buf_.size() >= next_try_) {
     check_interrupted();
     size_t p = cut_(buf_, searched_);
+    PartStart after = PartStart::kCut;
+    if (p == 0 && buf_.size() >= kMaxUncutBytes) {  // bounded memory: cut anyway (tokenizer_stream.h)
+      p = utf8_boundary(buf_, kMaxUncutBytes);
+      if (p == 0) p = kMaxUncutBytes;
+      after = PartStart::kForced;
+    }
     if (p == 0) {  // no cut yet: look again when another chunk has arrived (searching only the new bytes)
       searched_ = buf_.size() - 1;
       next_try_ = buf_.size() + chunk_;
       return;
     }
-    part_(std::string_view(buf_).substr(0, p), first_, out);
-    first_ = false;
+    part_(std::string_view(buf_).substr(0, p), next_start_, out);
+    next_start_ = after;
     buf_.erase(0, p);
-    searched_ = buf_.empty() ? 0 : buf_.size() - 1;  // p was the last cut: none before this
+    searched_ = after == PartStart::kCut && !buf_.empty() ? buf_.size() - 1 : 0;  // p was the last cut
     next_try_ = buf_.size() + chunk_;
   }
 }
 
 void CutStream::finish(std::vector<int>* out) {
   check_interrupted();
-  if (!buf_.empty() || first_) part_(buf_, first_, out);
+  if (!buf_.empty() || next_start_ == PartStart::kText) part_(buf_, next_start_, out);
   buf_.clear();
-  first_ = false;
+  next_start_ = PartStart::kCut;
 }
 
 }  // namespace kt

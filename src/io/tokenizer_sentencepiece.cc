@@ -25,10 +25,10 @@ class SentencePieceTokenizer : public Tokenizer {
   }
   std::unique_ptr<TokenStream> stream(size_t chunk_bytes) const override {
     if (!cuttable_) return std::make_unique<CutStream>(chunk_bytes, [](std::string_view, size_t) { return size_t(0); },
-                                                       [this](std::string_view t, bool, std::vector<int>* o) { encode_into(t, o); });
+                                                       [this](std::string_view t, PartStart, std::vector<int>* o) { encode_into(t, o); });
     // A part after a cut starts with the space; the model's dummy prefix supplies its U+2581.
-    return std::make_unique<CutStream>(chunk_bytes, last_space_cut, [this](std::string_view t, bool first, std::vector<int>* o) {
-      encode_into(first ? t : t.substr(1), o);
+    return std::make_unique<CutStream>(chunk_bytes, last_space_cut, [this](std::string_view t, PartStart st, std::vector<int>* o) {
+      encode_into(st == PartStart::kCut ? t.substr(1) : t, o);
     });
   }
   std::string piece(int prev, int id) const override {

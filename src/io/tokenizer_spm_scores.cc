@@ -50,9 +50,9 @@ class ScoreSpmTokenizer : public Tokenizer {
     if (!cuttable_) cut = [](std::string_view, size_t) { return size_t(0); };
     // A part after a cut keeps its leading ' ', which spells the space symbol the whole text
     // has there; only the text's first part gets the space prefix.
-    return std::make_unique<CutStream>(chunk_bytes, cut, [this](std::string_view t, bool first, std::vector<int>* o) {
-      if (first && t.empty()) return;
-      encode_part(t, first && add_space_prefix_, o);
+    return std::make_unique<CutStream>(chunk_bytes, cut, [this](std::string_view t, PartStart st, std::vector<int>* o) {
+      if (t.empty()) return;
+      encode_part(t, st == PartStart::kText && add_space_prefix_, o);
     });
   }
 
