@@ -29,9 +29,16 @@ RegexSplit::~RegexSplit() { pcre2_code_free(code_); }
 
 RegexStage::RegexStage(const RegexSplit& re, PieceSink* next, size_t chunk_bytes)
     : re_(re), next_(next), md_(pcre2_match_data_create_from_pattern(re.code(), nullptr)),
-      chunk_(std::max<size_t>(chunk_bytes, 1)) {}
+      mc_(pcre2_match_context_create(nullptr)), chunk_(std::max<size_t>(chunk_bytes, 1)) {
+  // A pattern from a tokenizer.json must not take unbounded memory backtracking over a long
+  // piece (PCRE2's default heap limit is 20 GB): 256 MiB, then a one-line error.
+  pcre2_set_heap_limit(mc_, 256u << 10);
+}
 
-RegexStage::~RegexStage() { pcre2_match_data_free(md_); }
+RegexStage::~RegexStage() {
+  pcre2_match_context_free(mc_);
+  pcre2_match_data_free(md_);
+}
 
 void RegexStage::append(std::string_view bytes) {
   buf_.append(bytes);
@@ -60,7 +67,7 @@ void RegexStage::scan(bool at_end) {
   size_t steps = 0;
   while (pos_ <= buf_.size()) {
     if (++steps % 4096 == 0) check_interrupted();
-    int rc = pcre2_match(re_.code(), (PCRE2_SPTR)buf_.data(), buf_.size(), pos_, opts, md_, nullptr);
+    int rc = pcre2_match(re_.code(), (PCRE2_SPTR)buf_.data(), buf_.size(), pos_, opts, md_, mc_);
     if (rc == PCRE2_ERROR_NOMATCH) {
       if (at_end) break;
       pass_gap(buf_.size());  // no match can start before the end of what has arrived

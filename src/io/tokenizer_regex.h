@@ -7,6 +7,7 @@
 
 typedef struct pcre2_real_code_8 pcre2_code_8;
 typedef struct pcre2_real_match_data_8 pcre2_match_data_8;
+typedef struct pcre2_real_match_context_8 pcre2_match_context_8;
 
 namespace kt {
 
@@ -58,6 +59,7 @@ class RegexStage : public PieceSink {
   const RegexSplit& re_;
   PieceSink* next_;
   pcre2_match_data_8* md_;
+  pcre2_match_context_8* mc_;
   size_t chunk_;
   std::string buf_;
   size_t pos_ = 0, fwd_ = 0, retry_at_ = 0;
