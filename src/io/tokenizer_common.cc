@@ -81,28 +81,36 @@ bool space_only_leading(std::string_view piece, std::string_view space) {
   return piece.find(space, i) == std::string_view::npos;
 }
 
+// Parts of about chunk_ bytes: the last cut within the first chunk_ bytes, else within twice
+// that, and so on; none in a whole kMaxUncutBytes: a forced cut.
 void CutStream::feed(std::string_view bytes, std::vector<int>* out) {
   buf_.append(bytes);
-  while (buf_.size() >= next_try_) {
+  size_t st = 0;  // start of what is not encoded yet
+  while (buf_.size() - st >= next_try_) {
     check_interrupted();
-    size_t p = cut_(buf_, searched_);
+    const std::string_view rest = std::string_view(buf_).substr(st);
+    size_t p = 0;
+    for (size_t lim = chunk_;; lim = lim > rest.size() / 2 ? rest.size() : 2 * lim) {
+      const size_t n = std::min(rest.size(), lim + 1);  // +1: a cut needs the byte after it
+      p = cut_(rest.substr(0, n), 0);
+      if (p != 0 || n == rest.size()) break;
+    }
     PartStart after = PartStart::kCut;
-    if (p == 0 && buf_.size() >= kMaxUncutBytes) {  // bounded memory: cut anyway (tokenizer_stream.h)
-      p = utf8_boundary(buf_, kMaxUncutBytes);
+    if (p == 0 && rest.size() >= kMaxUncutBytes) {  // bounded memory: cut anyway (tokenizer_stream.h)
+      p = utf8_boundary(rest, kMaxUncutBytes);
       if (p == 0) p = kMaxUncutBytes;
       after = PartStart::kForced;
     }
-    if (p == 0) {  // no cut yet: look again when another chunk has arrived (searching only the new bytes)
-      searched_ = buf_.size() - 1;
-      next_try_ = buf_.size() + chunk_;
-      return;
+    if (p == 0) {  // no cut yet: look again when the rest has doubled (linear overall)
+      next_try_ = rest.size() + std::max(chunk_, rest.size());
+      break;
     }
-    part_(std::string_view(buf_).substr(0, p), next_start_, out);
+    part_(rest.substr(0, p), next_start_, out);
     next_start_ = after;
-    buf_.erase(0, p);
-    searched_ = after == PartStart::kCut && !buf_.empty() ? buf_.size() - 1 : 0;  // p was the last cut
-    next_try_ = buf_.size() + chunk_;
+    st += p;
+    next_try_ = chunk_;
   }
+  buf_.erase(0, st);
 }
 
 void CutStream::finish(std::vector<int>* out) {

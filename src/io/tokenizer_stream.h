@@ -51,7 +51,7 @@ class CutStream : public TokenStream {
 
  private:
   std::string buf_;
-  size_t chunk_, next_try_, searched_ = 0;
+  size_t chunk_, next_try_;
   PartStart next_start_ = PartStart::kText;
   CutFn cut_;
   PartFn part_;
