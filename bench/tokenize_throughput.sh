@@ -3,7 +3,7 @@
 # WikiText-2 and on a 50 MB text of one line (WikiText-2 with newlines turned into spaces,
 # repeated) and on one 2 MB word (letters only); both generated in /tmp, never committed. Uses kurtail_bench's BM_TokenizeFile, which
 # tokenizes through tokenize_file (the path `eval --text` and `--calib` use).
-# Usage: bench/tokenize_throughput.sh [BUILD_DIR] [TIMEOUT_S]
+# Usage: bench/tokenize_throughput.sh [BUILD_DIR] [TIMEOUT_S]   env: TEXTS="file ..." (default: all three)
 #   Prints one line per (kind, text): MB/s, tokens, RSS MiB per MB, a hash of the ids.
 set -euo pipefail
 cd "$(dirname "$0")/.."
