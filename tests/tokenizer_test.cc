@@ -2,10 +2,14 @@
 // the golden ids of tinyllama-8m (made by the Python sentencepiece), and hand-checked SmolLM2 merges.
 #include <gtest/gtest.h>
 
+#include <climits>
 #include <nlohmann/json.hpp>
+#include <random>
+#include <set>
 #include <sstream>
 #include <unordered_map>
 
+#include "eval/perplexity.h"
 #include "io/gguf.h"
 #include "io/tokenizer.h"
 #include "test_util.h"
@@ -207,6 +211,151 @@ TEST(Tokenizer, SentencePieceStyleTokenizerJsonMatchesSentencePieceOnText) {
   // byte fallback: a character outside the 8192-piece vocabulary
   auto a = sp->encode("emoji \xf0\x9f\x98\x80 and \xe6\xbc\xa2\xe5\xad\x97"), b = tj->encode("emoji \xf0\x9f\x98\x80 and \xe6\xbc\xa2\xe5\xad\x97");
   EXPECT_EQ(b, a);
+}
+
+}  // namespace
+}  // namespace kt
+
+// ---- streaming, BPE and added tokens (issue #13: slow paths and bounded memory) ----
+namespace kt {
+namespace {
+
+std::string wikitext() { return read_file(test::data() + "/text/wikitext2_raw_test.joined.txt", SIZE_MAX); }
+
+// Every tokenizer kind cuts its text only where the ids cannot change: encoding WikiText-2 whole
+// (one part), in 777-byte blocks (cuts everywhere, blocks ending inside UTF-8 characters) and
+// through tokenize_file (the streamed reader) gives the same ids. (bench/tokenize_throughput.sh
+// also hashes the ids of the whole file: they equal those of the code before streaming.)
+void expect_chunking_invisible(const Tokenizer& tok, const std::string& text) {
+  auto whole = tok.encode(text, SIZE_MAX);
+  ASSERT_GT(whole.size(), text.size() / 8) << tok.kind();
+  EXPECT_EQ(tok.encode(text, 777), whole) << tok.kind();
+  auto file = tokenize_file(tok, test::data() + "/text/wikitext2_raw_test.joined.txt");
+  if (tok.add_bos && tok.bos >= 0) {
+    ASSERT_EQ(file.front(), tok.bos);
+    file.erase(file.begin());
+  }
+  EXPECT_EQ(file, whole) << tok.kind();
+}
+
+TEST(TokenizerStream, SentencePieceModelIdsDoNotDependOnChunking) {
+  expect_chunking_invisible(*load_sentencepiece(test::tinyllama() + "/tokenizer.model"), wikitext());
+}
+TEST(TokenizerStream, ByteLevelBpeIdsDoNotDependOnChunking) {
+  expect_chunking_invisible(*load_tokenizer_json(test::data() + "/models/smollm2-135m-tokenizer/tokenizer.json"), wikitext());
+  expect_chunking_invisible(*load_gguf_tokenizer(GGUFFile(test::data() + "/models/ggml-vocab/ggml-vocab-gpt-2.gguf")),
+                            wikitext());
+}
+TEST(TokenizerStream, ScoreMergeSpmIdsDoNotDependOnChunking) {
+  expect_chunking_invisible(*load_llama2c_tokenizer(test::data() + "/models/aidreams260K/tok512.bin", 512), wikitext());
+  expect_chunking_invisible(*load_gguf_tokenizer(GGUFFile(test::data() + "/models/ggml-vocab/ggml-vocab-llama-spm.gguf")),
+                            wikitext());
+}
+TEST(TokenizerStream, SentencePieceStyleTokenizerJsonIdsDoNotDependOnChunking) {
+  VocabExport v;
+  ASSERT_TRUE(load_sentencepiece(test::tinyllama() + "/tokenizer.model")->export_vocab(&v));
+  std::string dir = test::temp_dir("tj");
+  write_file_atomic(dir + "/tokenizer.json", spm_tokenizer_json(v));
+  expect_chunking_invisible(*load_tokenizer_json(dir + "/tokenizer.json"), wikitext());
+}
+
+// The BPE kurtail had before the heap: find the best-ranked pair, merge all its occurrences
+// left to right, repeat (quadratic; fine for a few thousand bytes).
+std::vector<int> naive_byte_bpe(const nlohmann::json& tj, const std::string& word) {
+  std::string enc[256];
+  int n = 0;
+  for (int b = 0; b < 256; b++) {
+    bool keep = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+    uint32_t cp = keep ? b : 256 + n++;
+    enc[b] = cp < 0x80 ? std::string(1, (char)cp) : std::string{(char)(0xc0 | (cp >> 6)), (char)(0x80 | (cp & 0x3f))};
+  }
+  std::unordered_map<std::string, int> rank;
+  int r = 0;
+  for (auto& m : tj["model"]["merges"]) rank.emplace(m.is_string() ? m.get<std::string>() : m[0].get<std::string>() + " " + m[1].get<std::string>(), r++);
+  std::vector<std::string> sym;
+  for (unsigned char b : word) sym.push_back(enc[b]);
+  while (sym.size() > 1) {
+    int best = INT_MAX;
+    size_t at = 0;
+    for (size_t i = 0; i + 1 < sym.size(); i++) {
+      auto it = rank.find(sym[i] + " " + sym[i + 1]);
+      if (it != rank.end() && it->second < best) best = it->second, at = i;
+    }
+    if (best == INT_MAX) break;
+    std::string a = sym[at], b = sym[at + 1];
+    std::vector<std::string> ns;
+    for (size_t i = 0; i < sym.size();) {
+      if (i + 1 < sym.size() && sym[i] == a && sym[i + 1] == b) ns.push_back(a + b), i += 2;
+      else ns.push_back(sym[i++]);
+    }
+    sym.swap(ns);
+  }
+  std::vector<int> ids;
+  for (auto& s : sym) ids.push_back(tj["model"]["vocab"][s].get<int>());
+  return ids;
+}
+
+TEST(TokenizerStream, HeapBpeMatchesTheOldMergeLoopOnLongWords) {
+  const std::string path = test::data() + "/models/smollm2-135m-tokenizer/tokenizer.json";
+  auto tok = load_tokenizer_json(path);
+  auto tj = nlohmann::json::parse(read_file(path, SIZE_MAX));
+  std::string letters;
+  for (char c : wikitext().substr(0, 20000))
+    if (std::isalpha((unsigned char)c)) letters += c;
+  for (std::string w : {letters.substr(0, 3000), std::string(1000, 'a'), std::string(999, 'e') + "llo",
+                        std::string("abab") + std::string(600, 'b') + "ababab"})
+    EXPECT_EQ(tok->encode(w), naive_byte_bpe(tj, w)) << w.substr(0, 40);
+}
+
+// Added tokens: one automaton must give exactly the old loop's leftmost-longest matches.
+TEST(TokenizerStream, ThousandsOfAddedTokensMatchLeftmostLongest) {
+  nlohmann::json vocab = nlohmann::json::object(), added = nlohmann::json::array();
+  for (std::string s : {"a", "b", "c", " ", "\xc4\xa0"}) vocab[s] = vocab.size();
+  std::mt19937 rng(7);
+  std::vector<std::string> contents;
+  std::set<std::string> seen;
+  while (contents.size() < 3000) {
+    std::string s;
+    int len = 1 + rng() % 7;
+    for (int k = 0; k < len; k++) s += "abc"[rng() % 3];
+    if (len == 1 || !seen.insert(s).second) continue;
+    contents.push_back(s);
+    added.push_back({{"id", vocab.size() + contents.size() - 1}, {"content", s}, {"special", true}});
+  }
+  nlohmann::json j = {{"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}},
+                      {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}}},
+                      {"added_tokens", added}};
+  // byte-level needs the byte symbols it maps to; absent ones are dropped (as HF does), so
+  // only a, b, c, space (Ġ) matter here
+  std::string dir = test::temp_dir("added");
+  write_file_atomic(dir + "/tokenizer.json", j.dump());
+  auto tok = load_tokenizer_json(dir + "/tokenizer.json");
+  std::string text;
+  for (int i = 0; i < 20000; i++) text += "abc  "[rng() % 5];
+  // the old loop
+  std::vector<int> want;
+  size_t pos = 0, last = 0;
+  auto plain = [&](size_t b, size_t e) {
+    auto ids = tok->encode(text.substr(b, e - b));  // a plain stretch contains no match
+    want.insert(want.end(), ids.begin(), ids.end());
+  };
+  while (pos < text.size()) {
+    int hit = -1;
+    for (size_t k = 0; k < contents.size(); k++)
+      if (text.compare(pos, contents[k].size(), contents[k]) == 0 && (hit < 0 || contents[k].size() > contents[hit].size()))
+        hit = (int)k;
+    if (hit < 0) {
+      pos++;
+      continue;
+    }
+    if (pos > last) plain(last, pos);
+    want.push_back((int)vocab.size() + hit);
+    pos += contents[hit].size();
+    last = pos;
+  }
+  if (last < text.size()) plain(last, text.size());
+  EXPECT_EQ(tok->encode(text), want);
+  EXPECT_EQ(tok->encode(text, 13), want);
 }
 
 }  // namespace

@@ -23,11 +23,27 @@ struct VocabExport {
   bool add_space_prefix = true;
 };
 
+// Streaming encoder: text goes in as blocks of any size (a block may end inside a UTF-8
+// character), ids come out as soon as they are final. Each tokenizer kind cuts the text only
+// where cutting provably gives the same ids as encoding it whole (tokenizer_stream.h says
+// where), so working memory is bounded by the longest uncuttable stretch, not by the text.
+class TokenStream {
+ public:
+  virtual ~TokenStream() = default;
+  virtual void feed(std::string_view bytes, std::vector<int>* out) = 0;
+  virtual void finish(std::vector<int>* out) = 0;  // end of text
+};
+
+// Work granularity of the streams: about this many bytes are tokenized at a time.
+inline constexpr size_t kTokenizeChunkBytes = 64u << 10;
+
 class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
-  // Text -> ids, without BOS/EOS.
-  virtual std::vector<int> encode(std::string_view text) const = 0;
+  // Text -> ids, without BOS/EOS; the text is fed to stream(chunk_bytes) in chunk_bytes blocks.
+  // The ids do not depend on chunk_bytes (tests check that on real text).
+  std::vector<int> encode(std::string_view text, size_t chunk_bytes = kTokenizeChunkBytes) const;
+  virtual std::unique_ptr<TokenStream> stream(size_t chunk_bytes = kTokenizeChunkBytes) const = 0;
   // The bytes one token stands for, given the previous token (SPM strips the dummy-prefix
   // space after BOS). Byte tokens may yield partial UTF-8.
   virtual std::string piece(int prev, int id) const = 0;

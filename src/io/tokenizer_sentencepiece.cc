@@ -2,6 +2,7 @@
 #include <sentencepiece_processor.h>
 
 #include "io/tokenizer.h"
+#include "io/tokenizer_stream.h"
 #include "util/error.h"
 #include "util/file.h"
 
@@ -13,17 +14,22 @@ class SentencePieceTokenizer : public Tokenizer {
  public:
   explicit SentencePieceTokenizer(const std::string& path) {
     if (!file_exists(path)) fail(path, "tokenizer file not found");
-    auto st = sp_.Load(path);
-    if (!st.ok()) fail(path, "cannot load SentencePiece model: " + st.ToString());
+    // Read through read_file (regular files only, size-capped), never by the library itself:
+    // a FIFO or /dev/zero named tokenizer.model must not block or exhaust memory.
+    auto st = sp_.LoadFromSerializedProto(read_file(path, kMaxTokenizerBytes));
+    if (!st.ok()) fail(path, "cannot load SentencePiece model: " + printable(st.ToString()));
     bos = sp_.bos_id();
     eos = sp_.eos_id();
     add_bos = true;
+    cuttable_ = spaces_are_word_starts();
   }
-  std::vector<int> encode(std::string_view text) const override {
-    std::vector<int> ids;
-    auto st = sp_.Encode(text, &ids);
-    if (!st.ok()) fail("sentencepiece: " + st.ToString());
-    return ids;
+  std::unique_ptr<TokenStream> stream(size_t chunk_bytes) const override {
+    if (!cuttable_) return std::make_unique<CutStream>(chunk_bytes, [](std::string_view, size_t) { return size_t(0); },
+                                                       [this](std::string_view t, PartStart, std::vector<int>* o) { encode_into(t, o); });
+    // A part after a cut starts with the space; the model's dummy prefix supplies its U+2581.
+    return std::make_unique<CutStream>(chunk_bytes, last_space_cut, [this](std::string_view t, PartStart st, std::vector<int>* o) {
+      encode_into(st == PartStart::kCut ? t.substr(1) : t, o);
+    });
   }
   std::string piece(int prev, int id) const override {
     if (id < 0 || id >= sp_.GetPieceSize()) return "";
@@ -59,6 +65,26 @@ class SentencePieceTokenizer : public Tokenizer {
 
  private:
   sentencepiece::SentencePieceProcessor sp_;
+  bool cuttable_ = false;
+
+  void encode_into(std::string_view text, std::vector<int>* out) const {
+    std::vector<int> ids;
+    auto st = sp_.Encode(text, &ids);
+    if (!st.ok()) fail("sentencepiece: " + printable(st.ToString()));
+    out->insert(out->end(), ids.begin(), ids.end());
+  }
+  // The text may be cut before " " in "x y" (tokenizer_stream.h) when no piece has U+2581 after
+  // another character (so no piece spans the cut) and the model adds a dummy U+2581 prefix
+  // (so "y..." encodes as it does after the space). Both are checked, not assumed.
+  bool spaces_are_word_starts() const {
+    for (int i = 0; i < sp_.GetPieceSize(); i++)
+      if (!space_only_leading(sp_.IdToPiece(i), "\xe2\x96\x81")) return false;
+    std::vector<int> a, b, ab;
+    if (!sp_.Encode("a", &a).ok() || !sp_.Encode("b", &b).ok() || !sp_.Encode("a b", &ab).ok() || a.empty()) return false;
+    if (sp_.IdToPiece(a[0]).rfind("\xe2\x96\x81", 0) != 0) return false;
+    a.insert(a.end(), b.begin(), b.end());
+    return a == ab;
+  }
 };
 
 }  // namespace

@@ -8,7 +8,9 @@
 
 #include "io/gguf.h"
 #include "io/tokenizer.h"
+#include "io/tokenizer_stream.h"
 #include "util/error.h"
+#include "util/interrupt.h"
 #include "util/file.h"
 
 namespace kt {
@@ -37,13 +39,32 @@ class ScoreSpmTokenizer : public Tokenizer {
       auto it = index_.find(buf);
       byte_ids_[b] = it == index_.end() ? -1 : it->second;
     }
+    auto u = index_.find("<unk>");
+    unk_id_ = u == index_.end() ? 0 : u->second;
+    cuttable_ = true;  // see tokenizer_stream.h: no token may have the space after another character
+    for (auto& t : texts_) cuttable_ = cuttable_ && space_only_leading(t, space_);
   }
 
-  std::vector<int> encode(std::string_view text) const override {
-    std::vector<int> out;
-    if (text.empty()) return out;
+  std::unique_ptr<TokenStream> stream(size_t chunk_bytes) const override {
+    CutStream::CutFn cut = last_space_cut;
+    if (!cuttable_) cut = [](std::string_view, size_t) { return size_t(0); };
+    // A part after a cut keeps its leading ' ', which spells the space symbol the whole text
+    // has there; only the text's first part gets the space prefix.
+    return std::make_unique<CutStream>(chunk_bytes, cut, [this](std::string_view t, PartStart st, std::vector<int>* o) {
+      if (t.empty()) return;
+      encode_part(t, st == PartStart::kText && add_space_prefix_, o);
+    });
+  }
+
+ private:
+  // llama.cpp's llm_tokenizer_spm: a linked list of UTF-8 characters and a priority queue of
+  // adjacent pairs that form a token, best score first (ties: leftmost), stale entries
+  // skipped: O(n log n) in the part's length.
+  void encode_part(std::string_view text, bool prefix, std::vector<int>* outp) const {
+    std::vector<int>& out = *outp;
     std::string s;
-    if (add_space_prefix_) s += space_;
+    s.reserve(text.size() + space_.size());
+    if (prefix) s += space_;
     for (char c : text) {
       if (c == ' ') s += space_; else s += c;
     }
@@ -73,7 +94,9 @@ class ScoreSpmTokenizer : public Tokenizer {
       q.push({l, r, scores_[it->second], sym[l].len + sym[r].len});
     };
     for (size_t i = 1; i < sym.size(); i++) try_add((int)i - 1, (int)i);
+    size_t steps = 0;
     while (!q.empty()) {
+      if (++steps % 65536 == 0) check_interrupted();
       Bigram b = q.top();
       q.pop();
       Sym& L = sym[b.left];
@@ -92,12 +115,12 @@ class ScoreSpmTokenizer : public Tokenizer {
       if (it != index_.end()) {
         out.push_back(it->second);
       } else {
-        for (unsigned char c : piece) out.push_back(byte_ids_[c] >= 0 ? byte_ids_[c] : unk_id());
+        for (unsigned char c : piece) out.push_back(byte_ids_[c] >= 0 ? byte_ids_[c] : unk_id_);
       }
     }
-    return out;
   }
 
+ public:
   std::string piece(int prev, int id) const override {
     if (id < 0 || id >= (int)texts_.size()) return "";
     const std::string& t = texts_[id];
@@ -144,10 +167,6 @@ class ScoreSpmTokenizer : public Tokenizer {
   std::string kind() const override { return "spm-scores"; }
 
  private:
-  int unk_id() const {
-    auto it = index_.find("<unk>");
-    return it == index_.end() ? 0 : it->second;
-  }
   std::vector<std::string> texts_;
   std::vector<float> scores_;
   std::vector<int> types_;
@@ -155,6 +174,8 @@ class ScoreSpmTokenizer : public Tokenizer {
   bool add_space_prefix_;
   std::unordered_map<std::string, int> index_;
   int byte_ids_[256];
+  int unk_id_ = 0;
+  bool cuttable_ = false;
 };
 
 }  // namespace
