@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "model/forward.h"
-#include "runtime/packed.h"
+#include "kernels/packed.h"
 
 namespace {
 

@@ -1,7 +1,8 @@
 // config.json -> ModelSpec. Property: a spec that parses survives spec_to_hf_config and
 // reads back identically.
+#include "io/hf_config.h"
 #include "fuzz_util.h"
-#include "model/spec.h"
+#include "core/spec.h"
 
 namespace kt {
 std::string spec_to_hf_config(const ModelSpec& s);

@@ -5,6 +5,8 @@
 // duquant and crossquant models, so every kind of kurtail.* tensor starts valid.
 #include <random>
 
+#include "export/quantized_model.h"
+#include "io/hf_config.h"
 #include "fuzz_util.h"
 #include "io/memory_source.h"
 #include "model/forward.h"

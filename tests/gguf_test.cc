@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "export/gguf_writer.h"
 #include "io/gguf_model.h"
 #include "io/tokenizer.h"
 #include "model/forward.h"

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "io/hf_config.h"
 #include "eval/perplexity.h"
 #include "io/safetensors.h"
 #include "model/forward.h"

@@ -7,8 +7,8 @@
 #include <cstring>
 #include <random>
 
-#include "quant/quantizer.h"
-#include "runtime/packed.h"
+#include "core/quantizer.h"
+#include "kernels/packed.h"
 
 namespace kt {
 namespace {

@@ -7,6 +7,7 @@
 #include <random>
 #include <set>
 
+#include "export/quantized_model.h"
 #include "model_factory.h"
 #include "quant/pipeline.h"
 #include "test_util.h"

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "io/hf_config.h"
 #include "io/safetensors.h"
 #include "quant/pipeline.h"
 #include "quant/validate_model.h"
@@ -182,7 +183,7 @@ TEST(QmodelValidation, CleanModelsLoadOnEveryPath) {
         }
       }
       Recipe rec;
-      auto m2 = Model::open(dir);
+      auto m2 = open_model(dir);
       EXPECT_TRUE(load_recipe_hooks(dir, m2->spec, &rec) != nullptr);
       EXPECT_EQ(rec.method, m);
     }
@@ -464,8 +465,8 @@ TEST(QmodelValidation, LibraryLoadPathsRefuse) {
     c.shape = {3};
   });
   try {
-    Model::open(d);
-    ADD_FAILURE() << "Model::open accepted a short column-max vector";
+    open_model(d);
+    ADD_FAILURE() << "open_model accepted a short column-max vector";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("tensor 'kurtail.cq.0.mlp_in.colmax' has shape [3]; the recipe implies [256]"),
               std::string::npos) << e.what();

@@ -7,7 +7,7 @@
 
 #include "model/forward.h"
 #include "quant/gptq.h"
-#include "quant/quantizer.h"
+#include "core/quantizer.h"
 #include "quant/recipe.h"
 #include "transform/rotation.h"
 #include "util/error.h"

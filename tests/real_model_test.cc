@@ -5,9 +5,10 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "export/quantized_model.h"
 #include "eval/perplexity.h"
 #include "quant/pipeline.h"
-#include "runtime/packed.h"
+#include "kernels/packed.h"
 #include "runtime/real_model.h"
 #include "runtime/runner.h"
 #include "io/safetensors.h"

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "export/quantized_model.h"
 #include "eval/generate.h"
 #include "model_factory.h"
 #include "quant/pipeline.h"

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "quant/validate_model.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "eval/diagnostics.h"
@@ -37,7 +38,7 @@ OutputPolicy report_policy() {
 
 int run_analyze() {
   if (!aa.out.empty()) check_output(aa.out, report_policy(), /*is_dir=*/false);  // before the work
-  auto m = Model::open(aa.model);
+  auto m = open_model(aa.model);
   int seqlen = aa.seqlen > 0 ? aa.seqlen : std::min(2048, m->spec.max_pos);
   if (seqlen > m->spec.max_pos)
     fail("--seqlen: " + std::to_string(seqlen) + " exceeds the model's maximum context of " +
@@ -61,7 +62,7 @@ int run_analyze() {
   }
   for (const std::string& method : aa.methods) {
     // the method's transforms in full precision, measured where its quantizers would act
-    auto mm = Model::open(aa.model);
+    auto mm = open_model(aa.model);
     QuantizeOptions o;
     o.progress = !aa.quiet;
     o.calib_path = aa.calib;

@@ -5,13 +5,14 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "quant/validate_model.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "eval/generate.h"
 #include "eval/kl.h"
 #include "eval/zeroshot.h"
 #include "quant/pipeline.h"
-#include "runtime/packed.h"
+#include "kernels/packed.h"
 #include "runtime/real_model.h"
 #include "eval/perplexity.h"
 #include "util/error.h"
@@ -36,7 +37,7 @@ struct EvalArgs {
 
 int run_eval() {
   auto t0 = std::chrono::steady_clock::now();
-  auto m = Model::open(ea.model, -1, ea.tokenizer);
+  auto m = open_model(ea.model, -1, ea.tokenizer);
   int ctx = ea.ctx > 0 ? ea.ctx : std::min(2048, m->spec.max_pos);
   if (ctx > m->spec.max_pos)
     fail("--ctx " + std::to_string(ctx) + " exceeds the model's maximum context of " + std::to_string(m->spec.max_pos));
@@ -98,7 +99,7 @@ int run_eval() {
   auto toks = tokenize_file(*m->tokenizer, ea.text);
   Windows w = make_windows(toks, ctx, ea.max_windows, ea.text);
   if (!ea.kl_ref.empty()) {
-    auto ref = Model::open(ea.kl_ref, -1);
+    auto ref = open_model(ea.kl_ref, -1);
     auto ref_hooks = load_recipe_hooks(ea.kl_ref, ref->spec);
     CompareResult c = compare_to_reference(*ref, ref_hooks.get(), *m, w, opt);
     double total_s = seconds_since(t0);
@@ -142,7 +143,7 @@ struct GenArgs {
 } ga;
 
 int run_generate() {
-  auto m = Model::open(ga.model, -1, ga.tokenizer);
+  auto m = open_model(ga.model, -1, ga.tokenizer);
   auto prompt = m->tokenizer->encode_for_model(ga.prompt);
   if (prompt.empty() && m->spec.bos_id >= 0) prompt.push_back(m->spec.bos_id);
   GenOptions opt;

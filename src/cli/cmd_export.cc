@@ -4,8 +4,10 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "quant/validate_model.h"
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "export/gguf_writer.h"
 #include "io/gguf_model.h"
 #include "io/json_checked.h"
 #include "model/model.h"
@@ -56,7 +58,7 @@ int run_export() {
   else if (xa.type == "bf16") t = GGUFOutType::BF16;
   else if (xa.type == "q8_0") t = GGUFOutType::Q8_0;
   else fail("--type must be f16, bf16, f32 or q8_0");
-  auto m = Model::open(xa.model);
+  auto m = open_model(xa.model);
   Recipe r;
   if (load_recipe_hooks(xa.model, m->spec, &r)) {
     std::string online;

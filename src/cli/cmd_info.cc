@@ -4,13 +4,14 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "quant/validate_model.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "io/gguf.h"
 #include "io/gguf_model.h"
 #include "io/safetensors.h"
 #include "quant/pipeline.h"
-#include "runtime/packed.h"
+#include "kernels/packed.h"
 #include "runtime/real_model.h"
 #include "transform/rotation.h"
 #include "util/error.h"
@@ -50,7 +51,7 @@ int run_info() {
   j["path"] = ia.model;
   std::unique_ptr<Model> mp;
   try {
-    mp = Model::open(ia.model);
+    mp = open_model(ia.model);
   } catch (const Error& e) {
     if (!is_gguf_file(ia.model)) throw;
     gguf_metadata_only(j, e.what());

@@ -3,6 +3,8 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "quant/validate_model.h"
+#include "export/quantized_model.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "quant/pipeline.h"
@@ -40,7 +42,7 @@ void check_model_dependent_options(const ModelSpec& s) {
 
 int run_quantize() {
   if (qa.out.empty()) fail("--out DIR is required");
-  auto m = Model::open(qa.model, -1, qa.tokenizer);
+  auto m = open_model(qa.model, -1, qa.tokenizer);
   if (qa.truncate > m->spec.n_layers)
     fail("--truncate-layers: " + std::to_string(qa.truncate) + " exceeds the model's " +
          std::to_string(m->spec.n_layers) + " layers");

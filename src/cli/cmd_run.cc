@@ -7,7 +7,8 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
-#include "runtime/packed.h"
+#include "kernels/packed.h"
+#include "eval/generate.h"
 #include "runtime/runner.h"
 #include "util/error.h"
 #include "util/file.h"

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "eval/perplexity.h"
-#include "quant/quantizer.h"
+#include "core/quantizer.h"
 
 namespace kt {
 

@@ -6,24 +6,10 @@
 #include <string>
 #include <vector>
 
+#include "io/text.h"
 #include "model/forward.h"
 
 namespace kt {
-
-struct Windows {
-  int ctx = 0;
-  std::vector<int32_t> tokens;  // n * ctx ids, window-major
-  int n() const { return ctx ? (int)(tokens.size() / ctx) : 0; }
-  const int32_t* window(int i) const { return tokens.data() + (int64_t)i * ctx; }
-};
-
-// Reads and tokenizes a text file (BOS once at the start, as HF tokenizers do), streamed:
-// 1 MiB blocks go through the tokenizer's stream, so memory is the ids plus a bounded working
-// set, never the whole text. Regular files only (a FIFO or /dev/zero is refused before a byte
-// is read); Ctrl-C is polled per block. Empty text is an error naming the file.
-std::vector<int32_t> tokenize_file(const Tokenizer& tok, const std::string& path);
-// Cuts windows; max_windows <= 0 means all. Fails if not even one window fits.
-Windows make_windows(const std::vector<int32_t>& tokens, int ctx, int max_windows, const std::string& what);
 
 struct EvalOptions {
   int batch = 0;         // windows per forward chunk; 0 = choose by an activation budget

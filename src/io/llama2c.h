@@ -4,7 +4,7 @@
 #include <string>
 
 #include "io/memory_source.h"
-#include "model/spec.h"
+#include "core/spec.h"
 
 namespace kt {
 

@@ -2,7 +2,7 @@
 #pragma once
 #include <map>
 
-#include "io/tensor.h"
+#include "core/tensor.h"
 
 namespace kt {
 

@@ -6,7 +6,7 @@
 #include <utility>
 #include <vector>
 
-#include "io/tensor.h"
+#include "core/tensor.h"
 #include "util/file.h"
 
 namespace kt {

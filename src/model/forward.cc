@@ -7,8 +7,8 @@
 #include <cmath>
 #include <limits>
 
-#include "runtime/packed.h"
-#include "util/gemm.h"
+#include "kernels/packed.h"
+#include "kernels/gemm.h"
 #include "util/error.h"
 
 namespace kt {

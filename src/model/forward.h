@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "model/model.h"
-#include "quant/quantizer.h"
+#include "core/quantizer.h"
 #include "util/row_transform.h"
 
 namespace kt {

@@ -1,3 +1,4 @@
+#include "io/hf_config.h"
 #include "model/model.h"
 
 #include <cmath>
@@ -6,8 +7,8 @@
 #include "io/llama2c.h"
 #include "io/tokenizer.h"
 #include "io/safetensors.h"
-#include "quant/validate_model.h"
-#include "runtime/packed.h"
+#include "model/linear_quant.h"
+#include "kernels/packed.h"
 #include "util/error.h"
 #include "util/file.h"
 
@@ -17,19 +18,11 @@ namespace {
 
 Tensor load_checked(const TensorSource& src, const std::string& name, std::vector<int64_t> shape) {
   const TensorInfo& ti = src.info(name);
-  if (ti.shape != shape) {
-    auto fmt = [](const std::vector<int64_t>& s) {
-      std::string r = "[";
-      for (size_t i = 0; i < s.size(); i++) r += (i ? ", " : "") + std::to_string(s[i]);
-      return r + "]";
-    };
-    fail(ti.file, "tensor " + quote(name) + " has shape " + fmt(ti.shape) + " but config.json implies " + fmt(shape));
-  }
+  if (ti.shape != shape)
+    fail(ti.file, "tensor " + quote(name) + " has shape " + shape_str(ti.shape) + " but config.json implies " +
+                      shape_str(shape));
   Tensor t = to_f32(ti);
-  for (size_t i = 0; i < t.data.size(); i++)
-    if (!std::isfinite(t.data[i]))
-      fail(ti.file, "tensor " + quote(name) + " contains " + (std::isnan(t.data[i]) ? "NaN" : "Inf") + " at element " +
-                        std::to_string(i));
+  check_finite(t, ti.file, name);
   return t;
 }
 
@@ -70,9 +63,8 @@ std::unique_ptr<Model> Model::open(const std::string& path, int resident, const 
     std::string cfg = join_path(path, "config.json");
     if (!file_exists(cfg)) fail(path, "not a model directory (no config.json)");
     ModelSpec spec = read_hf_config(cfg);
-    // A quantized model (kurtail quantize OUT) is checked whole against its recipe before any
-    // tensor is used, whichever command opens it (quant/validate_model.h).
-    if (file_exists(join_path(path, "recipe.json"))) (void)load_validated_recipe(path, spec);
+    // A quantized model (with recipe.json) is checked whole against its recipe by
+    // quant/open_model.h before this runs; here each layer's grid tensors are checked as it loads.
     auto src = std::make_shared<SafetensorsDir>(path);
     m = from_source(spec, src, keep_resident(*src, resident));
     // HF tokenizer files win; a directory without them may carry a converted model's vocabulary

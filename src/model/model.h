@@ -5,9 +5,9 @@
 #include <string>
 #include <vector>
 
-#include "io/tensor.h"
+#include "core/tensor.h"
 #include "io/tokenizer.h"
-#include "model/spec.h"
+#include "core/spec.h"
 
 namespace kt {
 struct PackedWeight;

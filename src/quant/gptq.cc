@@ -7,7 +7,7 @@
 #include <cmath>
 #include <numeric>
 
-#include "util/gemm.h"
+#include "kernels/gemm.h"
 #include "util/error.h"
 
 namespace kt {

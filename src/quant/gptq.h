@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "model/model.h"
-#include "quant/quantizer.h"
+#include "core/quantizer.h"
 
 namespace kt {
 

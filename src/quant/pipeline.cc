@@ -15,7 +15,7 @@
 #include "io/gguf_model.h"
 #include "io/safetensors.h"
 #include "quant/validate_model.h"
-#include "runtime/packed.h"
+#include "kernels/packed.h"
 #include "transform/fuse.h"
 #include "transform/duquant.h"
 #include "transform/kurtail.h"
@@ -28,7 +28,6 @@
 
 namespace kt {
 
-std::string spec_to_hf_config(const ModelSpec& s);  // io/hf_config.cc
 
 Windows calibration_windows(const Tokenizer& tok, const std::string& path, int nsamples, int seqlen, uint64_t seed) {
   auto toks = tokenize_file(tok, path);
@@ -311,143 +310,6 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   rep.seconds = seconds_since(t0);
   rep.peak_rss_mib = peak_rss_mib();
   return rep;
-}
-
-namespace {
-
-// Every file a quantized-model directory can hold; --force replaces a directory only if it
-// holds nothing else (and no subdirectory), so a user's own files are never deleted.
-const char* const kModelDirFiles[] = {"model.safetensors",       "config.json",           "recipe.json",
-                                      "tokenizer.model",         "tokenizer.json",        "tokenizer_config.json",
-                                      "special_tokens_map.json", "generation_config.json", "tokenizer.gguf",
-                                      "tokenizer.bin"};
-
-OutputPolicy model_dir_policy(const Model& m, bool force, const std::vector<std::string>& inputs) {
-  OutputPolicy p;
-  p.force = force;
-  p.kind = "model directory";
-  p.is_own_output = is_kurtail_model_dir;
-  p.inputs = inputs;
-  if (!m.path.empty()) p.inputs.push_back(m.path);
-  if (!m.tokenizer_path.empty()) p.inputs.push_back(m.tokenizer_path);
-  return p;
-}
-
-}  // namespace
-
-bool is_kurtail_model_dir(const std::string& dir) {
-  std::error_code ec;
-  bool has_recipe = false;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    if (!e.is_regular_file(ec) || e.is_symlink(ec)) return false;
-    const std::string name = e.path().filename().string();
-    bool known = false;
-    for (const char* f : kModelDirFiles) known = known || name == f;
-    if (!known) return false;
-    has_recipe = has_recipe || name == "recipe.json";
-  }
-  if (ec || !has_recipe) return false;
-  try {
-    return read_file(join_path(dir, "recipe.json")).find("\"kurtail-recipe\"") != std::string::npos;
-  } catch (const Error&) {
-    return false;
-  }
-}
-
-void check_output_dir(const Model& m, const std::string& out, bool force, const std::vector<std::string>& inputs) {
-  check_output(out, model_dir_policy(m, force, inputs), /*is_dir=*/true);
-}
-
-void save_quantized(const Model& m, const Recipe& r, const std::string& out, bool force, bool packed,
-                    const std::vector<std::string>& inputs) {
-  const OutputPolicy policy = model_dir_policy(m, force, inputs);
-  check_output(out, policy, /*is_dir=*/true);
-  OutputDir dir(out, policy);
-  const std::string& tmp = dir.path();
-  {
-    std::vector<std::pair<std::string, const Tensor*>> ts;
-    std::vector<std::shared_ptr<const LayerWeights>> keep;
-    std::deque<Tensor> qbits_keep;  // stable addresses for the ".qbits" scalars
-    std::deque<Tensor> packed_keep;  // packed bytes (as floats here, written as U8)
-    std::vector<std::string> packed_names, f16_names;
-    ts.emplace_back("model.embed_tokens.weight", &m.embed);
-    for (int l = 0; l < m.spec.n_layers; l++) {
-      keep.push_back(m.layer(l));
-      const LayerWeights& w = *keep.back();
-      std::string p = "model.layers." + std::to_string(l) + ".";
-      ts.emplace_back(p + "input_layernorm.weight", &w.attn_norm);
-      ts.emplace_back(p + "post_attention_layernorm.weight", &w.mlp_norm);
-      auto lin = [&](const std::string& n, const Linear& li) {
-        if (packed && !li.qscale.empty() && (li.qbits == 4 || li.qbits == 8) &&
-            (li.qscale.dim(1) == 1 || (li.in() / li.qscale.dim(1)) % 8 == 0)) {
-          const int N = (int)li.out(), K = (int)li.in(), G = (int)li.qscale.dim(1);
-          std::vector<int8_t> q((size_t)N * K);
-          for (int i = 0; i < N; i++)
-            for (int k = 0; k < K; k++) {
-              const float sc = li.qscale.data[(size_t)i * G + k / (K / G)];  // 0 for an all-zero group
-              q[(size_t)i * K + k] = sc != 0 ? (int8_t)std::nearbyint(li.w.data[(size_t)i * K + k] / sc) : 0;
-            }
-          PackedWeight pw = pack_weights_ref(li.qbits == 4 ? QType::Q4 : QType::Q8, q.data(), N, K, G > 1 ? K / G : 0,
-                                             li.qscale.ptr());
-          Tensor bytes({(int64_t)pw.data.size()});
-          for (size_t i = 0; i < pw.data.size(); i++) bytes.data[i] = pw.data[i];
-          packed_keep.push_back(std::move(bytes));
-          packed_names.push_back(p + n + ".qweight");
-          ts.emplace_back(p + n + ".qweight", &packed_keep.back());
-        } else {
-          ts.emplace_back(p + n + ".weight", &li.w);
-        }
-        if (!li.b.empty()) ts.emplace_back(p + n + ".bias", &li.b);
-        if (!li.qscale.empty()) {
-          ts.emplace_back(p + n + ".qscale", &li.qscale);
-          if (r.w.scale_f16) f16_names.push_back(p + n + ".qscale");  // fp16-exact by construction
-          qbits_keep.push_back(Tensor::from({(float)li.qbits}));
-        }
-      };
-      lin("self_attn.q_proj", w.q);
-      lin("self_attn.k_proj", w.k);
-      lin("self_attn.v_proj", w.v);
-      lin("self_attn.o_proj", w.o);
-      lin("mlp.gate_proj", w.gate);
-      lin("mlp.up_proj", w.up);
-      lin("mlp.down_proj", w.down);
-    }
-    {  // pair each ".qscale" with its ".qbits"
-      size_t i = 0;
-      std::vector<std::pair<std::string, const Tensor*>> extra;
-      for (auto& [n, t] : ts)
-        if (n.size() > 7 && n.compare(n.size() - 7, 7, ".qscale") == 0)
-          extra.emplace_back(n.substr(0, n.size() - 7) + ".qbits", &qbits_keep[i++]);
-      ts.insert(ts.end(), extra.begin(), extra.end());
-    }
-    ts.emplace_back("model.norm.weight", &m.final_norm);
-    if (!m.lm_head.empty()) ts.emplace_back("lm_head.weight", &m.lm_head);
-    for (auto& [name, t] : r.tensors) ts.emplace_back("kurtail." + name, &t);
-    write_safetensors(tmp + "/model.safetensors", ts, {{"format", "pt"}, {"kurtail_method", r.method},
-                                                        {"kurtail_format", packed ? "packed-1" : "fakequant-1"}},
-                      std::set<std::string>(packed_names.begin(), packed_names.end()),
-                      std::set<std::string>(f16_names.begin(), f16_names.end()));
-    ModelSpec s = m.spec;
-    s.tie_embeddings = m.lm_head.empty();
-    write_file_atomic(tmp + "/config.json", spec_to_hf_config(s));
-    write_file_atomic(tmp + "/recipe.json", r.to_json());
-    // tokenizer files travel with the model
-    if (!m.tokenizer_path.empty()) {
-      if (is_directory(m.tokenizer_path)) {
-        for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                              "generation_config.json"}) {
-          std::string src = join_path(m.tokenizer_path, f);
-          if (file_exists(src)) write_file_atomic(join_path(tmp, f), read_file(src, kMaxTokenizerBytes));
-        }
-      } else if (is_gguf_file(m.tokenizer_path) && m.tokenizer) {
-        write_gguf_vocab(*m.tokenizer, join_path(tmp, "tokenizer.gguf"));  // not the whole GGUF model
-      } else {
-        write_file_atomic(join_path(tmp, "tokenizer.bin"), read_file(m.tokenizer_path, kMaxTokenizerBytes));
-      }
-    }
-    check_interrupted();  // a signal during the writes: the temp directory goes, OUT stays as it was
-    dir.commit();  // atomic: OUT appears whole, or an existing kurtail output is swapped out whole
-  }
 }
 
 std::unique_ptr<RecipeHooks> load_recipe_hooks(const std::string& dir, const ModelSpec& s, Recipe* out) {

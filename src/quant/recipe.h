@@ -7,7 +7,7 @@
 #include <string>
 
 #include "model/forward.h"
-#include "quant/quantizer.h"
+#include "core/quantizer.h"
 #include "transform/rotation.h"
 #include "transform/site_transform.h"
 

@@ -8,7 +8,9 @@
 #include <map>
 #include <set>
 
+#include "io/hf_config.h"
 #include "io/safetensors.h"
+#include "model/linear_quant.h"
 #include "transform/duquant.h"
 #include "transform/rotation.h"
 #include "util/error.h"
@@ -19,23 +21,11 @@ namespace kt {
 
 namespace {
 
-std::string fmt_shape(const std::vector<int64_t>& s) {
-  std::string r = "[";
-  for (size_t i = 0; i < s.size(); i++) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + "]";
-}
-
-std::string num(double v) {
-  char b[64];
-  std::snprintf(b, sizeof b, "%.6g", v);
-  return b;
-}
-
 void in_range(const std::string& path, const std::string& key, double v, double lo, double hi, bool lo_open,
               bool hi_open) {
   const bool ok = std::isfinite(v) && (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
   if (!ok)
-    fail(path, "'" + key + "' is " + num(v) + "; must be in " + (lo_open ? "(" : "[") + num(lo) + ", " + num(hi) +
+    fail(path, "'" + key + "' is " + fmt_num(v) + "; must be in " + (lo_open ? "(" : "[") + fmt_num(lo) + ", " + fmt_num(hi) +
                    (hi_open ? ")" : "]"));
 }
 
@@ -126,13 +116,6 @@ std::map<std::string, std::vector<int64_t>> expected_online_tensors(const Recipe
   return e;
 }
 
-void check_finite(const Tensor& t, const std::string& file, const std::string& name) {
-  for (size_t i = 0; i < t.data.size(); i++)
-    if (!std::isfinite(t.data[i]))
-      fail(file, "tensor " + quote(name) + " contains " + (std::isnan(t.data[i]) ? "NaN" : "Inf") + " at element " +
-                     std::to_string(i));
-}
-
 // max |R^T R - I| in float64 (one SYRK of the b x b matrix).
 double orthogonality_error(const Tensor& t) {
   const int b = (int)t.dim(0);
@@ -151,16 +134,16 @@ void check_online_tensor(const std::string& name, const Tensor& t, const std::st
   if (what == "smooth") {
     for (size_t i = 0; i < t.data.size(); i++)
       if (!(t.data[i] > 0))
-        fail(file, "tensor " + quote(full) + " has scale " + num(t.data[i]) + " at element " + std::to_string(i) +
+        fail(file, "tensor " + quote(full) + " has scale " + fmt_num(t.data[i]) + " at element " + std::to_string(i) +
                        "; smoothing scales must be > 0");
   } else if (what == "colmax") {
     for (size_t i = 0; i < t.data.size(); i++)
       if (t.data[i] < 0)
-        fail(file, "tensor " + quote(full) + " has column maximum " + num(t.data[i]) + " at element " +
+        fail(file, "tensor " + quote(full) + " has column maximum " + fmt_num(t.data[i]) + " at element " +
                        std::to_string(i) + "; column maxima are >= 0");
   } else if (what == "rot_a" || what == "rot_b") {
     const double err = orthogonality_error(t);
-    if (!(err <= 1e-4)) fail(file, "tensor " + quote(full) + " is not orthogonal (max |R^T R - I| = " + num(err) + ")");
+    if (!(err <= 1e-4)) fail(file, "tensor " + quote(full) + " is not orthogonal (max |R^T R - I| = " + fmt_num(err) + ")");
   } else if (what == "perm") {
     const int64_t n = t.numel();
     std::vector<char> seen(n, 0);
@@ -168,7 +151,7 @@ void check_online_tensor(const std::string& name, const Tensor& t, const std::st
       const float v = t.data[i];
       if (!(v >= 0 && v < (float)n && v == std::floor(v)) || seen[(int64_t)v])
         fail(file, "tensor " + quote(full) + " is not a permutation of 0.." + std::to_string(n - 1) + " (element " +
-                       std::to_string(i) + " is " + num(v) + ")");
+                       std::to_string(i) + " is " + fmt_num(v) + ")");
       seen[(int64_t)v] = 1;
     }
   }
@@ -265,65 +248,6 @@ void validate_recipe(const Recipe& r, const std::string& path) {
   if (r.seqlen < 0) fail(path, "'calibration.seqlen' is " + std::to_string(r.seqlen) + "; must be >= 0");
 }
 
-LinearQuant check_linear_quant(const TensorSource& src, const std::string& name, int64_t out, int64_t in) {
-  LinearQuant q;
-  const std::string qs = name + ".qscale", qb = name + ".qbits", qw = name + ".qweight";
-  if (!src.has(qs)) {
-    for (const std::string& n : {qb, qw})
-      if (src.has(n)) fail(src.info(n).file, "tensor " + quote(n) + " without " + quote(qs));
-    return q;
-  }
-  const TensorInfo& si = src.info(qs);
-  if (si.dtype != DType::F32 && si.dtype != DType::F16)
-    fail(si.file, "tensor " + quote(qs) + " has dtype " + dtype_name(si.dtype) + "; scales are F32 or F16");
-  if (si.shape.size() != 2 || si.shape[0] != out || si.shape[1] <= 0 || in % si.shape[1] != 0)
-    fail(si.file, "tensor " + quote(qs) + " has shape " + fmt_shape(si.shape) + "; expected [" + std::to_string(out) +
-                      ", G] with G dividing " + std::to_string(in));
-  if (!src.has(qb)) fail(si.file, "missing tensor " + quote(qb) + " (" + quote(qs) + " needs it)");
-  const TensorInfo& bi = src.info(qb);
-  if (bi.dtype != DType::F32 || bi.shape != std::vector<int64_t>{1})
-    fail(bi.file, "tensor " + quote(qb) + " must be F32 [1], is " + dtype_name(bi.dtype) + " " + fmt_shape(bi.shape));
-  const float bits = to_f32(bi).data[0];
-  if (bits != 4 && bits != 8) fail(bi.file, "tensor " + quote(qb) + " is " + num(bits) + "; weight bits are 4 or 8");
-  q.qbits = (int)bits;
-  q.qscale = to_f32(si);
-  check_finite(q.qscale, si.file, qs);
-  for (size_t i = 0; i < q.qscale.data.size(); i++)
-    if (!(q.qscale.data[i] > 0))
-      fail(si.file, "tensor " + quote(qs) + " has scale " + num(q.qscale.data[i]) + " at element " + std::to_string(i) +
-                        "; scales must be finite and > 0");
-  if (src.has(qw)) {
-    const TensorInfo& wi = src.info(qw);
-    if (src.has(name + ".weight"))
-      fail(wi.file, "tensor " + quote(qw) + " and " + quote(name + ".weight") + " both present (one linear, two weights)");
-    if (wi.dtype != DType::U8 || wi.shape.size() != 1)
-      fail(wi.file, "tensor " + quote(qw) + " must be U8 and 1-D, is " + dtype_name(wi.dtype) + " " + fmt_shape(wi.shape));
-    const int64_t G = si.shape[1];
-    if (G > 1 && (in / G) % 8 != 0)
-      fail(si.file, "tensor " + quote(qs) + " implies group size " + std::to_string(in / G) +
-                        ", but packed weights need a multiple of 8");
-    const size_t want = (size_t)((out + 15) / 16) * ((in + 7) / 8) * (q.qbits == 4 ? 64 : 128);
-    if (wi.nbytes != want)
-      fail(wi.file, "tensor " + quote(qw) + " has " + std::to_string(wi.nbytes) + " bytes; " + std::to_string(out) + "x" +
-                        std::to_string(in) + " int" + std::to_string(q.qbits) + " packs into " + std::to_string(want));
-  }
-  return q;
-}
-
-void check_on_grid(const Tensor& w, const LinearQuant& q, const std::string& file, const std::string& name) {
-  if (q.qbits == 0) return;
-  const int64_t N = w.dim(0), K = w.dim(1), G = q.qscale.dim(1), group = K / G;
-  const float lo = q.qbits == 4 ? -8 : -128, hi = q.qbits == 4 ? 7 : 127;
-  for (int64_t n = 0; n < N; n++)
-    for (int64_t k = 0; k < K; k++) {
-      const float v = w.data[(size_t)(n * K + k)] / q.qscale.data[(size_t)(n * G + k / group)];
-      const float rv = std::nearbyint(v);
-      if (!(std::fabs(v - rv) <= 1e-3f) || rv < lo || rv > hi)
-        fail(file, "tensor " + quote(name + ".weight") + " is not on the int" + std::to_string(q.qbits) +
-                       " grid of its scales (element " + std::to_string(n * K + k) + ": w/scale = " + num(v) + ")");
-    }
-}
-
 Recipe load_validated_recipe(const std::string& dir, const ModelSpec& s) {
   const std::string rp = join_path(dir, "recipe.json");
   Recipe r = Recipe::from_json(read_file(rp, kMaxJsonBytes), rp);
@@ -376,8 +300,8 @@ Recipe load_validated_recipe(const std::string& dir, const ModelSpec& s) {
     const TensorInfo& ti = st.info("kurtail." + n);
     if (ti.dtype != DType::F32) fail(ti.file, "tensor " + quote("kurtail." + n) + " has dtype " + dtype_name(ti.dtype) + "; must be F32");
     if (ti.shape != shape)
-      fail(ti.file, "tensor " + quote("kurtail." + n) + " has shape " + fmt_shape(ti.shape) + "; the recipe implies " +
-                        fmt_shape(shape));
+      fail(ti.file, "tensor " + quote("kurtail." + n) + " has shape " + shape_str(ti.shape) + "; the recipe implies " +
+                        shape_str(shape));
     Tensor t = to_f32(ti);
     check_online_tensor(n, t, ti.file);
     r.tensors[n] = std::move(t);
@@ -401,7 +325,7 @@ Recipe load_validated_recipe(const std::string& dir, const ModelSpec& s) {
                                                  " but recipe.json weights.bits is " + std::to_string(r.w.bits));
       const int64_t G = r.w.gran == Granularity::PerGroup ? d.in / r.w.group : 1;
       if (si.shape[1] != G)
-        fail(si.file, "tensor " + quote(name + ".qscale") + " has shape " + fmt_shape(si.shape) + " but recipe.json weights (" +
+        fail(si.file, "tensor " + quote(name + ".qscale") + " has shape " + shape_str(si.shape) + " but recipe.json weights (" +
                           r.w.describe() + ") imply [" + std::to_string(d.out) + ", " + std::to_string(G) + "]");
       if ((si.dtype == DType::F16) != r.w.scale_f16)
         fail(si.file, "tensor " + quote(name + ".qscale") + " is " + dtype_name(si.dtype) + " but recipe.json weights.scale_dtype is " +
@@ -415,6 +339,13 @@ Recipe load_validated_recipe(const std::string& dir, const ModelSpec& s) {
     }
   }
   return r;
+}
+
+std::unique_ptr<Model> open_model(const std::string& path, int resident, const std::string& tokenizer_path) {
+  const std::string cfg = join_path(path, "config.json");
+  if (is_directory(path) && file_exists(cfg) && file_exists(join_path(path, "recipe.json")))
+    (void)load_validated_recipe(path, read_hf_config(cfg));
+  return Model::open(path, resident, tokenizer_path);
 }
 
 }  // namespace kt

@@ -63,8 +63,10 @@
 #include <cstdint>
 #include <string>
 
-#include "io/tensor.h"
-#include "model/spec.h"
+#include "core/tensor.h"
+#include "core/spec.h"
+#include "model/linear_quant.h"
+#include "model/model.h"
 #include "quant/recipe.h"
 
 namespace kt {
@@ -80,17 +82,10 @@ void validate_recipe(const Recipe& r, const std::string& path);
 // above against `s`, and returns the recipe with its tensors.
 Recipe load_validated_recipe(const std::string& dir, const ModelSpec& s);
 
-// The quantization tensors of one linear `name` ("model.layers.L.self_attn.q_proj") of shape
-// [out, in]: returns its scales and bits (empty / 0 when it has none). Refuses a .qbits or
-// .qweight without .qscale, bad dtypes, shapes, byte counts and non-finite or non-positive
-// scales.
-struct LinearQuant {
-  Tensor qscale;
-  int qbits = 0;
-};
-LinearQuant check_linear_quant(const TensorSource& src, const std::string& name, int64_t out, int64_t in);
+// Model::open for every path a user names (the CLI, the runtime loader, the fuzz target): a
+// quantized model directory (one with recipe.json) is validated whole against its recipe
+// before any tensor is used. (Model::open itself knows no recipes: it sits a layer below.)
+std::unique_ptr<Model> open_model(const std::string& path, int resident = -1, const std::string& tokenizer_path = "");
 
-// Fake-quantized weights w [out, in] lie on the integer grid of their scales.
-void check_on_grid(const Tensor& w, const LinearQuant& q, const std::string& file, const std::string& name);
 
 }  // namespace kt

@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "runtime/packed.h"
+#include "kernels/packed.h"
 #include "util/error.h"
 
 namespace kt {

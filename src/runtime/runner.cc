@@ -1,7 +1,8 @@
+#include "quant/validate_model.h"
 #include "runtime/runner.h"
 
 #include "quant/pipeline.h"
-#include "runtime/packed.h"
+#include "kernels/packed.h"
 #include "util/error.h"
 
 namespace kt {
@@ -30,7 +31,7 @@ void attach_real(RealModel& rm) {
 
 RealModel load_real(const std::string& path) {
   RealModel rm;
-  rm.model = Model::open(path);
+  rm.model = open_model(path);
   rm.hooks = load_recipe_hooks(path, rm.model->spec, &rm.recipe);
   if (rm.hooks) attach_real(rm);
   return rm;
@@ -38,7 +39,7 @@ RealModel load_real(const std::string& path) {
 
 RealModel make_real(const std::string& path, const std::string& method, int wbits, int abits, int kvbits) {
   RealModel rm;
-  rm.model = Model::open(path);
+  rm.model = open_model(path);
   if (wbits >= 16 && abits >= 16 && kvbits >= 16) return rm;
   QuantizeOptions o;
   o.progress = false;

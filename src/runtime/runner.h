@@ -4,7 +4,6 @@
 #include <memory>
 #include <string>
 
-#include "eval/generate.h"
 #include "quant/recipe.h"
 #include "runtime/real_model.h"
 

@@ -9,7 +9,7 @@
 
 #include "model/forward.h"
 #include "transform/fuse.h"
-#include "util/gemm.h"
+#include "kernels/gemm.h"
 #include "util/error.h"
 #include "util/progress.h"
 

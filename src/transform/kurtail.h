@@ -11,7 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "eval/perplexity.h"
+#include "io/text.h"
+#include "model/model.h"
 #include "transform/rotation.h"
 
 namespace kt {

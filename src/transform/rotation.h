@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "io/tensor.h"
+#include "core/tensor.h"
 #include "util/row_transform.h"
 
 namespace kt {

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "util/gemm.h"
+#include "kernels/gemm.h"
 #include "util/error.h"
 
 namespace kt {

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "io/tensor.h"
+#include "core/tensor.h"
 #include "model/model.h"
 
 namespace kt {

@@ -59,6 +59,12 @@ std::string printable(std::string_view s, size_t max_bytes) {
   return out;
 }
 
+std::string fmt_num(double v) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.6g", v);
+  return b;
+}
+
 std::string quote(std::string_view s, size_t max_bytes) {
   std::string out(1, '\'');
   out += printable(s, max_bytes);

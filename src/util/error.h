@@ -20,6 +20,9 @@ std::string quote(std::string_view s, size_t max_bytes = 200);
 
 // "PATH: problem" — every input error names the file it is about. The path is escaped
 // (it may come from a file: a shard name in an index, a tokenizer path in a recipe).
+// A number for a message: %.6g.
+std::string fmt_num(double v);
+
 [[noreturn]] inline void fail(const std::string& path, const std::string& problem) {
   throw Error(printable(path, 4096) + ": " + problem);
 }

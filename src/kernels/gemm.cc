@@ -1,4 +1,4 @@
-#include "util/gemm.h"
+#include "kernels/gemm.h"
 
 #include <cblas.h>
 #include <omp.h>

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "export/gguf_writer.h"
 #include "io/gguf_model.h"
 #include "io/tokenizer.h"
 #include "model/model.h"

@@ -1,4 +1,4 @@
-#include "io/tensor.h"
+#include "core/tensor.h"
 
 #include <algorithm>
 #include <cmath>
@@ -175,6 +175,19 @@ void permute_qk_rows(const float* src, float* dst, int64_t rows, int64_t cols, i
         const int64_t hf = h * hd + j * (hd / 2) + i, gg = h * hd + 2 * i + j;
         std::memcpy(&dst[(to_gguf ? gg : hf) * cols], &src[(to_gguf ? hf : gg) * cols], cols * sizeof(float));
       }
+}
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); i++) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+void check_finite(const Tensor& t, const std::string& file, const std::string& name) {
+  for (size_t i = 0; i < t.data.size(); i++)
+    if (!std::isfinite(t.data[i]))
+      fail(file, "tensor " + quote(name) + " contains " + (std::isnan(t.data[i]) ? "NaN" : "Inf") + " at element " +
+                     std::to_string(i));
 }
 
 }  // namespace kt

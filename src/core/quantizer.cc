@@ -1,6 +1,6 @@
-#include "quant/quantizer.h"
+#include "core/quantizer.h"
 
-#include "io/tensor.h"
+#include "core/tensor.h"
 
 #include <algorithm>
 #include <cmath>

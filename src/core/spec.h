@@ -36,8 +36,5 @@ struct ModelSpec {
   void validate(const std::string& where) const;
 };
 
-// Reads config.json of an HF checkpoint directory (LlamaForCausalLM, MistralForCausalLM,
-// Qwen2ForCausalLM). Unsupported architectures or rope scaling are rejected clearly.
-ModelSpec read_hf_config(const std::string& config_path);
 
 }  // namespace kt

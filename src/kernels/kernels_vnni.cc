@@ -17,7 +17,7 @@
 #include <cstring>
 #include <vector>
 
-#include "runtime/packed.h"
+#include "kernels/packed.h"
 
 // GCC 12 reports the deliberately undefined pass-through operands inside its own intrinsics
 // (_mm512_cvtepi32_ps, _mm512_reduce_*) and the per-group sums (written at group 0 before any

@@ -87,4 +87,9 @@ class TensorSource {
   Tensor load(const std::string& name) const { return to_f32(info(name)); }
 };
 
+// "[a, b, c]" for messages.
+std::string shape_str(const std::vector<int64_t>& s);
+// Fails naming FILE and tensor NAME at the first NaN or Inf.
+void check_finite(const Tensor& t, const std::string& file, const std::string& name);
+
 }  // namespace kt

@@ -10,7 +10,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "runtime/packed.h"
+#include "kernels/packed.h"
 
 namespace kt {
 

@@ -1,11 +1,11 @@
-#include "runtime/packed.h"
+#include "kernels/packed.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 
-#include "io/tensor.h"
+#include "core/tensor.h"
 #include "util/error.h"
 
 namespace kt {
