@@ -85,7 +85,11 @@ int run_quantize() {
   o.gptq.act_order = qa.act_order;
   o.progress = !qa.quiet;
   check_output_dir(*m, qa.out, qa.force, {qa.calib});
+  // The recipe the options make is checked by the same rules a load applies, before any work
+  // and again before it is written: quantize never writes a model that eval would refuse.
+  validate_recipe(o.recipe, "quantize options");
   QuantizeReport rep = quantize_model(*m, o);
+  validate_recipe(o.recipe, join_path(qa.out, "recipe.json"));
   save_quantized(*m, o.recipe, qa.out, qa.force, qa.packed, {qa.calib});
   if (qa.json) {
     nlohmann::json j = {{"out", qa.out}, {"method", r.method}, {"weights", r.weight_algo},
