@@ -96,7 +96,8 @@ int run_eval() {
     }
     return 0;
   }
-  auto toks = tokenize_file(*m->tokenizer, ea.text);
+  // --max-windows K: only the first K windows are read (make_windows takes the first K)
+  auto toks = tokenize_file(*m->tokenizer, ea.text, ea.max_windows > 0 ? (size_t)ea.max_windows * ctx : 0);
   Windows w = make_windows(toks, ctx, ea.max_windows, ea.text);
   if (!ea.kl_ref.empty()) {
     auto ref = open_model(ea.kl_ref, -1);

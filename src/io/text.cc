@@ -14,7 +14,7 @@
 
 namespace kt {
 
-std::vector<int32_t> tokenize_file(const Tokenizer& tok, const std::string& path) {
+std::vector<int32_t> tokenize_file(const Tokenizer& tok, const std::string& path, size_t max_tokens) {
   static_assert(std::is_same_v<int, int32_t>, "token ids are int32");
   // Streamed: blocks of the file go through the tokenizer's stream as they are read, so the
   // memory is the ids plus the tokenizer's working set, not the text (regular files only:
@@ -46,9 +46,12 @@ std::vector<int32_t> tokenize_file(const Tokenizer& tok, const std::string& path
         if (blank && !std::isspace((unsigned char)c)) blank = false;
       stream->feed(b, &ids);
       done += (size_t)n;
+      if (max_tokens > 0 && ids.size() >= max_tokens && !blank) break;  // ids fed so far are final
     }
     if (blank) fail(path, "text is empty");
+    const bool stopped_early = max_tokens > 0 && ids.size() >= max_tokens;
     stream->finish(&ids);
+    if (stopped_early) ids.resize(max_tokens);  // what finish() added ends at an arbitrary cut
   } catch (const Interrupted&) {
     throw;
   } catch (const Error& e) {
