@@ -1,6 +1,6 @@
 // A quantized model is validated when it loads (issue #13 class 7, quant/validate_model.h):
 // small models are quantized by the real binary with every method that writes tensors, in fake
-// (default) and --packed form; each test corrupts one thing in a copy (recipe.json edited,
+// (--fake) and --packed form; each test corrupts one thing in a copy (recipe.json edited,
 // model.safetensors rewritten with the io/safetensors writer) and checks that every command
 // that loads a model refuses it with the one documented line. The clean models load on every
 // path, so the checks are not simply refusing everything.
@@ -44,7 +44,7 @@ const std::string& qmodel(const std::string& method, bool packed = false) {
   const std::string dir = test::temp_dir("qv") + "/" + key;
   std::string args = "quantize -q --method " + method + " --truncate-layers 2 --nsamples 4 --seqlen 64 --calib " + small_text() +
                      " --out " + dir;
-  if (packed) args += " --packed";
+  args += packed ? " --packed" : " --fake";
   if (method == "kurtail") args += " --kt-iters 5 --kt-tokens 256";
   auto r = test::run_cli(args);
   EXPECT_EQ(r.code, 0) << r.err;

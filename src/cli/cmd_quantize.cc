@@ -26,7 +26,7 @@ struct QArgs {
   std::string kt_loss = "squared";
   float a_clip = 0.9f, kv_clip = 0.95f, percdamp = 0.01f;
   bool no_r1 = false, no_r2 = false, no_r3 = false, no_r4 = false, a_asym = false, kv_sym = false, no_w_mse = false,
-       act_order = false, quant_lm_head = false, force = false, json = false, quiet = false, packed = false;
+       act_order = false, quant_lm_head = false, force = false, json = false, quiet = false, packed = false, fake = false;
 } qa;
 
 // Options whose valid values depend on the model: a group never spans two rows of a linear's
@@ -85,12 +85,13 @@ int run_quantize() {
   o.gptq.act_order = qa.act_order;
   o.progress = !qa.quiet;
   check_output_dir(*m, qa.out, qa.force, {qa.calib});
-  // The recipe the options make is checked by the same rules a load applies, before any work
-  // and again before it is written: quantize never writes a model that eval would refuse.
-  validate_recipe(o.recipe, "quantize options");
   QuantizeReport rep = quantize_model(*m, o);
+  // The finished recipe is checked by the rules a load applies (the options were range-checked
+  // by the same bounds when parsed): quantize never writes a model that eval would refuse.
   validate_recipe(o.recipe, join_path(qa.out, "recipe.json"));
-  save_quantized(*m, o.recipe, qa.out, qa.force, qa.packed, {qa.calib});
+  // Packed integer weights by default (what a quantizer is expected to write: smaller than the
+  // input, run by the integer kernels); --fake keeps fp32 weights on the grid for research.
+  save_quantized(*m, o.recipe, qa.out, qa.force, /*packed=*/!qa.fake, {qa.calib});
   if (qa.json) {
     nlohmann::json j = {{"out", qa.out}, {"method", r.method}, {"weights", r.weight_algo},
                         {"w", r.w.describe()}, {"a", r.a.describe()}, {"k", r.k.describe()}, {"v", r.v.describe()},
@@ -176,7 +177,8 @@ void register_quantize(CLI::App& app) {
       ->capture_default_str();
   int_option(c, "--truncate-layers", qa.truncate, "keep only the first N layers, experiments (0 = all)", 1, kMaxCount,
              /*zero_default=*/true);
-  c->add_flag("--packed", qa.packed, "store quantized linears packed (int4/int8 + scales) instead of fp32");
+  c->add_flag("--packed", qa.packed, "store quantized linears packed (int4/int8 + scales): the default")
+      ->excludes(c->add_flag("--fake", qa.fake, "store fp32 weights on the quantization grid instead of packed integers"));
   c->add_flag("--force", qa.force, "replace OUT if it is a kurtail output (never another directory or one holding an input)");
   c->add_flag("--json", qa.json, "print a JSON report");
   c->add_flag("-q,--quiet", qa.quiet, "no progress on stderr");
