@@ -5,6 +5,7 @@
 #include "io/text.h"
 #include "io/tokenizer.h"
 #include "test_util.h"
+#include "util/error.h"
 
 namespace kt {
 namespace {
@@ -25,6 +26,22 @@ TEST(Text, TokenBudgetGivesThePrefixOfTheWholeText) {
     }
     EXPECT_EQ(tokenize_file(*t, wiki, full.size() * 2), full);  // a budget beyond the text: all of it
   }
+}
+
+// A cut before the space of "\xe1a a" is no boundary for a tokenizer that steps over the
+// three bytes the lead byte claims (llama.cpp's score-merge SPM): found by fuzz_tokenize.
+TEST(Text, StreamCutsNeverSplitWhatAnInvalidLeadByteClaims) {
+  const std::string d = test::data() + "/models/";
+  std::vector<std::unique_ptr<Tokenizer>> toks;
+  toks.push_back(load_llama2c_tokenizer(d + "aidreams260K/tok512.bin", 512));
+  toks.push_back(load_hf_tokenizer(test::tinyllama()));
+  for (auto& t : toks)
+    for (const std::string text : {std::string("aa \xe1" "a a\x96\xdf\x0f" "aaa"), std::string("x \xf0" "ab cd ef"),
+                                   std::string("q \xc3" "a b")}) {
+      SCOPED_TRACE(t->kind() + ": " + printable(text));
+      const auto whole = t->encode(text);
+      for (size_t chunk : {1ul, 2ul, 3ul, 7ul}) EXPECT_EQ(t->encode(text, chunk), whole) << "chunk " << chunk;
+    }
 }
 
 }  // namespace

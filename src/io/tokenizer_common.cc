@@ -67,10 +67,22 @@ size_t utf8_boundary(std::string_view buf, size_t p) {
   return p - q < 4 ? q : p;
 }
 
+// True if a byte in the 3 before p is a UTF-8 lead byte whose claimed length reaches p: in
+// invalid UTF-8 ("\xe1a a") a tokenizer that steps by the lead byte's length (llama.cpp's
+// utf8_len) takes the "a " after it as part of one character, so p is not a boundary.
+static bool inside_claimed_char(std::string_view buf, size_t p) {
+  for (size_t j = p >= 3 ? p - 3 : 0; j < p; j++) {
+    const unsigned char c = (unsigned char)buf[j];
+    const size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+    if (j + len > p) return true;
+  }
+  return false;
+}
+
 size_t last_space_cut(std::string_view buf, size_t from) {
   if (buf.size() < 3) return 0;
   for (size_t p = buf.size() - 2; p >= std::max<size_t>(from, 1); p--)
-    if (buf[p] == ' ' && ascii_graph(buf[p - 1]) && ascii_graph(buf[p + 1])) return p;
+    if (buf[p] == ' ' && ascii_graph(buf[p - 1]) && ascii_graph(buf[p + 1]) && !inside_claimed_char(buf, p)) return p;
   return 0;
 }
 
