@@ -13,6 +13,7 @@
 #include <random>
 
 #include "io/gguf_model.h"
+#include "quant/methods.h"
 #include "io/safetensors.h"
 #include "quant/validate_model.h"
 #include "kernels/packed.h"
@@ -122,7 +123,9 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   const bool smoothrot = r.method == "smoothrot" || r.method == "smoothrot-all";
   const bool duquant = r.method == "duquant";
   const bool crossquant = r.method == "crossquant";
-  const bool need_stats = smoothquant || smoothrot || duquant || crossquant;  // per-layer channel statistics
+  const MethodInfo* info = find_method(r.method);
+  if (!info) fail("unknown method " + quote(r.method) + " (available: " + method_names() + ")");
+  const bool need_stats = info->layer_stats;  // per-layer channel statistics
   const bool need_stream = gptq || need_stats;  // calibration activations flow through the layers
   Rotation r1, r2, r4;
   std::vector<Rotation> r2_layers;  // KurTail: one learned R2 per layer

@@ -1,6 +1,7 @@
 #include "quant/recipe.h"
 
 #include "io/json_checked.h"
+#include "quant/methods.h"
 
 #include <nlohmann/json.hpp>
 
@@ -104,18 +105,18 @@ QuantSpec spec_from(Fields f, const std::string& path) {
 }  // namespace
 
 const char* Recipe::method_list() {
-  return "rtn, quarot, kurtail, smoothquant, smoothrot, smoothrot-all, duquant, crossquant";
+  static const std::string names = method_names();
+  return names.c_str();
 }
 
 void Recipe::set_method(const std::string& m) {
-  r1 = r2 = r3 = r4 = online_had_inputs = false;
-  if (m == "quarot" || m == "kurtail" || m == "smoothrot") {
-    r1 = r2 = r3 = r4 = true;
-  } else if (m == "smoothrot-all") {
-    online_had_inputs = r2 = r3 = r4 = true;  // smoothing + Hadamard before every linear input, no fused R1
-  } else if (m != "rtn" && m != "smoothquant" && m != "duquant" && m != "crossquant") {
-    fail("unknown --method '" + m + "' (available: " + method_list() + ")");
-  }
+  const MethodInfo* info = find_method(m);
+  if (!info) fail("unknown --method " + quote(m) + " (available: " + method_names() + ")");
+  r1 = info->r1;
+  r2 = info->r2;
+  r3 = info->r3;
+  r4 = info->r4;
+  online_had_inputs = info->online_had_inputs;
   method = m;
 }
 
