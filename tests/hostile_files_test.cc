@@ -106,6 +106,10 @@ TEST(HostileFiles, SafetensorsHeaderDuplicatesAndShapesAreRefused) {
        std::string(4, '\0');
   r = test::run_cli(info(model_dir({{"model.safetensors", st}})));
   test::expect_documented_error(r, "model.safetensors: tensor 'x' has a bad shape");
+  // A dimension beyond int64 after a zero one (numel 0) is still refused.
+  st = safetensors_with_header(R"({"x":{"dtype":"F32","shape":[0,18446744073709551615],"data_offsets":[0,0]}})");
+  r = test::run_cli(info(model_dir({{"model.safetensors", st}})));
+  test::expect_documented_error(r, "model.safetensors: tensor 'x' shape overflows");
   // Nesting where the format has none.
   st = safetensors_with_header("{\"x\":{\"dtype\":" + std::string(5000, '[') + std::string(5000, ']') + "}}");
   r = test::run_cli(info(model_dir({{"model.safetensors", st}})));

@@ -16,6 +16,7 @@
 #include "util/error.h"
 #include "util/file.h"
 #include "util/output.h"
+#include "export/quantized_model.h"
 
 namespace kt {
 namespace {
@@ -135,6 +136,18 @@ TEST(OutputSafety, ForceReplacesOnlyKurtailOutputs) {
   fs::remove_all(dir);
 }
 
+TEST(OutputSafety, TrailingSlashNamesTheSameOutput) {
+  // "q/" used to put the temp inside q (and, with --force, fail at the very end)
+  const std::string dir = test::temp_dir("slash");
+  auto r = test::run_cli(kQuick + "--out " + dir + "/q/");
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = test::run_cli(kQuick + "--force --out " + dir + "/q/");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(entries(dir), std::vector<std::string>{"q"});
+  EXPECT_TRUE(is_kurtail_model_dir(dir + "/q"));
+  fs::remove_all(dir);
+}
+
 TEST(OutputSafety, ExportGgufNamesTheModelNotItsPath) {
   const std::string dir = test::temp_dir("gname");
   auto r = test::run_cli("export-gguf -q --out " + dir + "/m.gguf");
@@ -142,6 +155,18 @@ TEST(OutputSafety, ExportGgufNamesTheModelNotItsPath) {
   const std::string bytes = read_file(dir + "/m.gguf", SIZE_MAX);
   EXPECT_EQ(bytes.find(test::data()), std::string::npos) << "general.name holds the input path";
   EXPECT_NE(bytes.find("tinyllama-8m"), std::string::npos);
+  // A relative local path in _name_or_path is a path too: only its base name is written.
+  const std::string m = dir + "/m";
+  fs::create_directory(m);
+  for (const char* f : {"model.safetensors", "tokenizer.model"}) fs::create_symlink(test::tinyllama() + "/" + f, m + "/" + f);
+  std::string cfg = read_file(test::tinyllama() + "/config.json");
+  cfg.insert(cfg.find('{') + 1, "\"_name_or_path\": \"checkpoints/run3/secret-llama\",");
+  write_file_atomic(m + "/config.json", cfg);
+  r = test::run_cli("export-gguf -q --model " + m + " --out " + dir + "/n.gguf");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string b2 = read_file(dir + "/n.gguf", SIZE_MAX);
+  EXPECT_EQ(b2.find("checkpoints/run3"), std::string::npos);
+  EXPECT_NE(b2.find("secret-llama"), std::string::npos);
   fs::remove_all(dir);
 }
 

@@ -2,6 +2,7 @@
 // GGUF, for llama-quantize and llama-cli. Online transforms cannot be expressed in GGUF: refuse.
 #include <cstdio>
 #include <cstring>
+#include <regex>
 #include <nlohmann/json.hpp>
 
 #include "quant/validate_model.h"
@@ -34,8 +35,11 @@ std::string model_name(const std::string& path) {
       if (j.is_object() && j.contains("_name_or_path") && j["_name_or_path"].is_string()) {
         std::string n = j["_name_or_path"].get<std::string>();
         const size_t slash = n.find_last_of('/');
-        if (!n.empty() && n[0] != '/' && n[0] != '.') return n;         // a hub id: "org/name"
-        if (slash != std::string::npos) n = n.substr(slash + 1);         // a local path: its base name
+        // A hub id is "org/name" (word characters, '.', '-'); anything else is a local path,
+        // of which only the base name is kept.
+        static const std::regex hub_id(R"(^[\w.-]+/[\w.-]+$)");
+        if (std::regex_match(n, hub_id) && n[0] != '.') return n;
+        if (slash != std::string::npos) n = n.substr(slash + 1);
         if (!n.empty()) return n;
       }
     } catch (const Error&) {

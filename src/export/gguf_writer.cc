@@ -12,6 +12,7 @@
 #include "model/model.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/interrupt.h"
 
 namespace kt {
 
@@ -284,6 +285,7 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
       out.write(p, n * 4);
     }
   }
+  check_interrupted();  // a signal during the writes: the temp goes, OUT stays as it was
   out.commit();
 }
 

@@ -35,7 +35,10 @@ class HeaderSax : public nlohmann::json_sax<json> {
             std::map<std::string, std::string>* metadata)
       : path_(path), base_(base), data_size_(data_size), tensors_(tensors), metadata_(metadata) {}
 
-  bool null() override { return scalar("null"); }
+  bool null() override {
+    if (depth_ == 1 && name_ == "__metadata__") return true;  // "__metadata__": null is "none" (as the reference reads it)
+    return scalar("null");
+  }
   bool boolean(bool) override { return scalar("boolean"); }
   bool number_integer(number_integer_t v) override {
     if (in_array()) fail(path_, "tensor " + quote(name_) + (field_ == "shape" ? " has a negative or non-integer dimension" : " has malformed data_offsets"));
@@ -153,6 +156,7 @@ class HeaderSax : public nlohmann::json_sax<json> {
     ti.dtype = dtype_;
     size_t numel = 1;
     for (uint64_t dv : shape_) {
+      if (dv > (uint64_t)std::numeric_limits<int64_t>::max()) fail(path_, "tensor " + quote(name) + " shape overflows");
       if (dv != 0 && numel > std::numeric_limits<size_t>::max() / dv / 8)
         fail(path_, "tensor " + quote(name) + " shape overflows");
       numel *= dv;

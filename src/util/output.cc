@@ -19,6 +19,12 @@ namespace {
 
 std::string errstr(int e) { return std::strerror(e); }
 
+// "q4/" names the same output as "q4"; the temp must be a sibling, never inside it.
+std::string strip_slashes(std::string p) {
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  return p;
+}
+
 // Creates a fresh temp beside `out`: a file (returns its fd) or a directory (returns -1).
 // The name is new each time (pid + counter); EEXIST (something planted there, a symlink
 // included: O_EXCL never follows one, mkdir never reuses one) just moves on to the next name.
@@ -84,7 +90,9 @@ void remove_path(const std::string& p, bool is_dir) {
 
 // Moves the finished temp to `out` in one step that fails if `out` exists; with --force an
 // existing kurtail output is swapped out atomically and removed.
-void publish(const std::string& tmp, const std::string& out, const OutputPolicy& p, bool is_dir) {
+// Sets *keep_tmp before failing when the old output could not be put back after a refused
+// swap: `tmp` then holds the old output and must not be removed.
+void publish(const std::string& tmp, const std::string& out, const OutputPolicy& p, bool is_dir, bool* keep_tmp) {
   if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, out.c_str(), RENAME_NOREPLACE) == 0) return;
   int e = errno;
   const bool no_renameat2 = e == EINVAL || e == ENOSYS;
@@ -109,15 +117,23 @@ void publish(const std::string& tmp, const std::string& out, const OutputPolicy&
   if (e != EEXIST && e != ENOTEMPTY) fail(out, "cannot move output into place: " + errstr(e));
   if (!p.force) fail(out, "already exists (pass --force to replace it)");
   if (std::string why = why_not_replaceable(out, p, is_dir); !why.empty()) fail(out, why);
-  if (!no_renameat2 && ::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, out.c_str(), RENAME_EXCHANGE) == 0) {
-    // tmp now names the old output: check it again (it could have been swapped for something
-    // else after the check above), and swap back if it is not ours to delete.
-    if (std::string why = why_not_replaceable(tmp, p, is_dir); !why.empty()) {
-      ::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, out.c_str(), RENAME_EXCHANGE);
-      fail(out, why);
+  if (!no_renameat2) {
+    if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, out.c_str(), RENAME_EXCHANGE) == 0) {
+      // tmp now names the old output: check it again (it could have been swapped for something
+      // else after the check above), and swap back if it is not ours to delete.
+      if (std::string why = why_not_replaceable(tmp, p, is_dir); !why.empty()) {
+        if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, out.c_str(), RENAME_EXCHANGE) != 0) {
+          *keep_tmp = true;
+          fail(out, why + "; it could not be put back and is left at " + quote(tmp));
+        }
+        fail(out, why);
+      }
+      remove_path(tmp, is_dir);
+      return;
     }
-    remove_path(tmp, is_dir);
-    return;
+    // OUT went away between the failed NOREPLACE and the exchange: publish plainly.
+    if (errno == ENOENT && ::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, out.c_str(), RENAME_NOREPLACE) == 0)
+      return;
   }
   // No exchange: move the old output aside under a fresh name, then put ours in place.
   int unused = -1;
@@ -134,6 +150,7 @@ void publish(const std::string& tmp, const std::string& out, const OutputPolicy&
     fail(out, "cannot move output into place: " + errstr(e));
   }
   remove_path(aside, is_dir);
+  return;
 }
 
 void write_all(int fd, const void* p, size_t n, const std::string& name) {
@@ -149,7 +166,8 @@ void write_all(int fd, const void* p, size_t n, const std::string& name) {
 
 }  // namespace
 
-void check_output(const std::string& out, const OutputPolicy& policy, bool is_dir) {
+void check_output(const std::string& out_arg, const OutputPolicy& policy, bool is_dir) {
+  const std::string out = strip_slashes(out_arg);
   struct stat st {};
   if (::lstat(out.c_str(), &st) == 0) {
     if (!policy.force) fail(out, "already exists (pass --force to replace it)");
@@ -164,7 +182,8 @@ void check_output(const std::string& out, const OutputPolicy& policy, bool is_di
   }
 }
 
-OutputFile::OutputFile(std::string out, OutputPolicy policy) : out_(std::move(out)), policy_(std::move(policy)) {
+OutputFile::OutputFile(std::string out, OutputPolicy policy)
+    : out_(strip_slashes(std::move(out))), policy_(std::move(policy)) {
   tmp_ = make_temp(out_, /*is_dir=*/false, &fd_, "cannot write: ");
 }
 
@@ -183,11 +202,18 @@ void OutputFile::commit() {
   int fd = fd_;
   fd_ = -1;
   if (::close(fd) != 0) fail(tmp_, "write failed: " + errstr(errno));
-  publish(tmp_, out_, policy_, /*is_dir=*/false);
+  bool keep = false;
+  try {
+    publish(tmp_, out_, policy_, /*is_dir=*/false, &keep);
+  } catch (...) {
+    done_ = keep;
+    throw;
+  }
   done_ = true;
 }
 
-OutputDir::OutputDir(std::string out, OutputPolicy policy) : out_(std::move(out)), policy_(std::move(policy)) {
+OutputDir::OutputDir(std::string out, OutputPolicy policy)
+    : out_(strip_slashes(std::move(out))), policy_(std::move(policy)) {
   int unused = -1;
   tmp_ = make_temp(out_, /*is_dir=*/true, &unused, "cannot create output directory: ");
 }
@@ -197,7 +223,13 @@ OutputDir::~OutputDir() {
 }
 
 void OutputDir::commit() {
-  publish(tmp_, out_, policy_, /*is_dir=*/true);
+  bool keep = false;
+  try {
+    publish(tmp_, out_, policy_, /*is_dir=*/true, &keep);
+  } catch (...) {
+    done_ = keep;
+    throw;
+  }
   done_ = true;
 }
 
