@@ -3,17 +3,64 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <mutex>
+#include <vector>
 
 extern "C" void openblas_set_num_threads(int);
 
 namespace kt {
+
+namespace {
+
+// sum_k a[k] * b[k] in a fixed order: 16 lane sums (vectorised), then the lanes in order.
+float dot_fixed(const float* a, const float* b, int64_t K) {
+  float acc[16] = {};
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16)
+    for (int i = 0; i < 16; i++) acc[i] += a[k + i] * b[k + i];
+  for (int i = 0; k < K; k++, i++) acc[i] += a[k] * b[k];
+  float s = 0;
+  for (int i = 0; i < 16; i++) s += acc[i];
+  return s;
+}
+
+// One row of A (decode: M = 1). OpenBLAS runs a 1-row GEMM as a general GEMM, slowly; this is
+// memory-bound work: a fixed-order dot product per output (op(B) = B^T) or a row-by-row axpy
+// (op(B) = B), output blocks spread over threads, the same bits for any thread count.
+void sgemm_row(bool trans_a, bool trans_b, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+               const float* B, int64_t ldb, float beta, float* C) {
+  std::vector<float> a((size_t)K);
+  for (int64_t k = 0; k < K; k++) a[(size_t)k] = trans_a ? A[k * lda] : A[k];
+  constexpr int64_t kBlock = 256;
+  const int64_t blocks = (N + kBlock - 1) / kBlock;
+  const bool par = blocks > 1 && N * K >= (int64_t(1) << 18) && !omp_in_parallel();
+#pragma omp parallel for schedule(static) if (par)
+  for (int64_t blk = 0; blk < blocks; blk++) {
+    const int64_t j0 = blk * kBlock, j1 = std::min(N, j0 + kBlock);
+    float y[kBlock];
+    if (trans_b) {
+      for (int64_t j = j0; j < j1; j++) y[j - j0] = dot_fixed(a.data(), B + j * ldb, K);
+    } else {
+      for (int64_t j = j0; j < j1; j++) y[j - j0] = 0;
+      for (int64_t k = 0; k < K; k++) {
+        const float ak = a[(size_t)k];
+        const float* b = B + k * ldb;
+        for (int64_t j = j0; j < j1; j++) y[j - j0] += ak * b[j];
+      }
+    }
+    for (int64_t j = j0; j < j1; j++) C[j] = alpha * y[j - j0] + (beta != 0 ? beta * C[j] : 0.0f);
+  }
+}
+
+}  // namespace
 
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
            const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   static std::once_flag once;
   std::call_once(once, [] { openblas_set_num_threads(1); });
   if (M <= 0 || N <= 0) return;
+  if (M == 1) return sgemm_row(trans_a, trans_b, N, K, alpha, A, lda, B, ldb, beta, C);
   const int64_t tm = (M + kGemmTileM - 1) / kGemmTileM, tn = (N + kGemmTileN - 1) / kGemmTileN;
   const int64_t tiles = tm * tn;
   // Threads only pay off above ~1 MFLOP; the tiles (and so the bits) are the same either way.

@@ -26,10 +26,11 @@ void ensure_runtime_env(int argc, char** argv) {
       change = true;
     }
   }
-  if (!std::getenv("OMP_WAIT_POLICY")) {
-    setenv("OMP_WAIT_POLICY", "passive", 1);
-    change = true;
-  }
+  // OMP_WAIT_POLICY is left to libgomp's default (spin a while, then sleep; less spinning when
+  // oversubscribed). It used to be set to passive, when OpenBLAS's own spinning pthreads shared
+  // the cores with kurtail's OpenMP threads; OpenBLAS now runs single-threaded inside kurtail's
+  // OpenMP tiles (kernels/gemm.h), and passive waits made every parallel region a futex wake-up
+  // (decode 2-3x slower: docs/RESULTS.md).
   if (!change) return;
   setenv("KURTAIL_NO_REEXEC", "1", 1);  // never loop
   execv("/proc/self/exe", argv);
