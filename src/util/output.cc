@@ -153,6 +153,19 @@ void publish(const std::string& tmp, const std::string& out, const OutputPolicy&
   return;
 }
 
+// publish() for an OutputFile/OutputDir: *done says whether the temp is settled (moved into
+// place, or kept because a refused swap left the old output in it) so the destructor leaves it.
+void commit_temp(const std::string& tmp, const std::string& out, const OutputPolicy& p, bool is_dir, bool* done) {
+  bool keep = false;
+  try {
+    publish(tmp, out, p, is_dir, &keep);
+  } catch (...) {
+    *done = keep;
+    throw;
+  }
+  *done = true;
+}
+
 void write_all(int fd, const void* p, size_t n, const std::string& name) {
   const char* c = static_cast<const char*>(p);
   while (n > 0) {
@@ -202,14 +215,7 @@ void OutputFile::commit() {
   int fd = fd_;
   fd_ = -1;
   if (::close(fd) != 0) fail(tmp_, "write failed: " + errstr(errno));
-  bool keep = false;
-  try {
-    publish(tmp_, out_, policy_, /*is_dir=*/false, &keep);
-  } catch (...) {
-    done_ = keep;
-    throw;
-  }
-  done_ = true;
+  commit_temp(tmp_, out_, policy_, /*is_dir=*/false, &done_);
 }
 
 OutputDir::OutputDir(std::string out, OutputPolicy policy)
@@ -223,14 +229,7 @@ OutputDir::~OutputDir() {
 }
 
 void OutputDir::commit() {
-  bool keep = false;
-  try {
-    publish(tmp_, out_, policy_, /*is_dir=*/true, &keep);
-  } catch (...) {
-    done_ = keep;
-    throw;
-  }
-  done_ = true;
+  commit_temp(tmp_, out_, policy_, /*is_dir=*/true, &done_);
 }
 
 void write_file_atomic(const std::string& path, std::string_view bytes) {
