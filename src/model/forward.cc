@@ -27,106 +27,6 @@ const char* site_name(Site s) {
   return "?";
 }
 
-KVCache::KVCache(const ModelSpec& s, int nseq_, int max_len_)
-    : nseq(nseq_), max_len(max_len_), kv_dim(s.kv_dim()), head_dim(s.head_dim) {
-  k.assign(s.n_layers, std::vector<float>((size_t)nseq * max_len * kv_dim));
-  v.assign(s.n_layers, std::vector<float>((size_t)nseq * max_len * kv_dim));
-}
-
-namespace {
-int kv_row_bytes(const QuantSpec& q, int kv_dim) { return q.bits <= 4 ? (kv_dim + 1) / 2 : kv_dim; }
-}  // namespace
-
-KVCache::KVCache(const ModelSpec& s, int nseq_, int max_len_, const QuantSpec& ks, const QuantSpec& vs)
-    : nseq(nseq_), max_len(max_len_), kv_dim(s.kv_dim()), head_dim(s.head_dim), k_spec(ks), v_spec(vs) {
-  if (!ks.enabled()) {
-    *this = KVCache(s, nseq_, max_len_);
-    return;
-  }
-  for (const QuantSpec* q : {&ks, &vs})
-    if (!q->enabled() || q->bits > 8 || q->gran != Granularity::PerGroup || q->group != s.head_dim)
-      fail("quantized KV cache needs 2..8-bit K and V quantizers with group = head_dim");
-  const size_t rows = (size_t)nseq * max_len, heads = rows * s.n_kv_heads;
-  kq.assign(s.n_layers, std::vector<uint8_t>(rows * kv_row_bytes(ks, kv_dim)));
-  vq.assign(s.n_layers, std::vector<uint8_t>(rows * kv_row_bytes(vs, kv_dim)));
-  kscale.assign(s.n_layers, std::vector<float>(heads));
-  kzero = vscale = vzero = kscale;
-}
-
-size_t KVCache::bytes() const {
-  size_t b = 0;
-  for (auto* vv : {&k, &v})
-    for (auto& x : *vv) b += x.size() * 4;
-  for (auto* vv : {&kq, &vq})
-    for (auto& x : *vv) b += x.size();
-  for (auto* vv : {&kscale, &kzero, &vscale, &vzero})
-    for (auto& x : *vv) b += x.size() * 4;
-  return b;
-}
-
-void KVCache::write(int layer, bool is_v, int b, int t0, int n, const float* src, const RowTransform* head_pre) {
-  if (head_pre && (!quantized() || head_pre->size() != head_dim))
-    fail("KV cache: a head transform needs a quantized cache and size head_dim");
-  if (!quantized()) {
-    float* dst = (is_v ? v : k)[layer].data() + ((size_t)b * max_len + t0) * kv_dim;
-    std::copy(src, src + (size_t)n * kv_dim, dst);
-    return;
-  }
-  const QuantSpec& q = is_v ? v_spec : k_spec;
-  const int rb = kv_row_bytes(q, kv_dim), nh = kv_dim / head_dim;
-  uint8_t* codes = (is_v ? vq : kq)[layer].data();
-  float* sc = (is_v ? vscale : kscale)[layer].data();
-  float* zp = (is_v ? vzero : kzero)[layer].data();
-  std::vector<float> head_buf(head_pre ? head_dim : 0);
-  for (int t = 0; t < n; t++) {
-    const size_t row = (size_t)b * max_len + t0 + t;
-    uint8_t* out = codes + row * rb;
-    std::fill(out, out + rb, 0);
-    for (int h = 0; h < nh; h++) {
-      const float* x = src + (size_t)t * kv_dim + h * head_dim;
-      if (head_pre) {
-        std::copy(x, x + head_dim, head_buf.begin());
-        head_pre->apply_row(head_buf.data());
-        x = head_buf.data();
-      }
-      QParams p = find_params_ref(x, head_dim, q);  // the same quantizer as fake_quant_ref
-      sc[row * nh + h] = p.scale;
-      zp[row * nh + h] = p.zero;
-      for (int j = 0; j < head_dim; j++) {
-        int c = quantize_level(x[j], p, q) - q.qmin();  // stored unsigned
-        int idx = h * head_dim + j;
-        if (q.bits <= 4) out[idx / 2] |= (uint8_t)(c << (4 * (idx & 1)));
-        else out[idx] = (uint8_t)c;
-      }
-    }
-  }
-}
-
-void KVCache::read(int layer, bool is_v, int b, int n, float* dst) const {
-  if (!quantized()) {
-    const float* src = (is_v ? v : k)[layer].data() + (size_t)b * max_len * kv_dim;
-    std::copy(src, src + (size_t)n * kv_dim, dst);
-    return;
-  }
-  const QuantSpec& q = is_v ? v_spec : k_spec;
-  const int rb = kv_row_bytes(q, kv_dim), nh = kv_dim / head_dim;
-  const uint8_t* codes = (is_v ? vq : kq)[layer].data();
-  const float* sc = (is_v ? vscale : kscale)[layer].data();
-  const float* zp = (is_v ? vzero : kzero)[layer].data();
-  for (int t = 0; t < n; t++) {
-    const size_t row = (size_t)b * max_len + t;
-    const uint8_t* in = codes + row * rb;
-    for (int h = 0; h < nh; h++) {
-      QParams p{sc[row * nh + h], zp[row * nh + h]};
-      for (int j = 0; j < head_dim; j++) {
-        int idx = h * head_dim + j;
-        int c = q.bits <= 4 ? (in[idx / 2] >> (4 * (idx & 1))) & 15 : in[idx];
-        dst[(size_t)t * kv_dim + idx] = dequantize_level(c + q.qmin(), p);
-      }
-    }
-  }
-}
-
 void sgemm_nt(const float* x, const float* w, float* y, int64_t M, int64_t N, int64_t K) {
   sgemm(false, true, M, N, K, 1.0f, x, K, w, K, 0.0f, y, N);
 }
@@ -245,16 +145,73 @@ void embed_tokens(const Model& m, const int32_t* tokens, int64_t n, float* x) {
   }
 }
 
-void decoder_layer(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int nseq, int ntok, int pos0,
-                   KVCache* cache, Hooks* hooks) {
-  const int64_t rows = (int64_t)nseq * ntok, d = s.hidden, qd = s.q_dim(), kvd = s.kv_dim(), hd = s.head_dim;
-  if (!cache && pos0 != 0) fail("decoder_layer: pos0 != 0 needs a KV cache");
-  if (cache && pos0 + ntok > cache->max_len) fail("KV cache too small for the requested positions");
-  auto hook = [&](Site site, float* p, int64_t cols) {
-    if (hooks) hooks->on_activation(layer, site, p, rows, cols);
-  };
+namespace {
 
-  // --- attention ---
+// Calls the hook of one site (rows x cols), if there is one.
+struct SiteHook {
+  Hooks* hooks;
+  int layer;
+  int64_t rows;
+  void operator()(Site site, float* p, int64_t cols) const {
+    if (hooks) hooks->on_activation(layer, site, p, rows, cols);
+  }
+};
+
+// x += y, elementwise over n values.
+void add_residual(float* x, const float* y, int64_t n) {
+#pragma omp parallel for
+  for (int64_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+// Fails naming the layer when its output holds a NaN or Inf (overflowing weights or scales):
+// x * 0 is 0 for finite x and NaN otherwise, so the sum is 0 exactly when all are finite.
+void check_finite(const float* x, int64_t n, int layer) {
+  float nonfinite = 0.0f;
+#pragma omp parallel for reduction(+ : nonfinite)
+  for (int64_t i = 0; i < n; i++) nonfinite += x[i] * 0.0f;
+  if (nonfinite != 0.0f || std::isnan(nonfinite))
+    fail("model.layers." + std::to_string(layer) +
+         ": non-finite activation (NaN/Inf) in the layer output; the weights or quantization scales overflow fp32");
+}
+
+}  // namespace
+
+void attend(const ModelSpec& s, const float* q, const KVView& kv, int nseq, int ntok, int qpos0, int L, float* out) {
+  const int64_t qd = s.q_dim(), kvd = s.kv_dim(), hd = s.head_dim;
+  std::vector<float> scores((size_t)ntok * L);
+  const float scale = 1.0f / std::sqrt((float)hd);
+  const int group = s.n_heads / s.n_kv_heads;
+  for (int b = 0; b < nseq; b++)
+    for (int hh = 0; hh < s.n_heads; hh++) {
+      const int kvh = hh / group;
+      const float* qp = &q[(int64_t)b * ntok * qd + hh * hd];
+      const float* kp = kv.k + (int64_t)b * kv.seq_stride * kvd + kvh * hd;
+      const float* vp = kv.v + (int64_t)b * kv.seq_stride * kvd + kvh * hd;
+      sgemm(false, true, ntok, L, hd, scale, qp, qd, kp, kvd, 0.0f, scores.data(), L);
+#pragma omp parallel for if (ntok > 16)
+      for (int i = 0; i < ntok; i++) {
+        float* sr = &scores[(int64_t)i * L];
+        const int p = qpos0 + i;  // absolute position of this query
+        const int lo = s.sliding_window > 0 ? std::max(0, p - s.sliding_window + 1) : 0;
+        float mx = -std::numeric_limits<float>::infinity();
+        for (int j = lo; j <= p; j++) mx = std::max(mx, sr[j]);
+        double sum = 0;
+        for (int j = 0; j < L; j++) {
+          float e = (j >= lo && j <= p) ? std::exp(sr[j] - mx) : 0.0f;
+          sr[j] = e;
+          sum += e;
+        }
+        const float inv = (float)(1.0 / sum);
+        for (int j = lo; j <= p; j++) sr[j] *= inv;
+      }
+      sgemm(false, false, ntok, hd, L, 1.0f, scores.data(), L, vp, kvd, 0.0f, &out[(int64_t)b * ntok * qd + hh * hd], qd);
+    }
+}
+
+void attention(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int nseq, int ntok, int pos0,
+               KVCache* cache, Hooks* hooks) {
+  const int64_t rows = (int64_t)nseq * ntok, d = s.hidden, qd = s.q_dim(), kvd = s.kv_dim(), hd = s.head_dim;
+  const SiteHook hook{hooks, layer, rows};
   std::vector<float> h((size_t)rows * d);
   rms_norm(x, w.attn_norm.ptr(), h.data(), rows, d, s.rms_eps);
   hook(Site::AttnIn, h.data(), d);
@@ -274,97 +231,63 @@ void decoder_layer(const ModelSpec& s, const LayerWeights& w, int layer, float* 
     for (int64_t i = 0; i < rows * s.n_kv_heads; i++) k_pre->apply_row(&k[i * hd]);
     k_pre = nullptr;
   }
-
+  // Keys and values attention reads: this chunk's own, or the cache after appending them.
+  KVScratch scratch;
+  KVView kv{k.data(), v.data(), ntok};
   const int L = cache ? pos0 + ntok : ntok;  // keys visible to the last query
-  const float* kbase;
-  const float* vbase;
-  int64_t seq_stride;  // rows between sequences in the key/value buffers
-  std::vector<float> kread, vread;  // dequantized cache contents (quantized cache only)
   if (cache) {
-    for (int b = 0; b < nseq; b++) {
-      cache->write(layer, false, b, pos0, ntok, &k[(int64_t)b * ntok * kvd], k_pre);
-      cache->write(layer, true, b, pos0, ntok, &v[(int64_t)b * ntok * kvd]);
-    }
-    if (cache->quantized()) {
-      kread.resize((size_t)nseq * L * kvd);
-      vread.resize(kread.size());
-      for (int b = 0; b < nseq; b++) {
-        cache->read(layer, false, b, L, &kread[(size_t)b * L * kvd]);
-        cache->read(layer, true, b, L, &vread[(size_t)b * L * kvd]);
-      }
-      kbase = kread.data();
-      vbase = vread.data();
-      seq_stride = L;
-    } else {
-      kbase = cache->k[layer].data();
-      vbase = cache->v[layer].data();
-      seq_stride = cache->max_len;
-    }
-  } else {
-    kbase = k.data();
-    vbase = v.data();
-    seq_stride = ntok;
+    cache->append(layer, nseq, pos0, ntok, k.data(), v.data(), k_pre);
+    kv = cache->view(layer, nseq, L, &scratch);
   }
-
   std::vector<float> att((size_t)rows * qd);
-  std::vector<float> scores((size_t)ntok * L);
-  const float scale = 1.0f / std::sqrt((float)hd);
-  const int group = s.n_heads / s.n_kv_heads;
-  for (int b = 0; b < nseq; b++)
-    for (int hh = 0; hh < s.n_heads; hh++) {
-      const int kvh = hh / group;
-      const float* qp = &q[(int64_t)b * ntok * qd + hh * hd];
-      const float* kp = kbase + (int64_t)b * seq_stride * kvd + kvh * hd;
-      const float* vp = vbase + (int64_t)b * seq_stride * kvd + kvh * hd;
-      sgemm(false, true, ntok, L, hd, scale, qp, qd, kp, kvd, 0.0f, scores.data(), L);
-#pragma omp parallel for if (ntok > 16)
-      for (int i = 0; i < ntok; i++) {
-        float* sr = &scores[(int64_t)i * L];
-        const int p = (cache ? pos0 : 0) + i;  // absolute position of this query
-        const int lo = s.sliding_window > 0 ? std::max(0, p - s.sliding_window + 1) : 0;
-        float mx = -std::numeric_limits<float>::infinity();
-        for (int j = lo; j <= p; j++) mx = std::max(mx, sr[j]);
-        double sum = 0;
-        for (int j = 0; j < L; j++) {
-          float e = (j >= lo && j <= p) ? std::exp(sr[j] - mx) : 0.0f;
-          sr[j] = e;
-          sum += e;
-        }
-        const float inv = (float)(1.0 / sum);
-        for (int j = lo; j <= p; j++) sr[j] *= inv;
-      }
-      sgemm(false, false, ntok, hd, L, 1.0f, scores.data(), L, vp, kvd, 0.0f, &att[(int64_t)b * ntok * qd + hh * hd], qd);
-    }
+  attend(s, q.data(), kv, nseq, ntok, cache ? pos0 : 0, L, att.data());
   hook(Site::OIn, att.data(), qd);
   linear_forward(att.data(), rows, w.o, h.data());
-#pragma omp parallel for
-  for (int64_t i = 0; i < rows * d; i++) x[i] += h[i];
+  add_residual(x, h.data(), rows * d);
+}
 
-  // --- MLP (SwiGLU) ---
+void mlp(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int64_t rows, Hooks* hooks) {
+  const int64_t d = s.hidden, f = s.ffn;
+  const SiteHook hook{hooks, layer, rows};
+  std::vector<float> h((size_t)rows * d);
   rms_norm(x, w.mlp_norm.ptr(), h.data(), rows, d, s.rms_eps);
   hook(Site::MlpIn, h.data(), d);
-  const int64_t f = s.ffn;
   std::vector<float> g((size_t)rows * f), u((size_t)rows * f);
   linear_forward(h.data(), rows, w.gate, g.data());
   linear_forward(h.data(), rows, w.up, u.data());
 #pragma omp parallel for
-  for (int64_t i = 0; i < rows * f; i++) {
+  for (int64_t i = 0; i < rows * f; i++) {  // SwiGLU
     float a = g[i];
     g[i] = a / (1.0f + std::exp(-a)) * u[i];
   }
   hook(Site::DownIn, g.data(), f);
   linear_forward(g.data(), rows, w.down, h.data());
-  // The residual update doubles as the NaN/Inf check: x * 0 is 0 for finite x and NaN
-  // otherwise, so one extra multiply-add per element finds overflow where it starts.
-  float nonfinite = 0.0f;
-#pragma omp parallel for reduction(+ : nonfinite)
-  for (int64_t i = 0; i < rows * d; i++) {
-    x[i] += h[i];
-    nonfinite += x[i] * 0.0f;
+  add_residual(x, h.data(), rows * d);
+}
+
+void decoder_layer(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int nseq, int ntok, int pos0,
+                   KVCache* cache, Hooks* hooks) {
+  if (!cache && pos0 != 0) fail("decoder_layer: pos0 != 0 needs a KV cache");
+  if (cache && pos0 + ntok > cache->max_len) fail("KV cache too small for the requested positions");
+  const int64_t rows = (int64_t)nseq * ntok;
+  attention(s, w, layer, x, nseq, ntok, pos0, cache, hooks);
+  mlp(s, w, layer, x, rows, hooks);
+  check_finite(x, rows * s.hidden, layer);
+}
+
+void for_each_layer_chunk(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int nwin, int ctx, int chunk,
+                          const std::function<Hooks*(int b0)>& hooks_for, bool keep_output) {
+  if (chunk <= 0) fail("for_each_layer_chunk: chunk must be positive");
+  std::vector<float> tmp;
+  for (int b0 = 0; b0 < nwin; b0 += chunk) {
+    const int nb = std::min(chunk, nwin - b0);
+    float* xp = x + (int64_t)b0 * ctx * s.hidden;
+    if (!keep_output) {
+      tmp.assign(xp, xp + (int64_t)nb * ctx * s.hidden);
+      xp = tmp.data();
+    }
+    decoder_layer(s, w, layer, xp, nb, ctx, 0, nullptr, hooks_for(b0));
   }
-  if (nonfinite != 0.0f || std::isnan(nonfinite))
-    fail("model.layers." + std::to_string(layer) +
-         ": non-finite activation (NaN/Inf) in the layer output; the weights or quantization scales overflow fp32");
 }
 
 void final_logits(const Model& m, float* x, int64_t rows, float* logits, Hooks* hooks) {

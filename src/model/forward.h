@@ -4,8 +4,10 @@
 // diagnostics) see and modify every quantizable activation without copying this code.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
+#include "model/kv_cache.h"
 #include "model/model.h"
 #include "core/quantizer.h"
 #include "util/row_transform.h"
@@ -37,35 +39,30 @@ class Hooks {
   virtual const RowTransform* k_head_transform() const { return nullptr; }
 };
 
-// K/V cache for `nseq` sequences of up to `max_len` positions, per layer. fp32, or (when
-// k_spec/v_spec are quantizers of 2..8 bits with group = head_dim) packed integer codes: one
-// byte per value for 5..8 bits, two 4-bit codes per byte otherwise, with an fp32 scale and zero
-// point per token per head. Values are quantized when written, dequantized when attention reads.
-struct KVCache {
-  int nseq = 0, max_len = 0, kv_dim = 0, head_dim = 0, len = 0;  // len: positions filled
-  std::vector<std::vector<float>> k, v;  // fp32 mode: [layer][nseq * max_len * kv_dim]
-  QuantSpec k_spec, v_spec;              // quantized mode when enabled()
-  std::vector<std::vector<uint8_t>> kq, vq;            // [layer][nseq * max_len * bytes_per_row]
-  std::vector<std::vector<float>> kscale, kzero, vscale, vzero;  // [layer][nseq * max_len * n_kv]
-  KVCache(const ModelSpec& s, int nseq, int max_len);
-  KVCache(const ModelSpec& s, int nseq, int max_len, const QuantSpec& k_spec, const QuantSpec& v_spec);
-  bool quantized() const { return k_spec.enabled(); }
-  size_t bytes() const;  // storage actually held
-  // Writes rows [t0, t0+n) of sequence b in layer l from src [n, kv_dim]; reads rows [0, n) back.
-  // head_pre (quantized mode only) transforms each head's head_dim values in a buffer before
-  // they are quantized; src is not modified.
-  void write(int layer, bool is_v, int b, int t0, int n, const float* src, const RowTransform* head_pre = nullptr);
-  void read(int layer, bool is_v, int b, int n, float* dst) const;
-};
-
 // Embedding lookup: tokens[n] -> x[n, hidden]. Token ids are checked against the vocab.
 void embed_tokens(const Model& m, const int32_t* tokens, int64_t n, float* x);
 
-// One decoder layer over x [nseq*ntok, hidden] (sequence-major), positions pos0..pos0+ntok-1.
-// With a cache, K/V are appended at pos0 and attention covers positions 0..pos0+ntok-1;
-// without, attention covers only this chunk (pos0 must then be 0).
+// One decoder layer over x [nseq*ntok, hidden] (sequence-major), positions pos0..pos0+ntok-1:
+// x += attention(norm(x)); x += mlp(norm(x)). With a cache, K/V are appended at pos0 and
+// attention covers positions 0..pos0+ntok-1; without, attention covers only this chunk (pos0
+// must then be 0). Fails naming the layer if its output is not finite.
 void decoder_layer(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int nseq, int ntok, int pos0,
                    KVCache* cache, Hooks* hooks);
+// The two blocks of decoder_layer, each adding its output to the residual x.
+void attention(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int nseq, int ntok, int pos0,
+               KVCache* cache, Hooks* hooks);
+void mlp(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int64_t rows, Hooks* hooks);
+// Causal (optionally sliding-window) softmax(q k^T / sqrt(head_dim)) v for every head (GQA:
+// query head h reads kv head h / (n_heads / n_kv_heads)): q [nseq*ntok, q_dim] at absolute
+// positions qpos0.., keys 0..L-1 from kv; out [nseq*ntok, q_dim].
+void attend(const ModelSpec& s, const float* q, const KVView& kv, int nseq, int ntok, int qpos0, int L, float* out);
+
+// Runs layer `layer` over activations x [nwin*ctx, hidden] of nwin independent windows (no
+// cache), `chunk` windows at a time so attention's scratch stays bounded. hooks_for(b0) gives
+// the hooks of the chunk that starts at window b0. keep_output false: x is left unchanged
+// (the layer runs on a copy: a statistics-only pass).
+void for_each_layer_chunk(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int nwin, int ctx, int chunk,
+                          const std::function<Hooks*(int b0)>& hooks_for, bool keep_output = true);
 
 // Final norm + lm_head: x [rows, hidden] (overwritten with the normed values) -> logits [rows, vocab].
 void final_logits(const Model& m, float* x, int64_t rows, float* logits, Hooks* hooks);

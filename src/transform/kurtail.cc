@@ -5,6 +5,7 @@
 #include <Eigen/Dense>
 #include <cmath>
 #include <numeric>
+#include <optional>
 #include <random>
 
 #include "model/forward.h"
@@ -186,15 +187,14 @@ KurtailCapture capture_for_kurtail(const Model& m, const Windows& calib, int bud
   std::vector<float> x((size_t)total * s.hidden);
   embed_tokens(m, calib.tokens.data(), total, x.data());
   Progress prog("kurtail capture", s.n_layers, progress);
-  const int chunk = 8;
   for (int l = 0; l < s.n_layers; l++) {
     LayerWeights w = *m.layer(l);
     fold_layer_norms(w);  // capture x / rms(x), the input the folded linears see
-    for (int b0 = 0; b0 < calib.n(); b0 += chunk) {
-      int nb = std::min(chunk, calib.n() - b0);
-      CaptureRows hook(&c, &all, (int64_t)b0 * calib.ctx);
-      decoder_layer(s, w, l, x.data() + (int64_t)b0 * calib.ctx * s.hidden, nb, calib.ctx, 0, nullptr, &hook);
-    }
+    std::optional<CaptureRows> hook;  // one per chunk: it knows the chunk's first row
+    for_each_layer_chunk(s, w, l, x.data(), calib.n(), calib.ctx, /*chunk=*/8, [&](int b0) -> Hooks* {
+      hook.emplace(&c, &all, (int64_t)b0 * calib.ctx);
+      return &*hook;
+    });
     prog.update(l + 1, (int64_t)(l + 1) * total);
   }
   prog.finish();

@@ -1,0 +1,139 @@
+// The forward pass's named blocks (attention, mlp), the K/V cache view attention reads, and
+// the chunked layer loop the quantize pipeline and KurTail's capture share.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+
+#include "model/forward.h"
+#include "test_util.h"
+
+namespace kt {
+namespace {
+
+std::vector<float> embedded(const Model& m, int n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<int32_t> ids(n);
+  for (auto& t : ids) t = (int32_t)(rng() % m.spec.vocab);
+  std::vector<float> x((size_t)n * m.spec.hidden);
+  embed_tokens(m, ids.data(), n, x.data());
+  return x;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// Records, per site, how many times it was seen and the row count.
+struct SiteLog : Hooks {
+  std::vector<std::pair<Site, int64_t>> seen;
+  void on_activation(int, Site site, float*, int64_t rows, int64_t) override { seen.push_back({site, rows}); }
+};
+
+TEST(ForwardBlocks, DecoderLayerIsAttentionThenMlp) {
+  auto m = Model::open(test::tinyllama());
+  const auto& s = m->spec;
+  auto x = embedded(*m, 2 * 24, 1);
+  auto y = x;
+  SiteLog a, b;
+  decoder_layer(s, *m->layer(1), 1, x.data(), 2, 24, 0, nullptr, &a);
+  attention(s, *m->layer(1), 1, y.data(), 2, 24, 0, nullptr, &b);
+  mlp(s, *m->layer(1), 1, y.data(), 2 * 24, &b);
+  EXPECT_TRUE(same_bits(x, y));
+  ASSERT_EQ(a.seen.size(), 7u);  // AttnIn, Q, K, V, OIn, MlpIn, DownIn in order
+  const Site order[] = {Site::AttnIn, Site::Q, Site::K, Site::V, Site::OIn, Site::MlpIn, Site::DownIn};
+  for (int i = 0; i < 7; i++) {
+    EXPECT_EQ(a.seen[i].first, order[i]);
+    EXPECT_EQ(a.seen[i].second, 48);
+  }
+  EXPECT_EQ(a.seen, b.seen);
+}
+
+TEST(ForwardBlocks, Fp32CacheViewIsTheAppendedValuesInPlace) {
+  ModelSpec s;
+  s.hidden = 16, s.n_layers = 2, s.n_heads = 2, s.n_kv_heads = 1, s.head_dim = 8, s.ffn = 32, s.vocab = 10;
+  KVCache c(s, 2, 5);
+  std::vector<float> k(2 * 3 * 8), v(k.size());
+  for (size_t i = 0; i < k.size(); i++) k[i] = (float)i, v[i] = -(float)i;
+  c.append(1, 2, 0, 3, k.data(), v.data(), nullptr);
+  KVScratch scratch;
+  KVView kv = c.view(1, 2, 3, &scratch);
+  EXPECT_EQ(kv.seq_stride, 5);  // the storage itself: sequences max_len rows apart
+  EXPECT_EQ(kv.k, c.k[1].data());
+  EXPECT_TRUE(scratch.k.empty());
+  for (int b = 0; b < 2; b++)
+    for (int t = 0; t < 3; t++)
+      for (int j = 0; j < 8; j++) {
+        EXPECT_EQ(kv.k[(b * kv.seq_stride + t) * 8 + j], k[(b * 3 + t) * 8 + j]);
+        EXPECT_EQ(kv.v[(b * kv.seq_stride + t) * 8 + j], v[(b * 3 + t) * 8 + j]);
+      }
+}
+
+TEST(ForwardBlocks, QuantizedCacheViewIsEachHeadFakeQuantized) {
+  ModelSpec s;
+  s.hidden = 32, s.n_layers = 1, s.n_heads = 4, s.n_kv_heads = 2, s.head_dim = 8, s.ffn = 32, s.vocab = 10;
+  for (int bits : {4, 8}) {
+    QuantSpec q;
+    q.bits = bits;
+    q.symmetric = false;
+    q.gran = Granularity::PerGroup;
+    q.group = 8;
+    KVCache c(s, 2, 6, q, q);
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd;
+    std::vector<float> k(2 * 4 * 16), v(k.size());
+    for (auto& e : k) e = nd(rng);
+    for (auto& e : v) e = nd(rng);
+    // two appends: positions 0..1 then 2..3 of both sequences
+    std::vector<float> k0, v0, k1, v1;
+    for (int b = 0; b < 2; b++) {
+      k0.insert(k0.end(), k.begin() + b * 64, k.begin() + b * 64 + 32);
+      k1.insert(k1.end(), k.begin() + b * 64 + 32, k.begin() + b * 64 + 64);
+      v0.insert(v0.end(), v.begin() + b * 64, v.begin() + b * 64 + 32);
+      v1.insert(v1.end(), v.begin() + b * 64 + 32, v.begin() + b * 64 + 64);
+    }
+    c.append(0, 2, 0, 2, k0.data(), v0.data(), nullptr);
+    c.append(0, 2, 2, 2, k1.data(), v1.data(), nullptr);
+    KVScratch scratch;
+    KVView kv = c.view(0, 2, 4, &scratch);
+    EXPECT_EQ(kv.seq_stride, 4);
+    auto fk = k, fv = v;
+    fake_quant_ref(fk.data(), 2 * 4, 16, q);  // per group of head_dim = per token per head
+    fake_quant_ref(fv.data(), 2 * 4, 16, q);
+    for (size_t i = 0; i < k.size(); i++) {
+      EXPECT_FLOAT_EQ(kv.k[i], fk[i]) << bits << " bits, value " << i;
+      EXPECT_FLOAT_EQ(kv.v[i], fv[i]) << bits << " bits, value " << i;
+    }
+    EXPECT_NE(std::memcmp(kv.k, k.data(), k.size() * 4), 0) << "the view holds quantized values";
+  }
+}
+
+TEST(ForwardBlocks, ChunkedLayerLoopVisitsEveryChunkOnceAndKeepsOrLeavesX) {
+  auto m = Model::open(test::tinyllama());
+  const auto& s = m->spec;
+  const int nwin = 7, ctx = 16;
+  const auto x0 = embedded(*m, nwin * ctx, 2);
+  auto x = x0;
+  std::vector<int> starts;
+  SiteLog log;
+  for_each_layer_chunk(s, *m->layer(0), 0, x.data(), nwin, ctx, 3, [&](int b0) -> Hooks* {
+    starts.push_back(b0);
+    return &log;
+  }, /*keep_output=*/false);
+  EXPECT_EQ(starts, (std::vector<int>{0, 3, 6}));
+  EXPECT_TRUE(same_bits(x, x0)) << "a statistics-only pass leaves x as it was";
+  ASSERT_EQ(log.seen.size(), 21u);
+  EXPECT_EQ(log.seen[0].second, 3 * ctx);
+  EXPECT_EQ(log.seen[20].second, 1 * ctx);  // the last chunk holds one window
+
+  for_each_layer_chunk(s, *m->layer(0), 0, x.data(), nwin, ctx, 3, [](int) -> Hooks* { return nullptr; });
+  auto ref = x0;
+  for (int b0 = 0; b0 < nwin; b0 += 3)
+    decoder_layer(s, *m->layer(0), 0, ref.data() + (size_t)b0 * ctx * s.hidden, std::min(3, nwin - b0), ctx, 0,
+                  nullptr, nullptr);
+  EXPECT_TRUE(same_bits(x, ref));
+  EXPECT_FALSE(same_bits(x, x0));
+}
+
+}  // namespace
+}  // namespace kt
