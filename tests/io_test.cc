@@ -102,12 +102,12 @@ TEST(Config, RejectsUnsupportedRopeScalingAndArch) {
   std::string dir = test::temp_dir("cfg");
   write_file_atomic(dir + "/c.json",
                     R"({"model_type":"llama","hidden_size":64,"intermediate_size":128,"num_hidden_layers":1,)"
-                    R"("num_attention_heads":4,"vocab_size":10,"rope_scaling":{"type":"yarn","factor":4}})");
+                    R"("num_attention_heads":4,"vocab_size":10,"rope_scaling":{"type":"mrope","factor":4}})");
   try {
     read_hf_config(dir + "/c.json");
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("unsupported rope_scaling type 'yarn'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("unsupported rope_scaling type 'mrope'"), std::string::npos) << e.what();
   }
   write_file_atomic(dir + "/d.json", R"({"model_type":"gpt_neox","architectures":["GPTNeoXForCausalLM"]})");
   EXPECT_THROW(read_hf_config(dir + "/d.json"), Error);

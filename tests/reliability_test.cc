@@ -112,9 +112,9 @@ TEST(Reliability, UnsupportedArchitectureAndRopeScaling) {
   write_file_atomic(dir + "/config.json", bad.dump());
   test::expect_documented_error(test::run_cli("info --model " + dir), "unsupported architecture 'GPT2LMHeadModel'");
   bad = cfg;
-  bad["rope_scaling"] = {{"type", "yarn"}, {"factor", 4.0}};
+  bad["rope_scaling"] = {{"type", "mrope"}, {"factor", 4.0}};
   write_file_atomic(dir + "/config.json", bad.dump());
-  test::expect_documented_error(test::run_cli("info --model " + dir), "unsupported rope_scaling type 'yarn'");
+  test::expect_documented_error(test::run_cli("info --model " + dir), "unsupported rope_scaling type 'mrope'");
 }
 
 TEST(Reliability, TinyOrEmptyCalibrationText) {

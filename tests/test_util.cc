@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <filesystem>
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -42,12 +44,33 @@ QuantizeOptions quantize_for_test(Model& m, const std::string& method, int wbits
   return o;
 }
 
+namespace {
+std::vector<std::string>& made_temp_dirs() {
+  static std::vector<std::string> dirs;
+  return dirs;
+}
+}  // namespace
+
 std::string temp_dir(const std::string& tag) {
   std::string t = "/tmp/kurtail_test_" + tag + "_XXXXXX";
   std::vector<char> buf(t.begin(), t.end());
   buf.push_back(0);
   char* p = mkdtemp(buf.data());
-  return p ? std::string(p) : std::string("/tmp");
+  if (!p) return std::string("/tmp");
+  made_temp_dirs().push_back(p);
+  return std::string(p);
+}
+
+void remove_temp_dirs() {
+  if (std::getenv("KURTAIL_KEEP_TEST_DIRS")) return;
+  for (const auto& d : made_temp_dirs()) {
+    std::error_code ec;
+    // a test may have left a subdirectory unwritable (permission tests): make it removable
+    for (auto it = std::filesystem::recursive_directory_iterator(d, ec); !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec))
+      if (it->is_directory(ec)) std::filesystem::permissions(it->path(), std::filesystem::perms::owner_all, std::filesystem::perm_options::add, ec);
+    std::filesystem::remove_all(d, ec);
+  }
+  made_temp_dirs().clear();
 }
 
 }  // namespace kt::test

@@ -67,5 +67,8 @@ void expect_documented_error(const CmdResult& r, const std::string& must_contain
 
 // A fresh empty temp directory, removed by the caller (or left in /tmp).
 std::string temp_dir(const std::string& tag);
+// Removes every temp_dir of this process (test_main calls it after the run; a whole suite
+// left ~80 GB in /tmp before). KURTAIL_KEEP_TEST_DIRS=1 keeps them for debugging.
+void remove_temp_dirs();
 
 }  // namespace kt::test

@@ -16,6 +16,20 @@ void ModelSpec::validate(const std::string& where) const {
   req(head_dim % 2 == 0, "head_dim must be even for RoPE");
   req(max_pos > 0, "max_position_embeddings must be positive");
   req(rms_eps > 0 && rope_theta > 0, "rms_norm_eps and rope_theta must be positive");
+  req(sliding_window >= 0, "sliding_window must not be negative");
+  req(layer_slides.empty() || layer_slides.size() == (size_t)n_layers, "layer_types must list every layer");
+  const RopeScaling& r = rope_scaling;
+  if (!r.type.empty()) {
+    req(r.factor > 0 && r.original_max_position > 0 && r.attention_factor >= 0, "rope scaling factors must be positive");
+    req(r.low_freq_factor > 0 && r.high_freq_factor > r.low_freq_factor, "llama3 rope scaling needs 0 < low_freq_factor < high_freq_factor");
+    req(r.beta_fast > 0 && r.beta_slow > 0, "yarn beta_fast and beta_slow must be positive");
+  }
+  if (r.type == "longrope") {
+    req(r.short_factor.size() == (size_t)head_dim / 2 && r.long_factor.size() == (size_t)head_dim / 2,
+        "longrope short_factor and long_factor need head_dim / 2 = " + std::to_string(head_dim / 2) + " values each");
+    for (const auto* v : {&r.short_factor, &r.long_factor})
+      for (double f : *v) req(f > 0 && f < 1e12, "longrope factors must be positive");
+  }
 }
 
 }  // namespace kt

@@ -1,5 +1,6 @@
 // Architecture description of a Llama-family decoder (Llama, Mistral, Qwen2 share this graph).
 #pragma once
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -9,10 +10,17 @@ namespace kt {
 // ("rotate_half"); llama2.c and Meta's original code rotate adjacent (x[2i], x[2i+1]) pairs.
 enum class RopeStyle { RotateHalf, Interleaved };
 
+// RoPE frequency scaling as transformers' modeling_rope_utils computes it (model/rope.h has the
+// math). Fields a type does not use keep their defaults.
 struct RopeScaling {
-  std::string type;  // "" (none) or "llama3"
+  // "" (none), "linear", "dynamic" (NTK; only for forwards past max_pos), "yarn", "llama3", "longrope"
+  std::string type;
   double factor = 1.0, low_freq_factor = 1.0, high_freq_factor = 4.0;
   int original_max_position = 8192;
+  double attention_factor = 0;  // yarn, longrope: 0 = derived from factor as transformers does
+  double beta_fast = 32, beta_slow = 1, mscale = 0, mscale_all_dim = 0;  // yarn
+  bool truncate = true;                                                  // yarn
+  std::vector<double> short_factor, long_factor;  // longrope: head_dim / 2 each
 };
 
 struct ModelSpec {
@@ -27,9 +35,15 @@ struct ModelSpec {
   bool attn_o_bias = false;
   bool mlp_bias = false;
   int sliding_window = 0;  // 0: full causal attention
+  // Which layers use sliding_window (Qwen2 from max_window_layers on; `layer_types`); empty: all.
+  std::vector<uint8_t> layer_slides;
   int bos_id = 1;
   std::vector<int> eos_ids = {2};
 
+  // Attention window of layer l: 0 = full causal; w > 0: query i sees keys i-w < j <= i.
+  int window(int l) const {
+    return sliding_window > 0 && (layer_slides.empty() || layer_slides[(size_t)l]) ? sliding_window : 0;
+  }
   int q_dim() const { return n_heads * head_dim; }
   int kv_dim() const { return n_kv_heads * head_dim; }
   // Validates internal consistency; throws kt::Error naming `where`.

@@ -1,4 +1,5 @@
 // config.json -> ModelSpec. Kept in its own .cc so nlohmann/json stays out of headers.
+#include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -19,6 +20,117 @@ T get_or(const json& j, const char* key, T dflt, const std::string& path) {
   if (!j.contains(key) || j[key].is_null()) return dflt;
   if constexpr (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) return json_number<T>(j[key], path, key);
   else return j[key].get<T>();
+}
+
+// Reads the RoPE settings in either layout: transformers 4 (top-level rope_theta, rope_scaling
+// with `type` or `rope_type`) or transformers 5 (everything under rope_parameters). Every field
+// that changes the math is read; a field kurtail does not implement is refused, never ignored.
+void read_rope(const json& j, ModelSpec& s, const std::string& path) {
+  const bool v5 = j.contains("rope_parameters") && !j["rope_parameters"].is_null();
+  const bool v4 = j.contains("rope_scaling") && !j["rope_scaling"].is_null();
+  if (v5 && v4) fail(path, "both rope_parameters and rope_scaling are set; keep one");
+  static const json kEmpty = json::object();
+  const json& r = v5 ? j["rope_parameters"] : v4 ? j["rope_scaling"] : kEmpty;
+  const std::string where = v5 ? "rope_parameters" : "rope_scaling";
+  if (!r.is_object()) fail(path, where + " must be an object, not " + json_type_name(r));
+  for (auto it = r.begin(); it != r.end(); ++it)
+    if (it.value().is_object())
+      fail(path, where + " per layer type (" + quote(it.key()) + ") is not supported");
+  s.rope_theta = get_or<double>(j, "rope_theta", 10000.0, path);
+  if (v5 && r.contains("rope_theta")) {
+    const double t = get_or<double>(r, "rope_theta", s.rope_theta, path);
+    if (j.contains("rope_theta") && t != s.rope_theta)
+      fail(path, "rope_theta differs between the top level and rope_parameters");
+    s.rope_theta = t;
+  }
+  for (const json* src : {&j, &r})
+    if (get_or<double>(*src, "partial_rotary_factor", 1.0, path) != 1.0)
+      fail(path, "partial_rotary_factor other than 1 is not supported");
+  std::string t = r.contains("rope_type") ? get_or<std::string>(r, "rope_type", "", path) : get_or<std::string>(r, "type", "", path);
+  if (t == "default") t = "";
+  if (t == "su") t = "longrope";  // the name early Phi-3 configs used
+  // Fields each type reads (besides rope_type/type/rope_theta/partial_rotary_factor).
+  static const std::map<std::string, std::vector<std::string>> kFields = {
+      {"", {}},
+      {"linear", {"factor"}},
+      {"dynamic", {"factor"}},
+      {"llama3", {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}},
+      {"yarn", {"factor", "original_max_position_embeddings", "attention_factor", "beta_fast", "beta_slow", "mscale",
+                "mscale_all_dim", "truncate"}},
+      {"longrope", {"factor", "short_factor", "long_factor", "original_max_position_embeddings", "attention_factor"}}};
+  auto known = kFields.find(t);
+  if (known == kFields.end())
+    fail(path, "unsupported " + where + " type " + quote(t) + " (supported: none, linear, dynamic, yarn, llama3, longrope)");
+  for (auto it = r.begin(); it != r.end(); ++it) {
+    const std::string& k = it.key();
+    if (k == "rope_type" || k == "type" || k == "rope_theta" || k == "partial_rotary_factor") continue;
+    if (std::find(known->second.begin(), known->second.end(), k) == known->second.end() && !it.value().is_null())
+      fail(path, where + " field " + quote(k) + " is not supported for rope type " + quote(t.empty() ? "default" : t));
+  }
+  RopeScaling& rs = s.rope_scaling;
+  rs.type = t;
+  if (t.empty()) return;
+  auto need = [&](const char* key) {
+    if (!r.contains(key) || r[key].is_null()) fail(path, where + " of type " + quote(t) + " needs " + key);
+  };
+  // original_max_position_embeddings: inside the rope dict or (Phi-3, transformers 4) top level
+  const int top_orig = get_or<int>(j, "original_max_position_embeddings", 0, path);
+  const int orig = get_or<int>(r, "original_max_position_embeddings", top_orig, path);
+  if (t == "linear" || t == "dynamic") {
+    need("factor");
+    rs.factor = get_or<double>(r, "factor", 1.0, path);
+  } else if (t == "llama3") {
+    rs.factor = get_or<double>(r, "factor", 8.0, path);
+    rs.low_freq_factor = get_or<double>(r, "low_freq_factor", 1.0, path);
+    rs.high_freq_factor = get_or<double>(r, "high_freq_factor", 4.0, path);
+    rs.original_max_position = orig > 0 ? orig : 8192;
+  } else if (t == "yarn") {
+    rs.original_max_position = orig > 0 ? orig : s.max_pos;
+    rs.factor = get_or<double>(r, "factor", (double)s.max_pos / rs.original_max_position, path);
+    rs.attention_factor = get_or<double>(r, "attention_factor", 0.0, path);
+    rs.beta_fast = get_or<double>(r, "beta_fast", 32.0, path);
+    rs.beta_slow = get_or<double>(r, "beta_slow", 1.0, path);
+    rs.mscale = get_or<double>(r, "mscale", 0.0, path);
+    rs.mscale_all_dim = get_or<double>(r, "mscale_all_dim", 0.0, path);
+    rs.truncate = get_or<bool>(r, "truncate", true, path);
+  } else if (t == "longrope") {
+    need("short_factor");
+    need("long_factor");
+    rs.original_max_position = orig > 0 ? orig : s.max_pos;
+    rs.factor = get_or<double>(r, "factor", (double)s.max_pos / rs.original_max_position, path);
+    rs.attention_factor = get_or<double>(r, "attention_factor", 0.0, path);
+    for (auto [key, dst] : {std::pair{"short_factor", &rs.short_factor}, std::pair{"long_factor", &rs.long_factor}}) {
+      const json& a = r[key];
+      if (!a.is_array() || a.size() > 4096) fail(path, where + "." + key + " must be an array of numbers");
+      for (const json& v : a) dst->push_back(json_number<double>(v, path, key));
+    }
+  }
+}
+
+// Which layers slide, as transformers decides: `layer_types` when given; else Qwen2 slides
+// layers from max_window_layers on (only with use_sliding_window) and Mistral every layer.
+void read_sliding(const json& j, ModelSpec& s, const std::string& path) {
+  if (s.arch == "llama") return;  // LlamaAttention has no sliding window
+  int window = get_or<int>(j, "sliding_window", 0, path);
+  if (s.arch == "qwen2" && !get_or<bool>(j, "use_sliding_window", false, path)) window = 0;
+  if (window < 0) fail(path, "sliding_window must not be negative");
+  s.sliding_window = window;
+  if (j.contains("layer_types") && !j["layer_types"].is_null()) {
+    const json& lt = j["layer_types"];
+    if (!lt.is_array() || lt.size() != (size_t)s.n_layers)
+      fail(path, "layer_types must list num_hidden_layers = " + std::to_string(s.n_layers) + " entries");
+    for (const json& e : lt) {
+      const std::string t = e.is_string() ? e.get<std::string>() : "";
+      if (t != "full_attention" && t != "sliding_attention")
+        fail(path, "unsupported layer_types entry " + (e.is_string() ? quote(t) : json_type_name(e)) +
+                       " (supported: full_attention, sliding_attention)");
+      s.layer_slides.push_back(t == "sliding_attention");
+    }
+  } else if (s.arch == "qwen2" && window > 0) {
+    const int mwl = get_or<int>(j, "max_window_layers", 28, path);  // Qwen2Config's default
+    for (int l = 0; l < s.n_layers; l++) s.layer_slides.push_back(l >= mwl);
+  }
+  if (window == 0) s.layer_slides.clear();
 }
 
 }  // namespace
@@ -54,33 +166,17 @@ ModelSpec read_hf_config(const std::string& path) {
     s.vocab = get_or<int>(j, "vocab_size", 0, path);
     s.max_pos = get_or<int>(j, "max_position_embeddings", 2048, path);
     s.rms_eps = get_or<double>(j, "rms_norm_eps", 1e-6, path);
-    s.rope_theta = get_or<double>(j, "rope_theta", 10000.0, path);
     s.tie_embeddings = get_or<bool>(j, "tie_word_embeddings", false, path);
     if (s.arch == "qwen2") {
       s.attn_qkv_bias = true;  // Qwen2 always has q/k/v bias, no o_proj bias
-      if (get_or<bool>(j, "use_sliding_window", false, path)) s.sliding_window = get_or<int>(j, "sliding_window", 0, path);
     } else {
       s.attn_qkv_bias = s.attn_o_bias = get_or<bool>(j, "attention_bias", false, path);
-      if (s.arch == "mistral") s.sliding_window = get_or<int>(j, "sliding_window", 0, path);
     }
     s.mlp_bias = get_or<bool>(j, "mlp_bias", false, path);
     if (get_or<bool>(j, "rope_interleaved", false, path))
       fail(path, "rope_interleaved=true is not supported for HF checkpoints");
-    if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
-      const json& r = j["rope_scaling"];
-      std::string t = r.contains("rope_type") ? r["rope_type"].get<std::string>() : get_or<std::string>(r, "type", "", path);
-      if (t == "llama3") {
-        s.rope_scaling.type = "llama3";
-        s.rope_scaling.factor = get_or<double>(r, "factor", 8.0, path);
-        s.rope_scaling.low_freq_factor = get_or<double>(r, "low_freq_factor", 1.0, path);
-        s.rope_scaling.high_freq_factor = get_or<double>(r, "high_freq_factor", 4.0, path);
-        s.rope_scaling.original_max_position = get_or<int>(r, "original_max_position_embeddings", 8192, path);
-      } else if (t == "default" || t.empty()) {
-        // no scaling
-      } else {
-        fail(path, "unsupported rope_scaling type " + quote(t) + " (supported: none, llama3)");
-      }
-    }
+    read_rope(j, s, path);
+    read_sliding(j, s, path);
     if (j.contains("bos_token_id") && j["bos_token_id"].is_number_integer())
       s.bos_id = json_number<int>(j["bos_token_id"], path, "bos_token_id");
     if (j.contains("eos_token_id")) {
@@ -123,13 +219,40 @@ std::string spec_to_hf_config(const ModelSpec& s) {
   if (s.sliding_window > 0) {
     j["sliding_window"] = s.sliding_window;
     if (s.arch == "qwen2") j["use_sliding_window"] = true;
+    if (!s.layer_slides.empty()) {
+      json lt = json::array();
+      for (uint8_t b : s.layer_slides) lt.push_back(b ? "sliding_attention" : "full_attention");
+      j["layer_types"] = lt;
+      // Qwen2 configs read by transformers 4 (no layer_types): the same layers when they are
+      // a suffix, which is the only pattern Qwen2's max_window_layers can express.
+      if (s.arch == "qwen2") {
+        int first = s.n_layers;
+        while (first > 0 && s.layer_slides[first - 1]) first--;
+        j["max_window_layers"] = first;
+      }
+    }
   }
-  if (s.rope_scaling.type == "llama3")
-    j["rope_scaling"] = {{"rope_type", "llama3"},
-                         {"factor", s.rope_scaling.factor},
-                         {"low_freq_factor", s.rope_scaling.low_freq_factor},
-                         {"high_freq_factor", s.rope_scaling.high_freq_factor},
-                         {"original_max_position_embeddings", s.rope_scaling.original_max_position}};
+  const RopeScaling& r = s.rope_scaling;
+  if (!r.type.empty()) {
+    json rj = {{"rope_type", r.type}, {"factor", r.factor}};
+    if (r.type == "llama3")
+      rj.update({{"low_freq_factor", r.low_freq_factor},
+                 {"high_freq_factor", r.high_freq_factor},
+                 {"original_max_position_embeddings", r.original_max_position}});
+    if (r.type == "yarn")
+      rj.update({{"original_max_position_embeddings", r.original_max_position},
+                 {"beta_fast", r.beta_fast},
+                 {"beta_slow", r.beta_slow},
+                 {"truncate", r.truncate}});
+    if (r.type == "longrope")
+      rj.update({{"original_max_position_embeddings", r.original_max_position},
+                 {"short_factor", r.short_factor},
+                 {"long_factor", r.long_factor}});
+    if ((r.type == "yarn" || r.type == "longrope") && r.attention_factor > 0) rj["attention_factor"] = r.attention_factor;
+    if (r.type == "yarn" && r.mscale > 0) rj["mscale"] = r.mscale;
+    if (r.type == "yarn" && r.mscale_all_dim > 0) rj["mscale_all_dim"] = r.mscale_all_dim;
+    j["rope_scaling"] = rj;
+  }
   return j.dump(2);
 }
 

@@ -71,68 +71,6 @@ void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t co
   }
 }
 
-namespace {
-
-std::vector<float> rope_inv_freq(const ModelSpec& s) {
-  const int half = s.head_dim / 2;
-  std::vector<float> inv(half);
-  for (int i = 0; i < half; i++) {
-    double f = 1.0 / std::pow(s.rope_theta, (2.0 * i) / s.head_dim);
-    if (s.rope_scaling.type == "llama3") {
-      const auto& r = s.rope_scaling;
-      double wavelen = 2 * M_PI / f;
-      double low_wl = r.original_max_position / r.low_freq_factor;
-      double high_wl = r.original_max_position / r.high_freq_factor;
-      if (wavelen > low_wl) {
-        f = f / r.factor;
-      } else if (wavelen >= high_wl) {
-        double smooth = (r.original_max_position / wavelen - r.low_freq_factor) / (r.high_freq_factor - r.low_freq_factor);
-        f = (1 - smooth) * f / r.factor + smooth * f;
-      }
-    }
-    inv[i] = (float)f;
-  }
-  return inv;
-}
-
-}  // namespace
-
-void apply_rope(const ModelSpec& s, float* x, int64_t ntok, int nheads, int pos0, int nseq) {
-  const int hd = s.head_dim, half = hd / 2;
-  const std::vector<float> inv = rope_inv_freq(s);
-  // cos/sin per position, computed as HF does: fp32 angle, then cos/sin.
-  std::vector<float> cs((size_t)ntok * half), sn((size_t)ntok * half);
-  for (int64_t t = 0; t < ntok; t++)
-    for (int i = 0; i < half; i++) {
-      float ang = (float)(pos0 + t) * inv[i];
-      cs[t * half + i] = (float)std::cos((double)ang);
-      sn[t * half + i] = (float)std::sin((double)ang);
-    }
-  const int64_t width = (int64_t)nheads * hd;
-#pragma omp parallel for collapse(2)
-  for (int b = 0; b < nseq; b++)
-    for (int64_t t = 0; t < ntok; t++) {
-      const float* c = &cs[t * half];
-      const float* sv = &sn[t * half];
-      for (int h = 0; h < nheads; h++) {
-        float* v = x + ((int64_t)b * ntok + t) * width + (int64_t)h * hd;
-        if (s.rope_style == RopeStyle::RotateHalf) {
-          for (int i = 0; i < half; i++) {
-            float a = v[i], bb = v[i + half];
-            v[i] = a * c[i] - bb * sv[i];
-            v[i + half] = bb * c[i] + a * sv[i];
-          }
-        } else {
-          for (int i = 0; i < half; i++) {
-            float a = v[2 * i], bb = v[2 * i + 1];
-            v[2 * i] = a * c[i] - bb * sv[i];
-            v[2 * i + 1] = a * sv[i] + bb * c[i];
-          }
-        }
-      }
-    }
-}
-
 void embed_tokens(const Model& m, const int32_t* tokens, int64_t n, float* x) {
   const int64_t d = m.spec.hidden;
   for (int64_t i = 0; i < n; i++) {
@@ -176,7 +114,8 @@ void check_finite(const float* x, int64_t n, int layer) {
 
 }  // namespace
 
-void attend(const ModelSpec& s, const float* q, const KVView& kv, int nseq, int ntok, int qpos0, int L, float* out) {
+void attend(const ModelSpec& s, const float* q, const KVView& kv, int nseq, int ntok, int qpos0, int L, int window,
+            float* out) {
   const int64_t qd = s.q_dim(), kvd = s.kv_dim(), hd = s.head_dim;
   std::vector<float> scores((size_t)ntok * L);
   const float scale = 1.0f / std::sqrt((float)hd);
@@ -192,7 +131,7 @@ void attend(const ModelSpec& s, const float* q, const KVView& kv, int nseq, int 
       for (int i = 0; i < ntok; i++) {
         float* sr = &scores[(int64_t)i * L];
         const int p = qpos0 + i;  // absolute position of this query
-        const int lo = s.sliding_window > 0 ? std::max(0, p - s.sliding_window + 1) : 0;
+        const int lo = window > 0 ? std::max(0, p - window + 1) : 0;
         float mx = -std::numeric_limits<float>::infinity();
         for (int j = lo; j <= p; j++) mx = std::max(mx, sr[j]);
         double sum = 0;
@@ -240,7 +179,7 @@ void attention(const ModelSpec& s, const LayerWeights& w, int layer, float* x, i
     kv = cache->view(layer, nseq, L, &scratch);
   }
   std::vector<float> att((size_t)rows * qd);
-  attend(s, q.data(), kv, nseq, ntok, cache ? pos0 : 0, L, att.data());
+  attend(s, q.data(), kv, nseq, ntok, cache ? pos0 : 0, L, s.window(layer), att.data());
   hook(Site::OIn, att.data(), qd);
   linear_forward(att.data(), rows, w.o, h.data());
   add_residual(x, h.data(), rows * d);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "model/kv_cache.h"
+#include "model/rope.h"
 #include "model/model.h"
 #include "core/quantizer.h"
 #include "util/row_transform.h"
@@ -52,10 +53,11 @@ void decoder_layer(const ModelSpec& s, const LayerWeights& w, int layer, float* 
 void attention(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int nseq, int ntok, int pos0,
                KVCache* cache, Hooks* hooks);
 void mlp(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int64_t rows, Hooks* hooks);
-// Causal (optionally sliding-window) softmax(q k^T / sqrt(head_dim)) v for every head (GQA:
-// query head h reads kv head h / (n_heads / n_kv_heads)): q [nseq*ntok, q_dim] at absolute
-// positions qpos0.., keys 0..L-1 from kv; out [nseq*ntok, q_dim].
-void attend(const ModelSpec& s, const float* q, const KVView& kv, int nseq, int ntok, int qpos0, int L, float* out);
+// Causal softmax(q k^T / sqrt(head_dim)) v for every head (GQA: query head h reads kv head
+// h / (n_heads / n_kv_heads)): q [nseq*ntok, q_dim] at absolute positions qpos0.., keys 0..L-1
+// from kv; out [nseq*ntok, q_dim]. window > 0: query i sees only keys i-window < j <= i.
+void attend(const ModelSpec& s, const float* q, const KVView& kv, int nseq, int ntok, int qpos0, int L, int window,
+            float* out);
 
 // Runs layer `layer` over activations x [nwin*ctx, hidden] of nwin independent windows (no
 // cache), `chunk` windows at a time so attention's scratch stays bounded. hooks_for(b0) gives
@@ -76,6 +78,5 @@ void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t co
 void linear_forward(const float* x, int64_t rows, const Linear& l, float* y);
 // y[M,N] = x[M,K] * W[N,K]^T through OpenBLAS.
 void sgemm_nt(const float* x, const float* w, float* y, int64_t M, int64_t N, int64_t K);
-void apply_rope(const ModelSpec& s, float* x, int64_t ntok, int nheads, int pos0, int nseq);
 
 }  // namespace kt
