@@ -10,6 +10,7 @@
 #include "io/hf_config.h"
 #include "io/safetensors.h"
 #include "kernels/packed.h"
+#include "model/pack_linear.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "util/interrupt.h"
@@ -82,19 +83,12 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
       ts.emplace_back(p + "input_layernorm.weight", &w.attn_norm);
       ts.emplace_back(p + "post_attention_layernorm.weight", &w.mlp_norm);
       auto lin = [&](const std::string& n, const Linear& li) {
-        if (packed && !li.qscale.empty() && (li.qbits == 4 || li.qbits == 8) &&
-            (li.qscale.dim(1) == 1 || (li.in() / li.qscale.dim(1)) % 8 == 0)) {
-          const int N = (int)li.out(), K = (int)li.in(), G = (int)li.qscale.dim(1);
-          std::vector<int8_t> q((size_t)N * K);
-          for (int i = 0; i < N; i++)
-            for (int k = 0; k < K; k++) {
-              const float sc = li.qscale.data[(size_t)i * G + k / (K / G)];  // 0 for an all-zero group
-              q[(size_t)i * K + k] = sc != 0 ? (int8_t)std::nearbyint(li.w.data[(size_t)i * K + k] / sc) : 0;
-            }
-          PackedWeight pw = pack_weights_ref(li.qbits == 4 ? QType::Q4 : QType::Q8, q.data(), N, K, G > 1 ? K / G : 0,
-                                             li.qscale.ptr());
-          Tensor bytes({(int64_t)pw.data.size()});
-          for (size_t i = 0; i < pw.data.size(); i++) bytes.data[i] = pw.data[i];
+        // null: no packed form (no recorded grid, or a group size the packed layout cannot hold)
+        const std::shared_ptr<const PackedWeight> pw =
+            packed ? pack_linear(li, m.path, "layer " + std::to_string(l) + " " + n) : nullptr;
+        if (pw) {
+          Tensor bytes({(int64_t)pw->data.size()});
+          for (size_t i = 0; i < pw->data.size(); i++) bytes.data[i] = pw->data[i];
           packed_keep.push_back(std::move(bytes));
           packed_names.push_back(p + n + ".qweight");
           ts.emplace_back(p + n + ".qweight", &packed_keep.back());

@@ -16,7 +16,7 @@ namespace kt {
 
 void gemm_acc_scalar(const QuantizedActs& a, const PackedWeight& w, int32_t* acc) {
   const int G = w.groups(), K8 = w.Kp / 8;
-  const size_t step = w.type == QType::Q4 ? 64 : 128;
+  const size_t step = step_bytes(w.type);
 #pragma omp parallel for if ((int64_t)a.M * w.Np * w.Kp > (1 << 20))
   for (int m = 0; m < a.M; m++) {
     const int8_t* x = &a.q[(size_t)m * a.Kp];

@@ -57,40 +57,33 @@ Kernel active_kernel() {
 }
 
 PackedWeight pack_weights_ref(QType t, const int8_t* q, int N, int K, int group, const float* scales) {
+  const WTypeTraits& tt = wtype_traits(t);
+  if (!tt.packed()) fail(std::string("packed weights: type ") + tt.name + " is not a packed type");
   PackedWeight p;
   p.type = t;
   p.N = N;
   p.K = K;
-  p.Np = (N + 15) / 16 * 16;
-  p.Kp = (K + 7) / 8 * 8;
+  p.Np = (N + kTileN - 1) / kTileN * kTileN;
+  p.Kp = (K + kStepK - 1) / kStepK * kStepK;
   if (group <= 0 || group >= K) group = p.Kp;
-  if (group % 8 || p.Kp % group) fail("packed weights: group must be a multiple of 8 dividing K");
+  if (group % kStepK || p.Kp % group) fail("packed weights: group must be a multiple of 8 dividing K");
   p.group = group;
   const int G = p.Kp / group;
   p.scales.assign((size_t)N * G, 0.0f);
   std::copy(scales, scales + (size_t)N * G, p.scales.begin());
-  auto at = [&](int n, int k) -> int { return (n < N && k < K) ? q[(size_t)n * K + k] : 0; };
-  const size_t step = step_bytes(t);
-  p.data.assign((size_t)(p.Np / 16) * (p.Kp / 8) * step, 0);
-  for (int tile = 0; tile < p.Np / 16; tile++)
-    for (int k8 = 0; k8 < p.Kp / 8; k8++) {
-      uint8_t* d = &p.data[((size_t)tile * (p.Kp / 8) + k8) * step];
-      Q4Step s4{};
-      Q8Step s8{};
-      for (int c = 0; c < 16; c++)
-        for (int j = 0; j < 4; j++) {
-          int n = tile * 16 + c, k = k8 * 8 + j;
-          if (t == QType::Q4) {
-            int lo = at(n, k), hi = at(n, k + 4);
-            if (lo < -8 || lo > 7 || hi < -8 || hi > 7) fail("packed weights: int4 value out of range");
-            s4.u[c][j] = (uint8_t)((lo + 8) | ((hi + 8) << 4));
-          } else {
-            s8.lo[c][j] = (int8_t)at(n, k);
-            s8.hi[c][j] = (int8_t)at(n, k + 4);
-          }
+  const int steps_k = p.Kp / kStepK;
+  p.data.assign(tt.packed_bytes(N, K), 0);
+  int8_t codes[kTileN * kStepK];
+  for (int tile = 0; tile < p.Np / kTileN; tile++)
+    for (int k8 = 0; k8 < steps_k; k8++) {
+      for (int c = 0; c < kTileN; c++)
+        for (int j = 0; j < kStepK; j++) {
+          const int n = tile * kTileN + c, k = k8 * kStepK + j;
+          const int v = (n < N && k < K) ? q[(size_t)n * K + k] : 0;  // padding is zero weights
+          if (v < tt.qmin || v > tt.qmax) fail(std::string("packed weights: ") + tt.name + " value out of range");
+          codes[c * kStepK + j] = (int8_t)v;
         }
-      if (t == QType::Q4) std::memcpy(d, &s4, sizeof s4);
-      else std::memcpy(d, &s8, sizeof s8);
+      tt.pack_step(codes, &p.data[((size_t)tile * steps_k + k8) * tt.step_bytes]);
     }
   finalize_packed(p);
   return p;
@@ -111,21 +104,17 @@ void finalize_packed(PackedWeight& p) {
 }
 
 void unpack_weights_ref(const PackedWeight& p, int8_t* q) {
-  const size_t step = step_bytes(p.type);
-  for (int n = 0; n < p.N; n++)
-    for (int k = 0; k < p.K; k++) {
-      const uint8_t* d = &p.data[((size_t)(n / 16) * (p.Kp / 8) + k / 8) * step];
-      int c = n % 16, j = k % 8;
-      if (p.type == QType::Q4) {
-        Q4Step s;
-        std::memcpy(&s, d, sizeof s);
-        uint8_t b = s.u[c][j & 3];
-        q[(size_t)n * p.K + k] = (int8_t)((j < 4 ? (b & 15) : (b >> 4)) - 8);
-      } else {
-        Q8Step s;
-        std::memcpy(&s, d, sizeof s);
-        q[(size_t)n * p.K + k] = j < 4 ? s.lo[c][j & 3] : s.hi[c][j & 3];
-      }
+  const WTypeTraits& tt = wtype_traits(p.type);
+  const int steps_k = p.Kp / kStepK;
+  int8_t codes[kTileN * kStepK];
+  for (int tile = 0; tile < p.Np / kTileN; tile++)
+    for (int k8 = 0; k8 < steps_k; k8++) {
+      tt.unpack_step(&p.data[((size_t)tile * steps_k + k8) * tt.step_bytes], codes);
+      for (int c = 0; c < kTileN; c++)
+        for (int j = 0; j < kStepK; j++) {
+          const int n = tile * kTileN + c, k = k8 * kStepK + j;
+          if (n < p.N && k < p.K) q[(size_t)n * p.K + k] = codes[c * kStepK + j];
+        }
     }
 }
 
@@ -197,23 +186,24 @@ std::shared_ptr<const PackedWeight> load_packed_weight(const TensorSource& src, 
   const TensorInfo& qi = src.info(name + ".qweight");
   const TensorInfo& si = src.info(name + ".qscale");
   Tensor qb = src.load(name + ".qbits");
-  if (qb.numel() != 1 || (qb.data[0] != 4 && qb.data[0] != 8)) fail(qi.file, quote(name + ".qbits") + " must be 4 or 8");
+  const std::optional<WType> type = qb.numel() == 1 ? wtype_for_bits(qb.data[0]) : std::nullopt;
+  if (!type) fail(qi.file, quote(name + ".qbits") + " must be " + packed_wtype_bits_list());
   if (qi.dtype != DType::U8) fail(qi.file, quote(name + ".qweight") + " must be U8");
   *qscale = to_f32(si);
   if (qscale->shape.size() != 2 || qscale->dim(0) != N || qscale->dim(1) <= 0)
     fail(si.file, quote(name + ".qscale") + " has a bad shape");
   auto p = std::make_shared<PackedWeight>();
-  p->type = qb.data[0] == 4 ? QType::Q4 : QType::Q8;
-  *qbits = (int)qb.data[0];
+  p->type = *type;
+  *qbits = wtype_traits(*type).bits;
   p->N = N;
   p->K = K;
-  p->Np = (N + 15) / 16 * 16;
-  p->Kp = (K + 7) / 8 * 8;
+  p->Np = (N + kTileN - 1) / kTileN * kTileN;
+  p->Kp = (K + kStepK - 1) / kStepK * kStepK;
   const int G = (int)qscale->dim(1);
   if (p->Kp % G) fail(si.file, quote(name + ".qscale") + " group count does not divide K");
   p->group = p->Kp / G;
-  if (p->group % 8) fail(si.file, quote(name + ".qscale") + " implies a group size that is not a multiple of 8");
-  const size_t want = (size_t)(p->Np / 16) * (p->Kp / 8) * (p->type == QType::Q4 ? 64 : 128);
+  if (p->group % kStepK) fail(si.file, quote(name + ".qscale") + " implies a group size that is not a multiple of 8");
+  const size_t want = wtype_traits(p->type).packed_bytes(N, K);
   if (qi.nbytes != want)
     fail(qi.file, quote(name + ".qweight") + " has " + std::to_string(qi.nbytes) + " bytes, expected " + std::to_string(want));
   p->data.assign(qi.data, qi.data + qi.nbytes);
@@ -225,10 +215,12 @@ std::shared_ptr<const PackedWeight> load_packed_weight(const TensorSource& src, 
 std::vector<float> dequantize_packed(const PackedWeight& p) {
   std::vector<int8_t> q((size_t)p.N * p.K);
   unpack_weights_ref(p, q.data());
+  const WTypeTraits& tt = wtype_traits(p.type);
   const int G = p.groups();
   std::vector<float> w(q.size());
   for (int n = 0; n < p.N; n++)
-    for (int k = 0; k < p.K; k++) w[(size_t)n * p.K + k] = q[(size_t)n * p.K + k] * p.scales[(size_t)n * G + k / p.group];
+    for (int k = 0; k < p.K; k++)
+      w[(size_t)n * p.K + k] = tt.dequantize(q[(size_t)n * p.K + k], p.scales[(size_t)n * G + k / p.group]);
   return w;
 }
 

@@ -14,11 +14,14 @@
 #include <string>
 #include <vector>
 
+#include "kernels/wtype.h"
 #include "util/row_transform.h"
 
 namespace kt {
 
-enum class QType { Q4, Q8 };
+// The packed weight types are rows of the weight-type table (kernels/wtype.h); the kernels
+// name them QType. A PackedWeight's type is always a packed row (Q4 or Q8), never F32.
+using QType = WType;
 
 enum class Kernel { Scalar, Avx2, Vnni };
 const char* kernel_name(Kernel k);
@@ -41,7 +44,7 @@ struct Q8Step {
   int8_t hi[16][4];  // w[c, k8*8 + 4 + j]
 };
 static_assert(sizeof(Q8Step) == 128, "a Q8 step is two zmm registers");
-inline size_t step_bytes(QType t) { return t == QType::Q4 ? sizeof(Q4Step) : sizeof(Q8Step); }
+inline size_t step_bytes(QType t) { return wtype_traits(t).step_bytes; }
 
 struct PackedWeight {
   QType type = QType::Q4;
@@ -61,7 +64,9 @@ struct PackedWeight {
 void finalize_packed(PackedWeight& p);
 
 
-// Integer weights (row-major [N, K], values in range for the type) + scales [N, G] -> packed.
+// Integer weights (row-major [N, K], values in range for the type) + scales [N, G] -> packed,
+// one step at a time through the type's table row (kernels/wtype.h). Refuses a type that is
+// not packed and a code outside [qmin, qmax].
 PackedWeight pack_weights_ref(QType t, const int8_t* q, int N, int K, int group, const float* scales);
 // Inverse of the packing (for tests and export): q [N, K].
 void unpack_weights_ref(const PackedWeight& p, int8_t* q);
@@ -96,7 +101,7 @@ struct Tensor;
 // and validates every size against N, K and the type before use.
 std::shared_ptr<const PackedWeight> load_packed_weight(const TensorSource& src, const std::string& name, int N, int K,
                                                        Tensor* qscale, int* qbits);
-// Dequantized fp32 weights [N, K] (w = q * scale) of a packed weight.
+// Dequantized fp32 weights [N, K] (w = q * scale, WTypeTraits::dequantize) of a packed weight.
 std::vector<float> dequantize_packed(const PackedWeight& p);
 
 

@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "kernels/gemm.h"
+#include "kernels/wtype.h"
 #include "util/error.h"
 
 namespace kt {
@@ -26,17 +27,13 @@ void Hessian::add(const float* x, int64_t rows) {
   count_ += rows;
 }
 
-namespace {
-bool records_scales(const QuantSpec& ws) {
-  return ws.enabled() && ws.symmetric && (ws.bits == 4 || ws.bits == 8) && ws.gran != Granularity::PerTensor;
-}
-}  // namespace
-
 void rtn_quantize(Linear& l, const QuantSpec& ws) {
   if (!ws.enabled()) return;
   const int64_t rows = l.out(), cols = l.in();
   const int64_t g = ws.gran == Granularity::PerGroup && ws.group > 0 ? ws.group : cols;
-  const bool rec = records_scales(ws) && cols % g == 0;
+  // Scales are recorded (l.qscale / l.qbits: w = code * scale) exactly for specs with a packed
+  // weight type (kernels/wtype.h); quant/validate_model.cc expects them for the same specs.
+  const bool rec = wtype_for(ws).has_value() && cols % g == 0;
   if (rec) {
     l.qscale = Tensor({rows, cols / g});
     l.qbits = ws.bits;
@@ -113,7 +110,7 @@ void gptq_quantize(Linear& l, const Hessian& hs, const QuantSpec& ws, const Gptq
   }
 
   const int64_t G = grouped ? (cols + ws.group - 1) / ws.group : 1;
-  const bool rec = records_scales(ws) && (!grouped || (cols % ws.group == 0 && !opt.act_order));
+  const bool rec = wtype_for(ws).has_value() && (!grouped || (cols % ws.group == 0 && !opt.act_order));
   std::vector<float> scales(rec ? rows * G : 0);
   if (rec && !grouped)
     for (int64_t r = 0; r < rows; r++) scales[r] = params[r].scale;

@@ -10,6 +10,7 @@
 
 #include "io/hf_config.h"
 #include "io/safetensors.h"
+#include "kernels/wtype.h"
 #include "model/linear_quant.h"
 #include "transform/duquant.h"
 #include "transform/rotation.h"
@@ -40,11 +41,6 @@ void check_spec(const QuantSpec& q, const std::string& name, const std::string& 
   in_range(path, name + ".mse_grid", q.mse_grid, 1, 10000, false, false);
   in_range(path, name + ".mse_maxshrink", q.mse_maxshrink, 0, 1, false, false);
   in_range(path, name + ".mse_norm", q.mse_norm, 0, 16, true, false);
-}
-
-// The weight quantizer records integer-grid scales (quant/gptq.cc records_scales).
-bool records_scales(const QuantSpec& w) {
-  return w.enabled() && w.symmetric && (w.bits == 4 || w.bits == 8) && w.gran != Granularity::PerTensor;
 }
 
 // The kind Rotation::hadamard(n, ...) builds: a Hadamard matrix when one of order n is known.
@@ -308,7 +304,8 @@ Recipe load_validated_recipe(const std::string& dir, const ModelSpec& s) {
   }
 
   // Per linear: scales and bits (values checked in check_linear_quant) agree with the recipe.
-  const bool recs = records_scales(r.w);
+  // The weight quantizer records integer-grid scales exactly for weights with a packed type.
+  const bool recs = wtype_for(r.w).has_value();
   for (int l = 0; l < s.n_layers; l++) {
     check_interrupted();
     for (const LinearDesc& d : linears(s)) {

@@ -1,8 +1,7 @@
 #include "runtime/real_model.h"
 
-#include <cmath>
-
 #include "kernels/packed.h"
+#include "model/pack_linear.h"
 #include "util/error.h"
 
 namespace kt {
@@ -30,29 +29,11 @@ PackReport pack_model_for_kernels(Model& m, const Recipe& r, bool drop_fp32) {
         rep.packed++;
         continue;
       }
-      if (lin->qscale.empty() || (lin->qbits != 4 && lin->qbits != 8)) {
+      auto p = pack_linear(*lin, m.path, "layer " + std::to_string(l));  // null: no packed form
+      if (!p) {
         rep.skipped++;
         continue;
       }
-      const int N = (int)lin->out(), K = (int)lin->in(), G = (int)lin->qscale.dim(1), group = K / G;
-      if (G > 1 && group % 8) {
-        rep.skipped++;
-        continue;
-      }
-      std::vector<int8_t> q((size_t)N * K);
-      const int lo = lin->qbits == 4 ? -8 : -128, hi = lin->qbits == 4 ? 7 : 127;
-      for (int n = 0; n < N; n++)
-        for (int k = 0; k < K; k++) {
-          float s = lin->qscale.data[(size_t)n * G + k / group];
-          const float wv = lin->w.data[(size_t)n * K + k];
-          float v = s != 0 ? wv / s : (wv == 0 ? 0.0f : NAN);  // scale 0 only fits an all-zero group
-          float rv = std::nearbyint(v);
-          if (!(std::fabs(v - rv) <= 1e-3f) || rv < lo || rv > hi)  // NaN fails too
-            fail(m.path, "layer " + std::to_string(l) + ": weights are not on their recorded integer grid");
-          q[(size_t)n * K + k] = (int8_t)rv;
-        }
-      auto p = std::make_shared<PackedWeight>(pack_weights_ref(lin->qbits == 4 ? QType::Q4 : QType::Q8, q.data(), N, K,
-                                                               G > 1 ? group : 0, lin->qscale.ptr()));
       rep.packed_bytes += p->bytes();
       lin->packed = p;
       lin->act_bits = r.a.bits;
