@@ -67,8 +67,12 @@ TEST(MethodOptions, EveryRegistryEntryConstructsAndSectionsAreListedOnce) {
     std::unique_ptr<Method> meth = m.make();
     ASSERT_NE(meth, nullptr) << m.name;
     const Needs n = meth->needs();
-    if (n.sample_rows > 0) EXPECT_TRUE(n.layer_stats) << m.name;
-    if (m.options) EXPECT_NE(std::find(secs.begin(), secs.end(), m.options), secs.end()) << m.name;
+    if (n.sample_rows > 0) {
+      EXPECT_TRUE(n.layer_stats) << m.name;
+    }
+    if (m.options) {
+      EXPECT_NE(std::find(secs.begin(), secs.end(), m.options), secs.end()) << m.name;
+    }
   }
 }
 
@@ -191,7 +195,8 @@ struct Flags : OptionVisitor {
     if (o.flag) add(o, num(other_real(d, r)), (double)(float)other_real(d, r));
   }
   void integer(int&, int d, const Opt& o, IntRange r) override {
-    if (o.flag) add(o, std::to_string(other_int(d, r)), other_int(d, r));
+    const int x = d != r.lo + 1 ? r.lo + 1 : r.lo + 2;  // small: --kt-iters 1, --kt-tokens 2 keep the run short
+    if (o.flag) add(o, std::to_string(x), x);
   }
   void flag(bool&, bool d, const Opt& o) override {
     if (o.flag) add(o, "", !d);
@@ -223,7 +228,7 @@ TEST(MethodOptions, QuantizeFlagsAreExactlyTheDeclaredOnesAndLandInTheRecipe) {
   }
   // Every flag given a non-default value lands in its recipe.json field (kurtail: every section is written).
   const std::string dir = test::temp_dir("mopts");
-  auto q = test::run_cli("quantize -q --method kurtail --truncate-layers 1 --nsamples 2 --seqlen 64 --out " + dir +
+  auto q = test::run_cli("quantize -q --method kurtail --truncate-layers 1 --nsamples 1 --seqlen 32 --out " + dir +
                          "/q --force" + f.args);
   ASSERT_EQ(q.code, 0) << f.args << "\n" << q.err;
   Recipe got = Recipe::from_json(read_file(dir + "/q/recipe.json", SIZE_MAX), "recipe.json");
