@@ -7,6 +7,8 @@
 #include "export/quantized_model.h"
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "cli/recipe_flags.h"
+#include "quant/methods.h"
 #include "quant/pipeline.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -21,12 +23,12 @@ struct QArgs {
   int truncate = 0;
   int wbits = 4, abits = 4, kvbits = 4, nsamples = 128, seqlen = 0, w_group = 0, kv_group = 0;
   uint64_t seed = 0;
-  KurtailSettings kt;
-  double alpha = 0.5, cq_alpha = 0.5;
-  std::string kt_loss = "squared";
-  float a_clip = 0.9f, kv_clip = 0.95f, percdamp = 0.01f;
+  float a_clip = 0.9f, kv_clip = 0.95f;
   bool no_r1 = false, no_r2 = false, no_r3 = false, no_r4 = false, a_asym = false, kv_sym = false, no_w_mse = false,
-       act_order = false, quant_lm_head = false, force = false, json = false, quiet = false, packed = false, fake = false;
+       quant_lm_head = false, force = false, json = false, quiet = false, packed = false, fake = false;
+  // The method and GPTQ options (declared in quant/, options.h): the flags land here.
+  Recipe opts;
+  std::unique_ptr<RecipeFlags> opt_flags;
 } qa;
 
 // Options whose valid values depend on the model: a group never spans two rows of a linear's
@@ -49,6 +51,8 @@ int run_quantize() {
   if (qa.truncate > 0) m->truncate_layers(qa.truncate);
   check_model_dependent_options(m->spec);
   QuantizeOptions o;
+  qa.opt_flags->commit();
+  o.recipe = qa.opts;  // the method and GPTQ options; everything else is set below
   Recipe& r = o.recipe;
   r.weight_algo = qa.weights;
   r.set_bits(qa.wbits, qa.abits, qa.kvbits, m->spec.head_dim);
@@ -65,24 +69,18 @@ int run_quantize() {
   }
   r.quant_lm_head = qa.quant_lm_head;
   r.seed = qa.seed;
-  r.smooth_alpha = qa.alpha;
-  r.cq_alpha = qa.cq_alpha;
   r.set_method(qa.method);
   // --no-rN switch off rotations the method would use
   if (qa.no_r1) r.r1 = false;
   if (qa.no_r2) r.r2 = false;
   if (qa.no_r3) r.r3 = false;
   if (qa.no_r4) r.r4 = false;
-  r.kurtail = qa.kt;
-  r.kurtail.squared = qa.kt_loss == "squared";
-  r.percdamp = qa.percdamp;
-  r.act_order = qa.act_order;
   o.calib_path = qa.calib;
   o.nsamples = qa.nsamples;
   o.seqlen = qa.seqlen;
   o.seed = qa.seed;
-  o.gptq.percdamp = qa.percdamp;
-  o.gptq.act_order = qa.act_order;
+  o.gptq.percdamp = r.percdamp;
+  o.gptq.act_order = r.act_order;
   o.progress = !qa.quiet;
   check_output_dir(*m, qa.out, qa.force, {qa.calib});
   QuantizeReport rep = quantize_model(*m, o);
@@ -148,9 +146,9 @@ void register_quantize(CLI::App& app) {
       ->capture_default_str();
   int_option(c, "--kv-group", qa.kv_group, "K/V group size; must divide head_dim (0 = head_dim)", 1, kMaxCount,
              /*zero_default=*/true);
-  real_option(c, "--percdamp", qa.percdamp, "GPTQ dampening (fraction of the mean Hessian diagonal)", 0, 1)
-      ->capture_default_str();
-  c->add_flag("--act-order", qa.act_order, "GPTQ: quantize columns by decreasing Hessian diagonal");
+  qa.opts = Recipe();
+  qa.opt_flags = std::make_unique<RecipeFlags>(c, qa.opts);
+  qa.opt_flags->add(kGptqOptions);  // --percdamp, --act-order
   c->add_flag("--a-asym", qa.a_asym, "asymmetric activation quantization");
   c->add_flag("--kv-sym", qa.kv_sym, "symmetric K/V quantization");
   c->add_flag("--no-w-mse", qa.no_w_mse, "no MSE clip search for weights");
@@ -159,22 +157,9 @@ void register_quantize(CLI::App& app) {
   c->add_flag("--no-r2", qa.no_r2, "quarot: skip R2 (per-head V/O)");
   c->add_flag("--no-r3", qa.no_r3, "quarot: skip R3 (online Q/K)");
   c->add_flag("--no-r4", qa.no_r4, "quarot: skip R4 (online down_proj)");
-  real_option(c, "--alpha", qa.alpha, "smoothquant / smoothrot migration strength", 0, 1)->capture_default_str();
-  real_option(c, "--cq-alpha", qa.cq_alpha, "crossquant exponent (1 = per-token)", 0, 1)->capture_default_str();
-  real_option(c, "--kt-target", qa.kt.target, "kurtail: target kurtosis (1.8 = uniform; no distribution is below 1)",
-              1, 1000)
-      ->capture_default_str();
-  choice_option(c, "--kt-loss", qa.kt_loss, "kurtail: squared ((k-target)^2) or mean (plain kurtosis)",
-                {"squared", "mean"})
-      ->capture_default_str();
-  int_option(c, "--kt-tokens", qa.kt.budget, "kurtail: captured token rows per layer and site (0 = all)", 1,
-             kMaxCount, /*zero_default=*/true)
-      ->capture_default_str();
-  int_option(c, "--kt-iters", qa.kt.iters, "kurtail: optimiser iterations", 0, 1000000)->capture_default_str();
-  real_option(c, "--kt-lr", qa.kt.lr, "kurtail: peak learning rate (cosine schedule)", 0, 10, /*lo_open=*/true)
-      ->capture_default_str();
-  real_option(c, "--kt-momentum", qa.kt.momentum, "kurtail: Cayley SGD momentum", 0, 1, false, /*hi_open=*/true)
-      ->capture_default_str();
+  // --alpha, --cq-alpha, --kt-*: the methods' options, in recipe.json's section order
+  for (const OptionSection* sec : option_sections())
+    if (sec != &kGptqOptions) qa.opt_flags->add(*sec);
   int_option(c, "--truncate-layers", qa.truncate, "keep only the first N layers, experiments (0 = all)", 1, kMaxCount,
              /*zero_default=*/true);
   c->add_flag("--packed", qa.packed, "store quantized linears packed (int4/int8 + scales): the default")

@@ -12,15 +12,17 @@
 #include <string>
 #include <vector>
 
+#include "quant/options.h"
+
 namespace kt::cli {
 
 // Quantizer bit widths: 2..8, or 16 meaning "not quantized" (what a recipe may hold when it
 // loads: quant/validate_model.h quant_bits_supported). 1 has no symmetric level besides 0
 // (scale absmax/0: NaN weights); 9..15 would need codes wider than the int8 storage.
 constexpr int kMinBits = 2, kMaxBits = 8, kOffBits = 16;
-// Upper bound for lengths and counts (tokens, windows, samples): far above any model's
-// context, low enough that no product of two of them overflows an int64 byte count.
-constexpr int kMaxCount = 1 << 24;
+// Upper bound for lengths and counts (tokens, windows, samples): quant/options.h (the method
+// options declared in quant/ use it too).
+using kt::kMaxCount;
 
 // Integer in [lo, hi]; with zero_default, 0 is also accepted (it selects the default).
 CLI::Option* int_option(CLI::App* c, const std::string& name, int& v, const std::string& desc, int lo, int hi,

@@ -9,6 +9,9 @@
 
 #include "kernels/gemm.h"
 #include "kernels/wtype.h"
+#include "quant/methods.h"
+#include "quant/options.h"
+#include "quant/recipe.h"
 #include "util/error.h"
 
 namespace kt {
@@ -151,4 +154,18 @@ void gptq_quantize(Linear& l, const Hessian& hs, const QuantSpec& ws, const Gptq
   }
 }
 
+}  // namespace kt
+
+// GPTQ's settings in recipe.json ("gptq": {...}) and on the CLI, declared once (quant/options.h).
+// The pipeline reads them through QuantizeOptions::gptq (cli/cmd_quantize.cc copies them).
+namespace kt {
+namespace {
+void visit_gptq(Recipe& r, OptionVisitor& v) {
+  v.real_f32(r.percdamp, 0.01, {"percdamp", "--percdamp", "GPTQ dampening (fraction of the mean Hessian diagonal)"},
+             {0, 1});
+  v.integer(r.gptq_block, 128, {"block", nullptr, "GPTQ lazy-batch block size"}, {1, kMaxCount});
+  v.flag(r.act_order, false, {"act_order", "--act-order", "GPTQ: quantize columns by decreasing Hessian diagonal"});
+}
+}  // namespace
+extern const OptionSection kGptqOptions = {"gptq", visit_gptq, /*in_every_recipe=*/true};
 }  // namespace kt

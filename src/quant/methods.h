@@ -1,13 +1,18 @@
 // The registry of quantization methods: the only list of method names. The CLI (--method and
-// its help), recipe validation, `kurtail info` and Recipe::set_method read it.
-// What each method does to the model is in quant/pipeline.cc and transform/ (one branch per
-// method still; docs/DESIGN.md says where this is going).
+// its help, the method options' flags), recipe validation and recipe.json's option sections,
+// `kurtail info`, Recipe::set_method and quantize_model read it. What each method does is in
+// its own file under quant/methods/, behind the interface in quant/method.h.
 #pragma once
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "quant/options.h"
+
 namespace kt {
+
+class Method;
 
 struct MethodInfo {
   const char* name;
@@ -16,7 +21,8 @@ struct MethodInfo {
   // R4 online down_proj input); --no-rN switches them off.
   bool r1, r2, r3, r4;
   bool online_had_inputs;  // an online Hadamard before every linear input (smoothrot-all)
-  bool layer_stats;        // needs per-layer channel statistics of calibration activations
+  std::unique_ptr<Method> (*make)();
+  const OptionSection* options;  // the method's settings in recipe.json and on the CLI, or null
 };
 
 const std::vector<MethodInfo>& methods();
@@ -24,5 +30,18 @@ const std::vector<MethodInfo>& methods();
 const MethodInfo* find_method(std::string_view name);
 // "rtn, quarot, ..." in registry order.
 std::string method_names();
+
+// The GPTQ settings (quant/gptq.cc): a weight algorithm's, not a method's, but stored and
+// declared the same way.
+extern const OptionSection kGptqOptions;
+
+// Every option section, each once: GPTQ's, then the methods' sections that every recipe
+// carries, then the method-only ones, each group in registry order. This is recipe.json's
+// read order and the order of the flags in `quantize --help`.
+std::vector<const OptionSection*> option_sections();
+// Whether `method` (a registry name) uses section `s`.
+bool method_has_section(std::string_view method, const OptionSection& s);
+// "only method kurtail has them" / "only methods a, b have them": who uses `s`, for messages.
+std::string section_methods(const OptionSection& s);
 
 }  // namespace kt

@@ -17,10 +17,8 @@
 #include "io/safetensors.h"
 #include "quant/validate_model.h"
 #include "kernels/packed.h"
+#include "quant/method.h"
 #include "transform/fuse.h"
-#include "transform/duquant.h"
-#include "transform/kurtail.h"
-#include "transform/smooth.h"
 #include "util/error.h"
 #include "util/interrupt.h"
 #include "util/file.h"
@@ -68,25 +66,25 @@ class CaptureHooks : public Hooks {
 // sites of one layer, captured before any online transform of that layer.
 class SiteStatsCapture : public Hooks {
  public:
-  SiteStatsCapture(Hooks* inner, int layer, int sample_rows) : inner_(inner), layer_(layer), sample_rows_(sample_rows) {}
+  SiteStatsCapture(Hooks* inner, int layer, int sample_rows, LayerStats& out)
+      : inner_(inner), layer_(layer), sample_rows_(sample_rows), out_(out) {}
   void on_activation(int layer, Site site, float* x, int64_t rows, int64_t cols) override {
     if (layer == layer_ && (site == Site::AttnIn || site == Site::OIn || site == Site::MlpIn || site == Site::DownIn)) {
-      auto& am = absmax[(int)site];
+      auto& am = out_.absmax[(int)site];
       if (am.empty()) am.assign(cols, 0.0);
       for (int64_t r = 0; r < rows; r++)
         for (int64_t c = 0; c < cols; c++) am[c] = std::max(am[c], (double)std::fabs(x[r * cols + c]));
-      auto& sm = sample[(int)site];
+      auto& sm = out_.sample[(int)site];
       int64_t have = (int64_t)sm.size() / cols, take = std::min<int64_t>(rows, sample_rows_ - have);
       if (take > 0) sm.insert(sm.end(), x, x + take * cols);
     }
     if (inner_) inner_->on_activation(layer, site, x, rows, cols);
   }
-  std::vector<double> absmax[kNumSites];
-  std::vector<float> sample[kNumSites];
 
  private:
   Hooks* inner_;
   int layer_, sample_rows_;
+  LayerStats& out_;
 };
 
 // Runs calibration activations x [n*ctx, d] through one layer in chunks of windows.
@@ -108,6 +106,17 @@ void run_layer(const ModelSpec& s, const LayerWeights& w, int layer, std::vector
 
 }  // namespace
 
+// The per-site linear lists (the one place quant/ spells them).
+std::vector<Linear*> consumers(LayerWeights& w, Site site) {
+  switch (site) {
+    case Site::AttnIn: return {&w.q, &w.k, &w.v};
+    case Site::OIn: return {&w.o};
+    case Site::MlpIn: return {&w.gate, &w.up};
+    case Site::DownIn: return {&w.down};
+    default: return {};
+  }
+}
+
 QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   auto t0 = std::chrono::steady_clock::now();
   Recipe& r = opt.recipe;
@@ -118,27 +127,22 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
 
   const bool rotate = r.r1 || r.r2 || r.r4;
   const bool gptq = r.weight_algo == "gptq" && r.w.enabled();
-  const bool kurtail = r.method == "kurtail";
-  const bool smoothquant = r.method == "smoothquant";
-  const bool smoothrot = r.method == "smoothrot" || r.method == "smoothrot-all";
-  const bool duquant = r.method == "duquant";
-  const bool crossquant = r.method == "crossquant";
   const MethodInfo* info = find_method(r.method);
   if (!info) fail("unknown method " + quote(r.method) + " (available: " + method_names() + ")");
-  const bool need_stats = info->layer_stats;  // per-layer channel statistics
-  const bool need_stream = gptq || need_stats;  // calibration activations flow through the layers
-  Rotation r1, r2, r4;
-  std::vector<Rotation> r2_layers;  // KurTail: one learned R2 per layer
+  std::unique_ptr<Method> method = info->make();
+  const Needs needs = method->needs();
+  const bool need_stream = gptq || needs.layer_stats;  // calibration activations flow through the layers
+  Rotations rot;
   if (r.r1) {
-    r1 = Rotation::hadamard(s.hidden, r.r1_random_signs, r.seed);
-    rep.r1_kind = r1.kind();
+    rot.r1 = Rotation::hadamard(s.hidden, r.r1_random_signs, r.seed);
+    rep.r1_kind = rot.r1.kind();
   }
   if (r.r2) {
-    r2 = Rotation::hadamard(s.head_dim, true, r.seed + 1);
-    rep.r2_kind = r2.kind();
+    rot.r2 = Rotation::hadamard(s.head_dim, true, r.seed + 1);
+    rep.r2_kind = rot.r2.kind();
   }
   Windows calib;
-  if (gptq || kurtail || need_stats) {
+  if (gptq || needs.calibration || needs.layer_stats) {
     if (opt.calib_path.empty()) fail((gptq ? std::string("GPTQ") : r.method) + " needs calibration text (--calib FILE)");
     int seqlen = opt.seqlen > 0 ? opt.seqlen : std::min(2048, s.max_pos);
     if (seqlen > s.max_pos)
@@ -150,54 +154,15 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
     rep.nsamples = calib.n();
     rep.seqlen = seqlen;
   }
-  if (kurtail) {
-    // One streamed FP pass captures every layer's rows; R1 is then learned from all layers'
-    // q/k/v and gate/up inputs together, R2 per layer from its V heads.
-    auto tk = std::chrono::steady_clock::now();
-    const KurtailSettings& ks = r.kurtail;
-    KurtailCapture cap = capture_for_kurtail(m, calib, ks.budget, opt.seed + 7, opt.progress);
-    rep.kt_capture_seconds = seconds_since(tk);
-    KurtosisObjective obj{ks.target, ks.squared};
-    CayleyOptions co;
-    co.iters = ks.iters;
-    co.lr = ks.lr;
-    co.momentum = ks.momentum;
-    co.progress = opt.progress;
-    if (r.r1 && ks.learn_r1) {
-      std::vector<float> X;
-      for (int l = 0; l < s.n_layers; l++) {
-        X.insert(X.end(), cap.attn_in[l].begin(), cap.attn_in[l].end());
-        X.insert(X.end(), cap.mlp_in[l].begin(), cap.mlp_in[l].end());
-      }
-      int64_t rows = (int64_t)X.size() / s.hidden;
-      co.label = "kurtail R1";
-      LearnedRotation lr1 = learn_rotation(X, rows, s.hidden, r1.matrix(), obj, co);
-      r1 = Rotation::from_matrix(lr1.r);
-      rep.r1_kind = "kurtail";
-      rep.kt_r1_kurt_init = lr1.kurt_before;
-      rep.kt_r1_kurt_final = lr1.kurt_after;
-      rep.kt_r1_steps = lr1.steps;
-      rep.kt_rows_r1 = rows;
-    }
-    if (r.r2 && ks.learn_r2) {
-      co.progress = false;
-      for (int l = 0; l < s.n_layers; l++) {
-        const auto& X = cap.v_heads[l];
-        int64_t rows = (int64_t)X.size() / s.head_dim;
-        LearnedRotation lr2 = learn_rotation(X, rows, s.head_dim, Rotation::hadamard(s.head_dim, true, r.seed + 1 + l).matrix(), obj, co);
-        r2_layers.push_back(Rotation::from_matrix(lr2.r));
-        rep.kt_r2_kurt_init += lr2.kurt_before / s.n_layers;
-        rep.kt_r2_kurt_final += lr2.kurt_after / s.n_layers;
-      }
-      rep.r2_kind = "kurtail";
-    }
-    rep.kt_seconds = seconds_since(tk);
-  }
+  r.crossquant = false;  // the method's to set (CrossQuant's prepare)
+  MethodContext ctx{r, s, opt, rep};
+  method->prepare(m, calib, rot, ctx);
   if (r.r3) {
     r.r3_seed = r.seed + 3;
     r.r3_kind = Rotation::hadamard(s.head_dim, false, r.r3_seed).kind();
     rep.r3_kind = r.r3_kind;
   }
+  Rotation r4;
   if (r.r4) {
     r.r4_seed = r.seed + 4;
     r4 = Rotation::hadamard(s.ffn, false, r.r4_seed);
@@ -206,7 +171,7 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   }
   if (rotate || r.r3) {
     fold_final_norm(m);
-    if (r.r1) rotate_residual_globals(m, r1);
+    if (r.r1) rotate_residual_globals(m, rot.r1);
   }
   if (r.quant_lm_head && r.w.enabled()) {
     m.untie_lm_head();
@@ -216,7 +181,6 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
     m.lm_head = head.w;
   }
 
-  r.crossquant = crossquant;
   std::vector<float> x;
   if (need_stream) {
     x.resize((size_t)calib.tokens.size() * s.hidden);
@@ -224,84 +188,44 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   }
   Rotation rin;
   if (r.online_had_inputs) rin = Rotation::hadamard(s.hidden, false, r.seed + 5);
-  RecipeHooks online(r, s, /*quantize_activations=*/false);
-  const Site stat_sites[] = {Site::AttnIn, Site::OIn, Site::MlpIn, Site::DownIn};
+  OnlineBuilder online(r, s, /*quantize_activations=*/false);
+  ctx.online = &online;
 
   Progress prog("quantize layers", s.n_layers, opt.progress);
   for (int l = 0; l < s.n_layers; l++) {
     LayerWeights w = *m.layer(l);
     // A --packed model given as input (e.g. `bench --model OUT`): transforms need fp32 weights.
-    for (Linear* lin : {&w.q, &w.k, &w.v, &w.o, &w.gate, &w.up, &w.down})
-      if (lin->packed && lin->w.data.empty()) {
-        lin->w.data = dequantize_packed(*lin->packed);
-        lin->packed.reset();
-      }
-    if (r.r1 || r.r3 || r.r2 || r.r4 || duquant) fold_layer_norms(w);
-    if (r.r1) rotate_residual_layer(w, r1);
-    if (r.r2) rotate_value_heads(w, s, r2_layers.empty() ? r2 : r2_layers[l]);
-    if (need_stats) {
+    for (Site site : kLinearInputSites)
+      for (Linear* lin : consumers(w, site))
+        if (lin->packed && lin->w.data.empty()) {
+          lin->w.data = dequantize_packed(*lin->packed);
+          lin->packed.reset();
+        }
+    if (r.r1 || r.r3 || r.r2 || r.r4 || needs.fold_norms) fold_layer_norms(w);
+    if (r.r1) rotate_residual_layer(w, rot.r1);
+    if (r.r2) rotate_value_heads(w, s, rot.r2_layers.empty() ? rot.r2 : rot.r2_layers[l]);
+    LayerStats stats;
+    if (needs.layer_stats) {
       // Channel statistics of this layer's linear inputs, before any of its own transforms.
-      SiteStatsCapture st(nullptr, l, duquant ? 512 : 0);
+      SiteStatsCapture st(nullptr, l, needs.sample_rows, stats);
       run_layer(s, w, l, x, calib.n(), calib.ctx, &st, /*keep_output=*/false);
-      if (smoothquant || r.method == "smoothrot-all") {
-        auto sa = smooth_scales(st.absmax[(int)Site::AttnIn], {&w.q, &w.k, &w.v}, r.smooth_alpha);
-        smooth_into_norm(w.attn_norm, {&w.q, &w.k, &w.v}, sa);
-        auto sm = smooth_scales(st.absmax[(int)Site::MlpIn], {&w.gate, &w.up}, r.smooth_alpha);
-        smooth_into_norm(w.mlp_norm, {&w.gate, &w.up}, sm);
-      }
-      if (smoothquant || smoothrot) {
-        auto sd = smooth_scales(st.absmax[(int)Site::DownIn], {&w.down}, r.smooth_alpha);
-        smooth_down_via_up(w, sd);
-      }
-      if (duquant) {
-        DuQuantOptions dq{r.dq_alpha, r.dq_block, r.dq_steps, r.dq_permute};
-        for (Site site : stat_sites) {
-          std::vector<Linear*> cons = site == Site::AttnIn ? std::vector<Linear*>{&w.q, &w.k, &w.v}
-                                      : site == Site::OIn  ? std::vector<Linear*>{&w.o}
-                                      : site == Site::MlpIn ? std::vector<Linear*>{&w.gate, &w.up}
-                                                            : std::vector<Linear*>{&w.down};
-          const int n = (int)cons[0]->in();
-          const auto& X = st.sample[(int)site];
-          SiteTransform t = build_duquant(X, (int64_t)X.size() / n, n, st.absmax[(int)site],
-                                          std::vector<const Linear*>(cons.begin(), cons.end()), dq);
-          for (Linear* c : cons) t.apply_to_weight(*c);
-          if (!t.smooth.empty()) r.tensors[site_tensor_name("site", l, site, "smooth")] = Tensor::from(t.smooth);
-          if (!t.rot_a.empty()) r.tensors[site_tensor_name("site", l, site, "rot_a")] = t.rot_a;
-          if (!t.rot_b.empty()) r.tensors[site_tensor_name("site", l, site, "rot_b")] = t.rot_b;
-          if (!t.perm.empty())
-            r.tensors[site_tensor_name("site", l, site, "perm")] =
-                Tensor::from(std::vector<float>(t.perm.begin(), t.perm.end()));
-          online.set_site_transform(l, site, std::move(t));
-        }
-      }
-      if (crossquant) {
-        for (Site site : stat_sites) {
-          std::vector<float> c(st.absmax[(int)site].begin(), st.absmax[(int)site].end());
-          r.tensors[site_tensor_name("cq", l, site, "colmax")] = Tensor::from(c);
-          online.set_crossquant_colmax(l, site, std::move(c));
-        }
-      }
     }
+    method->transform_layer(l, w, stats, ctx);
     if (r.online_had_inputs)
-      for (Linear* lin : {&w.q, &w.k, &w.v, &w.gate, &w.up}) rotate_input_side(*lin, rin);
+      for (Site site : {Site::AttnIn, Site::MlpIn})
+        for (Linear* lin : consumers(w, site)) rotate_input_side(*lin, rin);
     if (r.r4) fuse_down_input(w, r4);
     if (!gptq) {
-      for (Linear* lin : {&w.q, &w.k, &w.v, &w.o, &w.gate, &w.up, &w.down}) rtn_quantize(*lin, r.w);
+      for (Site site : kLinearInputSites)
+        for (Linear* lin : consumers(w, site)) rtn_quantize(*lin, r.w);
     } else {
-      // true-sequential GPTQ: each group sees the outputs of the already-quantized groups
-      struct Group {
-        Site site;
-        std::vector<Linear*> lins;
-      };
-      std::vector<Group> groups = {{Site::AttnIn, {&w.q, &w.k, &w.v}},
-                                   {Site::OIn, {&w.o}},
-                                   {Site::MlpIn, {&w.gate, &w.up}},
-                                   {Site::DownIn, {&w.down}}};
-      for (auto& g : groups) {
-        Hessian h(g.lins[0]->in());
-        CaptureHooks cap(&online, g.site, &h);
+      // true-sequential GPTQ: each site's linears see the outputs of the already-quantized ones
+      for (Site site : kLinearInputSites) {
+        std::vector<Linear*> lins = consumers(w, site);
+        Hessian h(lins[0]->in());
+        CaptureHooks cap(&online, site, &h);
         run_layer(s, w, l, x, calib.n(), calib.ctx, &cap, /*keep_output=*/false);
-        for (Linear* lin : g.lins) gptq_quantize(*lin, h, r.w, opt.gptq);
+        for (Linear* lin : lins) gptq_quantize(*lin, h, r.w, opt.gptq);
       }
     }
     if (need_stream) run_layer(s, w, l, x, calib.n(), calib.ctx, &online, /*keep_output=*/true);

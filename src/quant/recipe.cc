@@ -102,7 +102,49 @@ QuantSpec spec_from(Fields f, const std::string& path) {
   return s;
 }
 
+// The option visitors (quant/options.h): defaults, recipe.json writer, recipe.json reader.
+class SetDefaults : public OptionVisitor {
+ public:
+  void real(double& v, double d, const Opt&, RealRange) override { v = d; }
+  void real_f32(double& v, double d, const Opt&, RealRange) override { v = d; }
+  void integer(int& v, int d, const Opt&, IntRange) override { v = d; }
+  void flag(bool& v, bool d, const Opt&) override { v = d; }
+  void named_bool(bool& v, bool d, const Opt&, const char*, const char*) override { v = d; }
+};
+
+class WriteJson : public OptionVisitor {
+ public:
+  explicit WriteJson(json& j) : j_(j) {}
+  void real(double& v, double, const Opt& o, RealRange) override { j_[o.key] = v; }
+  void real_f32(double& v, double, const Opt& o, RealRange) override { j_[o.key] = v; }
+  void integer(int& v, int, const Opt& o, IntRange) override { j_[o.key] = v; }
+  void flag(bool& v, bool, const Opt& o) override { j_[o.key] = v; }
+  void named_bool(bool& v, bool, const Opt& o, const char*, const char*) override { j_[o.key] = v; }
+
+ private:
+  json& j_;
+};
+
+// Absent keys keep the declared default (older writers did not emit every key).
+class ReadJson : public OptionVisitor {
+ public:
+  explicit ReadJson(Fields& f) : f_(f) {}
+  void real(double& v, double d, const Opt& o, RealRange) override { v = f_.number<double>(o.key, d); }
+  void real_f32(double& v, double d, const Opt& o, RealRange) override { v = f_.number<double>(o.key, d); }
+  void integer(int& v, int d, const Opt& o, IntRange) override { v = f_.number<int>(o.key, d); }
+  void flag(bool& v, bool d, const Opt& o) override { v = f_.boolean(o.key, d); }
+  void named_bool(bool& v, bool d, const Opt& o, const char*, const char*) override { v = f_.boolean(o.key, d); }
+
+ private:
+  Fields& f_;
+};
+
 }  // namespace
+
+Recipe::Recipe() {
+  SetDefaults d;
+  for (const OptionSection* s : option_sections()) s->visit(*this, d);
+}
 
 const char* Recipe::method_list() {
   static const std::string names = method_names();
@@ -153,18 +195,15 @@ std::string Recipe::to_json() const {
             {"rotations",
              {{"r1", r1}, {"r2", r2}, {"r3", r3}, {"r4", r4}, {"r1_random_signs", r1_random_signs}, {"seed", seed},
               {"r3_kind", r3_kind}, {"r4_kind", r4_kind}, {"r3_seed", r3_seed}, {"r4_seed", r4_seed}}},
-            {"gptq", {{"percdamp", percdamp}, {"block", gptq_block}, {"act_order", act_order}}},
             {"calibration", {{"text", calib}, {"nsamples", nsamples}, {"seqlen", seqlen}}}};
-  j["smoothing"] = {{"alpha", smooth_alpha}, {"online_hadamard_inputs", online_had_inputs}};
-  j["duquant"] = {{"alpha", dq_alpha}, {"block", dq_block}, {"steps", dq_steps}, {"permute", dq_permute}};
-  j["crossquant"] = {{"enabled", crossquant}, {"alpha", cq_alpha}};
+  for (const OptionSection* s : option_sections())
+    if (s->in_every_recipe || method_has_section(method, *s)) {
+      WriteJson w(j[s->key] = json::object());
+      s->visit(const_cast<Recipe&>(*this), w);  // the writer only reads the fields
+    }
   std::vector<std::string> tnames;
   for (auto& [k, _] : tensors) tnames.push_back(k);
   j["tensors"] = tnames;
-  if (method == "kurtail")
-    j["kurtail"] = {{"target", kurtail.target}, {"squared", kurtail.squared}, {"budget", kurtail.budget},
-                    {"iters", kurtail.iters}, {"lr", kurtail.lr}, {"momentum", kurtail.momentum},
-                    {"learn_r1", kurtail.learn_r1}, {"learn_r2", kurtail.learn_r2}};
   return j.dump(2);
 }
 
@@ -195,38 +234,17 @@ Recipe Recipe::from_json(const std::string& text, const std::string& path) {
     r.r3_seed = rot.number<uint64_t>("r3_seed", 0);
     r.r4_seed = rot.number<uint64_t>("r4_seed", 0);
     rot.finish();
-    Fields g = top.object("gptq");
-    r.percdamp = g.number<double>("percdamp", 0.01);
-    r.gptq_block = g.number<int>("block", 128);
-    r.act_order = g.boolean("act_order", false);
-    g.finish();
-    Fields sm = top.object("smoothing");
-    r.smooth_alpha = sm.number<double>("alpha", 0.5);
-    r.online_had_inputs = sm.boolean("online_hadamard_inputs", false);
-    sm.finish();
-    Fields dq = top.object("duquant");
-    r.dq_alpha = dq.number<double>("alpha", 0.6);
-    r.dq_block = dq.number<int>("block", 128);
-    r.dq_steps = dq.number<int>("steps", 256);
-    r.dq_permute = dq.boolean("permute", true);
-    dq.finish();
-    Fields cq = top.object("crossquant");
-    r.crossquant = cq.boolean("enabled", false);
-    r.cq_alpha = cq.number<double>("alpha", 0.5);
-    cq.finish();
-    if (top.has("kurtail")) {
-      if (r.method != "kurtail")
-        fail(path, "'kurtail' settings in a recipe whose method is " + quote(r.method) + " (only method kurtail has them)");
-      Fields k = top.object("kurtail");
-      r.kurtail.target = k.number<double>("target", 1.8);
-      r.kurtail.squared = k.boolean("squared", true);
-      r.kurtail.budget = k.number<int>("budget", 2048);
-      r.kurtail.iters = k.number<int>("iters", 200);
-      r.kurtail.lr = k.number<double>("lr", 0.1);
-      r.kurtail.momentum = k.number<double>("momentum", 0.9);
-      r.kurtail.learn_r1 = k.boolean("learn_r1", true);
-      r.kurtail.learn_r2 = k.boolean("learn_r2", true);
-      k.finish();
+    for (const OptionSection* s : option_sections()) {
+      if (!s->in_every_recipe) {
+        if (!top.has(s->key)) continue;
+        if (!method_has_section(r.method, *s))
+          fail(path, quote(s->key) + " settings in a recipe whose method is " + quote(r.method) + " (" +
+                         section_methods(*s) + ")");
+      }
+      Fields f = top.object(s->key);
+      ReadJson rd(f);
+      s->visit(r, rd);
+      f.finish();
     }
     Fields cal = top.object("calibration");
     r.calib = cal.string("text", "");

@@ -14,14 +14,15 @@
 namespace kt {
 
 // KurTail settings (every inferred choice of the method is one of these; see transform/kurtail.h).
+// Their defaults, recipe.json keys and flags are declared once, in quant/methods/kurtail.cc.
 struct KurtailSettings {
-  double target = 1.8;  // kurtosis of a uniform distribution
-  bool squared = true;  // loss (kurt - target)^2; false: plain mean kurtosis
-  int budget = 2048;    // captured token rows per layer and site
-  int iters = 200;
-  double lr = 0.1;  // 0.3 and above diverged on tinyllama-8m (docs/RESULTS.md)
-  double momentum = 0.9;
-  bool learn_r1 = true, learn_r2 = true;
+  double target;  // kurtosis of a uniform distribution: 1.8
+  bool squared;   // loss (kurt - target)^2; false: plain mean kurtosis
+  int budget;     // captured token rows per layer and site
+  int iters;
+  double lr;
+  double momentum;
+  bool learn_r1, learn_r2;
 };
 
 struct Recipe {
@@ -39,24 +40,29 @@ struct Recipe {
   // online rotations are rebuilt from (size, kind, seed) at load time
   std::string r3_kind = "hadamard", r4_kind = "hadamard";
   uint64_t r3_seed = 0, r4_seed = 0;
-  // GPTQ settings (recorded for reference)
-  double percdamp = 0.01;
-  int gptq_block = 128;
-  bool act_order = false;
+  // The options of the weight algorithm and the methods. Stored here (the loader, validation and
+  // the runtime read them), declared once with their defaults, recipe.json keys and flags by
+  // their owners: gptq.* in quant/gptq.cc, the rest in quant/methods/<method>.cc. Recipe()
+  // sets the defaults.
+  double percdamp;  // GPTQ settings (recorded for reference)
+  int gptq_block;
+  bool act_order;
   KurtailSettings kurtail;
-  double smooth_alpha = 0.5;        // SmoothQuant / smooth-then-rotate migration strength
-  bool online_had_inputs = false;   // online hidden-size Hadamard at the q/k/v and gate/up inputs
-  double dq_alpha = 0.6;            // DuQuant smoothing alpha (Llama-2-7B run.sh)
-  int dq_block = 128, dq_steps = 256;
-  bool dq_permute = true;
-  double cq_alpha = 0.5;            // CrossQuant exponent (UNVERIFIED default)
-  bool crossquant = false;
+  double smooth_alpha;       // SmoothQuant / smooth-then-rotate migration strength
+  bool online_had_inputs;    // online hidden-size Hadamard at the q/k/v and gate/up inputs
+  double dq_alpha;           // DuQuant
+  int dq_block, dq_steps;
+  bool dq_permute;
+  double cq_alpha;           // CrossQuant exponent
+  bool crossquant;
   // Per-layer online data (site transforms "site.L.SITE.{smooth,rot_a,rot_b,perm}", CrossQuant
   // column maxima "cq.L.SITE.colmax"); saved in model.safetensors under the prefix "kurtail.".
   std::map<std::string, Tensor> tensors;
   // calibration (recorded for reference)
   std::string calib;
   int nsamples = 0, seqlen = 0;
+
+  Recipe();  // every option at its declared default
 
   // Sets `method` and the rotations it implies (quarot/kurtail/smoothrot: R1-R4; smoothrot-all:
   // online input Hadamards + R2-R4; the others: none). Unknown names are an error listing them.
