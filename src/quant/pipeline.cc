@@ -87,23 +87,6 @@ class SiteStatsCapture : public Hooks {
   LayerStats& out_;
 };
 
-// Runs calibration activations x [n*ctx, d] through one layer in chunks of windows.
-void run_layer(const ModelSpec& s, const LayerWeights& w, int layer, std::vector<float>& x, int nwin, int ctx,
-               Hooks* hooks, bool keep_output) {
-  const int chunk = 8;
-  std::vector<float> tmp;
-  for (int b0 = 0; b0 < nwin; b0 += chunk) {
-    int nb = std::min(chunk, nwin - b0);
-    float* xp = x.data() + (int64_t)b0 * ctx * s.hidden;
-    if (keep_output) {
-      decoder_layer(s, w, layer, xp, nb, ctx, 0, nullptr, hooks);
-    } else {
-      tmp.assign(xp, xp + (int64_t)nb * ctx * s.hidden);
-      decoder_layer(s, w, layer, tmp.data(), nb, ctx, 0, nullptr, hooks);
-    }
-  }
-}
-
 }  // namespace
 
 // The per-site linear lists (the one place quant/ spells them).
@@ -191,6 +174,12 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   OnlineBuilder online(r, s, /*quantize_activations=*/false);
   ctx.online = &online;
 
+  // The calibration windows through one layer, 8 at a time (bounded attention scratch), all
+  // chunks with the same hooks; keep_output false: a statistics pass that leaves x as it is.
+  auto run_layer = [&](const LayerWeights& lw, int l, Hooks* h, bool keep_output) {
+    for_each_layer_chunk(s, lw, l, x.data(), calib.n(), calib.ctx, /*chunk=*/8, [h](int) { return h; }, keep_output);
+  };
+
   Progress prog("quantize layers", s.n_layers, opt.progress);
   for (int l = 0; l < s.n_layers; l++) {
     LayerWeights w = *m.layer(l);
@@ -208,7 +197,7 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
     if (needs.layer_stats) {
       // Channel statistics of this layer's linear inputs, before any of its own transforms.
       SiteStatsCapture st(nullptr, l, needs.sample_rows, stats);
-      run_layer(s, w, l, x, calib.n(), calib.ctx, &st, /*keep_output=*/false);
+      run_layer(w, l, &st, /*keep_output=*/false);
     }
     method->transform_layer(l, w, stats, ctx);
     if (r.online_had_inputs)
@@ -224,11 +213,11 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
         std::vector<Linear*> lins = consumers(w, site);
         Hessian h(lins[0]->in());
         CaptureHooks cap(&online, site, &h);
-        run_layer(s, w, l, x, calib.n(), calib.ctx, &cap, /*keep_output=*/false);
+        run_layer(w, l, &cap, /*keep_output=*/false);
         for (Linear* lin : lins) gptq_quantize(*lin, h, r.w, opt.gptq);
       }
     }
-    if (need_stream) run_layer(s, w, l, x, calib.n(), calib.ctx, &online, /*keep_output=*/true);
+    if (need_stream) run_layer(w, l, &online, /*keep_output=*/true);
     m.set_layer(l, std::move(w));
     prog.update(l + 1, need_stream ? (int64_t)(l + 1) * calib.tokens.size() : 0,
                 "peak RSS " + std::to_string((int)peak_rss_mib()) + " MiB");
