@@ -6,6 +6,7 @@
 // cache exactly when its plan leaves K/V to the cache.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <map>
 #include <type_traits>
 
@@ -123,7 +124,7 @@ void check_method(const std::string& method, int abits, int kvbits) {
   o.seqlen = 64;
   quantize_model(*m, o);
   const Recipe& r = o.recipe;
-  const std::string dir = test::temp_dir("plan") + "/q";
+  const std::string tmp = test::temp_dir("plan"), dir = tmp + "/q";
   save_quantized(*m, r, dir, false);
   std::vector<int32_t> toks;
   for (int i = 0; i < 24; i++) toks.push_back(1 + i * 331 % 8000);
@@ -163,6 +164,7 @@ void check_method(const std::string& method, int abits, int kvbits) {
     compared++;
   }
   EXPECT_GE(compared, kernels_ok ? 8 : 4);
+  std::filesystem::remove_all(tmp);
 }
 
 TEST(OnlinePlan, QuarotEveryCapsCombinationBitIdenticalToHook) { check_method("quarot", 4, 4); }
