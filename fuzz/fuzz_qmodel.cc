@@ -130,7 +130,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     fuzz::put("qmodel/model.safetensors", parts[2]);
     RealModel rm = load_real(dir);
     int32_t toks[2] = {0, s.vocab - 1};
-    auto logits = forward(*rm.model, toks, 1, 2, nullptr, rm.hooks.get());
+    auto logits = forward(rm.model(), toks, 1, 2, nullptr, rm.session.hooks());
     if (logits.size() != (size_t)2 * s.vocab) std::abort();
   } catch (const Error&) {
   }

@@ -42,9 +42,8 @@ TEST(Diagnostics, StreamedStatsMatchDirectFormulas) {
   } grab;
   EvalOptions eo;
   eo.progress = false;
-  eo.hooks = &grab;
-  run_windows(*m, w, eo, [](int, const float*) {});
-  auto d = collect_diagnostics(*m, nullptr, w, zs, false);
+  run_windows(Session(*m).observed(&grab), w, eo, [](int, const float*) {});
+  auto d = collect_diagnostics(*m, w, zs, false);
   const SiteStats& st = d[0].site[(int)Site::AttnIn];
   const int64_t cols = m->spec.hidden, rows = (int64_t)grab.x.size() / cols;
   ASSERT_EQ(st.rows, rows);

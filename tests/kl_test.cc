@@ -15,7 +15,7 @@ TEST(KL, SelfIsZeroAndReferenceStaysFullPrecision) {
   Windows w = make_windows(toks, 128, 3, "wikitext");
   EvalOptions eo;
   eo.progress = false;
-  CompareResult self = compare_to_reference(*m, nullptr, *m, w, eo);
+  CompareResult self = compare_to_reference(*m, *m, w, eo);
   EXPECT_NEAR(self.mean_kl, 0.0, 1e-6);
   EXPECT_DOUBLE_EQ(self.top1, 1.0);
   EXPECT_NEAR(self.ppl, self.ref_ppl, 1e-9 * self.ppl);
@@ -24,17 +24,15 @@ TEST(KL, SelfIsZeroAndReferenceStaysFullPrecision) {
   // model with an int4 KV cache: the reference perplexity must not change
   Recipe r;
   r.set_bits(16, 16, 4, m->spec.head_dim);
-  RecipeHooks h(r, m->spec);
-  h.cache_quantizes_kv = true;
-  eo.hooks = &h;
-  eo.kv_k = r.k;
-  eo.kv_v = r.v;
-  CompareResult q = compare_to_reference(*m, nullptr, *m, w, eo);
+  OnlineCaps cache;
+  cache.cache_quantizes_kv = true;
+  Session h(*m, r, cache);
+  ASSERT_TRUE(h.quantizes_kv_cache());
+  CompareResult q = compare_to_reference(*m, h, w, eo);
   EXPECT_NEAR(q.ref_ppl, fp_ppl, 1e-6 * fp_ppl);
   EXPECT_GT(q.mean_kl, 1e-4);
-  eo.kv_k = eo.kv_v = QuantSpec{};
-  h.cache_quantizes_kv = false;  // same quantization through the fake K/V quantizers
-  CompareResult fq = compare_to_reference(*m, nullptr, *m, w, eo);
+  Session fake(*m, r);  // same quantization through the fake K/V quantizers
+  CompareResult fq = compare_to_reference(*m, fake, w, eo);
   EXPECT_NEAR(q.mean_kl, fq.mean_kl, 1e-3 * fq.mean_kl);
 }
 

@@ -7,6 +7,7 @@
 
 #include "model/forward.h"
 #include "quant/pipeline.h"
+#include "quant/session.h"
 #include "test_util.h"
 #include "transform/kurtail.h"
 
@@ -101,9 +102,9 @@ TEST(Kurtail, FusedLearnedRotationsKeepFpLogits) {
   EXPECT_LT(rep.kt_r1_kurt_final, rep.kt_r1_kurt_init);
   std::vector<int32_t> toks;
   for (int i = 0; i < 40; i++) toks.push_back(1 + i * 131 % 8000);
-  RecipeHooks hooks(o.recipe, m->spec);
+  Session hooks(*m, o.recipe);
   auto want = forward(*base, toks.data(), 1, 40, nullptr, nullptr);
-  auto got = forward(*m, toks.data(), 1, 40, nullptr, &hooks);
+  auto got = forward(*m, toks.data(), 1, 40, nullptr, hooks.hooks());
   EXPECT_LT(test::max_rel_diff(got, want), 1e-4);
 }
 

@@ -10,6 +10,7 @@
 #include "export/quantized_model.h"
 #include "model_factory.h"
 #include "quant/pipeline.h"
+#include "quant/session.h"
 #include "test_util.h"
 #include "transform/duquant.h"
 
@@ -32,9 +33,9 @@ TEST_P(MethodEquivalence, KeepsFpLogitsAndReloads) {
   quantize_model(*m, o);
   std::vector<int32_t> toks;
   for (int i = 0; i < 40; i++) toks.push_back(1 + i * 97 % 8000);
-  RecipeHooks hooks(o.recipe, m->spec);
+  Session hooks(*m, o.recipe);
   auto want = forward(*base, toks.data(), 1, 40, nullptr, nullptr);
-  auto got = forward(*m, toks.data(), 1, 40, nullptr, &hooks);
+  auto got = forward(*m, toks.data(), 1, 40, nullptr, hooks.hooks());
   EXPECT_LT(test::max_rel_diff(got, want), 1e-4) << GetParam();
   // with quantization on, save + reload reproduces the in-memory model exactly
   auto q = Model::open(test::tinyllama());
@@ -46,11 +47,10 @@ TEST_P(MethodEquivalence, KeepsFpLogitsAndReloads) {
   quantize_model(*q, oq);
   std::string out = test::temp_dir("meth") + "/q";
   save_quantized(*q, oq.recipe, out, false);
-  auto back = Model::open(out);
-  auto bh = load_recipe_hooks(out, back->spec);
-  ASSERT_TRUE(bh);
-  RecipeHooks mem(oq.recipe, q->spec);
-  EXPECT_EQ(forward(*back, toks.data(), 1, 40, nullptr, bh.get()), forward(*q, toks.data(), 1, 40, nullptr, &mem));
+  Session back = open_session(out);
+  ASSERT_TRUE(back.quantized());
+  Session mem(*q, oq.recipe);
+  EXPECT_EQ(forward(back.model(), toks.data(), 1, 40, nullptr, back.hooks()), forward(*q, toks.data(), 1, 40, nullptr, mem.hooks()));
 }
 
 INSTANTIATE_TEST_SUITE_P(All, MethodEquivalence,

@@ -15,6 +15,7 @@
 #include "io/hf_config.h"
 #include "io/safetensors.h"
 #include "quant/pipeline.h"
+#include "quant/session.h"
 #include "quant/validate_model.h"
 #include "test_util.h"
 #include "util/error.h"
@@ -182,10 +183,10 @@ TEST(QmodelValidation, CleanModelsLoadOnEveryPath) {
           EXPECT_EQ(r.code, 0) << r.err;
         }
       }
-      Recipe rec;
-      auto m2 = open_model(dir);
-      EXPECT_TRUE(load_recipe_hooks(dir, m2->spec, &rec) != nullptr);
-      EXPECT_EQ(rec.method, m);
+      std::optional<Recipe> rec;
+      auto m2 = open_model(dir, -1, "", &rec);
+      ASSERT_TRUE(rec.has_value());
+      EXPECT_EQ(rec->method, m);
     }
 }
 
@@ -472,7 +473,7 @@ TEST(QmodelValidation, LibraryLoadPathsRefuse) {
               std::string::npos) << e.what();
   }
   ModelSpec s = read_hf_config(d + "/config.json");
-  EXPECT_THROW(load_recipe_hooks(d, s), Error);
+  EXPECT_THROW(open_session(d), Error);
   EXPECT_THROW(load_validated_recipe(d, s), Error);
 }
 

@@ -10,6 +10,7 @@
 #include "quant/pipeline.h"
 #include "kernels/packed.h"
 #include "runtime/real_model.h"
+#include "quant/validate_model.h"
 #include "runtime/runner.h"
 #include "io/safetensors.h"
 #include "model_factory.h"
@@ -38,23 +39,20 @@ void check(int wbits, int abits, int wgroup) {
   Windows w = make_windows(toks, 256, 6, "wikitext");
   EvalOptions eo;
   eo.progress = false;
-  auto fake = Model::open(out);
-  Recipe r;
-  auto fh = load_recipe_hooks(out, fake->spec, &r);
-  eo.hooks = fh.get();
-  double ppl_fake = perplexity(*fake, w, eo).ppl;
+  Session fake = open_session(out);
+  ASSERT_TRUE(fake.quantized());
+  const Recipe r = *fake.recipe();
+  double ppl_fake = perplexity(fake, w, eo).ppl;
   for (Kernel k : {Kernel::Scalar, Kernel::Avx2, Kernel::Vnni}) {
     if (!kernel_supported(k)) continue;
     set_active_kernel(k);
-    auto real = Model::open(out);
-    auto rh = load_recipe_hooks(out, real->spec);
+    std::shared_ptr<Model> real = Model::open(out);
     PackReport pr = pack_model_for_kernels(*real, r, true);
     EXPECT_EQ(pr.packed, 7 * real->spec.n_layers);
     EXPECT_LT(pr.packed_bytes * 3, pr.fp32_bytes);
-    rh->linears_quantize_inputs = true;
-    EXPECT_TRUE(fuse_online_rotations(*real, *rh));  // R4 runs inside down_proj's quantizer
-    eo.hooks = rh.get();
-    double ppl_real = perplexity(*real, w, eo).ppl;
+    auto plan = plan_online(r, real->spec, kernel_caps(*real, pr, /*quantized_kv=*/false));
+    EXPECT_TRUE(fuse_online_rotations(*real, *plan));  // R4 runs inside down_proj's quantizer
+    double ppl_real = perplexity(Session(real, r, plan), w, eo).ppl;
     EXPECT_NEAR(ppl_real, ppl_fake, 0.005 * ppl_fake) << kernel_name(k) << " W" << wbits << "A" << abits;
   }
   set_active_kernel(Kernel::Scalar);
@@ -86,18 +84,19 @@ TEST(KVCacheInt4, DecodeEqualsFakeQuantPrefillAndIsSmall) {
   auto m = Model::open(test::tinyllama());
   Recipe r;
   r.set_bits(16, 16, 4, m->spec.head_dim);  // only K/V quantized
-  RecipeHooks fake(r, m->spec);
+  Session fake(*m, r);
   const int T = 20, V = m->spec.vocab;
   std::vector<int32_t> toks;
   for (int i = 0; i < T; i++) toks.push_back(1 + i * 211 % 8000);
-  auto want = forward(*m, toks.data(), 1, T, nullptr, &fake);
-  RecipeHooks real(r, m->spec);
-  real.cache_quantizes_kv = true;
-  KVCache cache(m->spec, 1, T, r.k, r.v);
+  auto want = forward(*m, toks.data(), 1, T, nullptr, fake.hooks());
+  OnlineCaps kv;
+  kv.cache_quantizes_kv = true;
+  Session real(*m, r, kv);
+  KVCache cache = real.new_cache(1, T);
   EXPECT_TRUE(cache.quantized());
-  forward(*m, toks.data(), 1, 8, &cache, &real);  // prefill 8, then decode one by one
+  forward(*m, toks.data(), 1, 8, &cache, real.hooks());  // prefill 8, then decode one by one
   for (int t = 8; t < T; t++) {
-    auto step = forward(*m, &toks[t], 1, 1, &cache, &real);
+    auto step = forward(*m, &toks[t], 1, 1, &cache, real.hooks());
     double num = 0, den = 0;
     for (int j = 0; j < V; j++) {
       num = std::max(num, (double)std::fabs(step[j] - want[(size_t)t * V + j]));
@@ -109,7 +108,6 @@ TEST(KVCacheInt4, DecodeEqualsFakeQuantPrefillAndIsSmall) {
   // int4 codes (kv_dim/2 bytes) + scale and zero per head vs 4 bytes per value
   EXPECT_LT(cache.bytes() * 4, fp.bytes());
   // and the cache really quantizes: without the fake K/V quantizers the logits differ
-  RecipeHooks none(Recipe{}, m->spec);
   auto plain = forward(*m, toks.data(), 1, T, nullptr, nullptr);
   double diff = 0;
   for (size_t i = 0; i < plain.size(); i++) diff = std::max(diff, (double)std::fabs(plain[i] - want[i]));
@@ -141,30 +139,36 @@ TEST(RealKernels, FusedRotationsEqualHookRotationsBitForBit) {
     if (!kernel_supported(k)) continue;
     set_active_kernel(k);
     RealModel fused = load_real(dir + "/q");
-    ASSERT_TRUE(fused.hooks->r4_in_down_linears) << kernel_name(k);
-    ASSERT_TRUE(fused.hooks->r3_in_kv_cache) << kernel_name(k);
-    ASSERT_TRUE(fused.model->layer(0)->down.act_pre);
-    ASSERT_TRUE(fused.kv_k.enabled());
-    RealModel hooked = load_real(dir + "/q");
-    hooked.hooks->r4_in_down_linears = hooked.hooks->r3_in_kv_cache = false;
-    for (int l = 0; l < hooked.model->spec.n_layers; l++) {
-      LayerWeights w = *hooked.model->layer(l);
-      w.down.act_pre.reset();
-      hooked.model->set_layer(l, std::move(w));
-    }
-    const ModelSpec& s = fused.model->spec;
-    KVCache ca(s, 1, n, fused.kv_k, fused.kv_v), cb(s, 1, n, hooked.kv_k, hooked.kv_v);
-    auto a = forward(*fused.model, toks.data(), 1, n, &ca, fused.hooks.get());
-    auto b = forward(*hooked.model, toks.data(), 1, n, &cb, hooked.hooks.get());
+    ASSERT_TRUE(fused.session.plan()->r4_in_down_linears()) << kernel_name(k);
+    ASSERT_TRUE(fused.session.plan()->r3_in_kv_cache()) << kernel_name(k);
+    ASSERT_TRUE(fused.model().layer(0)->down.act_pre);
+    ASSERT_TRUE(fused.session.quantizes_kv_cache());
+    // the same packed model and int4 cache, with R3 and R4 left in the hook
+    std::optional<Recipe> r;
+    std::shared_ptr<Model> hm = open_model(dir + "/q", -1, "", &r);
+    ASSERT_TRUE(r.has_value());
+    PackReport pr = pack_model_for_kernels(*hm, *r, true);
+    ASSERT_EQ(pr.packed, 7 * hm->spec.n_layers);
+    OnlineCaps caps;
+    caps.linears_quantize_inputs = caps.cache_quantizes_kv = true;
+    Session hooked(hm, *r, caps);
+    ASSERT_FALSE(hooked.plan()->r4_in_down_linears() || hooked.plan()->r3_in_kv_cache());
+    ASSERT_FALSE(hooked.model().layer(0)->down.act_pre);
+    KVCache ca = fused.session.new_cache(1, n), cb = hooked.new_cache(1, n);
+    auto a = forward(fused.model(), toks.data(), 1, n, &ca, fused.session.hooks());
+    auto b = forward(hooked.model(), toks.data(), 1, n, &cb, hooked.hooks());
     EXPECT_EQ(a, b) << kernel_name(k);
     EXPECT_EQ(ca.kq, cb.kq) << "same int4 K codes in the cache, " << kernel_name(k);
-    EXPECT_EQ(forward(*fused.model, toks.data(), 1, n, nullptr, fused.hooks.get()),
-              forward(*hooked.model, toks.data(), 1, n, nullptr, hooked.hooks.get()))
+    EXPECT_EQ(forward(fused.model(), toks.data(), 1, n, nullptr, fused.session.hooks()),
+              forward(hooked.model(), toks.data(), 1, n, nullptr, hooked.hooks()))
         << "no cache: decoder_layer applies the deferred R3, " << kernel_name(k);
-    // without R4 at all the logits differ: the fused rotation is really applied
-    hooked.hooks->r4_in_down_linears = true;
-    KVCache cc(s, 1, n, hooked.kv_k, hooked.kv_v);
-    EXPECT_NE(a, forward(*hooked.model, toks.data(), 1, n, &cc, hooked.hooks.get())) << kernel_name(k);
+    // without R4 at all the logits differ: the fused rotation is really applied (this plan
+    // leaves R4 to the down_proj linears, which were not given it)
+    caps.down_linears_apply_r4 = true;
+    Session no_r4(hm, *r, caps);
+    ASSERT_TRUE(no_r4.plan()->r4_in_down_linears());
+    KVCache cc = no_r4.new_cache(1, n);
+    EXPECT_NE(a, forward(no_r4.model(), toks.data(), 1, n, &cc, no_r4.hooks())) << kernel_name(k);
   }
   set_active_kernel(Kernel::Scalar);
 }
@@ -182,8 +186,8 @@ TEST(PackedFormat, SaveLoadPackedEqualsFakeQuantFileAndValidates) {
   auto a = load_real(dir + "/fq"), b = load_real(dir + "/pk");
   EXPECT_GT(a.pack.packed, 0);
   EXPECT_EQ(a.pack.packed, b.pack.packed);
-  EXPECT_EQ(forward(*a.model, toks.data(), 1, 8, nullptr, a.hooks.get()),
-            forward(*b.model, toks.data(), 1, 8, nullptr, b.hooks.get()));
+  EXPECT_EQ(forward(a.model(), toks.data(), 1, 8, nullptr, a.session.hooks()),
+            forward(b.model(), toks.data(), 1, 8, nullptr, b.session.hooks()));
   // the packed file holds int4 weights, not fp32
   EXPECT_LT(read_file(dir + "/pk/model.safetensors", SIZE_MAX).size(), read_file(dir + "/fq/model.safetensors", SIZE_MAX).size());
   // a truncated .qweight is refused with the tensor's name

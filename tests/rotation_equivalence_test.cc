@@ -9,6 +9,7 @@
 #include "eval/generate.h"
 #include "model_factory.h"
 #include "quant/pipeline.h"
+#include "quant/session.h"
 #include "test_util.h"
 #include "util/error.h"
 
@@ -32,8 +33,8 @@ void check_all_combinations(const std::string& model_path, int ntok) {
     o.recipe.r4 = mask & 8;
     o.recipe.seed = 11;
     quantize_model(*m, o);
-    RecipeHooks hooks(o.recipe, m->spec);
-    auto got = forward(*m, toks.data(), 1, ntok, nullptr, &hooks);
+    Session hooks(*m, o.recipe);
+    auto got = forward(*m, toks.data(), 1, ntok, nullptr, hooks.hooks());
     EXPECT_LT(test::max_rel_diff(got, want), 1e-4) << model_path << " rotations mask " << mask;
   }
 }
@@ -59,14 +60,12 @@ TEST(RotationEquivalence, Llama2cInterleavedRopeConvertsExactly) {
   EXPECT_EQ(m->spec.rope_style, RopeStyle::RotateHalf);
   std::string out = test::temp_dir("l2c") + "/q";
   save_quantized(*m, o.recipe, out, false);
-  auto back = Model::open(out);  // an HF directory now, with tokenizer.bin beside it
-  auto hooks = load_recipe_hooks(out, back->spec);
-  ASSERT_TRUE(hooks);
+  Session back = open_session(out);  // an HF directory now, with tokenizer.bin beside it
+  ASSERT_TRUE(back.quantized());
   GenOptions g;
   g.n_new = 40;
   g.stop_at_eos = false;
-  g.hooks = hooks.get();
-  auto ids = generate(*back, {1}, g);
+  auto ids = generate(back, {1}, g);
   EXPECT_EQ(ids, test::aidreams_golden_ids());
 }
 
@@ -79,15 +78,14 @@ TEST(QuantizedModel, SaveLoadReproducesInMemoryModel) {
   std::string out = test::temp_dir("save") + "/q";
   save_quantized(*m, o.recipe, out, false);
   EXPECT_THROW(save_quantized(*m, o.recipe, out, false), Error);  // refuses to overwrite
-  auto back = Model::open(out);
-  auto hooks = load_recipe_hooks(out, back->spec);
-  ASSERT_TRUE(hooks);
-  RecipeHooks mem(o.recipe, m->spec);
+  Session back = open_session(out);
+  ASSERT_TRUE(back.quantized());
+  Session mem(*m, o.recipe);
   std::vector<int32_t> toks = {1, 50, 700, 3, 4095, 9, 10, 11};
-  EXPECT_EQ(forward(*back, toks.data(), 1, 8, nullptr, hooks.get()), forward(*m, toks.data(), 1, 8, nullptr, &mem));
+  EXPECT_EQ(forward(back.model(), toks.data(), 1, 8, nullptr, back.hooks()), forward(*m, toks.data(), 1, 8, nullptr, mem.hooks()));
   // and quantization really happened: logits differ from the fp model
   auto fp = Model::open(src);
-  EXPECT_GT(test::max_rel_diff(forward(*m, toks.data(), 1, 8, nullptr, &mem), forward(*fp, toks.data(), 1, 8, nullptr, nullptr)), 1e-3);
+  EXPECT_GT(test::max_rel_diff(forward(*m, toks.data(), 1, 8, nullptr, mem.hooks()), forward(*fp, toks.data(), 1, 8, nullptr, nullptr)), 1e-3);
 }
 
 }  // namespace

@@ -27,12 +27,12 @@ TEST(ZeroShot, PiqaLoadsAllItemsWithLmEvalPrompt) {
 TEST(ZeroShot, LoglikIsConditionalOnContext) {
   auto m = Model::open(test::tinyllama());
   int n = 0;
-  double a = continuation_loglik(*m, nullptr, "The Linux kernel", " documentation describes the", &n);
+  double a = continuation_loglik(*m, "The Linux kernel", " documentation describes the", &n);
   EXPECT_GT(n, 0);
   EXPECT_LT(a, 0);
   // log p(c | ctx) + log p(ctx) == log p(ctx + c) when the token split is clean
-  double ctx_only = continuation_loglik(*m, nullptr, "", "The Linux kernel");
-  double whole = continuation_loglik(*m, nullptr, "", "The Linux kernel documentation describes the");
+  double ctx_only = continuation_loglik(*m, "", "The Linux kernel");
+  double whole = continuation_loglik(*m, "", "The Linux kernel documentation describes the");
   EXPECT_NEAR(ctx_only + a, whole, 1e-3);
 }
 
@@ -53,17 +53,17 @@ TEST(ZeroShot, PicksRealTextOverShuffledWordsAndStderr) {
     it.label = flip ? 1 : 0;
     items.push_back(it);
   }
-  MCResult r = eval_multiple_choice(*m, nullptr, items, "sanity", false);
+  MCResult r = eval_multiple_choice(*m, items, "sanity", false);
   EXPECT_EQ(r.n, 4);
   EXPECT_DOUBLE_EQ(r.acc, 1.0);
   EXPECT_DOUBLE_EQ(r.acc_stderr, 0.0);
   for (auto& it : items) it.label = 1 - it.label;
-  MCResult w = eval_multiple_choice(*m, nullptr, items, "sanity", false);
+  MCResult w = eval_multiple_choice(*m, items, "sanity", false);
   EXPECT_DOUBLE_EQ(w.acc, 0.0);
   // p = 0.5 over n = 4 -> sqrt(0.25 / 3)
   items[0].label = 1 - items[0].label;
   items[1].label = 1 - items[1].label;
-  MCResult h = eval_multiple_choice(*m, nullptr, items, "sanity", false);
+  MCResult h = eval_multiple_choice(*m, items, "sanity", false);
   EXPECT_DOUBLE_EQ(h.acc, 0.5);
   EXPECT_NEAR(h.acc_stderr, std::sqrt(0.25 / 3), 1e-12);
 }
@@ -79,11 +79,13 @@ TEST(ZeroShot, QuantizedCacheScoresLikeFakeQuantKV) {
   auto m = Model::open(test::tinyllama());
   Recipe r;
   r.set_bits(16, 16, 4, m->spec.head_dim);
-  RecipeHooks fake(r, m->spec), real(r, m->spec);
-  real.cache_quantizes_kv = true;
-  double a = continuation_loglik(*m, &fake, "The kernel", " documentation is in the tree.");
-  double b = continuation_loglik(*m, &real, "The kernel", " documentation is in the tree.", nullptr, r.k, r.v);
-  double fp = continuation_loglik(*m, nullptr, "The kernel", " documentation is in the tree.");
+  OnlineCaps cache;
+  cache.cache_quantizes_kv = true;
+  Session fake(*m, r), real(*m, r, cache);
+  ASSERT_TRUE(real.quantizes_kv_cache());
+  double a = continuation_loglik(fake, "The kernel", " documentation is in the tree.");
+  double b = continuation_loglik(real, "The kernel", " documentation is in the tree.");
+  double fp = continuation_loglik(*m, "The kernel", " documentation is in the tree.");
   EXPECT_NEAR(a, b, 1e-4 * std::fabs(a));
   EXPECT_GT(std::fabs(a - fp), 1e-4);  // and the KV quantization is really applied
 }

@@ -49,8 +49,8 @@ TEST(ZeroShotTruncation, ItemsThatFitScoreAsWithTheFullContext) {
       const int exact = (int)(s.ctx.size() + s.cont.size()) - 1;  // the window that just fits
       int n_full = 0, n_fit = 0;
       bool tr_full = true, tr_fit = true;
-      double full = continuation_loglik(*m, nullptr, it.context, ch, &n_full, {}, {}, 0, &tr_full);
-      double fit = continuation_loglik(*m, nullptr, it.context, ch, &n_fit, {}, {}, exact, &tr_fit);
+      double full = continuation_loglik(*m, it.context, ch, &n_full, 0, &tr_full);
+      double fit = continuation_loglik(*m, it.context, ch, &n_fit, exact, &tr_fit);
       EXPECT_FALSE(tr_full);
       EXPECT_FALSE(tr_fit);
       EXPECT_EQ(n_full, (int)s.cont.size());
@@ -75,7 +75,7 @@ TEST(ZeroShotTruncation, LongItemsKeepTheWholeContinuation) {
       if ((int)(s.ctx.size() + s.cont.size()) <= L + 1) continue;
       int n = 0;
       bool tr = false;
-      double got = continuation_loglik(*m, nullptr, it.context, ch, &n, {}, {}, L, &tr);
+      double got = continuation_loglik(*m, it.context, ch, &n, L, &tr);
       EXPECT_TRUE(tr);
       EXPECT_EQ(n, (int)s.cont.size());  // every continuation token, not only the last
       std::vector<int> inp(s.ctx.end() - 4, s.ctx.end());
@@ -84,7 +84,7 @@ TEST(ZeroShotTruncation, LongItemsKeepTheWholeContinuation) {
       double want = hand_loglik(*m, inp, s.cont);
       EXPECT_NEAR(got, want, 1e-4 * std::fabs(want));
       // the cut is real: with the whole context the score differs
-      EXPECT_GT(std::fabs(got - continuation_loglik(*m, nullptr, it.context, ch)), 1e-3);
+      EXPECT_GT(std::fabs(got - continuation_loglik(*m, it.context, ch)), 1e-3);
       checked++;
     }
   EXPECT_GE(checked, 8);
@@ -98,7 +98,7 @@ TEST(ZeroShotTruncation, AContinuationLongerThanTheWindowLosesItsOwnFirstTokens)
   ASSERT_GE(L, 4);
   int n = 0;
   bool tr = false;
-  double got = continuation_loglik(*m, nullptr, ctx, cont, &n, {}, {}, L, &tr);
+  double got = continuation_loglik(*m, ctx, cont, &n, L, &tr);
   EXPECT_TRUE(tr);
   EXPECT_EQ(n, L);
   std::vector<int> all(s.ctx);

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "quant/session.h"
 #include "quant/validate_model.h"
 #include "cli/commands.h"
 #include "cli/options.h"
@@ -38,7 +39,10 @@ OutputPolicy report_policy() {
 
 int run_analyze() {
   if (!aa.out.empty()) check_output(aa.out, report_policy(), /*is_dir=*/false);  // before the work
-  auto m = open_model(aa.model);
+  OnlineCaps transforms_only;  // the activations as the quantizers would see them, not quantized
+  transforms_only.quantize_activations = false;
+  Session sess = open_session(aa.model, -1, "", transforms_only);
+  const Model* m = &sess.model();
   int seqlen = aa.seqlen > 0 ? aa.seqlen : std::min(2048, m->spec.max_pos);
   if (seqlen > m->spec.max_pos)
     fail("--seqlen: " + std::to_string(seqlen) + " exceeds the model's maximum context of " +
@@ -53,16 +57,11 @@ int run_analyze() {
   QuantSpec zs;
   zs.bits = aa.bits;
   std::vector<DiagnosticsRun> runs;
-  {
-    Recipe recipe;
-    auto hooks = load_recipe_hooks(aa.model, m->spec, &recipe);
-    if (hooks) hooks->quantize_activations = false;
-    runs.emplace_back(hooks ? recipe.method : "original",
-                      collect_diagnostics(*m, hooks.get(), w, zs, !aa.quiet, aa.cq_alpha));
-  }
+  runs.emplace_back(sess.quantized() ? sess.recipe()->method : "original",
+                    collect_diagnostics(sess, w, zs, !aa.quiet, aa.cq_alpha));
   for (const std::string& method : aa.methods) {
     // the method's transforms in full precision, measured where its quantizers would act
-    auto mm = open_model(aa.model);
+    std::shared_ptr<Model> mm = open_model(aa.model);
     QuantizeOptions o;
     o.progress = !aa.quiet;
     o.calib_path = aa.calib;
@@ -74,8 +73,7 @@ int run_analyze() {
     r.set_bits(16, 16, 16, mm->spec.head_dim);
     r.seed = aa.seed;
     quantize_model(*mm, o);
-    RecipeHooks hooks(o.recipe, mm->spec, /*quantize_activations=*/false);
-    runs.emplace_back(method, collect_diagnostics(*mm, &hooks, w, zs, !aa.quiet, aa.cq_alpha));
+    runs.emplace_back(method, collect_diagnostics(Session(mm, o.recipe, transforms_only), w, zs, !aa.quiet, aa.cq_alpha));
   }
   if (!aa.out.empty()) {
     OutputFile f(aa.out, report_policy());

@@ -5,6 +5,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "quant/session.h"
 #include "quant/validate_model.h"
 #include "cli/commands.h"
 #include "cli/options.h"
@@ -37,32 +38,26 @@ struct EvalArgs {
 
 int run_eval() {
   auto t0 = std::chrono::steady_clock::now();
-  auto m = open_model(ea.model, -1, ea.tokenizer);
+  std::optional<Recipe> rec;  // the recipe is validated once, here
+  std::shared_ptr<Model> m = open_model(ea.model, -1, ea.tokenizer, &rec);
   int ctx = ea.ctx > 0 ? ea.ctx : std::min(2048, m->spec.max_pos);
   if (ctx > m->spec.max_pos)
     fail("--ctx " + std::to_string(ctx) + " exceeds the model's maximum context of " + std::to_string(m->spec.max_pos));
   EvalOptions opt;
   opt.batch = ea.batch;
   opt.progress = !ea.quiet;
-  Recipe recipe;
-  auto hooks = load_recipe_hooks(ea.model, m->spec, &recipe);
-  opt.hooks = hooks.get();
-  std::string path_used = hooks ? "fake-quant" : "fp32";
-  if (hooks && ea.kernels == "fake") unpack_model(*m);  // a packed model evaluated through fake quantization
-  if (hooks && ea.kernels != "fake") {
+  const bool quantized = rec.has_value();
+  const Recipe recipe = rec.value_or(Recipe{});
+  std::string path_used = quantized ? "fake-quant" : "fp32";
+  Session sess;  // set below: fake quantization, the integer kernels, or FP
+  if (quantized && ea.kernels == "fake") unpack_model(*m);  // a packed model evaluated through fake quantization
+  if (quantized && ea.kernels != "fake") {
     std::string why;
     if (recipe_runs_on_kernels(recipe, &why)) {
       PackReport pr = pack_model_for_kernels(*m, recipe, /*drop_fp32=*/true);
       if (pr.packed > 0) {
-        hooks->linears_quantize_inputs = true;
-        if (recipe.k.enabled() && recipe.k.bits <= 8 && recipe.k.gran == Granularity::PerGroup &&
-            recipe.k.group == m->spec.head_dim) {
-          opt.kv_k = recipe.k;
-          opt.kv_v = recipe.v;
-          hooks->cache_quantizes_kv = true;
-        }
-        fuse_online_rotations(*m, *hooks);
-        path_used = std::string(opt.kv_k.enabled() ? "int" + std::to_string(recipe.k.bits) + " KV cache, " : "") +
+        sess = kernel_session(m, recipe, pr, kv_cache_supported(recipe, m->spec));
+        path_used = std::string(sess.quantizes_kv_cache() ? "int" + std::to_string(recipe.k.bits) + " KV cache, " : "") +
                     "int kernels (" + kernel_name(active_kernel()) + ", " + std::to_string(pr.packed) +
                     " linears, " + std::to_string(pr.packed_bytes >> 10) + " KiB packed vs " +
                     std::to_string(pr.fp32_bytes >> 10) + " KiB fp32)";
@@ -72,20 +67,21 @@ int run_eval() {
     } else if (ea.kernels == "real") {
       fail(ea.model, "--kernels real: " + why);
     }
-  } else if (!hooks && ea.kernels == "real") {
+  } else if (!quantized && ea.kernels == "real") {
     fail(ea.model, "--kernels real needs a quantized model (no recipe.json)");
   }
+  if (!sess.quantized()) sess = quantized ? Session(m, recipe) : Session(std::shared_ptr<const Model>(m));
   if (!ea.quiet) std::fprintf(stderr, "execution: %s\n", path_used.c_str());
-  if (hooks && !ea.quiet) std::fprintf(stderr, "recipe: %s, weights %s, A %s, K %s, V %s\n", recipe.method.c_str(),
+  if (quantized && !ea.quiet) std::fprintf(stderr, "recipe: %s, weights %s, A %s, K %s, V %s\n", recipe.method.c_str(),
                                        recipe.w.describe().c_str(), recipe.a.describe().c_str(),
                                        recipe.k.describe().c_str(), recipe.v.describe().c_str());
   if (!ea.task.empty()) {
     auto items = load_piqa(ea.tasks_dir, ea.limit);
-    MCResult r = eval_multiple_choice(*m, opt.hooks, items, ea.task, !ea.quiet, opt.kv_k, opt.kv_v, ctx);
+    MCResult r = eval_multiple_choice(sess, items, ea.task, !ea.quiet, ctx);
     if (ea.json) {
       nlohmann::json j = {{"model", ea.model}, {"task", r.task}, {"n", r.n}, {"acc", r.acc},
                           {"acc_stderr", r.acc_stderr}, {"acc_norm", r.acc_norm}, {"acc_norm_stderr", r.acc_norm_stderr},
-                          {"ctx", ctx}, {"truncated_items", r.truncated}, {"seconds", r.seconds}, {"method", hooks ? recipe.method : "fp"}};
+                          {"ctx", ctx}, {"truncated_items", r.truncated}, {"seconds", r.seconds}, {"method", quantized ? recipe.method : "fp"}};
       std::cout << j.dump(2) << std::endl;
     } else {
       std::printf("%s (n=%d): acc %.4f +- %.4f  acc_norm %.4f +- %.4f\n", r.task.c_str(), r.n, r.acc, r.acc_stderr,
@@ -100,15 +96,14 @@ int run_eval() {
   auto toks = tokenize_file(*m->tokenizer, ea.text, ea.max_windows > 0 ? (size_t)ea.max_windows * ctx : 0);
   Windows w = make_windows(toks, ctx, ea.max_windows, ea.text);
   if (!ea.kl_ref.empty()) {
-    auto ref = open_model(ea.kl_ref, -1);
-    auto ref_hooks = load_recipe_hooks(ea.kl_ref, ref->spec);
-    CompareResult c = compare_to_reference(*ref, ref_hooks.get(), *m, w, opt);
+    Session ref = open_session(ea.kl_ref, -1);  // fake quantization, fp32 K/V
+    CompareResult c = compare_to_reference(ref, sess, w, opt);
     double total_s = seconds_since(t0);
     if (ea.json) {
       nlohmann::json j = {{"model", ea.model}, {"reference", ea.kl_ref}, {"text", ea.text}, {"ctx", w.ctx},
                           {"windows", w.n()}, {"predicted_tokens", c.positions}, {"perplexity", c.ppl},
                           {"mean_nll", c.mean_nll}, {"ref_perplexity", c.ref_ppl}, {"kl", c.mean_kl},
-                          {"top1_agreement", c.top1}, {"method", hooks ? recipe.method : "fp"},
+                          {"top1_agreement", c.top1}, {"method", quantized ? recipe.method : "fp"},
                           {"execution", path_used},
                           {"total_seconds", total_s}, {"peak_rss_mib", peak_rss_mib()}};
       std::cout << j.dump(2) << std::endl;
@@ -118,14 +113,14 @@ int run_eval() {
     }
     return 0;
   }
-  PplResult r = perplexity(*m, w, opt);
+  PplResult r = perplexity(sess, w, opt);
   double total_s = seconds_since(t0);
   if (ea.json) {
     nlohmann::json j = {{"model", ea.model}, {"text", ea.text},          {"ctx", r.ctx},
                         {"windows", r.windows}, {"predicted_tokens", r.predicted}, {"mean_nll", r.mean_nll},
                         {"perplexity", r.ppl}, {"eval_seconds", r.seconds}, {"tokens_per_s", r.tokens_per_s},
                         {"total_seconds", total_s}, {"peak_rss_mib", peak_rss_mib()}, {"text_tokens", toks.size()},
-                        {"method", hooks ? recipe.method : "fp"}, {"execution", path_used}};
+                        {"method", quantized ? recipe.method : "fp"}, {"execution", path_used}};
     std::cout << j.dump(2) << std::endl;
   } else {
     std::printf("perplexity %.4f  (mean NLL %.6f over %lld predicted tokens, %d windows x %d)\n", r.ppl, r.mean_nll,
@@ -144,7 +139,8 @@ struct GenArgs {
 } ga;
 
 int run_generate() {
-  auto m = open_model(ga.model, -1, ga.tokenizer);
+  Session sess = open_session(ga.model, -1, ga.tokenizer);
+  const Model* m = &sess.model();
   auto prompt = m->tokenizer->encode_for_model(ga.prompt);
   if (prompt.empty() && m->spec.bos_id >= 0) prompt.push_back(m->spec.bos_id);
   GenOptions opt;
@@ -152,13 +148,11 @@ int run_generate() {
   opt.temperature = ga.temperature;
   opt.top_p = ga.top_p;
   opt.seed = ga.seed;
-  auto hooks = load_recipe_hooks(ga.model, m->spec);
-  opt.hooks = hooks.get();
   std::fputs(ga.prompt.c_str(), stdout);
   int prev = prompt.back();
   auto t0 = std::chrono::steady_clock::now();
   int produced = 0;
-  generate(*m, prompt, opt, [&](int id) {
+  generate(sess, prompt, opt, [&](int id) {
     std::fputs(m->tokenizer->piece(prev, id).c_str(), stdout);
     std::fflush(stdout);
     prev = id;

@@ -62,9 +62,10 @@ int run_export() {
   else if (xa.type == "bf16") t = GGUFOutType::BF16;
   else if (xa.type == "q8_0") t = GGUFOutType::Q8_0;
   else fail("--type must be f16, bf16, f32 or q8_0");
-  auto m = open_model(xa.model);
-  Recipe r;
-  if (load_recipe_hooks(xa.model, m->spec, &r)) {
+  std::optional<Recipe> rec;  // validated once, by open_model
+  auto m = open_model(xa.model, -1, "", &rec);
+  if (rec) {
+    const Recipe& r = *rec;
     std::string online;
     if (r.r3) online += " R3 (online Q/K Hadamard)";
     if (r.r4) online += " R4 (online down_proj Hadamard)";

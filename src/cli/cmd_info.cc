@@ -50,8 +50,9 @@ int run_info() {
   nlohmann::json j;
   j["path"] = ia.model;
   std::unique_ptr<Model> mp;
+  std::optional<Recipe> rec;  // validated once, by open_model
   try {
-    mp = open_model(ia.model);
+    mp = open_model(ia.model, -1, "", &rec);
   } catch (const Error& e) {
     if (!is_gguf_file(ia.model)) throw;
     gguf_metadata_only(j, e.what());
@@ -94,9 +95,8 @@ int run_info() {
     }
     j["tokenizer"] = m->tokenizer ? m->tokenizer->kind() + " (" + std::to_string(m->tokenizer->vocab_size()) + " tokens)" : "none";
     j["rotations"] = {{"R1 residual", had(s.hidden)}, {"R2/R3 head", had(s.head_dim)}, {"R4 down_proj", had(s.ffn)}};
-    Recipe r;
-    auto hooks = load_recipe_hooks(ia.model, s, &r);
-    if (hooks) {
+    if (rec) {
+      const Recipe& r = *rec;
       j["recipe"] = {{"method", r.method}, {"weights", r.w.describe()}, {"activations", r.a.describe()},
                      {"k", r.k.describe()}, {"v", r.v.describe()}};
       std::string why;

@@ -28,15 +28,13 @@ struct RunArgs {
 int run_run() {
   RealModel rm = load_real(ra.model);
   std::fprintf(stderr, "model: %s\n", rm.describe().c_str());
-  auto prompt = rm.model->tokenizer->encode_for_model(ra.prompt);
-  if (prompt.empty() && rm.model->spec.bos_id >= 0) prompt.push_back(rm.model->spec.bos_id);
+  const Model& m = rm.model();
+  auto prompt = m.tokenizer->encode_for_model(ra.prompt);
+  if (prompt.empty() && m.spec.bos_id >= 0) prompt.push_back(m.spec.bos_id);
   GenOptions g;
   g.n_new = ra.n;
   g.temperature = ra.temperature;
   g.seed = ra.seed;
-  g.hooks = rm.hooks.get();
-  g.kv_k = rm.kv_k;
-  g.kv_v = rm.kv_v;
   size_t kv_bytes = 0;
   double prefill_s = 0;
   g.kv_bytes = &kv_bytes;
@@ -44,8 +42,8 @@ int run_run() {
   std::fputs(ra.prompt.c_str(), stdout);
   int prev = prompt.back(), produced = 0;
   auto t0 = std::chrono::steady_clock::now();
-  generate(*rm.model, prompt, g, [&](int id) {
-    std::fputs(rm.model->tokenizer->piece(prev, id).c_str(), stdout);
+  generate(rm.session, prompt, g, [&](int id) {
+    std::fputs(m.tokenizer->piece(prev, id).c_str(), stdout);
     std::fflush(stdout);
     prev = id;
     produced++;
@@ -93,7 +91,7 @@ int run_bench() {
     else if (c == "w4a4") w = a = kv = 4;
     else if (c != "fp32") fail("--configs: unknown config " + quote(c) + " (fp32, w8a8, w4a8, w4a4)");
     RealModel rm = make_real(ba.model, ba.method, w, a, kv);
-    const ModelSpec& s = rm.model->spec;
+    const ModelSpec& s = rm.model().spec;
     const int pp = std::min(ba.pp, s.max_pos), tg = std::min(ba.tg, s.max_pos - 1);
     std::vector<int32_t> toks(pp);
     for (int i = 0; i < pp; i++) toks[i] = 1 + (i * 7919) % (s.vocab - 1);
@@ -101,27 +99,27 @@ int run_bench() {
     size_t kvb = 0;
     for (int rep = 0; rep < ba.reps; rep++) {
       {
-        KVCache cache = rm.kv_k.enabled() ? KVCache(s, 1, pp, rm.kv_k, rm.kv_v) : KVCache(s, 1, pp);
+        KVCache cache = rm.session.new_cache(1, pp);
         auto t0 = std::chrono::steady_clock::now();
-        forward(*rm.model, toks.data(), 1, pp, &cache, rm.hooks.get());
+        forward(rm.model(), toks.data(), 1, pp, &cache, rm.session.hooks());
         ppv.push_back(pp / seconds_since(t0));
         kvb = cache.bytes();
       }
       {
-        KVCache cache = rm.kv_k.enabled() ? KVCache(s, 1, tg + 1, rm.kv_k, rm.kv_v) : KVCache(s, 1, tg + 1);
+        KVCache cache = rm.session.new_cache(1, tg + 1);
         int32_t t = s.bos_id;
         auto t0 = std::chrono::steady_clock::now();
         for (int i = 0; i < tg; i++) {
-          auto lg = forward(*rm.model, &t, 1, 1, &cache, rm.hooks.get());
+          auto lg = forward(rm.model(), &t, 1, 1, &cache, rm.session.hooks());
           t = (int32_t)(std::max_element(lg.begin(), lg.end()) - lg.begin());
         }
         tgv.push_back(tg / seconds_since(t0));
       }
     }
     // weights streamed per decoded token: every linear once + lm_head + one embedding row
-    size_t wbytes = (size_t)rm.model->head().numel() * 4 + (size_t)s.hidden * 4;
+    size_t wbytes = (size_t)rm.model().head().numel() * 4 + (size_t)s.hidden * 4;
     for (int l = 0; l < s.n_layers; l++) {
-      auto lw = rm.model->layer(l);
+      auto lw = rm.model().layer(l);
       for (const Linear* li : {&lw->q, &lw->k, &lw->v, &lw->o, &lw->gate, &lw->up, &lw->down})
         wbytes += li->packed ? li->packed->bytes() : (size_t)li->out() * li->in() * 4;
     }

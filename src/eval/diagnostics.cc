@@ -144,13 +144,13 @@ class StatsHooks : public Hooks {
 
 }  // namespace
 
-std::vector<LayerDiagnostics> collect_diagnostics(const Model& m, Hooks* online, const Windows& w,
+std::vector<LayerDiagnostics> collect_diagnostics(const Session& sess, const Windows& w,
                                                   const QuantSpec& zero_spec, bool progress, double cq_alpha) {
-  StatsHooks sh(online, m, zero_spec, cq_alpha);
+  const Model& m = sess.model();
+  StatsHooks sh(sess.hooks(), m, zero_spec, cq_alpha);
   EvalOptions opt;
-  opt.hooks = &sh;
   opt.progress = progress;
-  run_windows(m, w, opt, [](int, const float*) {}, "analyze");
+  run_windows(sess.observed(&sh), w, opt, [](int, const float*) {}, "analyze");
   std::vector<LayerDiagnostics> out(m.spec.n_layers + 1);
   for (size_t l = 0; l < out.size(); l++)
     for (int s = 0; s < kNumSites; s++) {

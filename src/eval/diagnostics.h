@@ -40,11 +40,11 @@ struct LayerDiagnostics {
   std::array<SiteStats, kNumSites> site;
 };
 
-// Runs the windows through the model (online rotations from `online` if given, no fake
-// quantization) and measures every site. `zero_spec` is the per-token quantizer used for
+// Runs the windows through the session (its plan's online transforms; compile it with
+// OnlineCaps::quantize_activations = false for no fake quantization) and measures every site. `zero_spec` is the per-token quantizer used for
 // the quantization-kernel share.
 // The layer error uses RTN per-channel weights and per-token activations at zero_spec's bits.
-std::vector<LayerDiagnostics> collect_diagnostics(const Model& m, Hooks* online, const Windows& w,
+std::vector<LayerDiagnostics> collect_diagnostics(const Session& s, const Windows& w,
                                                   const QuantSpec& zero_spec, bool progress, double cq_alpha = 0.5);
 
 std::string diagnostics_json(const std::vector<LayerDiagnostics>& d, const std::string& label);

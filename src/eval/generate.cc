@@ -34,17 +34,18 @@ int sample_token(const float* logits, int vocab, float temperature, float top_p,
   return idx[keep - 1];
 }
 
-std::vector<int> generate(const Model& m, const std::vector<int>& prompt, const GenOptions& opt,
+std::vector<int> generate(const Session& s, const std::vector<int>& prompt, const GenOptions& opt,
                           const std::function<void(int)>& on_token) {
+  const Model& m = s.model();
   if (prompt.empty()) fail("--prompt", "empty, and the tokenizer has no BOS token to start from");
   const int max_len = std::min<int>(m.spec.max_pos, (int)prompt.size() + opt.n_new);
   if ((int)prompt.size() > m.spec.max_pos)
     fail("--prompt", std::to_string(prompt.size()) + " tokens, more than the model's maximum context " +
          std::to_string(m.spec.max_pos));
-  KVCache cache = opt.kv_k.enabled() ? KVCache(m.spec, 1, max_len, opt.kv_k, opt.kv_v) : KVCache(m.spec, 1, max_len);
+  KVCache cache = s.new_cache(1, max_len);
   std::vector<int32_t> toks(prompt.begin(), prompt.end());
   auto t0 = std::chrono::steady_clock::now();
-  std::vector<float> logits = forward(m, toks.data(), 1, (int)toks.size(), &cache, opt.hooks);
+  std::vector<float> logits = forward(m, toks.data(), 1, (int)toks.size(), &cache, s.hooks());
   if (opt.prefill_seconds) *opt.prefill_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (opt.kv_bytes) *opt.kv_bytes = cache.bytes();
   std::vector<int> out = prompt;
@@ -58,7 +59,7 @@ std::vector<int> generate(const Model& m, const std::vector<int>& prompt, const 
     bool eos = std::find(m.spec.eos_ids.begin(), m.spec.eos_ids.end(), next) != m.spec.eos_ids.end();
     if ((opt.stop_at_eos && eos) || cache.len >= max_len) break;
     int32_t t = next;
-    logits = forward(m, &t, 1, 1, &cache, opt.hooks);
+    logits = forward(m, &t, 1, 1, &cache, s.hooks());
   }
   return out;
 }

@@ -4,7 +4,7 @@
 #include <functional>
 #include <vector>
 
-#include "model/forward.h"
+#include "quant/session.h"
 
 namespace kt {
 
@@ -14,15 +14,13 @@ struct GenOptions {
   float top_p = 1.0f;
   uint64_t seed = 0;
   bool stop_at_eos = true;
-  Hooks* hooks = nullptr;
-  QuantSpec kv_k, kv_v;  // enabled: quantized KV cache
   // filled by generate(): cache storage, prefill and decode time
   size_t* kv_bytes = nullptr;
   double* prefill_seconds = nullptr;
 };
 
 // Returns prompt + generated ids. on_token is called for each new id as it is produced.
-std::vector<int> generate(const Model& m, const std::vector<int>& prompt, const GenOptions& opt,
+std::vector<int> generate(const Session& s, const std::vector<int>& prompt, const GenOptions& opt,
                           const std::function<void(int)>& on_token = nullptr);
 
 // Picks the next token from one row of logits (deterministic for a given rng state).

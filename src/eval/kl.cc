@@ -8,8 +8,9 @@
 
 namespace kt {
 
-CompareResult compare_to_reference(const Model& ref, Hooks* ref_hooks, const Model& m, const Windows& w,
-                                   const EvalOptions& opt) {
+CompareResult compare_to_reference(const Session& ref_s, const Session& sess, const Windows& w, const EvalOptions& opt) {
+  const Model& ref = ref_s.model();
+  const Model& m = sess.model();
   auto t0 = std::chrono::steady_clock::now();
   const int V = m.spec.vocab, T = w.ctx;
   if (ref.spec.vocab != V)
@@ -29,9 +30,7 @@ CompareResult compare_to_reference(const Model& ref, Hooks* ref_hooks, const Mod
     sub.tokens.assign(w.window(c0), w.window(c0) + (int64_t)nc * T);
     std::vector<float> ref_lp((size_t)nc * (T - 1) * V);
     std::vector<int> ref_arg((size_t)nc * (T - 1));
-    o.hooks = ref_hooks;
-    o.kv_k = o.kv_v = QuantSpec{};  // the reference runs at full precision, whatever the model's cache
-    run_windows(ref, sub, o, [&](int i, const float* lg) {
+    run_windows(ref_s, sub, o, [&](int i, const float* lg) {
       const int32_t* tok = sub.window(i);
       ref_nll += ordered_sum(T - 1, [&](int64_t t) {
         const float* r = lg + t * V;
@@ -43,10 +42,7 @@ CompareResult compare_to_reference(const Model& ref, Hooks* ref_hooks, const Mod
         return (double)(lse - r[tok[t + 1]]);
       });
     });
-    o.hooks = opt.hooks;
-    o.kv_k = opt.kv_k;
-    o.kv_v = opt.kv_v;
-    run_windows(m, sub, o, [&](int i, const float* lg) {
+    run_windows(sess, sub, o, [&](int i, const float* lg) {
       const int32_t* tok = sub.window(i);
       // per-position terms in slots, summed in order (same bits for any thread count)
       std::vector<double> k((size_t)T - 1), nl((size_t)T - 1);

@@ -12,7 +12,7 @@ struct CompareResult {
   double seconds = 0;
 };
 
-CompareResult compare_to_reference(const Model& ref, Hooks* ref_hooks, const Model& m, const Windows& w,
-                                   const EvalOptions& opt);
+// The reference runs as its session says (open_session: fake quantization, fp32 K/V cache).
+CompareResult compare_to_reference(const Session& ref, const Session& sess, const Windows& w, const EvalOptions& opt);
 
 }  // namespace kt

@@ -36,8 +36,9 @@ double window_nll(const float* logits, const int32_t* tokens, int n, int vocab) 
   });
 }
 
-void run_windows(const Model& m, const Windows& w, const EvalOptions& opt,
+void run_windows(const Session& sess, const Windows& w, const EvalOptions& opt,
                  const std::function<void(int, const float*)>& on_logits, const std::string& label) {
+  const Model& m = sess.model();
   const auto& s = m.spec;
   if (w.ctx > s.max_pos)
     fail("--ctx " + std::to_string(w.ctx) + " exceeds the model's maximum context of " + std::to_string(s.max_pos));
@@ -56,14 +57,13 @@ void run_windows(const Model& m, const Windows& w, const EvalOptions& opt,
     const int64_t rows = (int64_t)nb * w.ctx;
     std::vector<float> x((size_t)rows * s.hidden);
     embed_tokens(m, w.window(b0), rows, x.data());
-    std::unique_ptr<KVCache> cache;
-    if (opt.kv_k.enabled()) cache = std::make_unique<KVCache>(s, nb, w.ctx, opt.kv_k, opt.kv_v);
+    std::unique_ptr<KVCache> cache = sess.new_quantized_cache(nb, w.ctx);  // null: fp32 K/V within the chunk
     for (int l = 0; l < s.n_layers; l++) {
       auto lw = m.layer(l);
-      decoder_layer(s, *lw, l, x.data(), nb, w.ctx, 0, cache.get(), opt.hooks);
+      decoder_layer(s, *lw, l, x.data(), nb, w.ctx, 0, cache.get(), sess.hooks());
     }
     for (int i = 0; i < nb; i++) {
-      final_logits(m, x.data() + (int64_t)i * w.ctx * s.hidden, w.ctx, logits.data(), opt.hooks);
+      final_logits(m, x.data() + (int64_t)i * w.ctx * s.hidden, w.ctx, logits.data(), sess.hooks());
       on_logits(b0 + i, logits.data());
     }
     prog.update(b0 + nb, (int64_t)(b0 + nb) * w.ctx);
@@ -71,10 +71,11 @@ void run_windows(const Model& m, const Windows& w, const EvalOptions& opt,
   prog.finish();
 }
 
-PplResult perplexity(const Model& m, const Windows& w, const EvalOptions& opt) {
+PplResult perplexity(const Session& sess, const Windows& w, const EvalOptions& opt) {
+  const Model& m = sess.model();
   auto t0 = std::chrono::steady_clock::now();
   double total = 0;
-  run_windows(m, w, opt, [&](int i, const float* logits) { total += window_nll(logits, w.window(i), w.ctx, m.spec.vocab); });
+  run_windows(sess, w, opt, [&](int i, const float* logits) { total += window_nll(logits, w.window(i), w.ctx, m.spec.vocab); });
   PplResult r;
   r.windows = w.n();
   r.ctx = w.ctx;

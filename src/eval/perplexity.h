@@ -7,22 +7,20 @@
 #include <vector>
 
 #include "io/text.h"
-#include "model/forward.h"
+#include "quant/session.h"
 
 namespace kt {
 
 struct EvalOptions {
   int batch = 0;         // windows per forward chunk; 0 = choose by an activation budget
   bool progress = true;  // progress line on stderr
-  Hooks* hooks = nullptr;
-  // When enabled: run every window through a quantized KV cache with these K/V quantizers
-  // (real int KV storage) instead of attending over fp32 K/V.
-  QuantSpec kv_k, kv_v;
 };
 
-// Runs the model over every window and calls on_logits(window index, logits [ctx, vocab]).
-// Layer-major within each chunk of windows, so a streamed model loads each layer once per chunk.
-void run_windows(const Model& m, const Windows& w, const EvalOptions& opt,
+// Runs the session's model over every window and calls on_logits(window index, logits [ctx,
+// vocab]). Layer-major within each chunk of windows, so a streamed model loads each layer once
+// per chunk. When the session's plan quantizes K/V in the cache, every window runs through a
+// quantized KV cache (real int KV storage) instead of attending over fp32 K/V.
+void run_windows(const Session& sess, const Windows& w, const EvalOptions& opt,
                  const std::function<void(int, const float*)>& on_logits, const std::string& label = "eval");
 
 struct PplResult {
@@ -33,7 +31,7 @@ struct PplResult {
 };
 
 // Mean NLL (natural log) over positions 1..ctx-1 of every window.
-PplResult perplexity(const Model& m, const Windows& w, const EvalOptions& opt);
+PplResult perplexity(const Session& s, const Windows& w, const EvalOptions& opt);
 // log(sum_j exp(r_j)) of one logit row (float exp, double accumulation); argmax optional.
 float log_sum_exp(const float* r, int n, int* argmax = nullptr);
 // NLL of targets[t+1] under logits row t, summed over t = 0..n-2 (double accumulation).

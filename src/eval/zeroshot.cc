@@ -41,8 +41,9 @@ std::vector<MCItem> load_piqa(const std::string& tasks_dir, int limit) {
   return items;
 }
 
-double tokens_loglik(const Model& m, Hooks* hooks, const std::vector<int>& ctx, const std::vector<int>& cont,
-                     int max_len, int* n_tokens, bool* truncated, const QuantSpec& kv_k, const QuantSpec& kv_v) {
+double tokens_loglik(const Session& s, const std::vector<int>& ctx, const std::vector<int>& cont, int max_len,
+                     int* n_tokens, bool* truncated) {
+  const Model& m = s.model();
   if (ctx.empty() || cont.empty()) fail("tokens_loglik: empty context or continuation");
   const size_t L = (size_t)(max_len > 0 ? std::min(max_len, m.spec.max_pos) : m.spec.max_pos);
   // lm-eval: inp = (context_enc + continuation_enc)[-(max_length + 1):][:-1]; the logits of
@@ -53,9 +54,8 @@ double tokens_loglik(const Model& m, Hooks* hooks, const std::vector<int>& ctx, 
   std::vector<int32_t> ids(whole.begin() + start, whole.end() - 1);
   const size_t scored = std::min(cont.size(), ids.size());  // < cont.size() only if cont alone exceeds L
   if (truncated) *truncated = start > 0;
-  std::unique_ptr<KVCache> cache;
-  if (kv_k.enabled()) cache = std::make_unique<KVCache>(m.spec, 1, (int)ids.size(), kv_k, kv_v);
-  auto logits = forward(m, ids.data(), 1, (int)ids.size(), cache.get(), hooks);
+  std::unique_ptr<KVCache> cache = s.new_quantized_cache(1, (int)ids.size());  // null: fp32 K/V, no cache
+  auto logits = forward(m, ids.data(), 1, (int)ids.size(), cache.get(), s.hooks());
   const int V = m.spec.vocab;
   double ll = 0;
   for (size_t p = ids.size() - scored; p < ids.size(); p++) {  // position p predicts whole[start + p + 1]
@@ -69,9 +69,9 @@ double tokens_loglik(const Model& m, Hooks* hooks, const std::vector<int>& ctx, 
   return ll;
 }
 
-double continuation_loglik(const Model& m, Hooks* hooks, const std::string& context, const std::string& continuation,
-                           int* n_tokens, const QuantSpec& kv_k, const QuantSpec& kv_v, int max_len, bool* truncated) {
-  const Tokenizer& tok = *m.tokenizer;
+double continuation_loglik(const Session& s, const std::string& context, const std::string& continuation,
+                           int* n_tokens, int max_len, bool* truncated) {
+  const Tokenizer& tok = *s.model().tokenizer;
   auto ctx = tok.encode_for_model(context);
   auto whole = tok.encode_for_model(context + continuation);
   size_t split = std::min(ctx.size(), whole.size());
@@ -81,7 +81,7 @@ double continuation_loglik(const Model& m, Hooks* hooks, const std::string& cont
   }
   if (whole.size() <= split) fail("continuation " + quote(continuation) + " tokenizes to nothing");
   std::vector<int> c(whole.begin(), whole.begin() + split), k(whole.begin() + split, whole.end());
-  return tokens_loglik(m, hooks, c, k, max_len, n_tokens, truncated, kv_k, kv_v);
+  return tokens_loglik(s, c, k, max_len, n_tokens, truncated);
 }
 
 namespace {
@@ -92,8 +92,8 @@ size_t utf8_chars(const std::string& s) {
 }
 }  // namespace
 
-MCResult eval_multiple_choice(const Model& m, Hooks* hooks, const std::vector<MCItem>& items, const std::string& task,
-                              bool progress, const QuantSpec& kv_k, const QuantSpec& kv_v, int max_len) {
+MCResult eval_multiple_choice(const Session& s, const std::vector<MCItem>& items, const std::string& task,
+                              bool progress, int max_len) {
   auto t0 = std::chrono::steady_clock::now();
   Progress prog(task, (int64_t)items.size(), progress);
   int correct = 0, correct_norm = 0, truncated = 0;
@@ -108,7 +108,7 @@ MCResult eval_multiple_choice(const Model& m, Hooks* hooks, const std::vector<MC
       bool tr = false;
       double ll;
       try {
-        ll = continuation_loglik(m, hooks, it.context, it.choices[c], &nt, kv_k, kv_v, max_len, &tr);
+        ll = continuation_loglik(s, it.context, it.choices[c], &nt, max_len, &tr);
       } catch (const Interrupted&) {
         throw;
       } catch (const Error& e) {

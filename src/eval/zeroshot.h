@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "model/forward.h"
+#include "quant/session.h"
 
 namespace kt {
 
@@ -37,19 +37,17 @@ std::vector<MCItem> load_piqa(const std::string& tasks_dir, int limit);
 // left and the whole continuation is scored; only a continuation longer than the window by
 // itself loses its own first tokens (all max_len positions are then scored).
 // n_tokens: tokens scored; truncated: whether anything was cut.
-// kv_k/kv_v enabled: the forward pass keeps K/V in a quantized cache (real execution).
-double continuation_loglik(const Model& m, Hooks* hooks, const std::string& context, const std::string& continuation,
-                           int* n_tokens = nullptr, const QuantSpec& kv_k = {}, const QuantSpec& kv_v = {},
-                           int max_len = 0, bool* truncated = nullptr);
+// A session whose plan quantizes K/V in the cache keeps K/V in a quantized cache (real execution).
+double continuation_loglik(const Session& s, const std::string& context, const std::string& continuation,
+                           int* n_tokens = nullptr, int max_len = 0, bool* truncated = nullptr);
 
 // The same on token ids: sum of log p(cont[i] | ctx + cont[..i]) within the window above.
 // ctx must not be empty (continuation_loglik puts BOS/EOS there for an empty context).
-double tokens_loglik(const Model& m, Hooks* hooks, const std::vector<int>& ctx, const std::vector<int>& cont,
-                     int max_len = 0, int* n_tokens = nullptr, bool* truncated = nullptr, const QuantSpec& kv_k = {},
-                     const QuantSpec& kv_v = {});
+double tokens_loglik(const Session& s, const std::vector<int>& ctx, const std::vector<int>& cont, int max_len = 0,
+                     int* n_tokens = nullptr, bool* truncated = nullptr);
 
 // max_len: the window of continuation_loglik (eval --ctx).
-MCResult eval_multiple_choice(const Model& m, Hooks* hooks, const std::vector<MCItem>& items, const std::string& task,
-                              bool progress, const QuantSpec& kv_k = {}, const QuantSpec& kv_v = {}, int max_len = 0);
+MCResult eval_multiple_choice(const Session& s, const std::vector<MCItem>& items, const std::string& task,
+                              bool progress, int max_len = 0);
 
 }  // namespace kt

@@ -13,6 +13,7 @@
 
 #include "io/text.h"
 #include "model/model.h"
+#include "quant/online_plan.h"
 #include "quant/options.h"
 #include "quant/recipe.h"
 #include "transform/rotation.h"
@@ -46,7 +47,7 @@ struct Rotations {
 
 // The recipe's online part as the pipeline builds it: methods add their per-layer site
 // transforms and CrossQuant column maxima through it. (One name, so its type can change.)
-using OnlineBuilder = RecipeHooks;
+using OnlineBuilder = OnlinePlanBuilder;
 
 // What a method sees of the run.
 struct MethodContext {

@@ -14,6 +14,7 @@
 
 #include "io/gguf_model.h"
 #include "quant/methods.h"
+#include "quant/online_plan.h"
 #include "io/safetensors.h"
 #include "quant/validate_model.h"
 #include "kernels/packed.h"
@@ -171,7 +172,7 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   }
   Rotation rin;
   if (r.online_had_inputs) rin = Rotation::hadamard(s.hidden, false, r.seed + 5);
-  OnlineBuilder online(r, s, /*quantize_activations=*/false);
+  OnlineBuilder online(r, s);  // transforms only: calibration activations stay fp32
   ctx.online = &online;
 
   // The calibration windows through one layer, 8 at a time (bounded attention scratch), all
@@ -226,14 +227,6 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   rep.seconds = seconds_since(t0);
   rep.peak_rss_mib = peak_rss_mib();
   return rep;
-}
-
-std::unique_ptr<RecipeHooks> load_recipe_hooks(const std::string& dir, const ModelSpec& s, Recipe* out) {
-  std::string p = join_path(dir, "recipe.json");
-  if (!is_directory(dir) || !file_exists(p)) return nullptr;
-  Recipe r = load_validated_recipe(dir, s);  // the recipe and every tensor checked against it and the spec
-  if (out) *out = r;
-  return std::make_unique<RecipeHooks>(r, s, true);
 }
 
 }  // namespace kt

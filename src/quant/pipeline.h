@@ -44,7 +44,4 @@ Windows calibration_windows(const Tokenizer& tok, const std::string& path, int n
 QuantizeReport quantize_model(Model& m, QuantizeOptions& opt);
 
 
-// If DIR holds a recipe.json, the hooks that re-create its online rotations and quantizers.
-std::unique_ptr<RecipeHooks> load_recipe_hooks(const std::string& dir, const ModelSpec& s, Recipe* out = nullptr);
-
 }  // namespace kt

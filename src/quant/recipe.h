@@ -79,40 +79,4 @@ struct Recipe {
 // Name of a per-layer recipe tensor, e.g. site_tensor_name(3, Site::DownIn, "smooth").
 std::string site_tensor_name(const std::string& kind, int layer, Site site, const std::string& what);
 
-// Online part of a recipe at run time: R3 on Q and K after RoPE, R4 on the down_proj
-// input, then fake quantization of every activation site the recipe quantizes.
-class RecipeHooks : public Hooks {
- public:
-  RecipeHooks(const Recipe& r, const ModelSpec& s, bool quantize_activations = true);
-  void on_activation(int layer, Site site, float* x, int64_t rows, int64_t cols) override;
-  bool quantize_activations;
-  // With real kernels the linears quantize their own inputs; only K/V stay fake-quantized here.
-  bool linears_quantize_inputs = false;
-  // With a quantized KV cache the cache quantizes K/V itself.
-  bool cache_quantizes_kv = false;
-  // The down_proj linears apply R4 to each row as they quantize it (runtime/real_model.h,
-  // fuse_online_rotations), so this hook leaves the down_proj input as it is.
-  bool r4_in_down_linears = false;
-  // R4 (online Hadamard of size ffn before down_proj); null when the recipe has none.
-  const std::shared_ptr<const Rotation>& r4() const { return r4_; }
-  // R3 on K is left to the K/V cache write, which rotates each head as it quantizes it; Q is
-  // still rotated here. decoder_layer gets the per-head transform from k_head_transform().
-  bool r3_in_kv_cache = false;
-  const RowTransform* k_head_transform() const override { return r3_in_kv_cache ? r3_rows_.get() : nullptr; }
-  // Adds (or replaces) the online transform of one site; the pipeline calls this as it builds them.
-  void set_site_transform(int layer, Site site, SiteTransform t);
-  void set_crossquant_colmax(int layer, Site site, std::vector<float> c);
-  bool has_site_transform(Site site) const;  // at any layer
-  const Recipe& recipe() const { return r_; }
-
- private:
-  Recipe r_;
-  ModelSpec s_;
-  Rotation rin_;
-  std::shared_ptr<const Rotation> r3_, r4_;
-  std::shared_ptr<const RotationRows> r3_rows_;  // r3_ as the K cache's per-head transform
-  std::map<std::pair<int, int>, SiteTransform> site_tf_;
-  std::map<std::pair<int, int>, std::vector<float>> cq_;
-};
-
 }  // namespace kt

@@ -339,10 +339,22 @@ Recipe load_validated_recipe(const std::string& dir, const ModelSpec& s) {
 }
 
 std::unique_ptr<Model> open_model(const std::string& path, int resident, const std::string& tokenizer_path) {
+  return open_model(path, resident, tokenizer_path, nullptr);
+}
+
+std::unique_ptr<Model> open_model(const std::string& path, int resident, const std::string& tokenizer_path,
+                                  std::optional<Recipe>* recipe) {
   const std::string cfg = join_path(path, "config.json");
-  if (is_directory(path) && file_exists(cfg) && file_exists(join_path(path, "recipe.json")))
-    (void)load_validated_recipe(path, read_hf_config(cfg));
-  return Model::open(path, resident, tokenizer_path);
+  const bool has_recipe = is_directory(path) && file_exists(join_path(path, "recipe.json"));
+  std::optional<Recipe> r;
+  if (has_recipe && file_exists(cfg)) r = load_validated_recipe(path, read_hf_config(cfg));
+  auto m = Model::open(path, resident, tokenizer_path);
+  if (recipe) {
+    // (a directory with recipe.json but no config.json: validated against what Model::open read)
+    if (has_recipe && !r) r = load_validated_recipe(path, m->spec);
+    *recipe = std::move(r);
+  }
+  return m;
 }
 
 }  // namespace kt

@@ -1,10 +1,10 @@
 // A quantized model (the directory `kurtail quantize` writes, docs/FORMAT.md) is input like any
 // other: it is checked against its recipe and the model spec when it loads, before any of its
-// numbers is used. Every load path comes through here: Model::open runs load_validated_recipe on
-// a directory with a recipe.json before it loads a tensor (eval with fake quantization or the
+// numbers is used. Every load path comes through here: open_model (and open_session, which
+// keeps the recipe it returns: validated once per open) runs load_validated_recipe on a
+// directory with a recipe.json before it loads a tensor (eval with fake quantization or the
 // integer kernels, run, generate, bench, analyze, info, export-gguf, quantize, the fuzz target
-// fuzz_qmodel), load_recipe_hooks runs it again for callers that build hooks without
-// Model::open, and Model::load_layer calls check_linear_quant / check_on_grid for every layer it
+// fuzz_qmodel), and Model::load_layer calls check_linear_quant / check_on_grid for every layer it
 // loads (also for a directory without recipe.json, and for streamed layers). Cost on
 // tinyllama-8m: 1-6 ms per load; the one O(b^3) check is a b x b SYRK per stored rotation.
 // Each failure is one line naming the file (recipe.json or model.safetensors) and the entry,
@@ -61,6 +61,7 @@
 //    (|w/s - round(w/s)| <= 1e-3) inside the signed range of qbits.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "core/tensor.h"
@@ -86,6 +87,10 @@ Recipe load_validated_recipe(const std::string& dir, const ModelSpec& s);
 // quantized model directory (one with recipe.json) is validated whole against its recipe
 // before any tensor is used. (Model::open itself knows no recipes: it sits a layer below.)
 std::unique_ptr<Model> open_model(const std::string& path, int resident = -1, const std::string& tokenizer_path = "");
+// The same, also handing back the validated recipe (nullopt for a model without recipe.json),
+// so callers that need it do not validate the directory a second time.
+std::unique_ptr<Model> open_model(const std::string& path, int resident, const std::string& tokenizer_path,
+                                  std::optional<Recipe>* recipe);
 
 
 }  // namespace kt

@@ -49,24 +49,41 @@ PackReport pack_model_for_kernels(Model& m, const Recipe& r, bool drop_fp32) {
   return rep;
 }
 
-bool fuse_online_rotations(Model& m, RecipeHooks& hooks) {
+bool kv_cache_supported(const Recipe& r, const ModelSpec& s) {
+  const QuantSpec& k = r.k;
+  return k.enabled() && k.bits <= 8 && k.gran == Granularity::PerGroup && k.group == s.head_dim;
+}
+
+OnlineCaps kernel_caps(const Model& m, const PackReport& pack, bool quantized_kv) {
+  OnlineCaps c;
+  c.linears_quantize_inputs = pack.packed > 0;
   // R3 on K: the quantized K/V cache applies it per head as it quantizes (decoder_layer asks
-  // the hook for it); Q is still rotated by the hook.
-  // The hook applies R3 before any site transform of K; deferring R3 would swap the two.
-  if (hooks.recipe().r3 && hooks.cache_quantizes_kv && !hooks.has_site_transform(Site::K)) hooks.r3_in_kv_cache = true;
-  if (!hooks.r4() || !hooks.linears_quantize_inputs) return hooks.r3_in_kv_cache;
-  for (int l = 0; l < m.spec.n_layers; l++) {
+  // the plan for it); Q is still rotated by the plan's hook.
+  c.cache_quantizes_kv = c.cache_applies_r3 = quantized_kv;
+  c.down_linears_apply_r4 = c.linears_quantize_inputs;
+  for (int l = 0; l < m.spec.n_layers && c.down_linears_apply_r4; l++) {
     const Linear& d = m.layer(l)->down;
-    if (!d.packed || d.act_bits == 0 || d.in() != hooks.r4()->n()) return hooks.r3_in_kv_cache;
+    if (!d.packed || d.act_bits == 0 || d.in() != m.spec.ffn) c.down_linears_apply_r4 = false;
   }
-  auto pre = std::make_shared<const RotationRows>(hooks.r4());
-  for (int l = 0; l < m.spec.n_layers; l++) {
-    LayerWeights w = *m.layer(l);
-    w.down.act_pre = pre;
-    m.set_layer(l, std::move(w));
+  return c;
+}
+
+bool fuse_online_rotations(Model& m, const OnlinePlan& plan) {
+  if (plan.r4_in_down_linears()) {
+    const auto& pre = plan.r4_rows();
+    for (int l = 0; l < m.spec.n_layers; l++) {
+      LayerWeights w = *m.layer(l);
+      w.down.act_pre = pre;
+      m.set_layer(l, std::move(w));
+    }
   }
-  hooks.r4_in_down_linears = true;
-  return true;
+  return plan.r4_in_down_linears() || plan.r3_in_kv_cache();
+}
+
+Session kernel_session(std::shared_ptr<Model> m, const Recipe& r, const PackReport& pack, bool quantized_kv) {
+  auto plan = plan_online(r, m->spec, kernel_caps(*m, pack, quantized_kv));
+  fuse_online_rotations(*m, *plan);
+  return Session(std::move(m), r, std::move(plan));
 }
 
 void unpack_model(Model& m) {

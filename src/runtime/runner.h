@@ -1,20 +1,18 @@
 // Loading a model for real execution: a quantized model directory is packed for the integer
-// kernels and gets its online transforms and a quantized KV cache; an FP model runs as is.
+// kernels and gets its online plan and a quantized KV cache; an FP model runs as is.
 #pragma once
 #include <memory>
 #include <string>
 
-#include "quant/recipe.h"
+#include "quant/session.h"
 #include "runtime/real_model.h"
 
 namespace kt {
 
 struct RealModel {
-  std::unique_ptr<Model> model;
-  std::unique_ptr<RecipeHooks> hooks;  // null for FP models
-  Recipe recipe;
+  Session session;  // the packed model, its plan (null for FP models) and its K/V cache
   PackReport pack;
-  QuantSpec kv_k, kv_v;  // enabled: quantized KV cache
+  const Model& model() const { return session.model(); }
   std::string describe() const;
 };
 
@@ -22,7 +20,8 @@ struct RealModel {
 RealModel load_real(const std::string& path);
 // Builds a real model in memory: `method` transforms + RTN weights at the given bits, packed.
 RealModel make_real(const std::string& path, const std::string& method, int wbits, int abits, int kvbits);
-// Attaches kernels/KV cache to an already quantized model with its recipe (scales recorded).
-void attach_real(RealModel& rm);
+// Packs an already quantized model (scales recorded) for the kernels and compiles its recipe
+// for what they and the K/V cache take over.
+RealModel attach_real(std::unique_ptr<Model> m, const Recipe& r);
 
 }  // namespace kt
