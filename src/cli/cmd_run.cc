@@ -120,8 +120,8 @@ int run_bench() {
     size_t wbytes = (size_t)rm.model().head().numel() * 4 + (size_t)s.hidden * 4;
     for (int l = 0; l < s.n_layers; l++) {
       auto lw = rm.model().layer(l);
-      for (const Linear* li : {&lw->q, &lw->k, &lw->v, &lw->o, &lw->gate, &lw->up, &lw->down})
-        wbytes += li->packed ? li->packed->bytes() : (size_t)li->out() * li->in() * 4;
+      lw->for_each_linear(
+          [&](Field, const Linear& li) { wbytes += li.packed ? li.packed->bytes() : (size_t)li.out() * li.in() * 4; });
     }
     Stat p = stat(ppv), t = stat(tgv);
     char buf[512];

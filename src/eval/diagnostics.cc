@@ -62,14 +62,20 @@ struct Acc {
   int64_t err_rows = 0;
 };
 
-const Linear* representative(const LayerWeights& w, Site s, std::string* name) {
-  switch (s) {
-    case Site::AttnIn: *name = "k_proj"; return &w.k;
-    case Site::OIn: *name = "o_proj"; return &w.o;
-    case Site::MlpIn: *name = "gate_proj"; return &w.gate;
-    case Site::DownIn: *name = "down_proj"; return &w.down;
-    default: return nullptr;
+// The linear whose weights and error stand for a site in the report: the first consumer of the
+// site, except K for the attention input (q, k and v read the same input; K's error is the one
+// the report has always shown). *name: the HF name's last part ("k_proj").
+const Linear* representative(const LayerWeights& w, const ModelSpec& spec, Site s, std::string* name) {
+  for (const auto& g : site_consumers(w)) {
+    if (g.site != s) continue;
+    const auto* pick = &g.linears.front();
+    for (const auto& c : g.linears)
+      if (c.field == Field::K) pick = &c;
+    const std::string hf = arch_table(spec).row(pick->field).hf;
+    *name = hf.substr(hf.rfind('.') + 1);
+    return pick->lin;
   }
+  return nullptr;
 }
 
 class StatsHooks : public Hooks {
@@ -107,7 +113,7 @@ class StatsHooks : public Hooks {
     if (layer < m_.spec.n_layers) {
       std::string name;
       auto lw = m_.layer(layer);
-      const Linear* lin = representative(*lw, site, &name);
+      const Linear* lin = representative(*lw, m_.spec, site, &name);
       if (lin && !lin->w.data.empty()) {  // (packed-only weights: no fp32 copy to compare against)
         // a subsample of rows: exact output vs 4-bit activations x 4-bit RTN weights
         const int64_t nr = std::min<int64_t>(rows, 64);
@@ -184,7 +190,7 @@ std::vector<LayerDiagnostics> collect_diagnostics(const Session& sess, const Win
       st.layer_error = a.err_rows ? a.err / a.err_rows : 0;
       if ((int)l < m.spec.n_layers) {
         auto lw = m.layer((int)l);
-        const Linear* lin = representative(*lw, (Site)s, &st.linear);
+        const Linear* lin = representative(*lw, m.spec, (Site)s, &st.linear);
         if (lin && !lin->w.data.empty()) {
           double wstd;  // W [out, in]: its columns are the input channels
           channel_magnitude_stats(lin->w.ptr(), lin->out(), lin->in(), &wstd, &st.w_chan_mag_cv);

@@ -65,7 +65,9 @@ struct OutTensor {
   uint32_t type;
   uint64_t offset = 0, nbytes = 0;
   int layer = -1;              // -1: global
-  std::string what;            // which weight of the layer (see fetch)
+  Global global = Global::Embed;       // which global (layer < 0)
+  Field field = Field::AttnNorm;       // which tensor of the layer (layer >= 0)
+  TensorRole role = TensorRole::Weight;
   int permute_heads = 0;       // llama q/k: HF rotate_half rows -> llama.cpp's adjacent pairs
 };
 
@@ -84,14 +86,11 @@ class GgufOut {
   OutputFile out_;
 };
 
-const Tensor* pick(const LayerWeights& w, const std::string& what) {
-  static const char* names[] = {"q", "k", "v", "o", "gate", "up", "down"};
-  const Linear* lins[] = {&w.q, &w.k, &w.v, &w.o, &w.gate, &w.up, &w.down};
-  if (what == "attn_norm") return &w.attn_norm;
-  if (what == "mlp_norm") return &w.mlp_norm;
-  for (int i = 0; i < 7; i++) {
-    if (what == std::string(names[i]) + ".w") return &lins[i]->w;
-    if (what == std::string(names[i]) + ".b") return &lins[i]->b;
+const Tensor* pick(const LayerWeights& w, Field f, TensorRole role) {
+  for (const auto& g : site_consumers(w)) {
+    if (g.norm && g.norm_field == f) return g.norm;
+    for (const auto& c : g.linears)
+      if (c.field == f) return role == TensorRole::Bias ? &c.lin->b : &c.lin->w;
   }
   return nullptr;
 }
@@ -159,7 +158,10 @@ bool is_kurtail_gguf(const std::string& path) {
 void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const std::string& name, bool force,
                 const std::vector<std::string>& inputs) {
   const ModelSpec& s = m.spec;
-  if (s.arch != "llama" && s.arch != "mistral" && s.arch != "qwen2") fail(path, "cannot write GGUF for arch " + s.arch);
+  const ArchTable* table = nullptr;
+  for (const ArchTable* t : all_arch_tables())
+    if (s.arch == t->arch) table = t;
+  if (!table) fail(path, "cannot write GGUF for arch " + s.arch);
   if (s.rope_style != RopeStyle::RotateHalf) fail(path, "GGUF export needs HF (rotate_half) RoPE weights");
   if (!s.rope_scaling.type.empty()) fail(path, "GGUF export of rope scaling " + quote(s.rope_scaling.type) + " is not supported");
   if (s.sliding_window > 0) fail(path, "GGUF export of sliding-window attention is not supported");
@@ -170,39 +172,46 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
   all_inputs.push_back(m.path);
   if (!m.tokenizer_path.empty()) all_inputs.push_back(m.tokenizer_path);
   check_output(path, gguf_policy(path, force, all_inputs), /*is_dir=*/false);
-  const std::string arch = s.arch == "qwen2" ? "qwen2" : "llama";  // llama.cpp runs Mistral as llama
-  const bool permute_qk = arch == "llama";
+  const std::string arch = table->gguf_arch;
+  const bool permute_qk = table->gguf_permute_qk;
   auto mat_type_for = [&](int64_t in) -> uint32_t {
     if (type == GGUFOutType::Q8_0) return in % 32 == 0 ? GGML_Q8_0 : GGML_F16;
     return type == GGUFOutType::F16 ? GGML_F16 : type == GGUFOutType::BF16 ? GGML_BF16 : GGML_F32;
   };
   const uint32_t mat_type = mat_type_for(s.hidden);
 
-  // Tensor list, in llama.cpp's usual order.
+  // Tensor list, in llama.cpp's usual order: embedding; per layer and site, the norm, the
+  // consumers' weights, then their biases; final norm; output.
   std::vector<OutTensor> ts;
-  ts.push_back({"token_embd.weight", {s.vocab, s.hidden}, mat_type, 0, 0, -1, "embed", 0});
+  auto add_global = [&](Global g, uint32_t ty) {
+    const GlobalRow& r = table->global(g);
+    OutTensor o{r.gguf, global_shape(r, s), ty};
+    o.global = g;
+    ts.push_back(o);
+  };
+  add_global(Global::Embed, mat_type);
+  const LayerWeights shape_of_a_layer;  // site_consumers' structure does not depend on the weights
   for (int l = 0; l < s.n_layers; l++) {
-    std::string p = "blk." + std::to_string(l) + ".";
-    auto add = [&](const std::string& n, std::vector<int64_t> shape, const std::string& what, int ph = 0) {
-      ts.push_back({p + n, shape, shape.size() == 1 ? (uint32_t)GGML_F32 : mat_type_for(shape[1]), 0, 0, l, what, ph});
+    auto add = [&](const TensorRow& r, TensorRole role) {
+      const char* kind = role == TensorRole::Bias ? "bias" : "weight";
+      std::vector<int64_t> shape = row_shape(r, s);
+      if (role == TensorRole::Bias) shape.resize(1);
+      OutTensor o{gguf_name(r, l, kind), shape, shape.size() == 1 ? (uint32_t)GGML_F32 : mat_type_for(shape[1])};
+      o.layer = l;
+      o.field = r.field;
+      o.role = role;
+      o.permute_heads = permute_qk ? permute_heads(r, s) : 0;
+      ts.push_back(o);
     };
-    add("attn_norm.weight", {s.hidden}, "attn_norm");
-    add("attn_q.weight", {s.q_dim(), s.hidden}, "q.w", permute_qk ? s.n_heads : 0);
-    add("attn_k.weight", {s.kv_dim(), s.hidden}, "k.w", permute_qk ? s.n_kv_heads : 0);
-    add("attn_v.weight", {s.kv_dim(), s.hidden}, "v.w");
-    if (s.attn_qkv_bias) {
-      add("attn_q.bias", {s.q_dim()}, "q.b", permute_qk ? s.n_heads : 0);
-      add("attn_k.bias", {s.kv_dim()}, "k.b", permute_qk ? s.n_kv_heads : 0);
-      add("attn_v.bias", {s.kv_dim()}, "v.b");
+    for (const auto& g : site_consumers(shape_of_a_layer)) {
+      if (g.norm) add(table->row(g.norm_field), TensorRole::Weight);
+      for (const auto& c : g.linears) add(table->row(c.field), TensorRole::Weight);
+      for (const auto& c : g.linears)
+        if (row_has_bias(table->row(c.field), s)) add(table->row(c.field), TensorRole::Bias);
     }
-    add("attn_output.weight", {s.hidden, s.q_dim()}, "o.w");
-    add("ffn_norm.weight", {s.hidden}, "mlp_norm");
-    add("ffn_gate.weight", {s.ffn, s.hidden}, "gate.w");
-    add("ffn_up.weight", {s.ffn, s.hidden}, "up.w");
-    add("ffn_down.weight", {s.hidden, s.ffn}, "down.w");
   }
-  ts.push_back({"output_norm.weight", {s.hidden}, GGML_F32, 0, 0, -1, "final_norm", 0});
-  if (!m.lm_head.empty()) ts.push_back({"output.weight", {s.vocab, s.hidden}, mat_type, 0, 0, -1, "lm_head", 0});
+  add_global(Global::FinalNorm, GGML_F32);
+  if (!m.lm_head.empty()) add_global(Global::LmHead, mat_type);
   uint64_t off = 0;
   for (auto& t : ts) {
     const size_t n = Tensor::numel_of(t.shape);
@@ -255,13 +264,13 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
   for (auto& t : ts) {
     const Tensor* src = nullptr;
     if (t.layer < 0) {
-      src = t.what == "embed" ? &m.embed : t.what == "final_norm" ? &m.final_norm : &m.lm_head;
+      src = t.global == Global::Embed ? &m.embed : t.global == Global::FinalNorm ? &m.final_norm : &m.lm_head;
     } else {
       if (t.layer != cur_layer) {
         cur = m.layer(t.layer);  // one layer in memory at a time
         cur_layer = t.layer;
       }
-      src = pick(*cur, t.what);
+      src = pick(*cur, t.field, t.role);
     }
     const size_t n = Tensor::numel_of(t.shape);
     if (!src || src->data.size() != n)

@@ -75,13 +75,15 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
     std::deque<Tensor> qbits_keep;  // stable addresses for the ".qbits" scalars
     std::deque<Tensor> packed_keep;  // packed bytes (as floats here, written as U8)
     std::vector<std::string> packed_names, f16_names;
-    ts.emplace_back("model.embed_tokens.weight", &m.embed);
+    const ArchTable& table = arch_table(m.spec);
+    ts.emplace_back(table.global(Global::Embed).hf, &m.embed);
     for (int l = 0; l < m.spec.n_layers; l++) {
       keep.push_back(m.layer(l));
       const LayerWeights& w = *keep.back();
-      std::string p = "model.layers." + std::to_string(l) + ".";
-      ts.emplace_back(p + "input_layernorm.weight", &w.attn_norm);
-      ts.emplace_back(p + "post_attention_layernorm.weight", &w.mlp_norm);
+      // norms first, then each linear with its bias and scales (the order of the data in the file)
+      w.for_each_tensor(m.spec, [&](const TensorRow& row, TensorRole, const Tensor& t) {
+        if (row.is_norm()) ts.emplace_back(hf_name(row, l, "weight"), &t);
+      });
       auto lin = [&](const std::string& n, const Linear& li) {
         // null: no packed form (no recorded grid, or a group size the packed layout cannot hold)
         const std::shared_ptr<const PackedWeight> pw =
@@ -90,25 +92,19 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
           Tensor bytes({(int64_t)pw->data.size()});
           for (size_t i = 0; i < pw->data.size(); i++) bytes.data[i] = pw->data[i];
           packed_keep.push_back(std::move(bytes));
-          packed_names.push_back(p + n + ".qweight");
-          ts.emplace_back(p + n + ".qweight", &packed_keep.back());
+          packed_names.push_back(n + ".qweight");
+          ts.emplace_back(n + ".qweight", &packed_keep.back());
         } else {
-          ts.emplace_back(p + n + ".weight", &li.w);
+          ts.emplace_back(n + ".weight", &li.w);
         }
-        if (!li.b.empty()) ts.emplace_back(p + n + ".bias", &li.b);
+        if (!li.b.empty()) ts.emplace_back(n + ".bias", &li.b);
         if (!li.qscale.empty()) {
-          ts.emplace_back(p + n + ".qscale", &li.qscale);
-          if (r.w.scale_f16) f16_names.push_back(p + n + ".qscale");  // fp16-exact by construction
+          ts.emplace_back(n + ".qscale", &li.qscale);
+          if (r.w.scale_f16) f16_names.push_back(n + ".qscale");  // fp16-exact by construction
           qbits_keep.push_back(Tensor::from({(float)li.qbits}));
         }
       };
-      lin("self_attn.q_proj", w.q);
-      lin("self_attn.k_proj", w.k);
-      lin("self_attn.v_proj", w.v);
-      lin("self_attn.o_proj", w.o);
-      lin("mlp.gate_proj", w.gate);
-      lin("mlp.up_proj", w.up);
-      lin("mlp.down_proj", w.down);
+      w.for_each_linear([&](Field f, const Linear& li) { lin(hf_name(table.row(f), l), li); });
     }
     {  // pair each ".qscale" with its ".qbits"
       size_t i = 0;
@@ -118,8 +114,8 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
           extra.emplace_back(n.substr(0, n.size() - 7) + ".qbits", &qbits_keep[i++]);
       ts.insert(ts.end(), extra.begin(), extra.end());
     }
-    ts.emplace_back("model.norm.weight", &m.final_norm);
-    if (!m.lm_head.empty()) ts.emplace_back("lm_head.weight", &m.lm_head);
+    ts.emplace_back(table.global(Global::FinalNorm).hf, &m.final_norm);
+    if (!m.lm_head.empty()) ts.emplace_back(table.global(Global::LmHead).hf, &m.lm_head);
     for (auto& [name, t] : r.tensors) ts.emplace_back("kurtail." + name, &t);
     write_safetensors(tmp + "/model.safetensors", ts, {{"format", "pt"}, {"kurtail_method", r.method},
                                                         {"kurtail_format", packed ? "packed-1" : "fakequant-1"}},

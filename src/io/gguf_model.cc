@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "core/arch.h"
 #include "util/error.h"
 #include "util/file.h"
 
@@ -29,36 +30,28 @@ int get_count(const GGUFFile& f, const std::string& key, int64_t dflt, bool requ
   return (int)v;
 }
 
-// GGUF tensor name -> HF name ("" if not part of the decoder).
-std::string hf_name(const std::string& g, int n_layers) {
-  static const std::pair<const char*, const char*> globals[] = {
-      {"token_embd.weight", "model.embed_tokens.weight"},
-      {"output_norm.weight", "model.norm.weight"},
-      {"output.weight", "lm_head.weight"}};
-  for (auto& [a, b] : globals)
-    if (g == a) return b;
-  if (g.rfind("blk.", 0) != 0) return "";
-  size_t dot = g.find('.', 4);
+// GGUF tensor name -> HF name ("" if not part of the decoder); *row: the layer row, if any.
+std::string hf_name_of(const ArchTable& t, const std::string& g, int n_layers, const TensorRow** row) {
+  *row = nullptr;
+  for (const GlobalRow& r : t.globals)
+    if (g == r.gguf) return r.hf;
+  if (g.rfind(kGgufLayerPrefix, 0) != 0) return "";
+  const size_t start = std::strlen(kGgufLayerPrefix);
+  size_t dot = g.find('.', start);
   if (dot == std::string::npos) return "";
   int l = 0;
-  for (size_t i = 4; i < dot; i++) {
+  for (size_t i = start; i < dot; i++) {
     if (g[i] < '0' || g[i] > '9' || l > n_layers) return "";
     l = l * 10 + (g[i] - '0');
   }
-  if (dot == 4 || l >= n_layers) return "";
-  static const std::pair<const char*, const char*> per_layer[] = {
-      {"attn_norm", "input_layernorm"},     {"ffn_norm", "post_attention_layernorm"},
-      {"attn_q", "self_attn.q_proj"},       {"attn_k", "self_attn.k_proj"},
-      {"attn_v", "self_attn.v_proj"},       {"attn_output", "self_attn.o_proj"},
-      {"ffn_gate", "mlp.gate_proj"},        {"ffn_up", "mlp.up_proj"},
-      {"ffn_down", "mlp.down_proj"}};
+  if (dot == start || l >= n_layers) return "";
   std::string rest = g.substr(dot + 1);
   size_t suf = rest.rfind('.');
   if (suf == std::string::npos) return "";
-  std::string part = rest.substr(0, suf), kind = rest.substr(suf + 1);
-  for (auto& [a, b] : per_layer)
-    if (part == a) return "model.layers." + std::to_string(l) + "." + b + "." + kind;
-  return "";
+  const TensorRow* r = row_by_gguf(t, rest.substr(0, suf));
+  if (!r) return "";
+  *row = r;
+  return hf_name(*r, l, rest.substr(suf + 1).c_str());
 }
 
 }  // namespace
@@ -66,9 +59,9 @@ std::string hf_name(const std::string& g, int n_layers) {
 ModelSpec gguf_model_spec(const GGUFFile& f) {
   const std::string arch = f.get_string("general.architecture", "");
   ModelSpec s;
-  if (arch == "llama") s.arch = "llama";
-  else if (arch == "qwen2") s.arch = "qwen2";
-  else fail(f.path(), "unsupported GGUF architecture " + quote(arch) + " (supported: llama, qwen2)");
+  const ArchTable* table = arch_table_for_gguf(arch);
+  if (!table) fail(f.path(), "unsupported GGUF architecture " + quote(arch) + " (supported: " + gguf_arch_list() + ")");
+  s.arch = table->arch;
   const std::string a = arch + ".";
   s.hidden = get_count(f, a + "embedding_length", 0, true);
   s.n_layers = get_count(f, a + "block_count", 0, true);
@@ -87,9 +80,9 @@ ModelSpec gguf_model_spec(const GGUFFile& f) {
   int64_t vocab = f.get_int(a + "vocab_size", -1);
   bool has_output = false;
   for (auto& t : f.tensors()) {
-    if (t.name == "token_embd.weight" && t.dims.size() == 2 && vocab < 0) vocab = (int64_t)t.dims[1];
-    if (t.name == "output.weight") has_output = true;
-    if (t.name == "blk.0.attn_q.bias") s.attn_qkv_bias = true;
+    if (t.name == table->global(Global::Embed).gguf && t.dims.size() == 2 && vocab < 0) vocab = (int64_t)t.dims[1];
+    if (t.name == table->global(Global::LmHead).gguf) has_output = true;
+    if (t.name == gguf_name(table->row(Field::Q), 0, "bias")) s.attn_qkv_bias = true;  // Qwen2
   }
   if (vocab <= 0 || vocab > (1 << 24)) fail(f.path(), "cannot tell the vocabulary size (no token_embd.weight)");
   s.vocab = (int)vocab;
@@ -101,8 +94,10 @@ ModelSpec gguf_model_spec(const GGUFFile& f) {
 }
 
 GGUFSource::GGUFSource(std::shared_ptr<const GGUFFile> f, const ModelSpec& spec) : file_(std::move(f)) {
+  const ArchTable& table = arch_table(spec);
   for (const auto& t : file_->tensors()) {
-    std::string hf = hf_name(t.name, spec.n_layers);
+    const TensorRow* row = nullptr;
+    std::string hf = hf_name_of(table, t.name, spec.n_layers, &row);
     if (hf.empty()) continue;
     if (!t.readable) {
       unreadable_[hf] = "tensor " + quote(t.name) + " has ggml type " + ggml_type_name(t.type) +
@@ -117,10 +112,7 @@ GGUFSource::GGUFSource(std::shared_ptr<const GGUFFile> f, const ModelSpec& spec)
     ti.data = t.data;
     ti.nbytes = t.nbytes;
     // llama.cpp's converter permutes q/k rows for "llama" (its RoPE pairs adjacent values)
-    if (spec.arch == "llama") {
-      if (hf.find(".self_attn.q_proj.") != std::string::npos) ti.unpermute_heads = spec.n_heads;
-      if (hf.find(".self_attn.k_proj.") != std::string::npos) ti.unpermute_heads = spec.n_kv_heads;
-    }
+    if (table.gguf_permute_qk && row) ti.unpermute_heads = permute_heads(*row, spec);
     infos_[hf] = std::move(ti);
   }
 }

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "core/arch.h"
 #include "util/error.h"
 #include "util/file.h"
 
@@ -62,22 +63,17 @@ Llama2cCheckpoint read_llama2c(const std::string& path) {
     p += t.data.size();
     return t;
   };
-  auto per_layer = [&](const std::string& suffix, std::vector<int64_t> shape) {
-    for (int l = 0; l < layers; l++) ck.tensors->add("model.layers." + std::to_string(l) + "." + suffix, take(shape));
-  };
-  ck.tensors->add("model.embed_tokens.weight", take({vocab, dim}));
-  per_layer("input_layernorm.weight", {dim});
-  per_layer("self_attn.q_proj.weight", {dim, dim});
-  per_layer("self_attn.k_proj.weight", {kvd, dim});
-  per_layer("self_attn.v_proj.weight", {kvd, dim});
-  per_layer("self_attn.o_proj.weight", {dim, dim});
-  per_layer("post_attention_layernorm.weight", {dim});
-  per_layer("mlp.gate_proj.weight", {hidden, dim});
-  per_layer("mlp.down_proj.weight", {dim, hidden});
-  per_layer("mlp.up_proj.weight", {hidden, dim});
-  ck.tensors->add("model.norm.weight", take({dim}));
+  const ArchTable& t = arch_table(s);
+  auto global = [&](Global g) { ck.tensors->add(t.global(g).hf, take(global_shape(t.global(g), s))); };
+  // run.c's file order: all layers of one tensor, then the next; w1, w2, w3 = gate, down, up
+  const Field order[] = {Field::AttnNorm, Field::Q, Field::K, Field::V, Field::O,
+                         Field::MlpNorm, Field::Gate, Field::Down, Field::Up};
+  global(Global::Embed);
+  for (Field f : order)
+    for (int l = 0; l < layers; l++) ck.tensors->add(hf_name(t.row(f), l, "weight"), take(row_shape(t.row(f), s)));
+  global(Global::FinalNorm);
   p += n_freq;  // precomputed RoPE tables: recomputed at run time
-  if (!shared) ck.tensors->add("lm_head.weight", take({vocab, dim}));
+  if (!shared) global(Global::LmHead);
   return ck;
 }
 

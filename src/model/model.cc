@@ -108,55 +108,56 @@ std::unique_ptr<Model> Model::open(const std::string& path, int resident, const 
 
 void Model::init_globals() {
   const auto& s = spec;
-  embed = load_checked(*src_, "model.embed_tokens.weight", {s.vocab, s.hidden});
-  final_norm = load_checked(*src_, "model.norm.weight", {s.hidden});
-  if (src_->has("lm_head.weight")) {
-    lm_head = load_checked(*src_, "lm_head.weight", {s.vocab, s.hidden});
-  } else if (!s.tie_embeddings) {
-    fail(src_->describe(), "missing tensor 'lm_head.weight' (and tie_word_embeddings is false)");
+  const ArchTable& t = arch_table(s);
+  for (const GlobalRow& g : t.globals) {
+    Tensor& dst = g.id == Global::Embed ? embed : g.id == Global::FinalNorm ? final_norm : lm_head;
+    if (g.id == Global::LmHead && !src_->has(g.hf)) {  // tied to the embedding
+      if (!s.tie_embeddings)
+        fail(src_->describe(), "missing tensor " + quote(g.hf) + " (and tie_word_embeddings is false)");
+      continue;
+    }
+    dst = load_checked(*src_, g.hf, global_shape(g, s));
   }
   layers_.assign(s.n_layers, nullptr);
   pinned_.assign(s.n_layers, false);
   if (resident_)
     for (int i = 0; i < s.n_layers; i++) layers_[i] = std::make_shared<LayerWeights>(load_layer(i));
   else  // validate every layer's metadata up front without materialising it
-    for (int i = 0; i < s.n_layers; i++) (void)src_->info("model.layers." + std::to_string(i) + ".mlp.down_proj.weight");
+    for (int i = 0; i < s.n_layers; i++) (void)src_->info(hf_name(t.layer.back(), i, "weight"));  // the layer's last tensor
 }
 
 LayerWeights Model::load_layer(int i) const {
   const auto& s = spec;
-  std::string p = "model.layers." + std::to_string(i) + ".";
   LayerWeights w;
-  auto lin = [&](const std::string& n, int64_t out, int64_t in, bool bias) {
-    Linear l;
-    if (!src_->has(p + n + ".weight") && src_->has(p + n + ".qweight")) {
+  auto lin = [&](const TensorRow& r, Linear& l) {
+    const bool bias = row_has_bias(r, s);
+    const std::string n = hf_name(r, i);
+    const std::vector<int64_t> shape = row_shape(r, s);
+    const int64_t out = shape[0], in = shape[1];
+    if (!src_->has(n + ".weight") && src_->has(n + ".qweight")) {
       // packed on disk (kurtail quantize --packed): stays packed in memory
       l.w.shape = {out, in};
-      (void)check_linear_quant(*src_, p + n, out, in);  // scales, bits and byte count (quant/validate_model.h)
-      l.packed = load_packed_weight(*src_, p + n, (int)out, (int)in, &l.qscale, &l.qbits);
-      if (bias) l.b = load_checked(*src_, p + n + ".bias", {out});
-      return l;
+      (void)check_linear_quant(*src_, n, out, in);  // scales, bits and byte count (quant/validate_model.h)
+      l.packed = load_packed_weight(*src_, n, (int)out, (int)in, &l.qscale, &l.qbits);
+      if (bias) l.b = load_checked(*src_, n + ".bias", {out});
+      return;
     }
-    l.w = load_checked(*src_, p + n + ".weight", {out, in});
-    if (bias) l.b = load_checked(*src_, p + n + ".bias", {out});
+    l.w = load_checked(*src_, n + ".weight", {out, in});
+    if (bias) l.b = load_checked(*src_, n + ".bias", {out});
     // written by kurtail quantize: exact integer grid scales, checked with the weights they scale
-    LinearQuant q = check_linear_quant(*src_, p + n, out, in);
+    LinearQuant q = check_linear_quant(*src_, n, out, in);
     if (q.qbits) {
-      check_on_grid(l.w, q, src_->info(p + n + ".weight").file, p + n);
+      check_on_grid(l.w, q, src_->info(n + ".weight").file, n);
       l.qscale = std::move(q.qscale);
       l.qbits = q.qbits;
     }
-    return l;
   };
-  w.attn_norm = load_checked(*src_, p + "input_layernorm.weight", {s.hidden});
-  w.q = lin("self_attn.q_proj", s.q_dim(), s.hidden, s.attn_qkv_bias);
-  w.k = lin("self_attn.k_proj", s.kv_dim(), s.hidden, s.attn_qkv_bias);
-  w.v = lin("self_attn.v_proj", s.kv_dim(), s.hidden, s.attn_qkv_bias);
-  w.o = lin("self_attn.o_proj", s.hidden, s.q_dim(), s.attn_o_bias);
-  w.mlp_norm = load_checked(*src_, p + "post_attention_layernorm.weight", {s.hidden});
-  w.gate = lin("mlp.gate_proj", s.ffn, s.hidden, s.mlp_bias);
-  w.up = lin("mlp.up_proj", s.ffn, s.hidden, s.mlp_bias);
-  w.down = lin("mlp.down_proj", s.hidden, s.ffn, s.mlp_bias);
+  // a linear's bias is read with its weight (lin), in the order the checks always ran
+  w.for_each_tensor(s, [&](const TensorRow& r, TensorRole role, Tensor& t) {
+    if (role == TensorRole::Bias) return;
+    if (r.is_norm()) t = load_checked(*src_, hf_name(r, i, "weight"), row_shape(r, s));
+    else lin(r, w.linear(r.field));
+  });
   return w;
 }
 

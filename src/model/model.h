@@ -3,11 +3,14 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "core/arch.h"
 #include "core/tensor.h"
 #include "io/tokenizer.h"
 #include "core/spec.h"
+#include "model/site.h"
 
 namespace kt {
 struct PackedWeight;
@@ -38,12 +41,91 @@ struct Linear {
   int64_t in() const { return w.dim(1); }
 };
 
+// Which tensor of a linear a for_each_tensor visit is (norms are always Weight).
+enum class TensorRole : uint8_t { Weight, Bias };
+
+// The Llama-family layer. Code outside the forward pass reaches its tensors only through
+// for_each_linear, for_each_tensor and site_consumers (below), with names and shapes from the
+// architecture's table (core/arch.h), so a new field is added in one place.
 struct LayerWeights {
   Tensor attn_norm;  // [hidden]; after norm folding: all ones
   Linear q, k, v, o;
   Tensor mlp_norm;   // [hidden]
   Linear gate, up, down;
+
+  // The member behind a table field; fails for a norm field in linear() and vice versa.
+  Linear& linear(Field f);
+  const Linear& linear(Field f) const;
+  Tensor& norm(Field f);
+  const Tensor& norm(Field f) const;
+
+  // Each linear once, in table order (q, k, v, o, gate, up, down): f(Field, Linear&).
+  template <class F>
+  void for_each_linear(F&& f) {
+    for (Field id : kLinearFields) f(id, linear(id));
+  }
+  template <class F>
+  void for_each_linear(F&& f) const {
+    for (Field id : kLinearFields) f(id, linear(id));
+  }
+  // Every tensor the spec gives the layer, in the table's (checkpoint) order: each norm, each
+  // linear's weight and, where the spec says so, its bias: f(const TensorRow&, TensorRole, Tensor&).
+  // A packed linear's weight is visited too (its shape only; Linear::packed holds the data).
+  template <class F>
+  void for_each_tensor(const ModelSpec& s, F&& f) {
+    visit_tensors(*this, s, f);
+  }
+  template <class F>
+  void for_each_tensor(const ModelSpec& s, F&& f) const {
+    visit_tensors(*this, s, f);
+  }
+
+ private:
+  static constexpr Field kLinearFields[] = {Field::Q, Field::K, Field::V, Field::O, Field::Gate, Field::Up, Field::Down};
+  template <class LW, class F>
+  static void visit_tensors(LW& w, const ModelSpec& s, F& f) {
+    for (const TensorRow& r : arch_table(s).layer) {
+      if (r.is_norm()) {
+        f(r, TensorRole::Weight, w.norm(r.field));
+        continue;
+      }
+      auto& l = w.linear(r.field);
+      f(r, TensorRole::Weight, l.w);
+      if (row_has_bias(r, s)) f(r, TensorRole::Bias, l.b);
+    }
+  }
 };
+
+// One activation site of a layer and what reads it: the RMSNorm weight that scales it (null
+// for OIn and DownIn, which no norm feeds) and the linears whose input it is. This is the Llama
+// graph (model/forward.cc); norm folding, rotation fusion, smoothing, GPTQ grouping and
+// diagnostics iterate it instead of naming q/k/v/gate/up. A MoE layer will list each expert as a
+// consumer of MlpIn and give each expert's down_proj its own DownIn entry.
+template <bool Const>
+struct SiteGroup {
+  using TensorT = std::conditional_t<Const, const Tensor, Tensor>;
+  using LinearT = std::conditional_t<Const, const Linear, Linear>;
+  struct Consumer {
+    Field field;
+    LinearT* lin;
+  };
+  Site site;
+  TensorT* norm;      // null: no norm feeds the site
+  Field norm_field;   // the table field of `norm` (meaningful only when norm is set)
+  std::vector<Consumer> linears;
+  // The linears' outputs are added to the residual stream (o_proj, down_proj); the normed sites'
+  // linears read it. R1 rotates the readers' inputs and the writers' outputs.
+  bool writes_residual;
+  std::vector<LinearT*> lins() const {
+    std::vector<LinearT*> v;
+    for (const Consumer& c : linears) v.push_back(c.lin);
+    return v;
+  }
+};
+using SiteConsumers = SiteGroup<false>;
+// In forward order: AttnIn {attn_norm; q, k, v}, OIn {o}, MlpIn {mlp_norm; gate, up}, DownIn {down}.
+std::vector<SiteGroup<false>> site_consumers(LayerWeights& w);
+std::vector<SiteGroup<true>> site_consumers(const LayerWeights& w);
 
 class Model {
  public:

@@ -74,10 +74,6 @@ class Method {
   }
 };
 
-// The linears that read `site` (AttnIn: q, k, v; OIn: o; MlpIn: gate, up; DownIn: down).
-// Defined in quant/pipeline.cc; the one place that spells the per-site lists here.
-std::vector<Linear*> consumers(LayerWeights& w, Site site);
-
 // The four linear-input sites, in layer order.
 inline constexpr Site kLinearInputSites[] = {Site::AttnIn, Site::OIn, Site::MlpIn, Site::DownIn};
 

@@ -90,17 +90,6 @@ class SiteStatsCapture : public Hooks {
 
 }  // namespace
 
-// The per-site linear lists (the one place quant/ spells them).
-std::vector<Linear*> consumers(LayerWeights& w, Site site) {
-  switch (site) {
-    case Site::AttnIn: return {&w.q, &w.k, &w.v};
-    case Site::OIn: return {&w.o};
-    case Site::MlpIn: return {&w.gate, &w.up};
-    case Site::DownIn: return {&w.down};
-    default: return {};
-  }
-}
-
 QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   auto t0 = std::chrono::steady_clock::now();
   Recipe& r = opt.recipe;
@@ -185,12 +174,12 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   for (int l = 0; l < s.n_layers; l++) {
     LayerWeights w = *m.layer(l);
     // A --packed model given as input (e.g. `bench --model OUT`): transforms need fp32 weights.
-    for (Site site : kLinearInputSites)
-      for (Linear* lin : consumers(w, site))
-        if (lin->packed && lin->w.data.empty()) {
-          lin->w.data = dequantize_packed(*lin->packed);
-          lin->packed.reset();
-        }
+    w.for_each_linear([](Field, Linear& lin) {
+      if (lin.packed && lin.w.data.empty()) {
+        lin.w.data = dequantize_packed(*lin.packed);
+        lin.packed.reset();
+      }
+    });
     if (r.r1 || r.r3 || r.r2 || r.r4 || needs.fold_norms) fold_layer_norms(w);
     if (r.r1) rotate_residual_layer(w, rot.r1);
     if (r.r2) rotate_value_heads(w, s, rot.r2_layers.empty() ? rot.r2 : rot.r2_layers[l]);
@@ -201,21 +190,20 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
       run_layer(w, l, &st, /*keep_output=*/false);
     }
     method->transform_layer(l, w, stats, ctx);
-    if (r.online_had_inputs)
-      for (Site site : {Site::AttnIn, Site::MlpIn})
-        for (Linear* lin : consumers(w, site)) rotate_input_side(*lin, rin);
+    if (r.online_had_inputs)  // the hidden-size inputs: the linears a norm feeds
+      for (auto& g : site_consumers(w))
+        if (g.norm)
+          for (Linear* lin : g.lins()) rotate_input_side(*lin, rin);
     if (r.r4) fuse_down_input(w, r4);
     if (!gptq) {
-      for (Site site : kLinearInputSites)
-        for (Linear* lin : consumers(w, site)) rtn_quantize(*lin, r.w);
+      w.for_each_linear([&](Field, Linear& lin) { rtn_quantize(lin, r.w); });
     } else {
       // true-sequential GPTQ: each site's linears see the outputs of the already-quantized ones
-      for (Site site : kLinearInputSites) {
-        std::vector<Linear*> lins = consumers(w, site);
-        Hessian h(lins[0]->in());
-        CaptureHooks cap(&online, site, &h);
+      for (auto& g : site_consumers(w)) {
+        Hessian h(g.linears[0].lin->in());
+        CaptureHooks cap(&online, g.site, &h);
         run_layer(w, l, &cap, /*keep_output=*/false);
-        for (Linear* lin : lins) gptq_quantize(*lin, h, r.w, opt.gptq);
+        for (Linear* lin : g.lins()) gptq_quantize(*lin, h, r.w, opt.gptq);
       }
     }
     if (need_stream) run_layer(w, l, &online, /*keep_output=*/true);

@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 
+#include "core/arch.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
 #include "kernels/wtype.h"
@@ -164,6 +165,7 @@ bool parse_layer_index(const std::string& s, int n_layers, int* l) {
   return v < n_layers;
 }
 
+// The linears of a layer, from the architecture's table: HF suffix, shape and bias.
 struct LinearDesc {
   const char* name;
   int64_t out, in;
@@ -171,22 +173,28 @@ struct LinearDesc {
 };
 
 std::vector<LinearDesc> linears(const ModelSpec& s) {
-  return {{"self_attn.q_proj", s.q_dim(), s.hidden, s.attn_qkv_bias}, {"self_attn.k_proj", s.kv_dim(), s.hidden, s.attn_qkv_bias},
-          {"self_attn.v_proj", s.kv_dim(), s.hidden, s.attn_qkv_bias}, {"self_attn.o_proj", s.hidden, s.q_dim(), s.attn_o_bias},
-          {"mlp.gate_proj", s.ffn, s.hidden, s.mlp_bias},         {"mlp.up_proj", s.ffn, s.hidden, s.mlp_bias},
-          {"mlp.down_proj", s.hidden, s.ffn, s.mlp_bias}};
+  std::vector<LinearDesc> v;
+  for (const TensorRow& r : arch_table(s).layer)
+    if (!r.is_norm()) {
+      const std::vector<int64_t> shape = row_shape(r, s);
+      v.push_back({r.hf, shape[0], shape[1], row_has_bias(r, s)});
+    }
+  return v;
 }
 
 // A tensor name a quantized model of spec `s` can hold (kurtail.* is checked separately).
 bool known_tensor(const std::string& n, const ModelSpec& s) {
-  if (n == "model.embed_tokens.weight" || n == "model.norm.weight" || n == "lm_head.weight") return true;
-  const std::string pre = "model.layers.";
+  const ArchTable& t = arch_table(s);
+  for (const GlobalRow& g : t.globals)
+    if (n == g.hf) return true;
+  const std::string pre = kHfLayerPrefix;
   if (n.compare(0, pre.size(), pre) != 0) return false;
   const size_t dot = n.find('.', pre.size());
   int l;
   if (dot == std::string::npos || !parse_layer_index(n.substr(pre.size(), dot - pre.size()), s.n_layers, &l)) return false;
   const std::string rest = n.substr(dot + 1);
-  if (rest == "input_layernorm.weight" || rest == "post_attention_layernorm.weight") return true;
+  for (const TensorRow& r : t.layer)
+    if (r.is_norm() && rest == std::string(r.hf) + ".weight") return true;
   for (const LinearDesc& d : linears(s))
     for (const char* suf : {".weight", ".qweight", ".qscale", ".qbits", ".bias"})
       if (rest == std::string(d.name) + suf) return std::string(suf) != ".bias" || d.bias;
@@ -309,7 +317,7 @@ Recipe load_validated_recipe(const std::string& dir, const ModelSpec& s) {
   for (int l = 0; l < s.n_layers; l++) {
     check_interrupted();
     for (const LinearDesc& d : linears(s)) {
-      const std::string name = "model.layers." + std::to_string(l) + "." + d.name;
+      const std::string name = kHfLayerPrefix + std::to_string(l) + "." + d.name;
       LinearQuant q = check_linear_quant(st, name, d.out, d.in);
       if (!q.qbits) {
         if (recs) fail(sf, "missing tensor " + quote(name + ".qscale") + " (weights " + r.w.describe() + " record scales)");

@@ -20,19 +20,20 @@ PackReport pack_model_for_kernels(Model& m, const Recipe& r, bool drop_fp32) {
   if (!recipe_runs_on_kernels(r, &rep.why_not)) return rep;
   for (int l = 0; l < m.spec.n_layers; l++) {
     LayerWeights w = *m.layer(l);
-    for (Linear* lin : {&w.q, &w.k, &w.v, &w.o, &w.gate, &w.up, &w.down}) {
+    w.for_each_linear([&](Field, Linear& li) {
+      Linear* lin = &li;
       rep.fp32_bytes += (size_t)lin->out() * lin->in() * 4;
       if (lin->packed) {  // loaded packed from disk
         lin->act_bits = r.a.bits;
         lin->act_clip = r.a.clip_ratio;
         rep.packed_bytes += lin->packed->bytes();
         rep.packed++;
-        continue;
+        return;
       }
       auto p = pack_linear(*lin, m.path, "layer " + std::to_string(l));  // null: no packed form
       if (!p) {
         rep.skipped++;
-        continue;
+        return;
       }
       rep.packed_bytes += p->bytes();
       lin->packed = p;
@@ -43,7 +44,7 @@ PackReport pack_model_for_kernels(Model& m, const Recipe& r, bool drop_fp32) {
         lin->w.data.shrink_to_fit();
       }
       rep.packed++;
-    }
+    });
     m.set_layer(l, std::move(w));
   }
   return rep;
@@ -90,12 +91,13 @@ void unpack_model(Model& m) {
   for (int l = 0; l < m.spec.n_layers; l++) {
     LayerWeights w = *m.layer(l);
     bool any = false;
-    for (Linear* lin : {&w.q, &w.k, &w.v, &w.o, &w.gate, &w.up, &w.down})
-      if (lin->packed && lin->w.data.empty()) {
-        lin->w.data = dequantize_packed(*lin->packed);
-        lin->packed.reset();
+    w.for_each_linear([&](Field, Linear& lin) {
+      if (lin.packed && lin.w.data.empty()) {
+        lin.w.data = dequantize_packed(*lin.packed);
+        lin.packed.reset();
         any = true;
       }
+    });
     if (any) m.set_layer(l, std::move(w));
   }
 }

@@ -40,13 +40,12 @@ void rotate_output_side(Linear& l, const Rotation& q) {
 }
 
 void fold_layer_norms(LayerWeights& w) {
-  scale_columns(w.q, w.attn_norm);
-  scale_columns(w.k, w.attn_norm);
-  scale_columns(w.v, w.attn_norm);
-  scale_columns(w.gate, w.mlp_norm);
-  scale_columns(w.up, w.mlp_norm);
-  set_ones(w.attn_norm);
-  set_ones(w.mlp_norm);
+  auto sites = site_consumers(w);
+  for (auto& g : sites)
+    if (g.norm)
+      for (auto& c : g.linears) scale_columns(*c.lin, *g.norm);
+  for (auto& g : sites)
+    if (g.norm) set_ones(*g.norm);
 }
 
 void fold_final_norm(Model& m) {
@@ -64,9 +63,13 @@ void rotate_residual_globals(Model& m, const Rotation& r1) {
 }
 
 void rotate_residual_layer(LayerWeights& w, const Rotation& r1) {
-  for (Linear* l : {&w.q, &w.k, &w.v, &w.gate, &w.up}) rotate_input_side(*l, r1);
-  rotate_output_side(w.o, r1);
-  rotate_output_side(w.down, r1);
+  auto sites = site_consumers(w);
+  for (auto& g : sites)  // readers of the residual stream first, as the order always was
+    if (!g.writes_residual)
+      for (auto& c : g.linears) rotate_input_side(*c.lin, r1);
+  for (auto& g : sites)
+    if (g.writes_residual)
+      for (auto& c : g.linears) rotate_output_side(*c.lin, r1);
 }
 
 void rotate_heads(float* x, int64_t rows, int nheads, const Rotation& q) { q.apply(x, rows * nheads); }
@@ -94,7 +97,11 @@ void rotate_value_heads(LayerWeights& w, const ModelSpec& s, const Rotation& r2)
   r2.apply(w.o.w.ptr(), w.o.out() * s.n_heads);
 }
 
-void fuse_down_input(LayerWeights& w, const Rotation& r4) { rotate_input_side(w.down, r4); }
+void fuse_down_input(LayerWeights& w, const Rotation& r4) {
+  for (auto& g : site_consumers(w))
+    if (g.site == Site::DownIn)
+      for (auto& c : g.linears) rotate_input_side(*c.lin, r4);
+}
 
 void convert_rope_to_rotate_half(Model& m) {
   if (m.spec.rope_style == RopeStyle::RotateHalf) return;
@@ -117,10 +124,13 @@ void convert_rope_to_rotate_half(Model& m) {
       l.b = b;
     }
   };
+  const ArchTable& table = arch_table(m.spec);
   for (int i = 0; i < m.spec.n_layers; i++) {
     LayerWeights w = *m.layer(i);
-    permute(w.q, m.spec.n_heads);
-    permute(w.k, m.spec.n_kv_heads);
+    // the rows GGUF permutes (q, k) are the ones whose RoPE pairs differ between the conventions
+    w.for_each_linear([&](Field f, Linear& l) {
+      if (int heads = permute_heads(table.row(f), m.spec)) permute(l, heads);
+    });
     m.set_layer(i, std::move(w));
   }
   m.spec.rope_style = RopeStyle::RotateHalf;

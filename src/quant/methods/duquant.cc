@@ -28,8 +28,9 @@ class Duquant : public Method {
   void transform_layer(int l, LayerWeights& w, const LayerStats& st, MethodContext& ctx) override {
     Recipe& r = ctx.recipe;
     DuQuantOptions dq{r.dq_alpha, r.dq_block, r.dq_steps, r.dq_permute};
-    for (Site site : kLinearInputSites) {
-      std::vector<Linear*> cons = consumers(w, site);
+    for (auto& g : site_consumers(w)) {
+      const Site site = g.site;
+      std::vector<Linear*> cons = g.lins();
       const int n = (int)cons[0]->in();
       const auto& X = st.sample[(int)site];
       SiteTransform t = build_duquant(X, (int64_t)X.size() / n, n, st.absmax[(int)site],

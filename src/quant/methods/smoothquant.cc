@@ -29,13 +29,13 @@ class Smooth : public Method {
   }
   void transform_layer(int, LayerWeights& w, const LayerStats& st, MethodContext& ctx) override {
     const double alpha = ctx.recipe.smooth_alpha;
-    if (inputs_) {
-      auto attn = consumers(w, Site::AttnIn);
-      smooth_into_norm(w.attn_norm, attn, smooth_scales(st.absmax[(int)Site::AttnIn], as_const(attn), alpha));
-      auto mlp = consumers(w, Site::MlpIn);
-      smooth_into_norm(w.mlp_norm, mlp, smooth_scales(st.absmax[(int)Site::MlpIn], as_const(mlp), alpha));
+    for (auto& g : site_consumers(w)) {
+      const auto lins = g.lins();
+      if (g.norm && inputs_)  // q/k/v and gate/up: the scales go into the norm that feeds them
+        smooth_into_norm(*g.norm, lins, smooth_scales(st.absmax[(int)g.site], as_const(lins), alpha));
+      if (g.site == Site::DownIn)  // no norm feeds down_proj: the scales go into up_proj's rows
+        smooth_down_via_up(w, smooth_scales(st.absmax[(int)g.site], as_const(lins), alpha));
     }
-    smooth_down_via_up(w, smooth_scales(st.absmax[(int)Site::DownIn], as_const(consumers(w, Site::DownIn)), alpha));
   }
 
  private:

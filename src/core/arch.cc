@@ -1,0 +1,138 @@
+#include "core/arch.h"
+
+#include "util/error.h"
+
+namespace kt {
+
+namespace {
+
+// The Llama decoder layer in HF checkpoint order. Mistral and Qwen2 checkpoints use the same
+// names; Qwen2's q/k/v biases come from its spec (attn_qkv_bias), not from other rows.
+constexpr TensorRow kLlamaLayer[] = {
+    {Field::AttnNorm, "input_layernorm", "attn_norm", Dim::Hidden, Dim::None, BiasRule::None, Permute::None},
+    {Field::Q, "self_attn.q_proj", "attn_q", Dim::QDim, Dim::Hidden, BiasRule::AttnQKV, Permute::QHeads},
+    {Field::K, "self_attn.k_proj", "attn_k", Dim::KVDim, Dim::Hidden, BiasRule::AttnQKV, Permute::KVHeads},
+    {Field::V, "self_attn.v_proj", "attn_v", Dim::KVDim, Dim::Hidden, BiasRule::AttnQKV, Permute::None},
+    {Field::O, "self_attn.o_proj", "attn_output", Dim::Hidden, Dim::QDim, BiasRule::AttnO, Permute::None},
+    {Field::MlpNorm, "post_attention_layernorm", "ffn_norm", Dim::Hidden, Dim::None, BiasRule::None, Permute::None},
+    {Field::Gate, "mlp.gate_proj", "ffn_gate", Dim::Ffn, Dim::Hidden, BiasRule::Mlp, Permute::None},
+    {Field::Up, "mlp.up_proj", "ffn_up", Dim::Ffn, Dim::Hidden, BiasRule::Mlp, Permute::None},
+    {Field::Down, "mlp.down_proj", "ffn_down", Dim::Hidden, Dim::Ffn, BiasRule::Mlp, Permute::None},
+};
+
+constexpr GlobalRow kLlamaGlobals[] = {
+    {Global::Embed, "model.embed_tokens.weight", "token_embd.weight", Dim::None, Dim::Hidden},  // out: vocab
+    {Global::FinalNorm, "model.norm.weight", "output_norm.weight", Dim::Hidden, Dim::None},
+    {Global::LmHead, "lm_head.weight", "output.weight", Dim::None, Dim::Hidden},  // out: vocab
+};
+
+// Order matters for GGUF reading: the first family writing a general.architecture reads it.
+const ArchTable kTables[] = {
+    {"llama", "llama", true, kLlamaLayer, kLlamaGlobals},
+    {"qwen2", "qwen2", false, kLlamaLayer, kLlamaGlobals},
+    {"mistral", "llama", true, kLlamaLayer, kLlamaGlobals},  // llama.cpp runs Mistral as llama
+};
+
+std::string with_kind(std::string s, const char* kind) {
+  if (kind) s += std::string(".") + kind;
+  return s;
+}
+
+}  // namespace
+
+const TensorRow& ArchTable::row(Field f) const {
+  for (const TensorRow& r : layer)
+    if (r.field == f) return r;
+  fail(std::string("architecture ") + quote(arch) + " has no tensor for field " + std::to_string((int)f));
+}
+
+const GlobalRow& ArchTable::global(Global g) const {
+  for (const GlobalRow& r : globals)
+    if (r.id == g) return r;
+  fail(std::string("architecture ") + quote(arch) + " has no global tensor " + std::to_string((int)g));
+}
+
+const ArchTable& arch_table(const std::string& arch) {
+  for (const ArchTable& t : kTables)
+    if (arch == t.arch) return t;
+  std::string names;
+  for (const ArchTable& t : kTables) names += (names.empty() ? "" : ", ") + std::string(t.arch);
+  fail("unsupported architecture " + quote(arch) + " (supported: " + names + ")");
+}
+
+const ArchTable* arch_table_for_gguf(const std::string& gguf_arch) {
+  for (const ArchTable& t : kTables)
+    if (gguf_arch == t.gguf_arch) return &t;
+  return nullptr;
+}
+
+std::string gguf_arch_list() {
+  std::string names;
+  for (const ArchTable& t : kTables)
+    if (arch_table_for_gguf(t.gguf_arch) == &t) names += (names.empty() ? "" : ", ") + std::string(t.gguf_arch);
+  return names;
+}
+
+std::vector<const ArchTable*> all_arch_tables() {
+  std::vector<const ArchTable*> v;
+  for (const ArchTable& t : kTables) v.push_back(&t);
+  return v;
+}
+
+int64_t dim_size(Dim d, const ModelSpec& s) {
+  switch (d) {
+    case Dim::None: return 0;
+    case Dim::Hidden: return s.hidden;
+    case Dim::QDim: return s.q_dim();
+    case Dim::KVDim: return s.kv_dim();
+    case Dim::Ffn: return s.ffn;
+  }
+  return 0;
+}
+
+std::vector<int64_t> row_shape(const TensorRow& r, const ModelSpec& s) {
+  if (r.is_norm()) return {dim_size(r.out, s)};
+  return {dim_size(r.out, s), dim_size(r.in, s)};
+}
+
+std::vector<int64_t> global_shape(const GlobalRow& g, const ModelSpec& s) {
+  const int64_t out = g.out == Dim::None ? s.vocab : dim_size(g.out, s);  // None as out: the vocabulary
+  if (g.in == Dim::None) return {out};
+  return {out, dim_size(g.in, s)};
+}
+
+bool row_has_bias(const TensorRow& r, const ModelSpec& s) {
+  switch (r.bias) {
+    case BiasRule::None: return false;
+    case BiasRule::AttnQKV: return s.attn_qkv_bias;
+    case BiasRule::AttnO: return s.attn_o_bias;
+    case BiasRule::Mlp: return s.mlp_bias;
+  }
+  return false;
+}
+
+int permute_heads(const TensorRow& r, const ModelSpec& s) {
+  return r.permute == Permute::QHeads ? s.n_heads : r.permute == Permute::KVHeads ? s.n_kv_heads : 0;
+}
+
+std::string hf_name(const TensorRow& r, int layer, const char* kind) {
+  return with_kind(kHfLayerPrefix + std::to_string(layer) + "." + r.hf, kind);
+}
+
+std::string gguf_name(const TensorRow& r, int layer, const char* kind) {
+  return with_kind(kGgufLayerPrefix + std::to_string(layer) + "." + r.gguf, kind);
+}
+
+const TensorRow* row_by_hf(const ArchTable& t, const std::string& suffix) {
+  for (const TensorRow& r : t.layer)
+    if (suffix == r.hf) return &r;
+  return nullptr;
+}
+
+const TensorRow* row_by_gguf(const ArchTable& t, const std::string& suffix) {
+  for (const TensorRow& r : t.layer)
+    if (suffix == r.gguf) return &r;
+  return nullptr;
+}
+
+}  // namespace kt
