@@ -20,13 +20,16 @@ struct Opt {
   const char* flag;
   const char* help;
 };
-// A real in the interval from lo to hi, each end closed unless *_open (the CLI's range; the
-// recipe's load-time ranges are in quant/validate_model.cc).
+// A real in the interval from lo to hi, each end closed unless *_open. The CLI takes this
+// range; recipe.json is checked against it too (quant/validate_model.cc), up to load_hi when
+// set (> 0): a recipe may carry a value the CLI does not offer (kurtail.lr up to 1e6).
 struct RealRange {
   double lo, hi;
   bool lo_open = false, hi_open = false;
+  double load_hi = 0;
 };
 // An integer in [lo, hi]; with zero_default the CLI also accepts 0 (it selects the default).
+// recipe.json is checked against [lo, hi] (hi = kMaxCount reads as "no upper bound" in messages).
 struct IntRange {
   int lo, hi;
   bool zero_default = false;

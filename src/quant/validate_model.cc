@@ -2,6 +2,9 @@
 // safetensors file that holds the entry, and every name read from a file quote()d.
 #include "quant/validate_model.h"
 
+#include "quant/methods.h"
+#include "quant/options.h"
+
 #include <cblas.h>
 
 #include <cmath>
@@ -30,6 +33,32 @@ void in_range(const std::string& path, const std::string& key, double v, double 
     fail(path, "'" + key + "' is " + fmt_num(v) + "; must be in " + (lo_open ? "(" : "[") + fmt_num(lo) + ", " + fmt_num(hi) +
                    (hi_open ? ")" : "]"));
 }
+
+// Checks each option a section visits against its declared range; the recipe is not changed.
+class CheckRanges : public OptionVisitor {
+ public:
+  CheckRanges(const std::string& path, const std::string& section) : path_(path), section_(section) {}
+  void real(double& v, double, const Opt& o, RealRange r) override {
+    const bool wider = r.load_hi > 0;
+    in_range(path_, section_ + "." + o.key, v, r.lo, wider ? r.load_hi : r.hi, r.lo_open, r.hi_open && !wider);
+  }
+  void real_f32(double& v, double d, const Opt& o, RealRange r) override { real(v, d, o, r); }
+  void integer(int& v, int, const Opt& o, IntRange r) override {
+    const std::string key = "'" + section_ + "." + o.key + "' is " + std::to_string(v) + "; must be ";
+    if (r.hi >= kMaxCount) {  // a count: no upper bound worth naming below the cap
+      if (v < r.lo) fail(path_, key + ">= " + std::to_string(r.lo));
+      if (v > r.hi) fail(path_, key + "<= " + std::to_string(r.hi));
+    } else if (v < r.lo || v > r.hi) {
+      fail(path_, key + "in [" + std::to_string(r.lo) + ", " + std::to_string(r.hi) + "]");
+    }
+  }
+  void flag(bool&, bool, const Opt&) override {}
+  void named_bool(bool&, bool, const Opt&, const char*, const char*) override {}
+
+ private:
+  const std::string& path_;
+  std::string section_;
+};
 
 void check_spec(const QuantSpec& q, const std::string& name, const std::string& path) {
   if (!quant_bits_supported(q.bits))
@@ -226,28 +255,20 @@ void validate_recipe(const Recipe& r, const std::string& path) {
   for (auto [key, kind] : {std::pair{"r3_kind", &r.r3_kind}, std::pair{"r4_kind", &r.r4_kind}})
     if (*kind != "hadamard" && *kind != "random_orthogonal")
       fail(path, std::string("'rotations.") + key + "' is " + quote(*kind) + "; must be hadamard or random_orthogonal");
-  in_range(path, "gptq.percdamp", r.percdamp, 0, 1, false, false);
-  if (r.gptq_block <= 0) fail(path, "'gptq.block' is " + std::to_string(r.gptq_block) + "; must be > 0");
-  in_range(path, "smoothing.alpha", r.smooth_alpha, 0, 1, false, false);
+  // Every method option against the range declared with it (quant/options.h): the sections
+  // every recipe carries, and the method's own.
+  for (const OptionSection* sec : option_sections())
+    if (sec->in_every_recipe || method_has_section(r.method, *sec)) {
+      CheckRanges check(path, sec->key);
+      sec->visit(const_cast<Recipe&>(r), check);  // CheckRanges only reads: visit takes Recipe& for the reader
+    }
   if (r.online_had_inputs != implied.online_had_inputs)
     fail(path, std::string("'smoothing.online_hadamard_inputs' is ") + (r.online_had_inputs ? "true" : "false") +
                    " but method " + quote(r.method) + (implied.online_had_inputs ? " has" : " has no") +
                    " online input Hadamards");
-  in_range(path, "duquant.alpha", r.dq_alpha, 0, 1, false, false);
-  in_range(path, "duquant.block", r.dq_block, 1, 65536, false, false);
-  in_range(path, "duquant.steps", r.dq_steps, 0, 100000, false, false);
-  in_range(path, "crossquant.alpha", r.cq_alpha, 0, 1, false, false);
   if (r.crossquant != (r.method == "crossquant"))
     fail(path, std::string("'crossquant.enabled' is ") + (r.crossquant ? "true" : "false") + " but method is " +
                    quote(r.method));
-  if (r.method == "kurtail") {
-    const KurtailSettings& k = r.kurtail;
-    in_range(path, "kurtail.target", k.target, 1, 1000, false, false);
-    if (k.budget < 1) fail(path, "'kurtail.budget' is " + std::to_string(k.budget) + "; must be >= 1");
-    if (k.iters < 0) fail(path, "'kurtail.iters' is " + std::to_string(k.iters) + "; must be >= 0");
-    in_range(path, "kurtail.lr", k.lr, 0, 1e6, true, false);
-    in_range(path, "kurtail.momentum", k.momentum, 0, 1, false, true);
-  }
   if (r.nsamples < 0) fail(path, "'calibration.nsamples' is " + std::to_string(r.nsamples) + "; must be >= 0");
   if (r.seqlen < 0) fail(path, "'calibration.seqlen' is " + std::to_string(r.seqlen) + "; must be >= 0");
 }

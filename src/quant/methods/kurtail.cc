@@ -21,7 +21,7 @@ void visit_kurtail(Recipe& r, OptionVisitor& v) {
             {1, kMaxCount, /*zero_default=*/true});
   v.integer(k.iters, 200, {"iters", "--kt-iters", "kurtail: optimiser iterations"}, {0, 1000000});
   // 0.3 and above diverged on tinyllama-8m (docs/RESULTS.md)
-  v.real(k.lr, 0.1, {"lr", "--kt-lr", "kurtail: peak learning rate (cosine schedule)"}, {0, 10, /*lo_open=*/true});
+  v.real(k.lr, 0.1, {"lr", "--kt-lr", "kurtail: peak learning rate (cosine schedule)"}, {0, 10, /*lo_open=*/true, false, /*load_hi=*/1e6});
   v.real(k.momentum, 0.9, {"momentum", "--kt-momentum", "kurtail: Cayley SGD momentum"},
          {0, 1, false, /*hi_open=*/true});
   v.flag(k.learn_r1, true, {"learn_r1", nullptr, "learn R1 (false: keep the Hadamard)"});
