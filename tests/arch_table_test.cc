@@ -75,7 +75,7 @@ void expect_loading_reads_each_tensor_once(const std::string& dir) {
 
 TEST(ArchTable, LoadingReadsEveryCheckpointTensorExactlyOnce) {
   expect_loading_reads_each_tensor_once(test::tinyllama());
-  for (const char* a : {"qwen2.5", "mistral", "llama2", "llama3.2"})
+  for (const char* a : {"qwen2.5", "qwen3", "mistral", "llama2", "llama3.2"})
     if (std::filesystem::exists(arch_dir(a) + "/config.json")) expect_loading_reads_each_tensor_once(arch_dir(a));
 }
 
@@ -89,11 +89,12 @@ TEST(ArchTable, RowsHaveUniqueNamesAndFindThemselves) {
       EXPECT_EQ(row_by_gguf(*t, r.gguf), &r);
       EXPECT_EQ(&t->row(r.field), &r);
     }
-    EXPECT_EQ((int)fields.size(), kNumFields);
+    // every family has the nine Llama tensors; Qwen3 adds its q/k head norms
+    EXPECT_EQ((int)fields.size(), std::string(t->arch) == "qwen3" ? kNumFields : 9);
     EXPECT_EQ(&arch_table(t->arch), t);
     EXPECT_NE(arch_table_for_gguf(t->gguf_arch), nullptr);
   }
-  EXPECT_EQ(gguf_arch_list(), "llama, qwen2");
+  EXPECT_EQ(gguf_arch_list(), "llama, qwen2, qwen3");
   EXPECT_EQ(arch_table_for_gguf("mistral"), nullptr);  // Mistral is written (and read) as llama
   EXPECT_EQ(std::string(arch_table("mistral").gguf_arch), "llama");
   EXPECT_THROW(arch_table("gpt2"), Error);
@@ -171,11 +172,12 @@ void expect_gguf_round_trip(const std::string& dir, const std::string& tag) {
 TEST(ArchTable, GgufNamesTheWriterEmitsAreTheOnesTheLoaderMapsBack) {
   expect_gguf_round_trip(test::tinyllama(), "llama");
   if (std::filesystem::exists(arch_dir("qwen2.5") + "/config.json")) expect_gguf_round_trip(arch_dir("qwen2.5"), "qwen2");
+  if (std::filesystem::exists(arch_dir("qwen3") + "/config.json")) expect_gguf_round_trip(arch_dir("qwen3"), "qwen3");
 }
 
 // save_quantized writes the table's names: the saved directory holds the checkpoint's names.
 TEST(ArchTable, SavedModelHasTheCheckpointsTensorNames) {
-  for (const std::string& dir : {test::tinyllama(), arch_dir("qwen2.5")}) {
+  for (const std::string& dir : {test::tinyllama(), arch_dir("qwen2.5"), arch_dir("qwen3")}) {
     if (!std::filesystem::exists(dir + "/config.json")) continue;
     SCOPED_TRACE(dir);
     auto m = Model::open(dir);

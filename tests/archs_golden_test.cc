@@ -10,6 +10,9 @@
 #include <nlohmann/json.hpp>
 
 #include "eval/perplexity.h"
+#include "export/quantized_model.h"
+#include "quant/pipeline.h"
+#include "quant/session.h"
 #include "io/hf_config.h"
 #include "io/text.h"
 #include "model/forward.h"
@@ -86,10 +89,62 @@ TEST_P(ArchGolden, PerplexityGreedyAndLogitsMatchTheReference) {
 }
 
 // The Llama graph: Llama 2 (MHA, untied), Llama 3.2 (llama3 rope scaling, tied), Qwen2.5 (q/k/v
-// bias), Mistral (head_dim != hidden/heads, theta 1e8), and the three other rope scalings.
+// bias), Qwen3 (q/k head norms, head_dim 32 != hidden/heads), Mistral (head_dim != hidden/heads,
+// theta 1e8), and the three other rope scalings.
 INSTANTIATE_TEST_SUITE_P(Families, ArchGolden,
-                         ::testing::Values("llama2", "llama3.2", "qwen2.5", "mistral", "llama-rope-linear",
+                         ::testing::Values("llama2", "llama3.2", "qwen2.5", "qwen3", "mistral", "llama-rope-linear",
                                            "llama-rope-dynamic", "llama-rope-yarn"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (char& c : n)
+                             if (!isalnum((unsigned char)c)) c = '_';
+                           return n;
+                         });
+
+// Rotation invariance on every family: each method at 16 bits (no quantizer) only transforms
+// the model, so the logits stay the FP logits (1e-4 relative); and a W4A4KV4 QuaRot model saved
+// and reloaded gives the in-memory model's logits exactly.
+class ArchMethods : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ArchMethods, EveryMethodAtSixteenBitsKeepsTheFpLogits) {
+  const std::string dir = arch_dir(GetParam());
+  auto base = Model::open(dir);
+  auto toks = tokenize_file(*base->tokenizer, dir + "/text.txt");
+  const std::vector<int32_t> win(toks.begin(), toks.begin() + 64);
+  const auto want = forward(*base, win.data(), 1, 64, nullptr, nullptr);
+  for (const char* method : {"rtn", "quarot", "kurtail", "smoothquant", "smoothrot", "smoothrot-all", "duquant", "crossquant"}) {
+    auto m = Model::open(dir);
+    QuantizeOptions o;
+    o.progress = false;
+    o.recipe.set_bits(16, 16, 16, m->spec.head_dim);
+    o.recipe.set_method(method);
+    o.calib_path = dir + "/text.txt";
+    o.nsamples = 4;
+    o.seqlen = 64;
+    o.recipe.dq_steps = 8;
+    o.recipe.kurtail.iters = 5;
+    quantize_model(*m, o);
+    Session sess(*m, o.recipe);
+    EXPECT_LT(test::max_rel_diff(forward(*m, win.data(), 1, 64, nullptr, sess.hooks()), want), 1e-4)
+        << GetParam() << ", " << method;
+  }
+  auto q = Model::open(dir);
+  QuantizeOptions oq;
+  oq.progress = false;
+  oq.recipe.set_bits(4, 4, 4, q->spec.head_dim);
+  oq.recipe.set_method("quarot");
+  quantize_model(*q, oq);
+  const std::string out = test::temp_dir("archq") + "/q";
+  save_quantized(*q, oq.recipe, out, false);
+  Session back = open_session(out);
+  Session mem(*q, oq.recipe);
+  const auto got = forward(back.model(), win.data(), 1, 64, nullptr, back.hooks());
+  EXPECT_EQ(got, forward(*q, win.data(), 1, 64, nullptr, mem.hooks())) << GetParam();
+  for (float v : got) ASSERT_TRUE(std::isfinite(v));
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, ArchMethods,
+                         ::testing::Values("llama2", "llama3.2", "qwen2.5", "qwen3", "mistral", "llama-rope-yarn"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (char& c : n)
@@ -117,7 +172,7 @@ TEST(ArchGoldenMisreading, YarnWithoutAttentionFactorGivesTheNamedWrongPerplexit
 }
 
 TEST(ArchGoldenRefusals, FamiliesNotReadYetAreRefusedByName) {
-  for (const char* name : {"qwen3", "phi3", "phi3.5-longrope", "gemma", "gemma2", "mixtral", "qwen2-moe"}) {
+  for (const char* name : {"phi3", "phi3.5-longrope", "gemma", "gemma2", "mixtral", "qwen2-moe"}) {
     try {
       read_hf_config(arch_dir(name) + "/config.json");
       ADD_FAILURE() << name << " was read as a supported architecture";

@@ -20,6 +20,22 @@ constexpr TensorRow kLlamaLayer[] = {
     {Field::Down, "mlp.down_proj", "ffn_down", Dim::Hidden, Dim::Ffn, BiasRule::Mlp, Permute::None},
 };
 
+// Qwen3: the Llama rows plus self_attn.q_norm / k_norm ([head_dim], shared by every head),
+// in the order transformers saves them (after the projections).
+constexpr TensorRow kQwen3Layer[] = {
+    {Field::AttnNorm, "input_layernorm", "attn_norm", Dim::Hidden, Dim::None, BiasRule::None, Permute::None},
+    {Field::Q, "self_attn.q_proj", "attn_q", Dim::QDim, Dim::Hidden, BiasRule::AttnQKV, Permute::QHeads},
+    {Field::K, "self_attn.k_proj", "attn_k", Dim::KVDim, Dim::Hidden, BiasRule::AttnQKV, Permute::KVHeads},
+    {Field::V, "self_attn.v_proj", "attn_v", Dim::KVDim, Dim::Hidden, BiasRule::AttnQKV, Permute::None},
+    {Field::O, "self_attn.o_proj", "attn_output", Dim::Hidden, Dim::QDim, BiasRule::AttnO, Permute::None},
+    {Field::QNorm, "self_attn.q_norm", "attn_q_norm", Dim::HeadDim, Dim::None, BiasRule::None, Permute::None},
+    {Field::KNorm, "self_attn.k_norm", "attn_k_norm", Dim::HeadDim, Dim::None, BiasRule::None, Permute::None},
+    {Field::MlpNorm, "post_attention_layernorm", "ffn_norm", Dim::Hidden, Dim::None, BiasRule::None, Permute::None},
+    {Field::Gate, "mlp.gate_proj", "ffn_gate", Dim::Ffn, Dim::Hidden, BiasRule::Mlp, Permute::None},
+    {Field::Up, "mlp.up_proj", "ffn_up", Dim::Ffn, Dim::Hidden, BiasRule::Mlp, Permute::None},
+    {Field::Down, "mlp.down_proj", "ffn_down", Dim::Hidden, Dim::Ffn, BiasRule::Mlp, Permute::None},
+};
+
 constexpr GlobalRow kLlamaGlobals[] = {
     {Global::Embed, "model.embed_tokens.weight", "token_embd.weight", Dim::None, Dim::Hidden},  // out: vocab
     {Global::FinalNorm, "model.norm.weight", "output_norm.weight", Dim::Hidden, Dim::None},
@@ -31,6 +47,7 @@ const ArchTable kTables[] = {
     {"llama", "llama", true, kLlamaLayer, kLlamaGlobals},
     {"qwen2", "qwen2", false, kLlamaLayer, kLlamaGlobals},
     {"mistral", "llama", true, kLlamaLayer, kLlamaGlobals},  // llama.cpp runs Mistral as llama
+    {"qwen3", "qwen3", false, kQwen3Layer, kLlamaGlobals},
 };
 
 std::string with_kind(std::string s, const char* kind) {
@@ -86,6 +103,7 @@ int64_t dim_size(Dim d, const ModelSpec& s) {
     case Dim::QDim: return s.q_dim();
     case Dim::KVDim: return s.kv_dim();
     case Dim::Ffn: return s.ffn;
+    case Dim::HeadDim: return s.head_dim;
   }
   return 0;
 }

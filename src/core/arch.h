@@ -5,7 +5,7 @@
 //
 // Adding an architecture = one ArchTable (+ a layer function in model/forward.cc when its graph
 // differs). Llama, Mistral and Qwen2 share the Llama rows; Qwen2 differs only in its spec
-// (attn_qkv_bias), which the bias rule reads.
+// (attn_qkv_bias), which the bias rule reads. Qwen3 adds the q/k head norms.
 #pragma once
 #include <cstdint>
 #include <span>
@@ -17,11 +17,12 @@
 namespace kt {
 
 // One decoder layer's tensors (model/model.h LayerWeights has one member per field).
-enum class Field : uint8_t { AttnNorm, Q, K, V, O, MlpNorm, Gate, Up, Down };
-constexpr int kNumFields = 9;
+// QNorm/KNorm: Qwen3's per-head RMSNorm of q and k after the projection, before RoPE.
+enum class Field : uint8_t { AttnNorm, Q, K, V, O, MlpNorm, Gate, Up, Down, QNorm, KNorm };
+constexpr int kNumFields = 11;
 
 // A dimension of the spec; a row's shape is {out, in}, or {out} for a norm (in == None).
-enum class Dim : uint8_t { None, Hidden, QDim, KVDim, Ffn };
+enum class Dim : uint8_t { None, Hidden, QDim, KVDim, Ffn, HeadDim };
 // Which ModelSpec flag says the linear has a bias.
 enum class BiasRule : uint8_t { None, AttnQKV, AttnO, Mlp };
 // Rows llama.cpp's converter permutes for RoPE (rotate_half -> adjacent pairs), per head group.

@@ -87,6 +87,7 @@ class GgufOut {
 };
 
 const Tensor* pick(const LayerWeights& w, Field f, TensorRole role) {
+  if (f == Field::QNorm || f == Field::KNorm) return &w.norm(f);  // norms no site is fed by
   for (const auto& g : site_consumers(w)) {
     if (g.norm && g.norm_field == f) return g.norm;
     for (const auto& c : g.linears)
@@ -208,6 +209,10 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
       for (const auto& c : g.linears) add(table->row(c.field), TensorRole::Weight);
       for (const auto& c : g.linears)
         if (row_has_bias(table->row(c.field), s)) add(table->row(c.field), TensorRole::Bias);
+      if (g.site == Site::AttnIn)  // Qwen3's q/k head norms, after the projections (as llama.cpp lists them)
+        for (Field f : {Field::QNorm, Field::KNorm})
+          for (const TensorRow& r : table->layer)
+            if (r.field == f) add(r, TensorRole::Weight);
     }
   }
   add_global(Global::FinalNorm, GGML_F32);

@@ -108,11 +108,13 @@ void read_rope(const json& j, ModelSpec& s, const std::string& path) {
 }
 
 // Which layers slide, as transformers decides: `layer_types` when given; else Qwen2 slides
-// layers from max_window_layers on (only with use_sliding_window) and Mistral every layer.
+// layers from max_window_layers on (only with use_sliding_window; Qwen3 alike) and Mistral
+// every layer.
 void read_sliding(const json& j, ModelSpec& s, const std::string& path) {
   if (s.arch == "llama") return;  // LlamaAttention has no sliding window
   int window = get_or<int>(j, "sliding_window", 0, path);
-  if (s.arch == "qwen2" && !get_or<bool>(j, "use_sliding_window", false, path)) window = 0;
+  const bool qwen = s.arch == "qwen2" || s.arch == "qwen3";  // the same sliding-window fields
+  if (qwen && !get_or<bool>(j, "use_sliding_window", false, path)) window = 0;
   if (window < 0) fail(path, "sliding_window must not be negative");
   s.sliding_window = window;
   if (j.contains("layer_types") && !j["layer_types"].is_null()) {
@@ -126,7 +128,7 @@ void read_sliding(const json& j, ModelSpec& s, const std::string& path) {
                        " (supported: full_attention, sliding_attention)");
       s.layer_slides.push_back(t == "sliding_attention");
     }
-  } else if (s.arch == "qwen2" && window > 0) {
+  } else if (qwen && window > 0) {
     const int mwl = get_or<int>(j, "max_window_layers", 28, path);  // Qwen2Config's default
     for (int l = 0; l < s.n_layers; l++) s.layer_slides.push_back(l >= mwl);
   }
@@ -151,9 +153,11 @@ ModelSpec read_hf_config(const std::string& path) {
       s.arch = "mistral";
     } else if (mt == "qwen2" || arch == "Qwen2ForCausalLM") {
       s.arch = "qwen2";
+    } else if (mt == "qwen3" || arch == "Qwen3ForCausalLM") {
+      s.arch = "qwen3";
     } else {
       fail(path, "unsupported architecture " + quote(arch.empty() ? mt : arch) +
-                     " (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)");
+                     " (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)");
     }
     std::string act = get_or<std::string>(j, "hidden_act", "silu", path);
     if (act != "silu") fail(path, "unsupported hidden_act " + quote(act) + " (only silu/SwiGLU)");
@@ -196,7 +200,10 @@ ModelSpec read_hf_config(const std::string& path) {
 std::string spec_to_hf_config(const ModelSpec& s) {
   if (s.rope_style != RopeStyle::RotateHalf) fail("cannot write an HF config for interleaved RoPE (convert first)");
   static const std::map<std::string, std::string> archs = {
-      {"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"}};
+      {"llama", "LlamaForCausalLM"},
+      {"mistral", "MistralForCausalLM"},
+      {"qwen2", "Qwen2ForCausalLM"},
+      {"qwen3", "Qwen3ForCausalLM"}};
   json j = {{"architectures", {archs.at(s.arch)}},
             {"model_type", s.arch},
             {"hidden_size", s.hidden},
@@ -218,14 +225,14 @@ std::string spec_to_hf_config(const ModelSpec& s) {
   if (s.arch != "qwen2") j["attention_bias"] = s.attn_qkv_bias;
   if (s.sliding_window > 0) {
     j["sliding_window"] = s.sliding_window;
-    if (s.arch == "qwen2") j["use_sliding_window"] = true;
+    if (s.arch == "qwen2" || s.arch == "qwen3") j["use_sliding_window"] = true;
     if (!s.layer_slides.empty()) {
       json lt = json::array();
       for (uint8_t b : s.layer_slides) lt.push_back(b ? "sliding_attention" : "full_attention");
       j["layer_types"] = lt;
       // Qwen2 configs read by transformers 4 (no layer_types): the same layers when they are
       // a suffix, which is the only pattern Qwen2's max_window_layers can express.
-      if (s.arch == "qwen2") {
+      if (s.arch == "qwen2" || s.arch == "qwen3") {
         int first = s.n_layers;
         while (first > 0 && s.layer_slides[first - 1]) first--;
         j["max_window_layers"] = first;

@@ -158,6 +158,10 @@ void attention(const ModelSpec& s, const LayerWeights& w, int layer, float* x, i
   linear_forward(h.data(), rows, w.q, q.data());
   linear_forward(h.data(), rows, w.k, k.data());
   linear_forward(h.data(), rows, w.v, v.data());
+  if (!w.q_norm.empty()) {  // Qwen3: RMSNorm of every head of q and k, before RoPE
+    rms_norm(q.data(), w.q_norm.ptr(), q.data(), rows * s.n_heads, hd, s.rms_eps);
+    rms_norm(k.data(), w.k_norm.ptr(), k.data(), rows * s.n_kv_heads, hd, s.rms_eps);
+  }
   apply_rope(s, q.data(), ntok, s.n_heads, pos0, nseq);
   apply_rope(s, k.data(), ntok, s.n_kv_heads, pos0, nseq);
   hook(Site::Q, q.data(), qd);

@@ -28,6 +28,8 @@ template <class LW>
 auto& norm_of(LW& w, Field f) {
   if (f == Field::AttnNorm) return w.attn_norm;
   if (f == Field::MlpNorm) return w.mlp_norm;
+  if (f == Field::QNorm) return w.q_norm;
+  if (f == Field::KNorm) return w.k_norm;
   fail("layer field " + std::to_string((int)f) + " is not a norm");
 }
 

@@ -52,6 +52,7 @@ struct LayerWeights {
   Linear q, k, v, o;
   Tensor mlp_norm;   // [hidden]
   Linear gate, up, down;
+  Tensor q_norm, k_norm;  // [head_dim] per-head RMSNorm of q and k before RoPE (Qwen3); empty: none
 
   // The member behind a table field; fails for a norm field in linear() and vice versa.
   Linear& linear(Field f);
