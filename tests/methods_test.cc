@@ -11,6 +11,7 @@
 #include "model_factory.h"
 #include "quant/pipeline.h"
 #include "quant/session.h"
+#include "quant/validate_model.h"
 #include "test_util.h"
 #include "transform/duquant.h"
 
@@ -140,6 +141,41 @@ TEST(CrossQuant, AlphaOneEqualsPerTokenQuantization) {
     for (int c = 0; c < 40; c++) colmax[c] = std::max(colmax[c], std::fabs(x[r * 40 + c]));
   s.clip_ratio = 1.0f;
   EXPECT_LT(crossquant_zero_share_ref(x.data(), 6, 40, colmax.data(), 0.5, s), zero_share_ref(x.data(), 6, 40, s));
+}
+
+}  // namespace
+}  // namespace kt
+
+namespace kt {
+namespace {
+
+// A quantized model as the input of another quantize run: its linears lose their recorded grid
+// (the transforms move the weights off it), so a W16 rotation keeps the logits of the quantized
+// weights run in fp32, and the result saves (before, saving failed: "weights are not on their
+// recorded integer grid"; before that, it packed the stale grid silently).
+TEST(Requantize, AQuantizedModelCanBeRotatedAndQuantizedAgain) {
+  auto m = Model::open(test::tinyllama());
+  m->truncate_layers(2);
+  QuantizeOptions o4 = test::quantize_for_test(*m, "rtn", 4, 16, 16);
+  const std::string dir = test::temp_dir("requant");
+  save_quantized(*m, o4.recipe, dir + "/q4", false);
+  std::vector<int32_t> toks;
+  for (int i = 0; i < 32; i++) toks.push_back(1 + i * 131 % 8000);
+  for (int wbits : {16, 3}) {
+    auto in = open_model(dir + "/q4");
+    const auto want = forward(*in, toks.data(), 1, 32, nullptr, nullptr);  // the int4 weights in fp32
+    QuantizeOptions o = test::quantize_for_test(*in, "quarot", wbits, 16, 16);
+    in->layer(0)->for_each_linear([&](Field, const Linear& l) {
+      EXPECT_EQ(l.qbits, 0) << "no grid at 16 bits, and 3 bits has no packed type: none recorded";
+      EXPECT_FALSE(l.packed);
+    });
+    Session s(*in, o.recipe);
+    const auto got = forward(*in, toks.data(), 1, 32, nullptr, s.hooks());
+    if (wbits == 16) EXPECT_LT(test::max_rel_diff(got, want), 1e-4);
+    save_quantized(*in, o.recipe, dir + "/w" + std::to_string(wbits), false);
+    Session back = open_session(dir + "/w" + std::to_string(wbits));
+    EXPECT_EQ(forward(back.model(), toks.data(), 1, 32, nullptr, back.hooks()), got) << wbits << " bits";
+  }
 }
 
 }  // namespace

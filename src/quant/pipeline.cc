@@ -173,12 +173,15 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   Progress prog("quantize layers", s.n_layers, opt.progress);
   for (int l = 0; l < s.n_layers; l++) {
     LayerWeights w = *m.layer(l);
-    // A --packed model given as input (e.g. `bench --model OUT`): transforms need fp32 weights.
+    // A quantized model given as input: transforms need fp32 weights, and the grid recorded
+    // with them (qscale/qbits) stops describing them once they are transformed; this run's
+    // weight quantizer records its own (none at W16).
     w.for_each_linear([](Field, Linear& lin) {
-      if (lin.packed && lin.w.data.empty()) {
-        lin.w.data = dequantize_packed(*lin.packed);
-        lin.packed.reset();
-      }
+      if (lin.packed && lin.w.data.empty()) lin.w.data = dequantize_packed(*lin.packed);
+      lin.packed.reset();
+      lin.dequantized.reset();
+      lin.qscale = Tensor();
+      lin.qbits = 0;
     });
     if (r.r1 || r.r3 || r.r2 || r.r4 || needs.fold_norms) fold_layer_norms(w);
     if (r.r1) rotate_residual_layer(w, rot.r1);
