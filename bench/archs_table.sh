@@ -14,7 +14,7 @@ mkdir -p "$OUT"
 num() { grep -o "\"$1\": *[0-9.e+-]*" | head -1 | sed 's/.*: *//'; }
 echo "| family | FP ppl | golden ppl | rel. diff | RTN ppl / KL | QuaRot ppl / KL | KurTail ppl / KL |"
 echo "|---|---|---|---|---|---|---|"
-for fam in llama2 llama3.2 qwen2.5 qwen3 mistral llama-rope-linear llama-rope-dynamic llama-rope-yarn; do
+for fam in llama2 llama3.2 qwen2.5 qwen3 gemma mistral llama-rope-linear llama-rope-dynamic llama-rope-yarn; do
   d="$DATA/models/archs/$fam"
   [ -f "$d/config.json" ] || continue
   fp=$("$BIN" eval -q --json --model "$d" --text "$d/text.txt" --ctx 64 | num perplexity)

@@ -92,7 +92,7 @@ TEST(ArchTable, RowsHaveUniqueNamesAndFindThemselves) {
     // every family has the nine Llama tensors; Qwen3 adds its q/k head norms
     EXPECT_EQ((int)fields.size(), std::string(t->arch) == "qwen3" ? kNumFields : 9);
     EXPECT_EQ(&arch_table(t->arch), t);
-    EXPECT_NE(arch_table_for_gguf(t->gguf_arch), nullptr);
+    if (*t->gguf_arch) EXPECT_NE(arch_table_for_gguf(t->gguf_arch), nullptr);  // gemma: no GGUF form yet
   }
   EXPECT_EQ(gguf_arch_list(), "llama, qwen2, qwen3");
   EXPECT_EQ(arch_table_for_gguf("mistral"), nullptr);  // Mistral is written (and read) as llama

@@ -89,10 +89,11 @@ TEST_P(ArchGolden, PerplexityGreedyAndLogitsMatchTheReference) {
 }
 
 // The Llama graph: Llama 2 (MHA, untied), Llama 3.2 (llama3 rope scaling, tied), Qwen2.5 (q/k/v
-// bias), Qwen3 (q/k head norms, head_dim 32 != hidden/heads), Mistral (head_dim != hidden/heads,
+// bias), Qwen3 (q/k head norms, head_dim 32 != hidden/heads), Gemma ((1 + w) norms, embeddings
+// times sqrt(hidden), GeGLU, MQA, tied without a tie key), Mistral (head_dim != hidden/heads,
 // theta 1e8), and the three other rope scalings.
 INSTANTIATE_TEST_SUITE_P(Families, ArchGolden,
-                         ::testing::Values("llama2", "llama3.2", "qwen2.5", "qwen3", "mistral", "llama-rope-linear",
+                         ::testing::Values("llama2", "llama3.2", "qwen2.5", "qwen3", "gemma", "mistral", "llama-rope-linear",
                                            "llama-rope-dynamic", "llama-rope-yarn"),
                          [](const auto& info) {
                            std::string n = info.param;
@@ -144,7 +145,7 @@ TEST_P(ArchMethods, EveryMethodAtSixteenBitsKeepsTheFpLogits) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, ArchMethods,
-                         ::testing::Values("llama2", "llama3.2", "qwen2.5", "qwen3", "mistral", "llama-rope-yarn"),
+                         ::testing::Values("llama2", "llama3.2", "qwen2.5", "qwen3", "gemma", "mistral", "llama-rope-yarn"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (char& c : n)
@@ -172,7 +173,7 @@ TEST(ArchGoldenMisreading, YarnWithoutAttentionFactorGivesTheNamedWrongPerplexit
 }
 
 TEST(ArchGoldenRefusals, FamiliesNotReadYetAreRefusedByName) {
-  for (const char* name : {"phi3", "phi3.5-longrope", "gemma", "gemma2", "mixtral", "qwen2-moe"}) {
+  for (const char* name : {"phi3", "phi3.5-longrope", "gemma2", "mixtral", "qwen2-moe"}) {
     try {
       read_hf_config(arch_dir(name) + "/config.json");
       ADD_FAILURE() << name << " was read as a supported architecture";

@@ -48,6 +48,9 @@ const ArchTable kTables[] = {
     {"qwen2", "qwen2", false, kLlamaLayer, kLlamaGlobals},
     {"mistral", "llama", true, kLlamaLayer, kLlamaGlobals},  // llama.cpp runs Mistral as llama
     {"qwen3", "qwen3", false, kQwen3Layer, kLlamaGlobals},
+    // Gemma 1: the Llama names; its (1 + w) norms, embedding scale and GeGLU are spec fields.
+    // No GGUF form yet (""): llama.cpp's gemma needs the norm offset handled on both sides.
+    {"gemma", "", false, kLlamaLayer, kLlamaGlobals},
 };
 
 std::string with_kind(std::string s, const char* kind) {
@@ -78,6 +81,7 @@ const ArchTable& arch_table(const std::string& arch) {
 }
 
 const ArchTable* arch_table_for_gguf(const std::string& gguf_arch) {
+  if (gguf_arch.empty()) return nullptr;
   for (const ArchTable& t : kTables)
     if (gguf_arch == t.gguf_arch) return &t;
   return nullptr;
@@ -86,7 +90,7 @@ const ArchTable* arch_table_for_gguf(const std::string& gguf_arch) {
 std::string gguf_arch_list() {
   std::string names;
   for (const ArchTable& t : kTables)
-    if (arch_table_for_gguf(t.gguf_arch) == &t) names += (names.empty() ? "" : ", ") + std::string(t.gguf_arch);
+    if (*t.gguf_arch && arch_table_for_gguf(t.gguf_arch) == &t) names += (names.empty() ? "" : ", ") + std::string(t.gguf_arch);
   return names;
 }
 

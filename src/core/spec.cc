@@ -1,8 +1,18 @@
 #include "core/spec.h"
 
+#include <cmath>
+
 #include "util/error.h"
 
 namespace kt {
+
+void set_family_math(ModelSpec& s) {
+  if (s.arch == "gemma") {
+    s.act = Act::GeluTanh;
+    s.norm_offset = 1.0f;
+    s.embed_scale = (float)std::sqrt((double)s.hidden);
+  }
+}
 
 void ModelSpec::validate(const std::string& where) const {
   auto req = [&](bool ok, const std::string& what) {

@@ -23,6 +23,9 @@ struct RopeScaling {
   std::vector<double> short_factor, long_factor;  // longrope: head_dim / 2 each
 };
 
+// The MLP's gate activation: SwiGLU (Llama family) or GeGLU with the tanh GELU (Gemma).
+enum class Act { SiLU, GeluTanh };
+
 struct ModelSpec {
   std::string arch = "llama";  // llama | mistral | qwen2
   int hidden = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, ffn = 0, vocab = 0;
@@ -34,6 +37,13 @@ struct ModelSpec {
   bool attn_qkv_bias = false;  // Qwen2
   bool attn_o_bias = false;
   bool mlp_bias = false;
+  Act act = Act::SiLU;
+  // Gemma: RMSNorm computes x_norm * (1 + w), so its HF checkpoints store w = multiplier - 1.
+  // kurtail holds every norm as the multiplier; HF load adds norm_offset, HF save subtracts it
+  // (GGUF stores the multiplier, as llama.cpp's converter writes it).
+  float norm_offset = 0.0f;
+  // Gemma multiplies the embedding output by sqrt(hidden) (HF: the fp32 value when run in fp32).
+  float embed_scale = 1.0f;
   int sliding_window = 0;  // 0: full causal attention
   // Which layers use sliding_window (Qwen2 from max_window_layers on; `layer_types`); empty: all.
   std::vector<uint8_t> layer_slides;
@@ -50,5 +60,8 @@ struct ModelSpec {
   void validate(const std::string& where) const;
 };
 
+// Sets the spec fields a family implies whatever its config says (Gemma: GeGLU with the tanh
+// GELU, (1 + w) norms, embeddings times sqrt(hidden)); call once arch and hidden are known.
+void set_family_math(ModelSpec& s);
 
 }  // namespace kt

@@ -163,6 +163,7 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
   for (const ArchTable* t : all_arch_tables())
     if (s.arch == t->arch) table = t;
   if (!table) fail(path, "cannot write GGUF for arch " + s.arch);
+  if (!*table->gguf_arch) fail(path, "GGUF export of " + quote(s.arch) + " models is not supported yet");
   if (s.rope_style != RopeStyle::RotateHalf) fail(path, "GGUF export needs HF (rotate_half) RoPE weights");
   if (!s.rope_scaling.type.empty()) fail(path, "GGUF export of rope scaling " + quote(s.rope_scaling.type) + " is not supported");
   if (s.sliding_window > 0) fail(path, "GGUF export of sliding-window attention is not supported");

@@ -76,13 +76,22 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
     std::deque<Tensor> packed_keep;  // packed bytes (as floats here, written as U8)
     std::vector<std::string> packed_names, f16_names;
     const ArchTable& table = arch_table(m.spec);
+    // Norms are held as multipliers; a family whose checkpoints store multiplier - offset
+    // (Gemma's 1 + w) gets its own form back.
+    std::deque<Tensor> norm_keep;
+    auto stored_norm = [&](const Tensor& t) -> const Tensor* {
+      if (m.spec.norm_offset == 0.0f) return &t;
+      norm_keep.push_back(t);
+      for (float& v : norm_keep.back().data) v -= m.spec.norm_offset;
+      return &norm_keep.back();
+    };
     ts.emplace_back(table.global(Global::Embed).hf, &m.embed);
     for (int l = 0; l < m.spec.n_layers; l++) {
       keep.push_back(m.layer(l));
       const LayerWeights& w = *keep.back();
       // norms first, then each linear with its bias and scales (the order of the data in the file)
       w.for_each_tensor(m.spec, [&](const TensorRow& row, TensorRole, const Tensor& t) {
-        if (row.is_norm()) ts.emplace_back(hf_name(row, l, "weight"), &t);
+        if (row.is_norm()) ts.emplace_back(hf_name(row, l, "weight"), stored_norm(t));
       });
       auto lin = [&](const std::string& n, const Linear& li) {
         // null: no packed form (no recorded grid, or a group size the packed layout cannot hold)
@@ -114,7 +123,7 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
           extra.emplace_back(n.substr(0, n.size() - 7) + ".qbits", &qbits_keep[i++]);
       ts.insert(ts.end(), extra.begin(), extra.end());
     }
-    ts.emplace_back(table.global(Global::FinalNorm).hf, &m.final_norm);
+    ts.emplace_back(table.global(Global::FinalNorm).hf, stored_norm(m.final_norm));
     if (!m.lm_head.empty()) ts.emplace_back(table.global(Global::LmHead).hf, &m.lm_head);
     for (auto& [name, t] : r.tensors) ts.emplace_back("kurtail." + name, &t);
     write_safetensors(tmp + "/model.safetensors", ts, {{"format", "pt"}, {"kurtail_method", r.method},

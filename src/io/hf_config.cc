@@ -111,7 +111,7 @@ void read_rope(const json& j, ModelSpec& s, const std::string& path) {
 // layers from max_window_layers on (only with use_sliding_window; Qwen3 alike) and Mistral
 // every layer.
 void read_sliding(const json& j, ModelSpec& s, const std::string& path) {
-  if (s.arch == "llama") return;  // LlamaAttention has no sliding window
+  if (s.arch == "llama" || s.arch == "gemma") return;  // their attention has no sliding window
   int window = get_or<int>(j, "sliding_window", 0, path);
   const bool qwen = s.arch == "qwen2" || s.arch == "qwen3";  // the same sliding-window fields
   if (qwen && !get_or<bool>(j, "use_sliding_window", false, path)) window = 0;
@@ -155,12 +155,23 @@ ModelSpec read_hf_config(const std::string& path) {
       s.arch = "qwen2";
     } else if (mt == "qwen3" || arch == "Qwen3ForCausalLM") {
       s.arch = "qwen3";
+    } else if (mt == "gemma" || arch == "GemmaForCausalLM") {
+      s.arch = "gemma";
     } else {
       fail(path, "unsupported architecture " + quote(arch.empty() ? mt : arch) +
-                     " (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)");
+                     " (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
+                     "GemmaForCausalLM)");
     }
-    std::string act = get_or<std::string>(j, "hidden_act", "silu", path);
-    if (act != "silu") fail(path, "unsupported hidden_act " + quote(act) + " (only silu/SwiGLU)");
+    if (s.arch == "gemma") {
+      // transformers' Gemma uses hidden_activation and, when it is unset, the tanh GELU
+      // whatever hidden_act says (early Gemma configs say "gelu").
+      std::string act = get_or<std::string>(j, "hidden_activation", "gelu_pytorch_tanh", path);
+      if (act != "gelu_pytorch_tanh")
+        fail(path, "unsupported hidden_activation " + quote(act) + " for Gemma (only gelu_pytorch_tanh)");
+    } else {
+      std::string act = get_or<std::string>(j, "hidden_act", "silu", path);
+      if (act != "silu") fail(path, "unsupported hidden_act " + quote(act) + " (only silu/SwiGLU)");
+    }
     s.hidden = get_or<int>(j, "hidden_size", 0, path);
     s.n_layers = get_or<int>(j, "num_hidden_layers", 0, path);
     s.n_heads = get_or<int>(j, "num_attention_heads", 0, path);
@@ -170,7 +181,8 @@ ModelSpec read_hf_config(const std::string& path) {
     s.vocab = get_or<int>(j, "vocab_size", 0, path);
     s.max_pos = get_or<int>(j, "max_position_embeddings", 2048, path);
     s.rms_eps = get_or<double>(j, "rms_norm_eps", 1e-6, path);
-    s.tie_embeddings = get_or<bool>(j, "tie_word_embeddings", false, path);
+    // GemmaConfig ties by default; the others do not
+    s.tie_embeddings = get_or<bool>(j, "tie_word_embeddings", s.arch == "gemma", path);
     if (s.arch == "qwen2") {
       s.attn_qkv_bias = true;  // Qwen2 always has q/k/v bias, no o_proj bias
     } else {
@@ -181,6 +193,7 @@ ModelSpec read_hf_config(const std::string& path) {
       fail(path, "rope_interleaved=true is not supported for HF checkpoints");
     read_rope(j, s, path);
     read_sliding(j, s, path);
+    set_family_math(s);
     if (j.contains("bos_token_id") && j["bos_token_id"].is_number_integer())
       s.bos_id = json_number<int>(j["bos_token_id"], path, "bos_token_id");
     if (j.contains("eos_token_id")) {
@@ -203,7 +216,8 @@ std::string spec_to_hf_config(const ModelSpec& s) {
       {"llama", "LlamaForCausalLM"},
       {"mistral", "MistralForCausalLM"},
       {"qwen2", "Qwen2ForCausalLM"},
-      {"qwen3", "Qwen3ForCausalLM"}};
+      {"qwen3", "Qwen3ForCausalLM"},
+      {"gemma", "GemmaForCausalLM"}};
   json j = {{"architectures", {archs.at(s.arch)}},
             {"model_type", s.arch},
             {"hidden_size", s.hidden},
@@ -217,12 +231,13 @@ std::string spec_to_hf_config(const ModelSpec& s) {
             {"rms_norm_eps", s.rms_eps},
             {"rope_theta", s.rope_theta},
             {"tie_word_embeddings", s.tie_embeddings},
-            {"hidden_act", "silu"},
+            {"hidden_act", s.act == Act::SiLU ? "silu" : "gelu_pytorch_tanh"},
             {"mlp_bias", s.mlp_bias},
             {"bos_token_id", s.bos_id},
             {"eos_token_id", s.eos_ids.size() == 1 ? json(s.eos_ids[0]) : json(s.eos_ids)},
             {"torch_dtype", "float32"}};
   if (s.arch != "qwen2") j["attention_bias"] = s.attn_qkv_bias;
+  if (s.act == Act::GeluTanh) j["hidden_activation"] = "gelu_pytorch_tanh";
   if (s.sliding_window > 0) {
     j["sliding_window"] = s.sliding_window;
     if (s.arch == "qwen2" || s.arch == "qwen3") j["use_sliding_window"] = true;

@@ -80,6 +80,8 @@ void embed_tokens(const Model& m, const int32_t* tokens, int64_t n, float* x) {
            "tokenizer produced token id " + std::to_string(tokens[i]) + ", out of range for the model's vocab of " +
                std::to_string(m.spec.vocab));
     std::copy(m.embed.ptr() + tokens[i] * d, m.embed.ptr() + (tokens[i] + 1) * d, x + i * d);
+    if (m.spec.embed_scale != 1.0f)
+      for (int64_t j = 0; j < d; j++) x[i * d + j] *= m.spec.embed_scale;
   }
 }
 
@@ -199,9 +201,14 @@ void mlp(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int64_t
   linear_forward(h.data(), rows, w.gate, g.data());
   linear_forward(h.data(), rows, w.up, u.data());
 #pragma omp parallel for
-  for (int64_t i = 0; i < rows * f; i++) {  // SwiGLU
+  for (int64_t i = 0; i < rows * f; i++) {  // SwiGLU, or GeGLU (Gemma: GELU with the tanh approximation)
     float a = g[i];
-    g[i] = a / (1.0f + std::exp(-a)) * u[i];
+    if (s.act == Act::SiLU) {
+      g[i] = a / (1.0f + std::exp(-a)) * u[i];
+    } else {
+      const float k = 0.7978845608028654f;  // sqrt(2 / pi)
+      g[i] = 0.5f * a * (1.0f + std::tanh(k * (a + 0.044715f * a * a * a))) * u[i];
+    }
   }
   hook(Site::DownIn, g.data(), f);
   linear_forward(g.data(), rows, w.down, h.data());

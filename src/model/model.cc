@@ -106,6 +106,15 @@ std::unique_ptr<Model> Model::open(const std::string& path, int resident, const 
   return m;
 }
 
+namespace {
+// Norms are held as the multiplier; a checkpoint that stores multiplier - 1 (Gemma) gets the
+// offset back here, in fp32, as transformers computes 1 + w.
+void add_norm_offset(Tensor& t, const ModelSpec& s) {
+  if (s.norm_offset != 0.0f)
+    for (float& v : t.data) v += s.norm_offset;
+}
+}  // namespace
+
 void Model::init_globals() {
   const auto& s = spec;
   const ArchTable& t = arch_table(s);
@@ -117,6 +126,7 @@ void Model::init_globals() {
       continue;
     }
     dst = load_checked(*src_, g.hf, global_shape(g, s));
+    if (g.id == Global::FinalNorm) add_norm_offset(dst, s);
   }
   layers_.assign(s.n_layers, nullptr);
   pinned_.assign(s.n_layers, false);
@@ -155,7 +165,10 @@ LayerWeights Model::load_layer(int i) const {
   // a linear's bias is read with its weight (lin), in the order the checks always ran
   w.for_each_tensor(s, [&](const TensorRow& r, TensorRole role, Tensor& t) {
     if (role == TensorRole::Bias) return;
-    if (r.is_norm()) t = load_checked(*src_, hf_name(r, i, "weight"), row_shape(r, s));
+    if (r.is_norm()) {
+      t = load_checked(*src_, hf_name(r, i, "weight"), row_shape(r, s));
+      add_norm_offset(t, s);
+    }
     else lin(r, w.linear(r.field));
   });
   return w;
