@@ -36,7 +36,8 @@ void embed_tokens(const Model& m, const int32_t* tokens, int64_t n, float* x);
 // must then be 0). Fails naming the layer if its output is not finite.
 void decoder_layer(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int nseq, int ntok, int pos0,
                    KVCache* cache, Hooks* hooks);
-// The two blocks of decoder_layer, each adding its output to the residual x.
+// The two blocks of decoder_layer, each adding its output to the residual x (mlp's update
+// fails naming the layer if the result is not finite).
 void attention(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int nseq, int ntok, int pos0,
                KVCache* cache, Hooks* hooks);
 void mlp(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int64_t rows, Hooks* hooks);
