@@ -74,7 +74,4 @@ class Method {
   }
 };
 
-// The four linear-input sites, in layer order.
-inline constexpr Site kLinearInputSites[] = {Site::AttnIn, Site::OIn, Site::MlpIn, Site::DownIn};
-
 }  // namespace kt

@@ -67,10 +67,13 @@ class CaptureHooks : public Hooks {
 // sites of one layer, captured before any online transform of that layer.
 class SiteStatsCapture : public Hooks {
  public:
-  SiteStatsCapture(Hooks* inner, int layer, int sample_rows, LayerStats& out)
-      : inner_(inner), layer_(layer), sample_rows_(sample_rows), out_(out) {}
+  // The linear-input sites are the layer's site_consumers.
+  SiteStatsCapture(Hooks* inner, int layer, const LayerWeights& w, int sample_rows, LayerStats& out)
+      : inner_(inner), layer_(layer), sample_rows_(sample_rows), out_(out) {
+    for (const auto& g : site_consumers(w)) capture_[(int)g.site] = true;
+  }
   void on_activation(int layer, Site site, float* x, int64_t rows, int64_t cols) override {
-    if (layer == layer_ && (site == Site::AttnIn || site == Site::OIn || site == Site::MlpIn || site == Site::DownIn)) {
+    if (layer == layer_ && capture_[(int)site]) {
       auto& am = out_.absmax[(int)site];
       if (am.empty()) am.assign(cols, 0.0);
       for (int64_t r = 0; r < rows; r++)
@@ -86,6 +89,7 @@ class SiteStatsCapture : public Hooks {
   Hooks* inner_;
   int layer_, sample_rows_;
   LayerStats& out_;
+  bool capture_[kNumSites] = {};
 };
 
 }  // namespace
@@ -189,7 +193,7 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
     LayerStats stats;
     if (needs.layer_stats) {
       // Channel statistics of this layer's linear inputs, before any of its own transforms.
-      SiteStatsCapture st(nullptr, l, needs.sample_rows, stats);
+      SiteStatsCapture st(nullptr, l, w, needs.sample_rows, stats);
       run_layer(w, l, &st, /*keep_output=*/false);
     }
     method->transform_layer(l, w, stats, ctx);

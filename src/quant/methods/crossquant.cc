@@ -22,8 +22,9 @@ class Crossquant : public Method {
     return n;
   }
   void prepare(Model&, const Windows&, Rotations&, MethodContext& ctx) override { ctx.recipe.crossquant = true; }
-  void transform_layer(int l, LayerWeights&, const LayerStats& st, MethodContext& ctx) override {
-    for (Site site : kLinearInputSites) {
+  void transform_layer(int l, LayerWeights& w, const LayerStats& st, MethodContext& ctx) override {
+    for (const auto& g : site_consumers(w)) {
+      const Site site = g.site;
       std::vector<float> c(st.absmax[(int)site].begin(), st.absmax[(int)site].end());
       ctx.recipe.tensors[site_tensor_name("cq", l, site, "colmax")] = Tensor::from(c);
       ctx.online->set_crossquant_colmax(l, site, std::move(c));
