@@ -48,6 +48,18 @@ std::vector<int> greedy(const Model& m, std::vector<int32_t> ids, int n) {
   return out;
 }
 
+// kurtail eval's protocol on the folder's text.txt: every window of 64, each a fresh sequence.
+// `win0` (optional) receives window 0's logits.
+double perplexity_of(const Model& m, const Windows& w, std::vector<float>* win0 = nullptr) {
+  double nll = 0;
+  for (int i = 0; i < w.n(); i++) {
+    auto logits = forward(m, w.window(i), 1, 64, nullptr, nullptr);
+    nll += window_nll(logits.data(), w.window(i), 64, m.spec.vocab);
+    if (i == 0 && win0) *win0 = std::move(logits);
+  }
+  return std::exp(nll / (w.n() * 63.0));
+}
+
 class ArchGolden : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ArchGolden, PerplexityGreedyAndLogitsMatchTheReference) {
@@ -61,14 +73,8 @@ TEST_P(ArchGolden, PerplexityGreedyAndLogitsMatchTheReference) {
   ASSERT_EQ((int)toks.size(), g["eval"]["text_tokens"].get<int>());
   Windows w = make_windows(toks, 64, 0, "text");
   ASSERT_EQ(w.n(), g["eval"]["windows"].get<int>());
-  double nll = 0;
   std::vector<float> win0;
-  for (int i = 0; i < w.n(); i++) {
-    auto logits = forward(*m, w.window(i), 1, 64, nullptr, nullptr);
-    nll += window_nll(logits.data(), w.window(i), 64, s.vocab);
-    if (i == 0) win0 = logits;
-  }
-  const double ppl = std::exp(nll / (w.n() * 63.0)), want = g["eval"]["perplexity"].get<double>();
+  const double ppl = perplexity_of(*m, w, &win0), want = g["eval"]["perplexity"].get<double>();
   EXPECT_LT(std::fabs(ppl / want - 1), 1e-4) << name << ": perplexity " << ppl << ", reference " << want;
 
   // top-8 logits of window 0
@@ -162,12 +168,7 @@ TEST(ArchGoldenMisreading, YarnWithoutAttentionFactorGivesTheNamedWrongPerplexit
   m->spec.rope_scaling.attention_factor = 1.0;
   auto toks = tokenize_file(*m->tokenizer, arch_dir("llama-rope-yarn") + "/text.txt");
   Windows w = make_windows(toks, 64, 0, "text");
-  double nll = 0;
-  for (int i = 0; i < w.n(); i++) {
-    auto logits = forward(*m, w.window(i), 1, 64, nullptr, nullptr);
-    nll += window_nll(logits.data(), w.window(i), 64, m->spec.vocab);
-  }
-  const double ppl = std::exp(nll / (w.n() * 63.0));
+  const double ppl = perplexity_of(*m, w);
   const double wrong = g["mis_readings"]["no-attention-factor"]["perplexity"].get<double>();
   EXPECT_LT(std::fabs(ppl / wrong - 1), 1e-4) << ppl << " vs " << wrong;
 }
