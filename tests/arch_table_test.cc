@@ -50,8 +50,8 @@ std::vector<std::string> table_hf_names(const ModelSpec& s, bool has_lm_head) {
     if (g.id != Global::LmHead || has_lm_head) v.push_back(g.hf);
   LayerWeights proto;
   for (int l = 0; l < s.n_layers; l++)
-    proto.for_each_tensor(s, [&](const TensorRow& r, TensorRole role, const Tensor&) {
-      v.push_back(hf_name(r, l, role == TensorRole::Bias ? "bias" : "weight"));
+    proto.for_each_tensor(s, [&](const TensorRow& r, int expert, TensorRole role, const Tensor&) {
+      v.push_back(hf_name(r, l, role == TensorRole::Bias ? "bias" : "weight", expert));
     });
   return v;
 }
@@ -136,7 +136,7 @@ TEST(ArchTable, Qwen2LayersGetQkvBiasesFromTheTable) {
   ASSERT_TRUE(m->spec.attn_qkv_bias);
   auto w = m->layer(0);
   std::vector<Field> biased;
-  w->for_each_tensor(m->spec, [&](const TensorRow& r, TensorRole role, const Tensor& t) {
+  w->for_each_tensor(m->spec, [&](const TensorRow& r, int, TensorRole role, const Tensor& t) {
     if (role != TensorRole::Bias) return;
     biased.push_back(r.field);
     EXPECT_EQ(t.shape, (std::vector<int64_t>{row_shape(r, m->spec)[0]}));
@@ -199,7 +199,8 @@ TEST(ArchTable, ForEachLinearVisitsEachLinearOnceWithTheSpecsShape) {
   LayerWeights w = *m->layer(0);
   std::set<const Linear*> seen;
   std::vector<Field> fields;
-  w.for_each_linear([&](Field f, Linear& l) {
+  w.for_each_linear([&](LinearId id, Linear& l) {
+    const Field f = id.field;
     EXPECT_TRUE(seen.insert(&l).second);
     EXPECT_EQ(&l, &w.linear(f));
     EXPECT_EQ(l.w.shape, row_shape(t.row(f), m->spec)) << t.row(f).hf;

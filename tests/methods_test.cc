@@ -165,7 +165,7 @@ TEST(Requantize, AQuantizedModelCanBeRotatedAndQuantizedAgain) {
     auto in = open_model(dir + "/q4");
     const auto want = forward(*in, toks.data(), 1, 32, nullptr, nullptr);  // the int4 weights in fp32
     QuantizeOptions o = test::quantize_for_test(*in, "quarot", wbits, 16, 16);
-    in->layer(0)->for_each_linear([&](Field, const Linear& l) {
+    in->layer(0)->for_each_linear([&](LinearId, const Linear& l) {
       EXPECT_EQ(l.qbits, 0) << "no grid at 16 bits, and 3 bits has no packed type: none recorded";
       EXPECT_FALSE(l.packed);
     });

@@ -10,6 +10,7 @@
 #include "io/gguf.h"
 #include "io/gguf_model.h"
 #include "io/safetensors.h"
+#include "quant/methods.h"
 #include "quant/pipeline.h"
 #include "kernels/packed.h"
 #include "runtime/real_model.h"
@@ -76,8 +77,18 @@ int run_info() {
     j["tied_embeddings"] = s.tie_embeddings;
     j["qkv_bias"] = s.attn_qkv_bias;
     int64_t params = m->embed.numel() + (m->lm_head.empty() ? 0 : m->lm_head.numel()) + m->final_norm.numel();
-    for (int l = 0; l < s.n_layers; l++)
-      params += (int64_t)s.hidden * (2 * s.q_dim() + 2 * s.kv_dim()) + 3LL * s.hidden * s.ffn + 2 * s.hidden;
+    int64_t per_layer = 0;  // every tensor the table gives a layer (each expert's too)
+    for (const TensorRow& r : arch_table(s).layer) {
+      const std::vector<int64_t> shape = row_shape(r, s);
+      const int64_t n = shape[0] * (shape.size() > 1 ? shape[1] : 1) + (row_has_bias(r, s) ? shape[0] : 0);
+      per_layer += n * (r.per_expert() ? s.n_experts : 1);
+    }
+    params += per_layer * s.n_layers;
+    if (s.moe())
+      j["experts"] = std::to_string(s.n_experts) + " of width " + std::to_string(s.moe_ffn) + ", top " +
+                     std::to_string(s.top_k) + (s.norm_topk_prob ? " renormalised" : " not renormalised") +
+                     (s.shared_ffn > 0 ? ", shared expert of width " + std::to_string(s.shared_ffn) + " (sigmoid gate)" : "") +
+                     "; router in full precision";
     j["parameters"] = params;
     j["resident"] = m->resident();
     if (is_directory(ia.model)) {
@@ -94,7 +105,9 @@ int run_info() {
       j["dtypes"] = {{"F32", "all"}};
     }
     j["tokenizer"] = m->tokenizer ? m->tokenizer->kind() + " (" + std::to_string(m->tokenizer->vocab_size()) + " tokens)" : "none";
-    j["rotations"] = {{"R1 residual", had(s.hidden)}, {"R2/R3 head", had(s.head_dim)}, {"R4 down_proj", had(s.ffn)}};
+    std::string r4;
+    for (int n : s.down_widths()) r4 += (r4.empty() ? "" : ", ") + had(n);
+    j["rotations"] = {{"R1 residual", had(s.hidden)}, {"R2/R3 head", had(s.head_dim)}, {"R4 down_proj", r4}};
     if (rec) {
       const Recipe& r = *rec;
       j["recipe"] = {{"method", r.method}, {"weights", r.w.describe()}, {"activations", r.a.describe()},
@@ -103,7 +116,11 @@ int run_info() {
       j["int_kernels"] = recipe_runs_on_kernels(r, &why) ? std::string("yes (") + kernel_name(active_kernel()) + ")" : "no: " + why;
       j["can"] = "eval (perplexity, KL, PIQA), run, analyze";
     } else {
-      j["can"] = std::string("eval, generate, analyze, export-gguf, quantize (") + Recipe::method_list() + ")";
+      std::string runs;
+      for (const MethodInfo& mi : methods())
+        if (method_runs_on(mi, s)) runs += (runs.empty() ? "" : ", ") + std::string(mi.name);
+      j["can"] = std::string("eval, generate, analyze, ") + (*arch_table(s).gguf_arch ? "export-gguf, " : "") +
+                 "quantize (" + runs + ")";
     }
   }
   if (ia.json) {

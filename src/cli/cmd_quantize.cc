@@ -101,6 +101,7 @@ int run_quantize() {
                       {"r2_kurtosis_init", rep.kt_r2_kurt_init}, {"r2_kurtosis_final", rep.kt_r2_kurt_final},
                       {"r1_steps", rep.kt_r1_steps}, {"r1_rows", rep.kt_rows_r1}, {"learn_seconds", rep.kt_seconds},
                       {"capture_seconds", rep.kt_capture_seconds}};
+    if (m->spec.moe()) j["experts_without_calibration"] = rep.experts_without_calibration;
     std::cout << j.dump(2) << std::endl;
   } else {
     std::printf("wrote %s  (%s, weights %s: W %s | A %s | K %s | V %s)\n", qa.out.c_str(), r.method.c_str(),
@@ -113,6 +114,10 @@ int run_quantize() {
       std::printf("kurtail: R1 mean kurtosis %.3f -> %.3f (%d steps, %lld rows), R2 %.3f -> %.3f, %.1fs\n",
                   rep.kt_r1_kurt_init, rep.kt_r1_kurt_final, rep.kt_r1_steps, (long long)rep.kt_rows_r1,
                   rep.kt_r2_kurt_init, rep.kt_r2_kurt_final, rep.kt_seconds);
+    if (rep.experts_without_calibration > 0)
+      std::printf("gptq: %d experts (over all layers) received no calibration token and were quantized by RTN; "
+                  "more calibration (--nsamples) reaches more experts\n",
+                  rep.experts_without_calibration);
     std::printf("quantize time %.1fs, peak RSS %.0f MiB\n", rep.seconds, rep.peak_rss_mib);
   }
   return 0;

@@ -121,7 +121,7 @@ int run_bench() {
     for (int l = 0; l < s.n_layers; l++) {
       auto lw = rm.model().layer(l);
       lw->for_each_linear(
-          [&](Field, const Linear& li) { wbytes += li.packed ? li.packed->bytes() : (size_t)li.out() * li.in() * 4; });
+          [&](LinearId, const Linear& li) { wbytes += li.packed ? li.packed->bytes() : (size_t)li.out() * li.in() * 4; });
     }
     Stat p = stat(ppv), t = stat(tgv);
     char buf[512];

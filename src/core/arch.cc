@@ -36,6 +36,42 @@ constexpr TensorRow kQwen3Layer[] = {
     {Field::Down, "mlp.down_proj", "ffn_down", Dim::Hidden, Dim::Ffn, BiasRule::Mlp, Permute::None},
 };
 
+// Mixtral: the Llama attention rows, then block_sparse_moe: the router (`gate`) and each
+// expert's w1 (gate), w2 (down), w3 (up), in the order transformers saves them. llama.cpp runs
+// Mixtral as "llama" with stacked expert tensors (ffn_*_exps); that GGUF form is not written yet.
+constexpr TensorRow kMixtralLayer[] = {
+    {Field::AttnNorm, "input_layernorm", "attn_norm", Dim::Hidden, Dim::None, BiasRule::None, Permute::None},
+    {Field::Q, "self_attn.q_proj", "attn_q", Dim::QDim, Dim::Hidden, BiasRule::AttnQKV, Permute::QHeads},
+    {Field::K, "self_attn.k_proj", "attn_k", Dim::KVDim, Dim::Hidden, BiasRule::AttnQKV, Permute::KVHeads},
+    {Field::V, "self_attn.v_proj", "attn_v", Dim::KVDim, Dim::Hidden, BiasRule::AttnQKV, Permute::None},
+    {Field::O, "self_attn.o_proj", "attn_output", Dim::Hidden, Dim::QDim, BiasRule::AttnO, Permute::None},
+    {Field::MlpNorm, "post_attention_layernorm", "ffn_norm", Dim::Hidden, Dim::None, BiasRule::None, Permute::None},
+    {Field::Router, "block_sparse_moe.gate", "ffn_gate_inp", Dim::Experts, Dim::Hidden, BiasRule::None, Permute::None},
+    {Field::ExpGate, "block_sparse_moe.experts.*.w1", "ffn_gate_exps", Dim::MoeFfn, Dim::Hidden, BiasRule::None, Permute::None},
+    {Field::ExpDown, "block_sparse_moe.experts.*.w2", "ffn_down_exps", Dim::Hidden, Dim::MoeFfn, BiasRule::None, Permute::None},
+    {Field::ExpUp, "block_sparse_moe.experts.*.w3", "ffn_up_exps", Dim::MoeFfn, Dim::Hidden, BiasRule::None, Permute::None},
+};
+
+// Qwen2-MoE: Qwen2's attention (q/k/v bias), then mlp: the router (`gate`), the experts'
+// gate/up/down_proj, the shared expert and its sigmoid gate. Every layer sparse (the config
+// reader refuses mlp_only_layers / decoder_sparse_step > 1).
+constexpr TensorRow kQwen2MoeLayer[] = {
+    {Field::AttnNorm, "input_layernorm", "attn_norm", Dim::Hidden, Dim::None, BiasRule::None, Permute::None},
+    {Field::Q, "self_attn.q_proj", "attn_q", Dim::QDim, Dim::Hidden, BiasRule::AttnQKV, Permute::QHeads},
+    {Field::K, "self_attn.k_proj", "attn_k", Dim::KVDim, Dim::Hidden, BiasRule::AttnQKV, Permute::KVHeads},
+    {Field::V, "self_attn.v_proj", "attn_v", Dim::KVDim, Dim::Hidden, BiasRule::AttnQKV, Permute::None},
+    {Field::O, "self_attn.o_proj", "attn_output", Dim::Hidden, Dim::QDim, BiasRule::AttnO, Permute::None},
+    {Field::MlpNorm, "post_attention_layernorm", "ffn_norm", Dim::Hidden, Dim::None, BiasRule::None, Permute::None},
+    {Field::Router, "mlp.gate", "ffn_gate_inp", Dim::Experts, Dim::Hidden, BiasRule::None, Permute::None},
+    {Field::ExpGate, "mlp.experts.*.gate_proj", "ffn_gate_exps", Dim::MoeFfn, Dim::Hidden, BiasRule::None, Permute::None},
+    {Field::ExpUp, "mlp.experts.*.up_proj", "ffn_up_exps", Dim::MoeFfn, Dim::Hidden, BiasRule::None, Permute::None},
+    {Field::ExpDown, "mlp.experts.*.down_proj", "ffn_down_exps", Dim::Hidden, Dim::MoeFfn, BiasRule::None, Permute::None},
+    {Field::ShGate, "mlp.shared_expert.gate_proj", "ffn_gate_shexp", Dim::SharedFfn, Dim::Hidden, BiasRule::None, Permute::None},
+    {Field::ShUp, "mlp.shared_expert.up_proj", "ffn_up_shexp", Dim::SharedFfn, Dim::Hidden, BiasRule::None, Permute::None},
+    {Field::ShDown, "mlp.shared_expert.down_proj", "ffn_down_shexp", Dim::Hidden, Dim::SharedFfn, BiasRule::None, Permute::None},
+    {Field::ShRouter, "mlp.shared_expert_gate", "ffn_gate_inp_shexp", Dim::One, Dim::Hidden, BiasRule::None, Permute::None},
+};
+
 constexpr GlobalRow kLlamaGlobals[] = {
     {Global::Embed, "model.embed_tokens.weight", "token_embd.weight", Dim::None, Dim::Hidden},  // out: vocab
     {Global::FinalNorm, "model.norm.weight", "output_norm.weight", Dim::Hidden, Dim::None},
@@ -51,6 +87,9 @@ const ArchTable kTables[] = {
     // Gemma 1: the Llama names; its (1 + w) norms, embedding scale and GeGLU are spec fields.
     // No GGUF form yet (""): llama.cpp's gemma needs the norm offset handled on both sides.
     {"gemma", "", false, kLlamaLayer, kLlamaGlobals},
+    // MoE: no GGUF form yet (llama.cpp stacks the experts into one 3-D tensor per kind)
+    {"mixtral", "", false, kMixtralLayer, kLlamaGlobals},
+    {"qwen2_moe", "", false, kQwen2MoeLayer, kLlamaGlobals},
 };
 
 std::string with_kind(std::string s, const char* kind) {
@@ -108,6 +147,10 @@ int64_t dim_size(Dim d, const ModelSpec& s) {
     case Dim::KVDim: return s.kv_dim();
     case Dim::Ffn: return s.ffn;
     case Dim::HeadDim: return s.head_dim;
+    case Dim::Experts: return s.n_experts;
+    case Dim::MoeFfn: return s.moe_ffn;
+    case Dim::SharedFfn: return s.shared_ffn;
+    case Dim::One: return 1;
   }
   return 0;
 }
@@ -137,17 +180,44 @@ int permute_heads(const TensorRow& r, const ModelSpec& s) {
   return r.permute == Permute::QHeads ? s.n_heads : r.permute == Permute::KVHeads ? s.n_kv_heads : 0;
 }
 
-std::string hf_name(const TensorRow& r, int layer, const char* kind) {
-  return with_kind(kHfLayerPrefix + std::to_string(layer) + "." + r.hf, kind);
+std::string hf_suffix(const TensorRow& r, int expert) {
+  std::string suffix = r.hf;
+  if (r.per_expert()) {
+    if (expert < 0) fail(std::string("tensor ") + quote(r.hf) + " needs an expert index");
+    suffix.replace(suffix.find('*'), 1, std::to_string(expert));
+  }
+  return suffix;
+}
+
+std::string hf_name(const TensorRow& r, int layer, const char* kind, int expert) {
+  return with_kind(kHfLayerPrefix + std::to_string(layer) + "." + hf_suffix(r, expert), kind);
 }
 
 std::string gguf_name(const TensorRow& r, int layer, const char* kind) {
   return with_kind(kGgufLayerPrefix + std::to_string(layer) + "." + r.gguf, kind);
 }
 
-const TensorRow* row_by_hf(const ArchTable& t, const std::string& suffix) {
-  for (const TensorRow& r : t.layer)
-    if (suffix == r.hf) return &r;
+const TensorRow* row_by_hf(const ArchTable& t, const std::string& suffix, int* expert) {
+  if (expert) *expert = -1;
+  for (const TensorRow& r : t.layer) {
+    if (!r.per_expert()) {
+      if (suffix == r.hf) return &r;
+      continue;
+    }
+    // "<head>*<tail>": the expert index is the decimal digits between head and tail
+    const std::string pat = r.hf;
+    const size_t star = pat.find('*');
+    const size_t tail = pat.size() - star - 1;
+    if (suffix.size() <= star + tail || suffix.compare(0, star, pat, 0, star) != 0 ||
+        suffix.compare(suffix.size() - tail, tail, pat, star + 1, tail) != 0)
+      continue;
+    const std::string digits = suffix.substr(star, suffix.size() - tail - star);
+    if (digits.empty() || digits.size() > 6 || digits.find_first_not_of("0123456789") != std::string::npos ||
+        (digits.size() > 1 && digits[0] == '0'))
+      continue;
+    if (expert) *expert = std::stoi(digits);
+    return &r;
+  }
   return nullptr;
 }
 

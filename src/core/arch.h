@@ -18,11 +18,19 @@ namespace kt {
 
 // One decoder layer's tensors (model/model.h LayerWeights has one member per field).
 // QNorm/KNorm: Qwen3's per-head RMSNorm of q and k after the projection, before RoPE.
-enum class Field : uint8_t { AttnNorm, Q, K, V, O, MlpNorm, Gate, Up, Down, QNorm, KNorm };
-constexpr int kNumFields = 11;
+// Router .. ShRouter: a mixture-of-experts MLP (Mixtral, Qwen2-MoE) in place of Gate/Up/Down:
+// the router [n_experts, hidden], each expert's gate/up/down (one row for all experts: the HF
+// name has a '*' where the expert index goes), the shared expert's gate/up/down and its
+// sigmoid gate [1, hidden] (Qwen2-MoE).
+enum class Field : uint8_t {
+  AttnNorm, Q, K, V, O, MlpNorm, Gate, Up, Down, QNorm, KNorm,
+  Router, ExpGate, ExpUp, ExpDown, ShGate, ShUp, ShDown, ShRouter
+};
+constexpr int kNumFields = 19;
 
 // A dimension of the spec; a row's shape is {out, in}, or {out} for a norm (in == None).
-enum class Dim : uint8_t { None, Hidden, QDim, KVDim, Ffn, HeadDim };
+// Experts: the router's rows; MoeFfn / SharedFfn: an expert's / the shared expert's width; One: 1.
+enum class Dim : uint8_t { None, Hidden, QDim, KVDim, Ffn, HeadDim, Experts, MoeFfn, SharedFfn, One };
 // Which ModelSpec flag says the linear has a bias.
 enum class BiasRule : uint8_t { None, AttnQKV, AttnO, Mlp };
 // Rows llama.cpp's converter permutes for RoPE (rotate_half -> adjacent pairs), per head group.
@@ -36,6 +44,10 @@ struct TensorRow {
   BiasRule bias;
   Permute permute;
   bool is_norm() const { return in == Dim::None; }
+  // One tensor per expert (ExpGate, ExpUp, ExpDown): hf holds '*' for the expert index.
+  bool per_expert() const { return field == Field::ExpGate || field == Field::ExpUp || field == Field::ExpDown; }
+  // A linear that decides routing (router, shared-expert gate): kept in full precision.
+  bool routing() const { return field == Field::Router || field == Field::ShRouter; }
 };
 
 // Tensors outside the layers. LmHead is absent when tied to Embed.
@@ -80,13 +92,18 @@ bool row_has_bias(const TensorRow& r, const ModelSpec& s);
 // table's gguf_permute_qk is set, llama2.c (interleaved RoPE) always.
 int permute_heads(const TensorRow& r, const ModelSpec& s);
 
-// "model.layers.3.self_attn.q_proj" (+ "." + kind when kind is given: "weight", "bias", "qscale", ...).
-std::string hf_name(const TensorRow& r, int layer, const char* kind = nullptr);
+// "model.layers.3.self_attn.q_proj" (+ "." + kind when kind is given: "weight", "bias", "qscale", ...);
+// a per-expert row needs its expert: "model.layers.3.block_sparse_moe.experts.5.w1".
+std::string hf_name(const TensorRow& r, int layer, const char* kind = nullptr, int expert = -1);
+// The part after "model.layers.N.": "self_attn.q_proj", "block_sparse_moe.experts.5.w1".
+std::string hf_suffix(const TensorRow& r, int expert = -1);
 // "blk.3.attn_q" (+ "." + kind).
 std::string gguf_name(const TensorRow& r, int layer, const char* kind = nullptr);
 // The row whose HF (GGUF) suffix is `suffix` ("self_attn.q_proj", "attn_q"), or null. Callers
 // split "<prefix><layer>." and ".<kind>" off themselves (each keeps its own layer-index rules).
-const TensorRow* row_by_hf(const ArchTable& t, const std::string& suffix);
+// A per-expert row matches any decimal expert index ("block_sparse_moe.experts.5.w1"), returned
+// in *expert (-1 for the other rows) when expert is given.
+const TensorRow* row_by_hf(const ArchTable& t, const std::string& suffix, int* expert = nullptr);
 const TensorRow* row_by_gguf(const ArchTable& t, const std::string& suffix);
 constexpr const char* kHfLayerPrefix = "model.layers.";
 constexpr const char* kGgufLayerPrefix = "blk.";

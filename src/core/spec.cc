@@ -28,6 +28,11 @@ void ModelSpec::validate(const std::string& where) const {
   req(rms_eps > 0 && rope_theta > 0, "rms_norm_eps and rope_theta must be positive");
   req(sliding_window >= 0, "sliding_window must not be negative");
   req(layer_slides.empty() || layer_slides.size() == (size_t)n_layers, "layer_types must list every layer");
+  if (moe()) {
+    req(n_experts <= 1024 && top_k > 0 && top_k <= n_experts, "num_experts_per_tok must be in 1..num_experts (at most 1024)");
+    req(moe_ffn > 0 && moe_ffn <= (1 << 22) && shared_ffn >= 0 && shared_ffn <= (1 << 22),
+        "expert intermediate sizes must be positive and plausible");
+  }
   const RopeScaling& r = rope_scaling;
   if (!r.type.empty()) {
     req(r.factor > 0 && r.original_max_position > 0 && r.attention_factor >= 0, "rope scaling factors must be positive");

@@ -44,6 +44,12 @@ struct ModelSpec {
   float norm_offset = 0.0f;
   // Gemma multiplies the embedding output by sqrt(hidden) (HF: the fp32 value when run in fp32).
   float embed_scale = 1.0f;
+  // Mixture of experts (Mixtral, Qwen2-MoE): every layer's MLP is n_experts experts of width
+  // moe_ffn, a router picks top_k of them per token (softmax, then the top k, renormalised to
+  // sum 1 when norm_topk_prob), plus, when shared_ffn > 0, a shared expert on every token scaled
+  // by sigmoid(shared_expert_gate x). n_experts == 0: a dense MLP of width ffn.
+  int n_experts = 0, top_k = 0, moe_ffn = 0, shared_ffn = 0;
+  bool norm_topk_prob = false;
   int sliding_window = 0;  // 0: full causal attention
   // Which layers use sliding_window (Qwen2 from max_window_layers on; `layer_types`); empty: all.
   std::vector<uint8_t> layer_slides;
@@ -53,6 +59,14 @@ struct ModelSpec {
   // Attention window of layer l: 0 = full causal; w > 0: query i sees keys i-w < j <= i.
   int window(int l) const {
     return sliding_window > 0 && (layer_slides.empty() || layer_slides[(size_t)l]) ? sliding_window : 0;
+  }
+  bool moe() const { return n_experts > 0; }
+  // The widths of the down_proj inputs (R4's sizes): ffn, or the experts' and the shared
+  // expert's; the first is the one a recipe records R4's kind for.
+  std::vector<int> down_widths() const {
+    if (!moe()) return {ffn};
+    if (shared_ffn > 0 && shared_ffn != moe_ffn) return {moe_ffn, shared_ffn};
+    return {moe_ffn};
   }
   int q_dim() const { return n_heads * head_dim; }
   int kv_dim() const { return n_kv_heads * head_dim; }

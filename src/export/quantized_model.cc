@@ -90,7 +90,7 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
       keep.push_back(m.layer(l));
       const LayerWeights& w = *keep.back();
       // norms first, then each linear with its bias and scales (the order of the data in the file)
-      w.for_each_tensor(m.spec, [&](const TensorRow& row, TensorRole, const Tensor& t) {
+      w.for_each_tensor(m.spec, [&](const TensorRow& row, int, TensorRole, const Tensor& t) {
         if (row.is_norm()) ts.emplace_back(hf_name(row, l, "weight"), stored_norm(t));
       });
       auto lin = [&](const std::string& n, const Linear& li) {
@@ -113,7 +113,10 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
           qbits_keep.push_back(Tensor::from({(float)li.qbits}));
         }
       };
-      w.for_each_linear([&](Field f, const Linear& li) { lin(hf_name(table.row(f), l), li); });
+      // every linear with its table name; the routing linears (not in for_each_linear) too
+      w.for_each_tensor(m.spec, [&](const TensorRow& row, int expert, TensorRole role, const Tensor&) {
+        if (!row.is_norm() && role == TensorRole::Weight) lin(hf_name(row, l, nullptr, expert), w.linear(row.field, expert));
+      });
     }
     {  // pair each ".qscale" with its ".qbits"
       size_t i = 0;

@@ -113,7 +113,8 @@ void read_rope(const json& j, ModelSpec& s, const std::string& path) {
 void read_sliding(const json& j, ModelSpec& s, const std::string& path) {
   if (s.arch == "llama" || s.arch == "gemma") return;  // their attention has no sliding window
   int window = get_or<int>(j, "sliding_window", 0, path);
-  const bool qwen = s.arch == "qwen2" || s.arch == "qwen3";  // the same sliding-window fields
+  // the same sliding-window fields
+  const bool qwen = s.arch == "qwen2" || s.arch == "qwen3" || s.arch == "qwen2_moe";
   if (qwen && !get_or<bool>(j, "use_sliding_window", false, path)) window = 0;
   if (window < 0) fail(path, "sliding_window must not be negative");
   s.sliding_window = window;
@@ -133,6 +134,32 @@ void read_sliding(const json& j, ModelSpec& s, const std::string& path) {
     for (int l = 0; l < s.n_layers; l++) s.layer_slides.push_back(l >= mwl);
   }
   if (window == 0) s.layer_slides.clear();
+}
+
+// The mixture-of-experts fields as MixtralConfig / Qwen2MoeConfig define them. Qwen2-MoE layers
+// are sparse when (l + 1) % decoder_sparse_step == 0 and l is not in mlp_only_layers; kurtail
+// holds one MLP kind per model, so a config with dense layers among the sparse ones is refused.
+void read_experts(const json& j, ModelSpec& s, const std::string& path) {
+  if (s.arch == "mixtral") {
+    s.n_experts = get_or<int>(j, "num_local_experts", 8, path);
+    s.top_k = get_or<int>(j, "num_experts_per_tok", 2, path);
+    s.moe_ffn = s.ffn;
+    s.norm_topk_prob = true;  // Mixtral always renormalises the top-k weights
+    if (s.n_experts <= 0) fail(path, "num_local_experts must be positive");
+  } else if (s.arch == "qwen2_moe") {
+    s.n_experts = get_or<int>(j, "num_experts", 60, path);
+    s.top_k = get_or<int>(j, "num_experts_per_tok", 4, path);
+    s.moe_ffn = get_or<int>(j, "moe_intermediate_size", 1408, path);
+    s.shared_ffn = get_or<int>(j, "shared_expert_intermediate_size", 5632, path);
+    s.norm_topk_prob = get_or<bool>(j, "norm_topk_prob", false, path);
+    if (s.n_experts <= 0) fail(path, "num_experts must be positive (a model without experts is Qwen2)");
+    if (get_or<int>(j, "decoder_sparse_step", 1, path) != 1)
+      fail(path, "unsupported decoder_sparse_step != 1 (dense layers between the sparse ones)");
+    if (j.contains("mlp_only_layers") && !j["mlp_only_layers"].is_null() &&
+        !(j["mlp_only_layers"].is_array() && j["mlp_only_layers"].empty()))
+      fail(path, "unsupported mlp_only_layers (dense layers between the sparse ones)");
+    if (s.shared_ffn <= 0) fail(path, "shared_expert_intermediate_size must be positive");
+  }
 }
 
 }  // namespace
@@ -157,10 +184,14 @@ ModelSpec read_hf_config(const std::string& path) {
       s.arch = "qwen3";
     } else if (mt == "gemma" || arch == "GemmaForCausalLM") {
       s.arch = "gemma";
+    } else if (mt == "mixtral" || arch == "MixtralForCausalLM") {
+      s.arch = "mixtral";
+    } else if (mt == "qwen2_moe" || arch == "Qwen2MoeForCausalLM") {
+      s.arch = "qwen2_moe";
     } else {
       fail(path, "unsupported architecture " + quote(arch.empty() ? mt : arch) +
                      " (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
-                     "GemmaForCausalLM)");
+                     "GemmaForCausalLM, MixtralForCausalLM, Qwen2MoeForCausalLM)");
     }
     if (s.arch == "gemma") {
       // transformers' Gemma uses hidden_activation and, when it is unset, the tanh GELU
@@ -183,7 +214,8 @@ ModelSpec read_hf_config(const std::string& path) {
     s.rms_eps = get_or<double>(j, "rms_norm_eps", 1e-6, path);
     // GemmaConfig ties by default; the others do not
     s.tie_embeddings = get_or<bool>(j, "tie_word_embeddings", s.arch == "gemma", path);
-    if (s.arch == "qwen2") {
+    read_experts(j, s, path);
+    if (s.arch == "qwen2" || s.arch == "qwen2_moe") {
       s.attn_qkv_bias = true;  // Qwen2 always has q/k/v bias, no o_proj bias
     } else {
       s.attn_qkv_bias = s.attn_o_bias = get_or<bool>(j, "attention_bias", false, path);
@@ -217,7 +249,9 @@ std::string spec_to_hf_config(const ModelSpec& s) {
       {"mistral", "MistralForCausalLM"},
       {"qwen2", "Qwen2ForCausalLM"},
       {"qwen3", "Qwen3ForCausalLM"},
-      {"gemma", "GemmaForCausalLM"}};
+      {"gemma", "GemmaForCausalLM"},
+      {"mixtral", "MixtralForCausalLM"},
+      {"qwen2_moe", "Qwen2MoeForCausalLM"}};
   json j = {{"architectures", {archs.at(s.arch)}},
             {"model_type", s.arch},
             {"hidden_size", s.hidden},
@@ -236,18 +270,27 @@ std::string spec_to_hf_config(const ModelSpec& s) {
             {"bos_token_id", s.bos_id},
             {"eos_token_id", s.eos_ids.size() == 1 ? json(s.eos_ids[0]) : json(s.eos_ids)},
             {"torch_dtype", "float32"}};
-  if (s.arch != "qwen2") j["attention_bias"] = s.attn_qkv_bias;
+  if (s.arch != "qwen2" && s.arch != "qwen2_moe") j["attention_bias"] = s.attn_qkv_bias;
+  if (s.arch == "mixtral") j.update({{"num_local_experts", s.n_experts}, {"num_experts_per_tok", s.top_k}});
+  if (s.arch == "qwen2_moe")
+    j.update({{"num_experts", s.n_experts},
+              {"num_experts_per_tok", s.top_k},
+              {"moe_intermediate_size", s.moe_ffn},
+              {"shared_expert_intermediate_size", s.shared_ffn},
+              {"norm_topk_prob", s.norm_topk_prob},
+              {"decoder_sparse_step", 1},
+              {"mlp_only_layers", json::array()}});
   if (s.act == Act::GeluTanh) j["hidden_activation"] = "gelu_pytorch_tanh";
   if (s.sliding_window > 0) {
     j["sliding_window"] = s.sliding_window;
-    if (s.arch == "qwen2" || s.arch == "qwen3") j["use_sliding_window"] = true;
+    if (s.arch == "qwen2" || s.arch == "qwen3" || s.arch == "qwen2_moe") j["use_sliding_window"] = true;
     if (!s.layer_slides.empty()) {
       json lt = json::array();
       for (uint8_t b : s.layer_slides) lt.push_back(b ? "sliding_attention" : "full_attention");
       j["layer_types"] = lt;
       // Qwen2 configs read by transformers 4 (no layer_types): the same layers when they are
       // a suffix, which is the only pattern Qwen2's max_window_layers can express.
-      if (s.arch == "qwen2" || s.arch == "qwen3") {
+      if (s.arch == "qwen2" || s.arch == "qwen3" || s.arch == "qwen2_moe") {
         int first = s.n_layers;
         while (first > 0 && s.layer_slides[first - 1]) first--;
         j["max_window_layers"] = first;

@@ -195,17 +195,9 @@ void attention(const ModelSpec& s, const LayerWeights& w, int layer, float* x, i
   add_residual(x, h.data(), rows * d);
 }
 
-void mlp(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int64_t rows, Hooks* hooks) {
-  const int64_t d = s.hidden, f = s.ffn;
-  const SiteHook hook{hooks, layer, rows};
-  std::vector<float> h((size_t)rows * d);
-  rms_norm(x, w.mlp_norm.ptr(), h.data(), rows, d, s.rms_eps);
-  hook(Site::MlpIn, h.data(), d);
-  std::vector<float> g((size_t)rows * f), u((size_t)rows * f);
-  linear_forward(h.data(), rows, w.gate, g.data());
-  linear_forward(h.data(), rows, w.up, u.data());
+void gated_activation(const ModelSpec& s, float* g, const float* u, int64_t n) {
 #pragma omp parallel for
-  for (int64_t i = 0; i < rows * f; i++) {  // SwiGLU, or GeGLU (Gemma: GELU with the tanh approximation)
+  for (int64_t i = 0; i < n; i++) {  // SwiGLU, or GeGLU (Gemma: GELU with the tanh approximation)
     float a = g[i];
     if (s.act == Act::SiLU) {
       g[i] = a / (1.0f + std::exp(-a)) * u[i];
@@ -214,6 +206,24 @@ void mlp(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int64_t
       g[i] = 0.5f * a * (1.0f + std::tanh(k * (a + 0.044715f * a * a * a))) * u[i];
     }
   }
+}
+
+void mlp(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int64_t rows, Hooks* hooks) {
+  const int64_t d = s.hidden, f = s.ffn;
+  const SiteHook hook{hooks, layer, rows};
+  std::vector<float> h((size_t)rows * d);
+  rms_norm(x, w.mlp_norm.ptr(), h.data(), rows, d, s.rms_eps);
+  if (s.moe()) {
+    std::vector<float> y((size_t)rows * d);
+    moe_mlp(s, w, layer, h.data(), rows, hooks, y.data());
+    add_residual_checked(x, y.data(), rows * d, layer);
+    return;
+  }
+  hook(Site::MlpIn, h.data(), d);
+  std::vector<float> g((size_t)rows * f), u((size_t)rows * f);
+  linear_forward(h.data(), rows, w.gate, g.data());
+  linear_forward(h.data(), rows, w.up, u.data());
+  gated_activation(s, g.data(), u.data(), rows * f);
   hook(Site::DownIn, g.data(), f);
   linear_forward(g.data(), rows, w.down, h.data());
   add_residual_checked(x, h.data(), rows * d, layer);

@@ -25,6 +25,12 @@ class Hooks {
   // to a quantized K/V cache to apply as it quantizes (fused); decoder_layer applies it itself
   // when there is no quantized cache. Null: nothing deferred.
   virtual const RowTransform* k_head_transform() const { return nullptr; }
+  // Mixture of experts: the rows expert e's linears read at `site` (MlpIn: the tokens routed to
+  // it, gathered after on_activation(MlpIn) changed them; DownIn: its down_proj input after
+  // on_activation(DownIn), which sees each expert's rows separately). e == n_experts is the shared
+  // expert. Read-only; for per-expert statistics (GPTQ Hessians, diagnostics).
+  virtual void on_expert_input(int /*layer*/, int /*expert*/, Site /*site*/, const float* /*x*/, int64_t /*rows*/,
+                               int64_t /*cols*/) {}
 };
 
 // Embedding lookup: tokens[n] -> x[n, hidden]. Token ids are checked against the vocab.
@@ -41,6 +47,12 @@ void decoder_layer(const ModelSpec& s, const LayerWeights& w, int layer, float* 
 void attention(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int nseq, int ntok, int pos0,
                KVCache* cache, Hooks* hooks);
 void mlp(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int64_t rows, Hooks* hooks);
+// The mixture-of-experts MLP (model/moe.cc) on the normed input h [rows, hidden]: routing, the
+// routed experts and the shared expert; writes the block's output y [rows, hidden]. It calls the
+// MlpIn hook on h itself, after routing (the router reads h in full precision).
+void moe_mlp(const ModelSpec& s, const LayerWeights& w, int layer, float* h, int64_t rows, Hooks* hooks, float* y);
+// act(g) * u in place in g (SwiGLU, or GeGLU with the tanh GELU for Gemma), n values.
+void gated_activation(const ModelSpec& s, float* g, const float* u, int64_t n);
 // Causal softmax(q k^T / sqrt(head_dim)) v for every head (GQA: query head h reads kv head
 // h / (n_heads / n_kv_heads)): q [nseq*ntok, q_dim] at absolute positions qpos0.., keys 0..L-1
 // from kv; out [nseq*ntok, q_dim]. window > 0: query i sees only keys i-window < j <= i.

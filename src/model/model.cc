@@ -133,15 +133,16 @@ void Model::init_globals() {
   if (resident_)
     for (int i = 0; i < s.n_layers; i++) layers_[i] = std::make_shared<LayerWeights>(load_layer(i));
   else  // validate every layer's metadata up front without materialising it
-    for (int i = 0; i < s.n_layers; i++) (void)src_->info(hf_name(t.layer.back(), i, "weight"));  // the layer's last tensor
+    for (int i = 0; i < s.n_layers; i++)  // the layer's last tensor (of the last expert)
+      (void)src_->info(hf_name(t.layer.back(), i, "weight", t.layer.back().per_expert() ? s.n_experts - 1 : -1));
 }
 
 LayerWeights Model::load_layer(int i) const {
   const auto& s = spec;
   LayerWeights w;
-  auto lin = [&](const TensorRow& r, Linear& l) {
+  auto lin = [&](const TensorRow& r, int expert, Linear& l) {
     const bool bias = row_has_bias(r, s);
-    const std::string n = hf_name(r, i);
+    const std::string n = hf_name(r, i, nullptr, expert);
     const std::vector<int64_t> shape = row_shape(r, s);
     const int64_t out = shape[0], in = shape[1];
     if (!src_->has(n + ".weight") && src_->has(n + ".qweight")) {
@@ -163,13 +164,13 @@ LayerWeights Model::load_layer(int i) const {
     }
   };
   // a linear's bias is read with its weight (lin), in the order the checks always ran
-  w.for_each_tensor(s, [&](const TensorRow& r, TensorRole role, Tensor& t) {
+  w.for_each_tensor(s, [&](const TensorRow& r, int expert, TensorRole role, Tensor& t) {
     if (role == TensorRole::Bias) return;
     if (r.is_norm()) {
       t = load_checked(*src_, hf_name(r, i, "weight"), row_shape(r, s));
       add_norm_offset(t, s);
     }
-    else lin(r, w.linear(r.field));
+    else lin(r, expert, w.linear(r.field, expert));
   });
   return w;
 }

@@ -2,6 +2,7 @@
 // on demand (all resident for small models; one at a time when the model is large).
 #pragma once
 #include <memory>
+#include <initializer_list>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -44,36 +45,63 @@ struct Linear {
 // Which tensor of a linear a for_each_tensor visit is (norms are always Weight).
 enum class TensorRole : uint8_t { Weight, Bias };
 
-// The Llama-family layer. Code outside the forward pass reaches its tensors only through
+// A linear of a layer: its table field and, for an expert's linear, the expert (0..n_experts-1;
+// n_experts: the shared expert; -1: not an expert's).
+struct LinearId {
+  Field field;
+  int expert = -1;
+};
+
+// One expert of a mixture-of-experts MLP: down(act(gate x) * up x).
+struct ExpertWeights {
+  Linear gate, up, down;
+};
+
+// The decoder layer. Code outside the forward pass reaches its tensors only through
 // for_each_linear, for_each_tensor and site_consumers (below), with names and shapes from the
 // architecture's table (core/arch.h), so a new field is added in one place.
 struct LayerWeights {
   Tensor attn_norm;  // [hidden]; after norm folding: all ones
   Linear q, k, v, o;
   Tensor mlp_norm;   // [hidden]
-  Linear gate, up, down;
+  Linear gate, up, down;  // the dense MLP (empty in an MoE layer)
   Tensor q_norm, k_norm;  // [head_dim] per-head RMSNorm of q and k before RoPE (Qwen3); empty: none
+  // Mixture of experts (ModelSpec::moe()): the router [n_experts, hidden], the experts, and
+  // Qwen2-MoE's shared expert with its sigmoid gate [1, hidden] (empty when the family has none).
+  Linear router;
+  std::vector<ExpertWeights> experts;
+  ExpertWeights shared;
+  Linear shared_router;
 
-  // The member behind a table field; fails for a norm field in linear() and vice versa.
-  Linear& linear(Field f);
-  const Linear& linear(Field f) const;
+  bool has_shared_expert() const { return !shared.down.w.shape.empty(); }
+  // The member behind a table field (expert: which expert, for ExpGate/ExpUp/ExpDown); fails for
+  // a norm field in linear() and vice versa.
+  Linear& linear(Field f, int expert = -1);
+  const Linear& linear(Field f, int expert = -1) const;
+  Linear& linear(LinearId id) { return linear(id.field, id.expert); }
+  const Linear& linear(LinearId id) const { return linear(id.field, id.expert); }
   Tensor& norm(Field f);
   const Tensor& norm(Field f) const;
 
-  // Each linear once, in table order (q, k, v, o, gate, up, down): f(Field, Linear&).
+  // Each weight-quantized linear once: q, k, v, o, then gate, up, down (dense) or every expert's
+  // gate, up, down and the shared expert's: f(LinearId, Linear&). The routing linears (router,
+  // shared-expert gate) stay in full precision and are not visited; site_consumers lists them.
   template <class F>
   void for_each_linear(F&& f) {
-    for (Field id : kLinearFields) f(id, linear(id));
+    visit_linears(*this, f);
   }
   template <class F>
   void for_each_linear(F&& f) const {
-    for (Field id : kLinearFields) f(id, linear(id));
+    visit_linears(*this, f);
   }
-  // Every tensor the spec gives the layer, in the table's (checkpoint) order: each norm, each
-  // linear's weight and, where the spec says so, its bias: f(const TensorRow&, TensorRole, Tensor&).
+  // Every tensor the spec gives the layer, in the table's (checkpoint) order, the rows of all
+  // experts expert-major: each norm, each linear's weight and, where the spec says so, its bias:
+  // f(const TensorRow&, int expert, TensorRole, Tensor&) (expert -1 for a row not per expert).
   // A packed linear's weight is visited too (its shape only; Linear::packed holds the data).
+  // The non-const visit sizes `experts` to the spec first (loading fills a fresh layer).
   template <class F>
   void for_each_tensor(const ModelSpec& s, F&& f) {
+    if (s.moe()) experts.resize((size_t)s.n_experts);
     visit_tensors(*this, s, f);
   }
   template <class F>
@@ -82,26 +110,53 @@ struct LayerWeights {
   }
 
  private:
-  static constexpr Field kLinearFields[] = {Field::Q, Field::K, Field::V, Field::O, Field::Gate, Field::Up, Field::Down};
+  template <class LW, class F>
+  static void visit_linears(LW& w, F& f) {
+    for (Field id : {Field::Q, Field::K, Field::V, Field::O}) f(LinearId{id}, w.linear(id));
+    if (w.experts.empty()) {
+      for (Field id : {Field::Gate, Field::Up, Field::Down}) f(LinearId{id}, w.linear(id));
+      return;
+    }
+    for (int e = 0; e < (int)w.experts.size(); e++)
+      for (Field id : {Field::ExpGate, Field::ExpUp, Field::ExpDown}) f(LinearId{id, e}, w.linear(id, e));
+    if (w.has_shared_expert())
+      for (Field id : {Field::ShGate, Field::ShUp, Field::ShDown}) f(LinearId{id, (int)w.experts.size()}, w.linear(id));
+  }
   template <class LW, class F>
   static void visit_tensors(LW& w, const ModelSpec& s, F& f) {
-    for (const TensorRow& r : arch_table(s).layer) {
+    if (s.moe() && w.experts.size() != (size_t)s.n_experts) fail_expert_count();
+    auto visit = [&](const TensorRow& r, int e) {
       if (r.is_norm()) {
-        f(r, TensorRole::Weight, w.norm(r.field));
+        f(r, e, TensorRole::Weight, w.norm(r.field));
+        return;
+      }
+      auto& l = w.linear(r.field, e);
+      f(r, e, TensorRole::Weight, l.w);
+      if (row_has_bias(r, s)) f(r, e, TensorRole::Bias, l.b);
+    };
+    const auto rows = arch_table(s).layer;
+    for (size_t i = 0; i < rows.size();) {
+      if (!rows[i].per_expert()) {
+        visit(rows[i++], -1);
         continue;
       }
-      auto& l = w.linear(r.field);
-      f(r, TensorRole::Weight, l.w);
-      if (row_has_bias(r, s)) f(r, TensorRole::Bias, l.b);
+      size_t j = i;  // the run of per-expert rows [i, j): visited expert by expert
+      while (j < rows.size() && rows[j].per_expert()) j++;
+      for (int e = 0; e < s.n_experts; e++)
+        for (size_t k = i; k < j; k++) visit(rows[k], e);
+      i = j;
     }
   }
+  [[noreturn]] static void fail_expert_count();
 };
 
 // One activation site of a layer and what reads it: the RMSNorm weight that scales it (null
 // for OIn and DownIn, which no norm feeds) and the linears whose input it is. This is the Llama
 // graph (model/forward.cc); norm folding, rotation fusion, smoothing, GPTQ grouping and
-// diagnostics iterate it instead of naming q/k/v/gate/up. A MoE layer will list each expert as a
-// consumer of MlpIn and give each expert's down_proj its own DownIn entry.
+// diagnostics iterate it instead of naming q/k/v/gate/up. An MoE layer lists the router, the
+// shared-expert gate and every expert's gate/up as consumers of MlpIn (each tagged with its
+// expert: GPTQ gives each expert the Hessian of the tokens routed to it), and gives each
+// expert's down_proj its own DownIn group.
 template <bool Const>
 struct SiteGroup {
   using TensorT = std::conditional_t<Const, const Tensor, Tensor>;
@@ -109,6 +164,8 @@ struct SiteGroup {
   struct Consumer {
     Field field;
     LinearT* lin;
+    int expert = -1;       // which expert's linear (LinearId::expert)
+    bool routing = false;  // router / shared-expert gate: full-precision weights, not quantized
   };
   Site site;
   TensorT* norm;      // null: no norm feeds the site
@@ -117,6 +174,7 @@ struct SiteGroup {
   // The linears' outputs are added to the residual stream (o_proj, down_proj); the normed sites'
   // linears read it. R1 rotates the readers' inputs and the writers' outputs.
   bool writes_residual;
+  int expert = -1;  // a DownIn group of one expert's down_proj (MoE); -1 otherwise
   std::vector<LinearT*> lins() const {
     std::vector<LinearT*> v;
     for (const Consumer& c : linears) v.push_back(c.lin);
@@ -124,7 +182,9 @@ struct SiteGroup {
   }
 };
 using SiteConsumers = SiteGroup<false>;
-// In forward order: AttnIn {attn_norm; q, k, v}, OIn {o}, MlpIn {mlp_norm; gate, up}, DownIn {down}.
+// In forward order: AttnIn {attn_norm; q, k, v}, OIn {o}, MlpIn {mlp_norm; gate, up}, DownIn {down};
+// MoE: MlpIn {mlp_norm; router, shared gate, each expert's gate/up, the shared expert's}, then one
+// DownIn per expert (the shared expert last).
 std::vector<SiteGroup<false>> site_consumers(LayerWeights& w);
 std::vector<SiteGroup<true>> site_consumers(const LayerWeights& w);
 

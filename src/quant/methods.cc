@@ -52,6 +52,18 @@ std::string method_names() {
   return s;
 }
 
+bool method_runs_on(const MethodInfo& m, const ModelSpec& s, std::string* why) {
+  if (!s.moe()) return true;
+  if (m.online_had_inputs || m.make()->needs().layer_stats) {
+    if (why)
+      *why = std::string("method ") + m.name +
+             " is not supported on mixture-of-experts models yet: its statistics and online transforms are per "
+             "layer site, not per expert (rtn, quarot and kurtail are)";
+    return false;
+  }
+  return true;
+}
+
 std::vector<const OptionSection*> option_sections() {
   std::vector<const OptionSection*> v = {&kGptqOptions};
   for (bool every : {true, false})

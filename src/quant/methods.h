@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/spec.h"
 #include "quant/options.h"
 
 namespace kt {
@@ -30,6 +31,11 @@ const std::vector<MethodInfo>& methods();
 const MethodInfo* find_method(std::string_view name);
 // "rtn, quarot, ..." in registry order.
 std::string method_names();
+// Whether the method can quantize a model of this spec; why (when given) says why not. On
+// mixture-of-experts models the methods with per-site statistics (SmoothQuant, DuQuant,
+// CrossQuant) or online input Hadamards are not built yet: their statistics and transforms are
+// per layer site, and an expert's inputs are a subset of the site's rows.
+bool method_runs_on(const MethodInfo& m, const ModelSpec& s, std::string* why = nullptr);
 
 // The GPTQ settings (quant/gptq.cc): a weight algorithm's, not a method's, but stored and
 // declared the same way.

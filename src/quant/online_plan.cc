@@ -70,7 +70,7 @@ OnlinePlan::OnlinePlan(const Recipe& r, const ModelSpec& s, const OnlineCaps& ca
     }
     if (kind != "site") fail("recipe tensor '" + name + "' has an unknown kind");
     SiteTransform& st = tf[{layer, (int)site}];
-    st.n = (int)(site == Site::DownIn ? s.ffn : site == Site::OIn ? s.q_dim() : s.hidden);
+    st.n = (int)(site == Site::DownIn ? s.down_widths()[0] : site == Site::OIn ? s.q_dim() : s.hidden);
     if (what == "smooth") st.smooth = t.data;
     else if (what == "rot_a") st.rot_a = t;
     else if (what == "rot_b") st.rot_b = t;
@@ -87,14 +87,31 @@ OnlinePlan::OnlinePlan(const Recipe& r, const ModelSpec& s, const OnlineCaps& ca
     r3_rows_ = std::make_shared<const RotationRows>(r3_);
   }
   if (r.r4) {
-    r4_ = std::make_shared<const Rotation>(make_rotation(r.r4_kind, s.ffn, r.r4_seed));
-    r4_rows_ = std::make_shared<const RotationRows>(r4_);
+    // the recorded kind is the first width's; every width's R4 is Rotation::hadamard(n, false,
+    // seed), which is what make_rotation rebuilds for a kind that matches its size
+    const std::vector<int> widths = s.down_widths();
+    for (size_t i = 0; i < widths.size(); i++)
+      r4_.emplace_back(widths[i], std::make_shared<const Rotation>(
+                                      i == 0 ? make_rotation(r.r4_kind, widths[i], r.r4_seed)
+                                             : Rotation::hadamard(widths[i], false, r.r4_seed)));
   }
   // R3 runs before any site transform of K; moving it into the cache write would swap the two.
   r3_in_kv_cache_ = r.r3 && caps.cache_quantizes_kv && caps.cache_applies_r3 &&
                     !has_site_transform(Site::K);
   r4_in_down_ = r.r4 && caps.linears_quantize_inputs && caps.down_linears_apply_r4;
   compile_all();
+}
+
+const Rotation& OnlinePlan::r4_of(int width) const {
+  for (const auto& [n, rot] : r4_)
+    if (n == width) return *rot;
+  fail("R4: no rotation for a down_proj input of width " + std::to_string(width));
+}
+
+std::shared_ptr<const RowTransform> OnlinePlan::r4_rows(int width) const {
+  for (const auto& [n, rot] : r4_)
+    if (n == width) return std::make_shared<const RotationRows>(rot);
+  return nullptr;
 }
 
 bool OnlinePlan::has_site_transform(Site site) const {
@@ -117,7 +134,7 @@ void OnlinePlan::compile(int layer, Site site) {
   const SiteTransform* tf = layer >= 0 ? site_tf_[layer][(int)site].get() : nullptr;
   if (tf) p.steps.push_back({K::SiteTransform, nullptr, tf});
   if (r_.online_had_inputs && (site == Site::AttnIn || site == Site::MlpIn)) p.steps.push_back({K::InputHadamard, &rin_});
-  if (r_.r4 && site == Site::DownIn && !r4_in_down_) p.steps.push_back({K::R4, r4_.get()});
+  if (r_.r4 && site == Site::DownIn && !r4_in_down_) p.steps.push_back({K::R4});  // by the rows' width
 
   // The quantizer: activations (linear inputs, and the lm_head input when it is quantized) with
   // the recipe's activation quantizer, K/V with the cache quantizers; queries stay fp32.
@@ -155,8 +172,8 @@ void OnlinePlan::apply(int layer, Site site, float* x, int64_t rows, int64_t col
     switch (st.kind) {
       case OnlineStep::Kind::R3Heads: rotate_heads(x, rows, (int)(cols / s_.head_dim), *st.rotation); break;
       case OnlineStep::Kind::SiteTransform: st.site->apply(x, rows); break;
-      case OnlineStep::Kind::InputHadamard:
-      case OnlineStep::Kind::R4: st.rotation->apply(x, rows); break;
+      case OnlineStep::Kind::InputHadamard: st.rotation->apply(x, rows); break;
+      case OnlineStep::Kind::R4: r4_of((int)cols).apply(x, rows); break;
     }
   }
   if (p.where != QuantWhere::Hook) return;

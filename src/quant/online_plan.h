@@ -41,7 +41,7 @@ struct OnlineCaps {
 struct OnlineStep {
   enum class Kind { R3Heads, SiteTransform, InputHadamard, R4 };
   Kind kind;
-  const Rotation* rotation = nullptr;   // R3 (applied per head), the input Hadamard, R4
+  const Rotation* rotation = nullptr;   // R3 (applied per head), the input Hadamard (R4: by width)
   const SiteTransform* site = nullptr;  // DuQuant / SmoothQuant site transform
 };
 
@@ -85,8 +85,9 @@ class OnlinePlan : public Hooks {
   bool r4_in_down_linears() const { return r4_in_down_; }
   bool r3_in_kv_cache() const { return r3_in_kv_cache_; }
   bool cache_quantizes_kv() const { return caps_.cache_quantizes_kv; }
-  // R4 as the down_proj linears' per-row pre-transform (null without R4).
-  const std::shared_ptr<const RowTransform>& r4_rows() const { return r4_rows_; }
+  // R4 of a down_proj input width (ModelSpec::down_widths) as the down_proj linears' per-row
+  // pre-transform (null without R4, or for a width the model does not have).
+  std::shared_ptr<const RowTransform> r4_rows(int width) const;
   bool has_site_transform(Site site) const;  // at any layer
 
  private:
@@ -101,8 +102,11 @@ class OnlinePlan : public Hooks {
   OnlineCaps caps_;
   bool r4_in_down_ = false, r3_in_kv_cache_ = false;
   Rotation rin_;
-  std::shared_ptr<const Rotation> r3_, r4_;
-  std::shared_ptr<const RowTransform> r3_rows_, r4_rows_;
+  std::shared_ptr<const Rotation> r3_;
+  std::shared_ptr<const RowTransform> r3_rows_;
+  // R4 per down_proj input width (one for a dense MLP; MoE: the experts' and the shared expert's)
+  std::vector<std::pair<int, std::shared_ptr<const Rotation>>> r4_;
+  const Rotation& r4_of(int width) const;
   // [layer][site] (unique_ptr: SitePlan points into them, so they must not move)
   std::vector<std::array<std::unique_ptr<const SiteTransform>, kNumSites>> site_tf_;
   std::vector<std::array<std::unique_ptr<const std::vector<float>>, kNumSites>> cq_;

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <set>
 #include <random>
 
@@ -48,20 +49,64 @@ Windows calibration_windows(const Tokenizer& tok, const std::string& path, int n
 
 namespace {
 
-// Wraps the recipe's online rotations and records the Hessian of one site.
+// Wraps the recipe's online rotations and records the Hessians of one site's input: of every
+// row (expert -1), or (MoE) of each expert's rows at that site, the tokens routed to it.
 class CaptureHooks : public Hooks {
  public:
-  CaptureHooks(Hooks* inner, Site site, Hessian* h) : inner_(inner), site_(site), h_(h) {}
+  // experts[i] is the expert whose Hessian is h[i] (-1: the whole site)
+  CaptureHooks(Hooks* inner, Site site, const std::vector<int>& experts, std::vector<Hessian>& h)
+      : inner_(inner), site_(site), experts_(experts), h_(h), rows_(experts.size(), 0) {}
   void on_activation(int layer, Site site, float* x, int64_t rows, int64_t cols) override {
     if (inner_) inner_->on_activation(layer, site, x, rows, cols);
-    if (site == site_) h_->add(x, rows);
+    if (site == site_) add(-1, x, rows);
   }
+  void on_expert_input(int, int expert, Site site, const float* x, int64_t rows, int64_t) override {
+    if (site == site_) add(expert, x, rows);
+  }
+  int64_t rows(size_t i) const { return rows_[i]; }
 
  private:
+  void add(int expert, const float* x, int64_t rows) {
+    for (size_t i = 0; i < experts_.size(); i++)
+      if (experts_[i] == expert) {
+        h_[i].add(x, rows);
+        rows_[i] += rows;
+      }
+  }
   Hooks* inner_;
   Site site_;
-  Hessian* h_;
+  const std::vector<int>& experts_;
+  std::vector<Hessian>& h_;
+  std::vector<int64_t> rows_;
 };
+
+// GPTQ of one layer, true-sequential: each site's linears see the outputs of the
+// already-quantized ones. An MoE site is split by expert: each expert's linears get the Hessian
+// of the calibration tokens routed to it (one pass captures every expert of the site); an expert
+// no calibration token reaches has no Hessian and gets RTN (counted in the report). The routing
+// linears stay in full precision.
+void gptq_layer(LayerWeights& w, const Recipe& r, const QuantizeOptions& opt, Hooks& online,
+                const std::function<void(const LayerWeights&, Hooks*)>& run, QuantizeReport& rep) {
+  for (auto& g : site_consumers(w)) {
+    std::vector<int> experts;  // the distinct experts among the site's quantized linears, in order
+    for (const auto& c : g.linears)
+      if (!c.routing && std::find(experts.begin(), experts.end(), c.expert) == experts.end()) experts.push_back(c.expert);
+    if (experts.empty()) continue;
+    std::vector<Hessian> h;
+    for (size_t i = 0; i < experts.size(); i++) h.emplace_back(g.linears.back().lin->in());
+    CaptureHooks cap(&online, g.site, experts, h);
+    run(w, &cap);
+    for (size_t i = 0; i < experts.size(); i++) {
+      const bool none = experts[i] >= 0 && cap.rows(i) == 0;
+      if (none) rep.experts_without_calibration++;
+      for (auto& c : g.linears)
+        if (!c.routing && c.expert == experts[i]) {
+          if (none) rtn_quantize(*c.lin, r.w);
+          else gptq_quantize(*c.lin, h[i], r.w, opt.gptq);
+        }
+    }
+  }
+}
 
 // Per-channel absmax (and optionally the first `sample_rows` rows) of the linear-input
 // sites of one layer, captured before any online transform of that layer.
@@ -109,6 +154,10 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   std::unique_ptr<Method> method = info->make();
   const Needs needs = method->needs();
   const bool need_stream = gptq || needs.layer_stats;  // calibration activations flow through the layers
+  std::string why;
+  if (!method_runs_on(*info, s, &why)) fail(why);
+  if (s.moe() && r.online_had_inputs)
+    fail("online input Hadamards (online_hadamard_inputs) are not supported on mixture-of-experts models yet");
   Rotations rot;
   if (r.r1) {
     rot.r1 = Rotation::hadamard(s.hidden, r.r1_random_signs, r.seed);
@@ -139,11 +188,11 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
     r.r3_kind = Rotation::hadamard(s.head_dim, false, r.r3_seed).kind();
     rep.r3_kind = r.r3_kind;
   }
-  Rotation r4;
+  std::vector<Rotation> r4;  // one per down_proj input width; the recipe records the first's kind
   if (r.r4) {
     r.r4_seed = r.seed + 4;
-    r4 = Rotation::hadamard(s.ffn, false, r.r4_seed);
-    r.r4_kind = r4.kind();
+    for (int n : s.down_widths()) r4.push_back(Rotation::hadamard(n, false, r.r4_seed));
+    r.r4_kind = r4[0].kind();
     rep.r4_kind = r.r4_kind;
   }
   if (rotate || r.r3) {
@@ -180,7 +229,7 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
     // A quantized model given as input: transforms need fp32 weights, and the grid recorded
     // with them (qscale/qbits) stops describing them once they are transformed; this run's
     // weight quantizer records its own (none at W16).
-    w.for_each_linear([](Field, Linear& lin) {
+    w.for_each_linear([](LinearId, Linear& lin) {
       if (lin.packed && lin.w.data.empty()) lin.w.data = dequantize_packed(*lin.packed);
       lin.packed.reset();
       lin.dequantized.reset();
@@ -203,15 +252,9 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
           for (Linear* lin : g.lins()) rotate_input_side(*lin, rin);
     if (r.r4) fuse_down_input(w, r4);
     if (!gptq) {
-      w.for_each_linear([&](Field, Linear& lin) { rtn_quantize(lin, r.w); });
+      w.for_each_linear([&](LinearId, Linear& lin) { rtn_quantize(lin, r.w); });
     } else {
-      // true-sequential GPTQ: each site's linears see the outputs of the already-quantized ones
-      for (auto& g : site_consumers(w)) {
-        Hessian h(g.linears[0].lin->in());
-        CaptureHooks cap(&online, g.site, &h);
-        run_layer(w, l, &cap, /*keep_output=*/false);
-        for (Linear* lin : g.lins()) gptq_quantize(*lin, h, r.w, opt.gptq);
-      }
+      gptq_layer(w, r, opt, online, [&](const LayerWeights& lw, Hooks* h) { run_layer(lw, l, h, false); }, rep);
     }
     if (need_stream) run_layer(w, l, &online, /*keep_output=*/true);
     m.set_layer(l, std::move(w));

@@ -33,6 +33,8 @@ struct QuantizeReport {
   int kt_r1_steps = 0;
   int64_t kt_rows_r1 = 0;
   int nsamples = 0, seqlen = 0;
+  // GPTQ on MoE: experts (summed over layers) no calibration token was routed to: quantized by RTN
+  int experts_without_calibration = 0;
   std::string r1_kind, r2_kind, r3_kind, r4_kind;
 };
 

@@ -111,14 +111,14 @@ void check_recipe_against_spec(const Recipe& r, const ModelSpec& s, const std::s
                      std::to_string(r.seed + offset) + " (rotations.seed + " + std::to_string(offset) + ")");
   };
   online(r.r3, r.r3_kind, r.r3_seed, "r3", s.head_dim, 3);
-  online(r.r4, r.r4_kind, r.r4_seed, "r4", s.ffn, 4);
+  online(r.r4, r.r4_kind, r.r4_seed, "r4", s.down_widths()[0], 4);
 }
 
 const char* const kSites[] = {"attn_in", "o_in", "mlp_in", "down_in"};
 const Site kSiteIds[] = {Site::AttnIn, Site::OIn, Site::MlpIn, Site::DownIn};
 
 int site_width(const ModelSpec& s, Site site) {
-  return site == Site::DownIn ? s.ffn : site == Site::OIn ? s.q_dim() : s.hidden;
+  return site == Site::DownIn ? s.down_widths()[0] : site == Site::OIn ? s.q_dim() : s.hidden;
 }
 
 // The kurtail.* tensors (name without the prefix -> shape) the recipe's method writes.
@@ -196,17 +196,20 @@ bool parse_layer_index(const std::string& s, int n_layers, int* l) {
 
 // The linears of a layer, from the architecture's table: HF suffix, shape and bias.
 struct LinearDesc {
-  const char* name;
+  std::string name;  // after "model.layers.N."
   int64_t out, in;
   bool bias;
+  bool routing;  // router / shared-expert gate: never quantized
 };
 
+// Every linear of a layer, each expert's once.
 std::vector<LinearDesc> linears(const ModelSpec& s) {
   std::vector<LinearDesc> v;
   for (const TensorRow& r : arch_table(s).layer)
     if (!r.is_norm()) {
       const std::vector<int64_t> shape = row_shape(r, s);
-      v.push_back({r.hf, shape[0], shape[1], row_has_bias(r, s)});
+      for (int e = 0; e < (r.per_expert() ? s.n_experts : 1); e++)
+        v.push_back({hf_suffix(r, r.per_expert() ? e : -1), shape[0], shape[1], row_has_bias(r, s), r.routing()});
     }
   return v;
 }
@@ -226,7 +229,7 @@ bool known_tensor(const std::string& n, const ModelSpec& s) {
     if (r.is_norm() && rest == std::string(r.hf) + ".weight") return true;
   for (const LinearDesc& d : linears(s))
     for (const char* suf : {".weight", ".qweight", ".qscale", ".qbits", ".bias"})
-      if (rest == std::string(d.name) + suf) return std::string(suf) != ".bias" || d.bias;
+      if (rest == d.name + suf) return std::string(suf) == ".weight" || (std::string(suf) == ".bias" ? d.bias : !d.routing);
   return false;
 }
 
@@ -338,6 +341,7 @@ Recipe load_validated_recipe(const std::string& dir, const ModelSpec& s) {
   for (int l = 0; l < s.n_layers; l++) {
     check_interrupted();
     for (const LinearDesc& d : linears(s)) {
+      if (d.routing) continue;  // full precision; known_tensor refused any scales for it
       const std::string name = kHfLayerPrefix + std::to_string(l) + "." + d.name;
       LinearQuant q = check_linear_quant(st, name, d.out, d.in);
       if (!q.qbits) {

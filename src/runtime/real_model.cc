@@ -1,5 +1,7 @@
 #include "runtime/real_model.h"
 
+#include <algorithm>
+
 #include "kernels/packed.h"
 #include "model/pack_linear.h"
 #include "util/error.h"
@@ -20,7 +22,7 @@ PackReport pack_model_for_kernels(Model& m, const Recipe& r, bool drop_fp32) {
   if (!recipe_runs_on_kernels(r, &rep.why_not)) return rep;
   for (int l = 0; l < m.spec.n_layers; l++) {
     LayerWeights w = *m.layer(l);
-    w.for_each_linear([&](Field, Linear& li) {
+    w.for_each_linear([&](LinearId, Linear& li) {
       Linear* lin = &li;
       rep.fp32_bytes += (size_t)lin->out() * lin->in() * 4;
       if (lin->packed) {  // loaded packed from disk
@@ -62,19 +64,23 @@ OnlineCaps kernel_caps(const Model& m, const PackReport& pack, bool quantized_kv
   // the plan for it); Q is still rotated by the plan's hook.
   c.cache_quantizes_kv = c.cache_applies_r3 = quantized_kv;
   c.down_linears_apply_r4 = c.linears_quantize_inputs;
-  for (int l = 0; l < m.spec.n_layers && c.down_linears_apply_r4; l++) {
-    const Linear& d = m.layer(l)->down;
-    if (!d.packed || d.act_bits == 0 || d.in() != m.spec.ffn) c.down_linears_apply_r4 = false;
-  }
+  const std::vector<int> widths = m.spec.down_widths();
+  for (int l = 0; l < m.spec.n_layers && c.down_linears_apply_r4; l++)
+    for (const auto& g : site_consumers(*m.layer(l)))
+      if (g.site == Site::DownIn)
+        for (const Linear* d : g.lins())
+          if (!d->packed || d->act_bits == 0 || std::find(widths.begin(), widths.end(), (int)d->in()) == widths.end())
+            c.down_linears_apply_r4 = false;
   return c;
 }
 
 bool fuse_online_rotations(Model& m, const OnlinePlan& plan) {
   if (plan.r4_in_down_linears()) {
-    const auto& pre = plan.r4_rows();
     for (int l = 0; l < m.spec.n_layers; l++) {
       LayerWeights w = *m.layer(l);
-      w.down.act_pre = pre;
+      for (auto& g : site_consumers(w))
+        if (g.site == Site::DownIn)
+          for (Linear* d : g.lins()) d->act_pre = plan.r4_rows((int)d->in());
       m.set_layer(l, std::move(w));
     }
   }
@@ -91,7 +97,7 @@ void unpack_model(Model& m) {
   for (int l = 0; l < m.spec.n_layers; l++) {
     LayerWeights w = *m.layer(l);
     bool any = false;
-    w.for_each_linear([&](Field, Linear& lin) {
+    w.for_each_linear([&](LinearId, Linear& lin) {
       if (lin.packed && lin.w.data.empty()) {
         lin.w.data = dequantize_packed(*lin.packed);
         lin.packed.reset();

@@ -97,10 +97,16 @@ void rotate_value_heads(LayerWeights& w, const ModelSpec& s, const Rotation& r2)
   r2.apply(w.o.w.ptr(), w.o.out() * s.n_heads);
 }
 
-void fuse_down_input(LayerWeights& w, const Rotation& r4) {
+void fuse_down_input(LayerWeights& w, const std::vector<Rotation>& r4) {
   for (auto& g : site_consumers(w))
     if (g.site == Site::DownIn)
-      for (auto& c : g.linears) rotate_input_side(*c.lin, r4);
+      for (auto& c : g.linears) {
+        const Rotation* q = nullptr;
+        for (const Rotation& r : r4)
+          if (r.n() == c.lin->in()) q = &r;
+        if (!q) fail("R4: no rotation for a down_proj input of width " + std::to_string(c.lin->in()));
+        rotate_input_side(*c.lin, *q);
+      }
 }
 
 void convert_rope_to_rotate_half(Model& m) {
@@ -128,8 +134,8 @@ void convert_rope_to_rotate_half(Model& m) {
   for (int i = 0; i < m.spec.n_layers; i++) {
     LayerWeights w = *m.layer(i);
     // the rows GGUF permutes (q, k) are the ones whose RoPE pairs differ between the conventions
-    w.for_each_linear([&](Field f, Linear& l) {
-      if (int heads = permute_heads(table.row(f), m.spec)) permute(l, heads);
+    w.for_each_linear([&](LinearId id, Linear& l) {
+      if (int heads = permute_heads(table.row(id.field), m.spec)) permute(l, heads);
     });
     m.set_layer(i, std::move(w));
   }

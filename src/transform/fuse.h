@@ -22,8 +22,9 @@ void rotate_residual_globals(Model& m, const Rotation& r1);
 void rotate_residual_layer(LayerWeights& w, const Rotation& r1);
 // R2 per head (head_dim): v_proj output and o_proj input, head by head.
 void rotate_value_heads(LayerWeights& w, const ModelSpec& s, const Rotation& r2);
-// R4: W_down <- W_down H, to pair with the online x <- x H at the down_proj input.
-void fuse_down_input(LayerWeights& w, const Rotation& r4);
+// R4: W_down <- W_down H, to pair with the online x <- x H at the down_proj input; r4 holds one
+// rotation per down_proj input width (MoE: experts' and shared expert's), picked by size.
+void fuse_down_input(LayerWeights& w, const std::vector<Rotation>& r4);
 
 // Applies `q` to each head_dim segment of x [rows, nheads*head_dim] (online R3 on Q/K).
 void rotate_heads(float* x, int64_t rows, int nheads, const Rotation& q);
