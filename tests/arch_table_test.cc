@@ -75,7 +75,7 @@ void expect_loading_reads_each_tensor_once(const std::string& dir) {
 
 TEST(ArchTable, LoadingReadsEveryCheckpointTensorExactlyOnce) {
   expect_loading_reads_each_tensor_once(test::tinyllama());
-  for (const char* a : {"qwen2.5", "qwen3", "mistral", "llama2", "llama3.2"})
+  for (const char* a : {"qwen2.5", "qwen3", "mistral", "llama2", "llama3.2", "mixtral", "qwen2-moe"})
     if (std::filesystem::exists(arch_dir(a) + "/config.json")) expect_loading_reads_each_tensor_once(arch_dir(a));
 }
 
@@ -85,12 +85,24 @@ TEST(ArchTable, RowsHaveUniqueNamesAndFindThemselves) {
     std::set<int> fields;
     for (const TensorRow& r : t->layer) {
       EXPECT_TRUE(fields.insert((int)r.field).second);
-      EXPECT_EQ(row_by_hf(*t, r.hf), &r);
+      int expert = -7;
+      if (r.per_expert()) {  // "...experts.*.w1" names every expert: 12 is found as expert 12
+        EXPECT_EQ(row_by_hf(*t, hf_suffix(r, 12), &expert), &r);
+        EXPECT_EQ(expert, 12);
+        EXPECT_EQ(row_by_hf(*t, r.hf), nullptr) << "'*' itself is no expert index";
+        EXPECT_EQ(row_by_hf(*t, hf_suffix(r, 1) + "x"), nullptr);
+      } else {
+        EXPECT_EQ(row_by_hf(*t, r.hf, &expert), &r);
+        EXPECT_EQ(expert, -1);
+      }
       EXPECT_EQ(row_by_gguf(*t, r.gguf), &r);
       EXPECT_EQ(&t->row(r.field), &r);
     }
-    // every family has the nine Llama tensors; Qwen3 adds its q/k head norms
-    EXPECT_EQ((int)fields.size(), std::string(t->arch) == "qwen3" ? kNumFields : 9);
+    // every dense family has the nine Llama tensors, Qwen3 adds its q/k head norms; an MoE family
+    // has the router and three expert rows in place of gate/up/down (Qwen2-MoE: + the shared
+    // expert's three and its gate)
+    const std::map<std::string, int> n_fields = {{"qwen3", 11}, {"mixtral", 10}, {"qwen2_moe", 14}};
+    EXPECT_EQ((int)fields.size(), n_fields.count(t->arch) ? n_fields.at(t->arch) : 9);
     EXPECT_EQ(&arch_table(t->arch), t);
     if (*t->gguf_arch) EXPECT_NE(arch_table_for_gguf(t->gguf_arch), nullptr);  // gemma: no GGUF form yet
   }

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "eval/diagnostics.h"
 #include "eval/perplexity.h"
 #include "export/quantized_model.h"
 #include "io/safetensors.h"
@@ -96,6 +97,32 @@ TEST(MoeRouting, EachExpertSeesTheTokensRoutedToIt) {
     const int64_t shared = s.shared_ffn > 0 ? 64 : 0;
     EXPECT_EQ((c.rows[{s.n_experts, Site::MlpIn}]), shared) << family;
     EXPECT_EQ(c.down_calls_rows, routed + shared) << family;
+  }
+}
+
+// `kurtail analyze` measures each expert's down_proj input on the tokens routed to it (the
+// experts' widths can differ from the shared expert's, so there is no one down_in site).
+TEST(MoeDiagnostics, EachExpertsDownInputIsMeasuredOnItsRoutedTokens) {
+  auto m = Model::open(arch_dir("qwen2-moe"));
+  const ModelSpec& s = m->spec;
+  auto toks = tokenize_file(*m->tokenizer, arch_dir("qwen2-moe") + "/text.txt");
+  Windows w = make_windows(toks, 64, 2, "text");
+  QuantSpec zs;
+  zs.bits = 4;
+  const auto d = collect_diagnostics(Session(*m), w, zs, false);
+  for (int l = 0; l < s.n_layers; l++) {
+    ASSERT_EQ((int)d[l].expert_down.size(), s.n_experts + 1);
+    EXPECT_FALSE(d[l].site[(int)Site::DownIn].seen);
+    EXPECT_TRUE(d[l].site[(int)Site::MlpIn].seen);
+    int64_t routed = 0;
+    for (int e = 0; e < s.n_experts; e++) {
+      EXPECT_EQ(d[l].expert_down[e].cols, s.moe_ffn);
+      routed += d[l].expert_down[e].rows;
+    }
+    EXPECT_EQ(routed, (int64_t)w.n() * 64 * s.top_k);
+    EXPECT_EQ(d[l].expert_down[s.n_experts].rows, (int64_t)w.n() * 64);
+    EXPECT_EQ(d[l].expert_down[s.n_experts].cols, s.shared_ffn);
+    EXPECT_EQ(d[l].expert_down[s.n_experts].linear, "mlp.shared_expert.down_proj");
   }
 }
 

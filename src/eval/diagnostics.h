@@ -38,6 +38,9 @@ struct SiteStats {
 
 struct LayerDiagnostics {
   std::array<SiteStats, kNumSites> site;
+  // Mixture of experts: each expert's down_proj input (the shared expert last), measured on the
+  // tokens routed to it; site[DownIn] is then not measured (the experts' widths can differ).
+  std::vector<SiteStats> expert_down;
 };
 
 // Runs the windows through the session (its plan's online transforms; compile it with

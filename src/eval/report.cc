@@ -65,7 +65,11 @@ std::string html_report(const std::string& model, const std::vector<DiagnosticsR
   std::vector<Series> ch;
   for (auto& [name, d] : runs) {
     if (channel_layer < 0 || channel_layer >= (int)d.size()) continue;
-    Series s{name, d[channel_layer].site[(int)channel_site].chan_absmax};
+    const LayerDiagnostics& ld = d[channel_layer];
+    // MoE: down_proj inputs are measured per expert; the plot shows expert 0's
+    const bool per_expert = channel_site == Site::DownIn && !ld.site[(int)channel_site].seen && !ld.expert_down.empty();
+    Series s{per_expert ? name + " (expert 0)" : name,
+             per_expert ? ld.expert_down[0].chan_absmax : ld.site[(int)channel_site].chan_absmax};
     std::sort(s.y.begin(), s.y.end(), std::greater<double>());
     ch.push_back(std::move(s));
   }
