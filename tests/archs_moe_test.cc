@@ -243,6 +243,15 @@ TEST(MoeRefusals, MethodsWithPerSiteStatisticsAreRefusedByName) {
   }
 }
 
+// The same refusal from the command line: one documented line, nothing written.
+TEST(MoeRefusals, QuantizeCliRefusesSmoothQuantOnMixtral) {
+  const std::string out = test::temp_dir("moecli") + "/q";
+  const std::string d = arch_dir("mixtral");
+  auto r = test::run_cli("quantize -q --model " + d + " --method smoothquant --calib " + d + "/text.txt --nsamples 2 --seqlen 64 --out " + out);
+  test::expect_documented_error(r, "method smoothquant is not supported on mixture-of-experts models yet");
+  EXPECT_FALSE(file_exists(out));
+}
+
 // A saved MoE checkpoint keeps the family's config: experts, top-k, widths, renormalisation.
 TEST(MoeConfig, SavedConfigReadsBackTheSameSpec) {
   for (const char* family : {"mixtral", "qwen2-moe"}) {

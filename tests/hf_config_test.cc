@@ -89,6 +89,38 @@ TEST(HfConfig, RopeFieldsKurtailDoesNotImplementAreRefused) {
   EXPECT_NE(read_error(j).find("head_dim / 2 = 8 values"), std::string::npos) << read_error(j);
 }
 
+// Mixtral and Qwen2-MoE: the expert fields with their transformers defaults; Qwen2-MoE layouts
+// with dense layers among the sparse ones are refused (kurtail holds one MLP kind per model).
+TEST(HfConfig, MoeFieldsAndRefusals) {
+  json j = base_config("mixtral");
+  ModelSpec s = read(j);
+  EXPECT_EQ(s.n_experts, 8);  // MixtralConfig defaults: 8 experts, top 2, renormalised
+  EXPECT_EQ(s.top_k, 2);
+  EXPECT_TRUE(s.norm_topk_prob);
+  EXPECT_EQ(s.moe_ffn, 128);  // Mixtral's intermediate_size is the expert width
+  EXPECT_EQ(s.shared_ffn, 0);
+  EXPECT_EQ(s.down_widths(), std::vector<int>{128});
+  j = base_config("qwen2_moe");
+  j.update({{"num_experts", 6}, {"num_experts_per_tok", 2}, {"moe_intermediate_size", 48},
+            {"shared_expert_intermediate_size", 96}, {"norm_topk_prob", true}, {"mlp_only_layers", json::array()}});
+  s = read(j);
+  EXPECT_EQ(s.n_experts, 6);
+  EXPECT_EQ(s.top_k, 2);
+  EXPECT_TRUE(s.norm_topk_prob);
+  EXPECT_TRUE(s.attn_qkv_bias);
+  EXPECT_EQ(s.down_widths(), (std::vector<int>{48, 96}));
+  j["norm_topk_prob"] = false;
+  EXPECT_FALSE(read(j).norm_topk_prob);
+  j["num_experts_per_tok"] = 7;
+  EXPECT_NE(read_error(j).find("num_experts_per_tok must be in 1..num_experts"), std::string::npos) << read_error(j);
+  j["num_experts_per_tok"] = 2;
+  j["decoder_sparse_step"] = 2;
+  EXPECT_NE(read_error(j).find("decoder_sparse_step"), std::string::npos) << read_error(j);
+  j["decoder_sparse_step"] = 1;
+  j["mlp_only_layers"] = {0};
+  EXPECT_NE(read_error(j).find("mlp_only_layers"), std::string::npos) << read_error(j);
+}
+
 TEST(HfConfig, Qwen2SlidesOnlyFromMaxWindowLayersOrAsLayerTypesSay) {
   json j = base_config("qwen2");
   j["use_sliding_window"] = true;
