@@ -36,6 +36,16 @@ constexpr TensorRow kQwen3Layer[] = {
     {Field::Down, "mlp.down_proj", "ffn_down", Dim::Hidden, Dim::Ffn, BiasRule::Mlp, Permute::None},
 };
 
+// Phi-3: the Llama graph and per-field rows (split at load); the checkpoint fuses q/k/v into
+// self_attn.qkv_proj and gate/up into mlp.gate_up_proj (modeling_phi3: rows q, k, v and gate,
+// up). The parts' own HF names never reach a file.
+constexpr Field kPhi3Qkv[] = {Field::Q, Field::K, Field::V};
+constexpr Field kPhi3GateUp[] = {Field::Gate, Field::Up};
+constexpr FusedRow kPhi3Fused[] = {
+    {"self_attn.qkv_proj", "attn_qkv", kPhi3Qkv},
+    {"mlp.gate_up_proj", "ffn_up", kPhi3GateUp},  // llama.cpp's phi3: ffn_up holds gate then up
+};
+
 constexpr GlobalRow kLlamaGlobals[] = {
     {Global::Embed, "model.embed_tokens.weight", "token_embd.weight", Dim::None, Dim::Hidden},  // out: vocab
     {Global::FinalNorm, "model.norm.weight", "output_norm.weight", Dim::Hidden, Dim::None},
@@ -51,6 +61,8 @@ const ArchTable kTables[] = {
     // Gemma 1: the Llama names; its (1 + w) norms, embedding scale and GeGLU are spec fields.
     // No GGUF form yet (""): llama.cpp's gemma needs the norm offset handled on both sides.
     {"gemma", "", false, kLlamaLayer, kLlamaGlobals},
+    // Phi-3 / Phi-3.5: Llama rows, fused on disk. No GGUF form yet ("").
+    {"phi3", "", false, kLlamaLayer, kLlamaGlobals, kPhi3Fused},
 };
 
 std::string with_kind(std::string s, const char* kind) {
@@ -155,6 +167,17 @@ const TensorRow* row_by_gguf(const ArchTable& t, const std::string& suffix) {
   for (const TensorRow& r : t.layer)
     if (suffix == r.gguf) return &r;
   return nullptr;
+}
+
+const FusedRow* fused_of(const ArchTable& t, Field f) {
+  for (const FusedRow& r : t.fused)
+    for (Field p : r.parts)
+      if (p == f) return &r;
+  return nullptr;
+}
+
+std::string hf_name(const FusedRow& r, int layer, const char* kind) {
+  return with_kind(kHfLayerPrefix + std::to_string(layer) + "." + r.hf, kind);
 }
 
 }  // namespace kt
