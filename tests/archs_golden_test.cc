@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "eval/perplexity.h"
@@ -14,6 +15,8 @@
 #include "quant/pipeline.h"
 #include "quant/session.h"
 #include "io/hf_config.h"
+#include "io/memory_source.h"
+#include "io/safetensors.h"
 #include "io/text.h"
 #include "model/forward.h"
 #include "test_util.h"
@@ -97,10 +100,12 @@ TEST_P(ArchGolden, PerplexityGreedyAndLogitsMatchTheReference) {
 // The Llama graph: Llama 2 (MHA, untied), Llama 3.2 (llama3 rope scaling, tied), Qwen2.5 (q/k/v
 // bias), Qwen3 (q/k head norms, head_dim 32 != hidden/heads), Gemma ((1 + w) norms, embeddings
 // times sqrt(hidden), GeGLU, MQA, tied without a tie key), Mistral (head_dim != hidden/heads,
-// theta 1e8), and the three other rope scalings.
+// theta 1e8), Phi-3 (fused qkv_proj and gate_up_proj, GQA; Phi-3.5 with longrope: long factors
+// for the 64-position windows, short ones for the 24-position greedy run), and the three other
+// rope scalings.
 INSTANTIATE_TEST_SUITE_P(Families, ArchGolden,
-                         ::testing::Values("llama2", "llama3.2", "qwen2.5", "qwen3", "gemma", "mistral", "llama-rope-linear",
-                                           "llama-rope-dynamic", "llama-rope-yarn"),
+                         ::testing::Values("llama2", "llama3.2", "qwen2.5", "qwen3", "gemma", "mistral", "phi3",
+                                           "phi3.5-longrope", "llama-rope-linear", "llama-rope-dynamic", "llama-rope-yarn"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (char& c : n)
@@ -151,7 +156,8 @@ TEST_P(ArchMethods, EveryMethodAtSixteenBitsKeepsTheFpLogits) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, ArchMethods,
-                         ::testing::Values("llama2", "llama3.2", "qwen2.5", "qwen3", "gemma", "mistral", "llama-rope-yarn"),
+                         ::testing::Values("llama2", "llama3.2", "qwen2.5", "qwen3", "gemma", "mistral", "phi3",
+                                           "phi3.5-longrope", "llama-rope-yarn"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (char& c : n)
@@ -173,8 +179,109 @@ TEST(ArchGoldenMisreading, YarnWithoutAttentionFactorGivesTheNamedWrongPerplexit
   EXPECT_LT(std::fabs(ppl / wrong - 1), 1e-4) << ppl << " vs " << wrong;
 }
 
+// Phi-3.5's longrope read the two wrong ways the golden names: short factors for every length,
+// and no attention factor; each gives the reference's wrong perplexity, not the golden one.
+TEST(ArchGoldenMisreading, LongropeShortFactorsOnlyOrNoAttentionFactorGiveTheNamedWrongPerplexity) {
+  const std::string name = "phi3.5-longrope";
+  const json g = golden(name);
+  for (const char* reading : {"short-factor-only", "no-attention-factor"}) {
+    auto m = Model::open(arch_dir(name));
+    RopeScaling& r = m->spec.rope_scaling;
+    if (std::string(reading) == "short-factor-only") r.long_factor = r.short_factor;
+    else r.attention_factor = 1.0;
+    auto toks = tokenize_file(*m->tokenizer, arch_dir(name) + "/text.txt");
+    const double ppl = perplexity_of(*m, make_windows(toks, 64, 0, "text"));
+    const double wrong = g["mis_readings"][reading]["perplexity"].get<double>();
+    EXPECT_LT(std::fabs(ppl / wrong - 1), 1e-4) << reading << ": " << ppl << " vs " << wrong;
+  }
+}
+
+// Names of the layer-0 tensors of a saved model.safetensors.
+std::set<std::string> saved_names(const std::string& dir) {
+  std::set<std::string> v;
+  for (const std::string& n : SafetensorsFile(dir + "/model.safetensors").names())
+    if (n.rfind("model.layers.0.", 0) == 0) v.insert(n.substr(15));
+  return v;
+}
+
+// A saved Phi-3 is still a Phi-3 checkpoint: self_attn.qkv_proj and mlp.gate_up_proj (weights,
+// scales, bits, packed codes), never the split names, and it reloads to the same logits. Full
+// precision (the longrope config written back in Phi3Config's form), fake-quantized W4 and
+// packed W4.
+TEST(ArchPhi3, SavedModelKeepsTheFusedTensorsAndReloadsIdentically) {
+  struct Case {
+    const char* name;
+    int bits;
+    bool packed;
+    std::vector<std::string> want;
+  };
+  const Case cases[] = {
+      {"phi3.5-longrope", 16, true, {"self_attn.qkv_proj.weight", "mlp.gate_up_proj.weight"}},
+      {"phi3", 4, false, {"self_attn.qkv_proj.weight", "self_attn.qkv_proj.qscale", "self_attn.qkv_proj.qbits",
+                          "mlp.gate_up_proj.weight", "mlp.gate_up_proj.qscale", "mlp.gate_up_proj.qbits"}},
+      {"phi3", 4, true, {"self_attn.qkv_proj.qweight", "self_attn.qkv_proj.qscale", "self_attn.qkv_proj.qbits",
+                         "mlp.gate_up_proj.qweight", "mlp.gate_up_proj.qscale", "mlp.gate_up_proj.qbits"}},
+  };
+  for (const Case& c : cases) {
+    const std::string dir = arch_dir(c.name);
+    auto m = Model::open(dir);
+    QuantizeOptions o;
+    o.progress = false;
+    o.recipe.set_bits(c.bits, 16, 16, m->spec.head_dim);
+    o.recipe.set_method("rtn");
+    quantize_model(*m, o);
+    const std::string out = test::temp_dir("phi3save") + "/" + c.name + (c.packed ? "p" : "f") + std::to_string(c.bits);
+    save_quantized(*m, o.recipe, out, false, c.packed);
+    const std::set<std::string> names = saved_names(out);
+    for (const std::string& n : c.want) EXPECT_TRUE(names.count(n)) << c.name << ": no " << n;
+    for (const std::string& n : names)
+      for (const char* split : {"self_attn.q_proj.", "self_attn.k_proj.", "self_attn.v_proj.", "mlp.gate_proj.", "mlp.up_proj."})
+        EXPECT_NE(n.rfind(split, 0), 0u) << c.name << ": split tensor " << n;
+    const json cfg = json::parse(read_file(out + "/config.json"));
+    EXPECT_EQ(cfg["architectures"][0], "Phi3ForCausalLM");
+    Session back = open_session(out);
+    EXPECT_EQ(back.model().spec.rope_scaling.type, m->spec.rope_scaling.type);
+    Session mem(*m, o.recipe);
+    auto toks = tokenize_file(*m->tokenizer, dir + "/text.txt");
+    const std::vector<int32_t> win(toks.begin(), toks.begin() + 64);
+    EXPECT_EQ(forward(back.model(), win.data(), 1, 64, nullptr, back.hooks()), forward(*m, win.data(), 1, 64, nullptr, mem.hooks()))
+        << c.name << " " << c.bits << (c.packed ? " packed" : " fake");
+  }
+}
+
+// A fused tensor whose rows do not match config.json, or that is missing, is named in one line.
+TEST(ArchPhi3, BadOrMissingFusedTensorIsNamed) {
+  ModelSpec s = read_hf_config(arch_dir("phi3") + "/config.json");
+  s.n_layers = 1;
+  auto build = [&](int64_t qkv_rows, bool with_qkv) {
+    auto src = std::make_shared<MemorySource>("mem");
+    const ArchTable& t = arch_table(s);
+    for (const GlobalRow& g : t.globals) src->add(g.hf, Tensor(global_shape(g, s)));
+    for (const TensorRow& r : t.layer)
+      if (!fused_of(t, r.field)) src->add(hf_name(r, 0, "weight"), Tensor(row_shape(r, s)));
+    if (with_qkv) src->add("model.layers.0.self_attn.qkv_proj.weight", Tensor({qkv_rows, s.hidden}));
+    src->add("model.layers.0.mlp.gate_up_proj.weight", Tensor({2LL * s.ffn, s.hidden}));
+    return src;
+  };
+  auto err = [&](std::shared_ptr<MemorySource> src) -> std::string {
+    try {
+      auto m = Model::from_source(s, src);
+      return "(loaded)";
+    } catch (const Error& e) {
+      return e.what();
+    }
+  };
+  EXPECT_EQ(err(build(s.q_dim() + 2 * s.kv_dim(), true)), "(loaded)");
+  EXPECT_NE(err(build(100, true)).find("'model.layers.0.self_attn.qkv_proj.weight' has shape [100, 64] but config.json "
+                                       "implies 128 rows (self_attn.q_proj 64, self_attn.k_proj 32, self_attn.v_proj 32)"),
+            std::string::npos)
+      << err(build(100, true));
+  EXPECT_NE(err(build(0, false)).find("missing tensor 'model.layers.0.self_attn.qkv_proj.weight'"), std::string::npos)
+      << err(build(0, false));
+}
+
 TEST(ArchGoldenRefusals, FamiliesNotReadYetAreRefusedByName) {
-  for (const char* name : {"phi3", "phi3.5-longrope", "gemma2", "mixtral", "qwen2-moe"}) {
+  for (const char* name : {"gemma2", "mixtral", "qwen2-moe"}) {
     try {
       read_hf_config(arch_dir(name) + "/config.json");
       ADD_FAILURE() << name << " was read as a supported architecture";
