@@ -6,12 +6,17 @@
 // must be refused with one clear line, never loaded as something else.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <map>
 #include <set>
 #include <nlohmann/json.hpp>
 
 #include "eval/perplexity.h"
+#include "export/gguf_writer.h"
 #include "export/quantized_model.h"
+#include "io/gguf.h"
 #include "quant/pipeline.h"
 #include "quant/session.h"
 #include "io/hf_config.h"
@@ -278,6 +283,58 @@ TEST(ArchPhi3, BadOrMissingFusedTensorIsNamed) {
       << err(build(100, true));
   EXPECT_NE(err(build(0, false)).find("missing tensor 'model.layers.0.self_attn.qkv_proj.weight'"), std::string::npos)
       << err(build(0, false));
+}
+
+// GGUF as llama.cpp's converter writes phi3: attn_qkv, ffn_up holding gate then up (no
+// ffn_gate), q/k rows not permuted, rope_factors_long/short, the longrope keys and
+// sliding_window; read back, it gives the HF directory's perplexity (the golden's).
+TEST(ArchPhi3, GgufExportAsLlamaCppWritesPhi3AndReadsBackToTheGolden) {
+  for (const std::string name : {"phi3", "phi3.5-longrope"}) {
+    auto hf = Model::open(arch_dir(name));
+    const ModelSpec& s = hf->spec;
+    const std::string path = test::temp_dir("phi3gguf") + "/" + name + ".gguf";
+    write_gguf(*hf, path, GGUFOutType::F32, name);
+    {
+      GGUFFile f(path);
+      EXPECT_EQ(f.get_string("general.architecture", ""), "phi3");
+      std::map<std::string, std::vector<uint64_t>> dims;
+      for (const auto& t : f.tensors()) dims[t.name] = t.dims;
+      EXPECT_EQ(dims["blk.0.attn_qkv.weight"], (std::vector<uint64_t>{64, (uint64_t)(s.q_dim() + 2 * s.kv_dim())})) << name;
+      EXPECT_EQ(dims["blk.1.ffn_up.weight"], (std::vector<uint64_t>{64, 2 * 176})) << name;
+      for (const char* split : {"blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_v.weight", "blk.0.ffn_gate.weight"})
+        EXPECT_FALSE(dims.count(split)) << name << ": " << split;
+      EXPECT_EQ(f.get_int("phi3.attention.sliding_window", -1), s.sliding_window) << name;
+      const bool longrope = s.rope_scaling.type == "longrope";
+      EXPECT_EQ(dims.count("rope_factors_long.weight") + dims.count("rope_factors_short.weight"), longrope ? 2u : 0u);
+      EXPECT_EQ(f.get_int("phi3.rope.scaling.original_context_length", -1), longrope ? 32 : -1);
+      if (longrope) EXPECT_FLOAT_EQ((float)f.get("phi3.rope.scaling.attn_factor").f, (float)std::sqrt(2.0));
+      // q rows as HF stores them (llama.cpp's phi3 is NEOX rope: no permutation)
+      const auto& ti = *std::find_if(f.tensors().begin(), f.tensors().end(),
+                                     [](const auto& t) { return t.name == "blk.0.attn_qkv.weight"; });
+      float first;
+      std::memcpy(&first, ti.data + 64 * 4, 4);  // row 1, column 0
+      EXPECT_EQ(first, hf->layer(0)->q.w.data[64]) << name;
+    }
+    auto gg = Model::open(path);
+    EXPECT_EQ(gg->spec.rope_scaling.type, s.rope_scaling.type);
+    auto toks = tokenize_file(*gg->tokenizer, arch_dir(name) + "/text.txt");
+    Windows w = make_windows(toks, 64, 0, "text");
+    const double ppl = perplexity_of(*gg, w), want = golden(name)["eval"]["perplexity"].get<double>();
+    EXPECT_LT(std::fabs(ppl / want - 1), 1e-4) << name << ": " << ppl << " vs " << want;
+    EXPECT_LT(std::fabs(ppl / perplexity_of(*hf, w) - 1), 1e-6) << name;
+  }
+}
+
+// `kurtail info` on Phi-3.5 says what is special about it: the fused tensors and longrope.
+TEST(ArchPhi3, InfoDescribesFusedTensorsAndLongrope) {
+  const test::CmdResult r = test::run_cli("info --json --model " + arch_dir("phi3.5-longrope"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j["architecture"], "phi3");
+  EXPECT_EQ(j["fused_tensors"], "self_attn.qkv_proj = self_attn.q_proj + self_attn.k_proj + self_attn.v_proj, "
+                                "mlp.gate_up_proj = mlp.gate_proj + mlp.up_proj");
+  EXPECT_EQ(j["rope_scaling"], "longrope (short factors up to 32 positions, long beyond; attention factor 1.41421)");
+  EXPECT_EQ(j["sliding_window"], 262143);
 }
 
 TEST(ArchGoldenRefusals, FamiliesNotReadYetAreRefusedByName) {

@@ -61,8 +61,8 @@ const ArchTable kTables[] = {
     // Gemma 1: the Llama names; its (1 + w) norms, embedding scale and GeGLU are spec fields.
     // No GGUF form yet (""): llama.cpp's gemma needs the norm offset handled on both sides.
     {"gemma", "", false, kLlamaLayer, kLlamaGlobals},
-    // Phi-3 / Phi-3.5: Llama rows, fused on disk. No GGUF form yet ("").
-    {"phi3", "", false, kLlamaLayer, kLlamaGlobals, kPhi3Fused},
+    // Phi-3 / Phi-3.5: Llama rows, fused on disk (HF and llama.cpp's phi3 alike; q/k not permuted).
+    {"phi3", "phi3", false, kLlamaLayer, kLlamaGlobals, kPhi3Fused},
 };
 
 std::string with_kind(std::string s, const char* kind) {
@@ -174,6 +174,16 @@ const FusedRow* fused_of(const ArchTable& t, Field f) {
     for (Field p : r.parts)
       if (p == f) return &r;
   return nullptr;
+}
+
+const FusedRow* fused_by_gguf(const ArchTable& t, const std::string& suffix) {
+  for (const FusedRow& r : t.fused)
+    if (*r.gguf && suffix == r.gguf) return &r;
+  return nullptr;
+}
+
+std::string gguf_name(const FusedRow& r, int layer, const char* kind) {
+  return with_kind(kGgufLayerPrefix + std::to_string(layer) + "." + r.gguf, kind);
 }
 
 std::string hf_name(const FusedRow& r, int layer, const char* kind) {

@@ -98,10 +98,15 @@ std::string gguf_name(const TensorRow& r, int layer, const char* kind = nullptr)
 // split "<prefix><layer>." and ".<kind>" off themselves (each keeps its own layer-index rules).
 const TensorRow* row_by_hf(const ArchTable& t, const std::string& suffix);
 const TensorRow* row_by_gguf(const ArchTable& t, const std::string& suffix);
+// The fused entry whose GGUF suffix is `suffix` ("attn_qkv"), or null. Readers look here first:
+// a fused GGUF name may equal a part's (Phi-3's ffn_up holds gate and up).
+const FusedRow* fused_by_gguf(const ArchTable& t, const std::string& suffix);
 // The fused entry containing field f, or null (the field is stored on its own).
 const FusedRow* fused_of(const ArchTable& t, Field f);
 // "model.layers.3.self_attn.qkv_proj" (+ "." + kind).
 std::string hf_name(const FusedRow& r, int layer, const char* kind = nullptr);
+// "blk.3.attn_qkv" (+ "." + kind).
+std::string gguf_name(const FusedRow& r, int layer, const char* kind = nullptr);
 constexpr const char* kHfLayerPrefix = "model.layers.";
 constexpr const char* kGgufLayerPrefix = "blk.";
 
