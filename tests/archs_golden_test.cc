@@ -202,6 +202,30 @@ TEST(ArchGoldenMisreading, LongropeShortFactorsOnlyOrNoAttentionFactorGiveTheNam
   }
 }
 
+// longrope with the KV cache follows transformers' per-forward rule (max position + 1 against
+// original_max_position_embeddings 32): steps that cover up to 32 positions use the short
+// factors and equal a full forward of the same tokens; the step at position 32 rotates its own
+// q/k with the long factors while the cached keys keep their short rotation, so it differs
+// from a fresh 33-position forward (all long), exactly as transformers' cached generation does.
+TEST(ArchPhi3, LongropeWithTheKvCacheSwitchesPerForwardAsTransformers) {
+  auto m = Model::open(arch_dir("phi3.5-longrope"));
+  const int V = m->spec.vocab;
+  auto toks = tokenize_file(*m->tokenizer, arch_dir("phi3.5-longrope") + "/text.txt");
+  std::vector<int32_t> ids(toks.begin(), toks.begin() + 33);
+  KVCache cache(m->spec, 1, 33);
+  (void)forward(*m, ids.data(), 1, 30, &cache, nullptr);
+  std::vector<std::vector<float>> step;
+  for (int p = 30; p < 33; p++) step.push_back(forward(*m, &ids[p], 1, 1, &cache, nullptr));
+  for (int n : {31, 32}) {
+    const auto full = forward(*m, ids.data(), 1, n, nullptr, nullptr);
+    const std::vector<float> last(full.end() - V, full.end());
+    EXPECT_LT(test::max_rel_diff(step[n - 31], last), 1e-5) << n << " positions: short factors throughout";
+  }
+  const auto full = forward(*m, ids.data(), 1, 33, nullptr, nullptr);
+  const std::vector<float> last(full.end() - V, full.end());
+  EXPECT_GT(test::max_rel_diff(step[2], last), 1e-3) << "the cache keeps its short-factor keys";
+}
+
 // Names of the layer-0 tensors of a saved model.safetensors.
 std::set<std::string> saved_names(const std::string& dir) {
   std::set<std::string> v;

@@ -51,8 +51,9 @@ std::string rows_str(const ArchTable& t, const FusedRow& r, const std::vector<in
 
 }  // namespace
 
-UnfusedSource::UnfusedSource(std::shared_ptr<const TensorSource> base, const ModelSpec& s) : base_(std::move(base)) {
-  const ArchTable& t = arch_table(s);
+UnfusedSource::UnfusedSource(std::shared_ptr<const TensorSource> base, const ModelSpec& s)
+    : base_(std::move(base)), table_(&arch_table(s)), n_layers_(s.n_layers) {
+  const ArchTable& t = *table_;
   for (const std::string& n : base_->names()) {
     int l;
     std::string rest, kind;
@@ -111,20 +112,12 @@ const TensorInfo& UnfusedSource::info(const std::string& name) const {
   if (it != views_.end()) return it->second;
   if (!hidden_.count(name) && base_->has(name)) return base_->info(name);
   // A missing part: name the fused tensor the checkpoint should hold.
-  const std::string pre = kHfLayerPrefix;
-  if (name.compare(0, pre.size(), pre) == 0) {
-    const size_t dot = name.find('.', pre.size());
-    if (dot != std::string::npos) {
-      const std::string layer = name.substr(pre.size(), dot - pre.size()), rest = name.substr(dot + 1);
-      for (const auto* t : all_arch_tables())
-        for (const FusedRow& r : t->fused)
-          for (Field f : r.parts) {
-            std::string kind;
-            if (match_suffix(rest, t->row(f).hf, &kind))
-              fail(describe(), "missing tensor " + quote(pre + layer + "." + r.hf + "." + kind));
-          }
-    }
-  }
+  int l;
+  std::string rest, kind;
+  if (split_layer_name(name, n_layers_, &l, &rest))
+    for (const FusedRow& r : table_->fused)
+      for (Field f : r.parts)
+        if (match_suffix(rest, table_->row(f).hf, &kind)) fail(describe(), "missing tensor " + quote(hf_name(r, l, kind.c_str())));
   return base_->info(name);  // fails naming it
 }
 

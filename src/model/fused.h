@@ -30,6 +30,8 @@ class UnfusedSource : public TensorSource {
 
  private:
   std::shared_ptr<const TensorSource> base_;
+  const ArchTable* table_;
+  int n_layers_;
   std::map<std::string, TensorInfo> views_;  // part name -> view
   std::set<std::string> hidden_;  // the fused names split into views_
 };
