@@ -42,7 +42,8 @@ class CountingSource : public TensorSource {
   std::shared_ptr<TensorSource> inner_;
 };
 
-// The HF names the table gives a model of spec `s` (lm_head only when untied), each once.
+// The HF names the table gives a model of spec `s` (lm_head only when untied), each once; a
+// fused tensor (Phi-3 qkv_proj) once for its parts.
 std::vector<std::string> table_hf_names(const ModelSpec& s, bool has_lm_head) {
   const ArchTable& t = arch_table(s);
   std::vector<std::string> v;
@@ -51,7 +52,12 @@ std::vector<std::string> table_hf_names(const ModelSpec& s, bool has_lm_head) {
   LayerWeights proto;
   for (int l = 0; l < s.n_layers; l++)
     proto.for_each_tensor(s, [&](const TensorRow& r, int expert, TensorRole role, const Tensor&) {
-      v.push_back(hf_name(r, l, role == TensorRole::Bias ? "bias" : "weight", expert));
+      const char* kind = role == TensorRole::Bias ? "bias" : "weight";
+      if (const FusedRow* fr = fused_of(t, r.field)) {
+        if (r.field == fr->parts[0]) v.push_back(hf_name(*fr, l, kind));
+        return;
+      }
+      v.push_back(hf_name(r, l, kind, expert));
     });
   return v;
 }
@@ -75,7 +81,7 @@ void expect_loading_reads_each_tensor_once(const std::string& dir) {
 
 TEST(ArchTable, LoadingReadsEveryCheckpointTensorExactlyOnce) {
   expect_loading_reads_each_tensor_once(test::tinyllama());
-  for (const char* a : {"qwen2.5", "qwen3", "mistral", "llama2", "llama3.2", "mixtral", "qwen2-moe"})
+  for (const char* a : {"qwen2.5", "qwen3", "mistral", "llama2", "llama3.2", "phi3", "phi3.5-longrope", "mixtral", "qwen2-moe"})
     if (std::filesystem::exists(arch_dir(a) + "/config.json")) expect_loading_reads_each_tensor_once(arch_dir(a));
 }
 
@@ -106,7 +112,7 @@ TEST(ArchTable, RowsHaveUniqueNamesAndFindThemselves) {
     EXPECT_EQ(&arch_table(t->arch), t);
     if (*t->gguf_arch) EXPECT_NE(arch_table_for_gguf(t->gguf_arch), nullptr);  // gemma: no GGUF form yet
   }
-  EXPECT_EQ(gguf_arch_list(), "llama, qwen2, qwen3");
+  EXPECT_EQ(gguf_arch_list(), "llama, qwen2, qwen3, phi3");
   EXPECT_EQ(arch_table_for_gguf("mistral"), nullptr);  // Mistral is written (and read) as llama
   EXPECT_EQ(std::string(arch_table("mistral").gguf_arch), "llama");
   EXPECT_THROW(arch_table("gpt2"), Error);
@@ -189,7 +195,7 @@ TEST(ArchTable, GgufNamesTheWriterEmitsAreTheOnesTheLoaderMapsBack) {
 
 // save_quantized writes the table's names: the saved directory holds the checkpoint's names.
 TEST(ArchTable, SavedModelHasTheCheckpointsTensorNames) {
-  for (const std::string& dir : {test::tinyllama(), arch_dir("qwen2.5"), arch_dir("qwen3")}) {
+  for (const std::string& dir : {test::tinyllama(), arch_dir("qwen2.5"), arch_dir("qwen3"), arch_dir("phi3")}) {
     if (!std::filesystem::exists(dir + "/config.json")) continue;
     SCOPED_TRACE(dir);
     auto m = Model::open(dir);

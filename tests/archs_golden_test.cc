@@ -6,14 +6,23 @@
 // must be refused with one clear line, never loaded as something else.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "eval/perplexity.h"
+#include "export/gguf_writer.h"
 #include "export/quantized_model.h"
+#include "io/gguf.h"
 #include "quant/pipeline.h"
 #include "quant/session.h"
 #include "io/hf_config.h"
+#include "io/safetensors.h"
 #include "io/text.h"
 #include "model/forward.h"
 #include "test_util.h"
@@ -97,10 +106,13 @@ TEST_P(ArchGolden, PerplexityGreedyAndLogitsMatchTheReference) {
 // The Llama graph: Llama 2 (MHA, untied), Llama 3.2 (llama3 rope scaling, tied), Qwen2.5 (q/k/v
 // bias), Qwen3 (q/k head norms, head_dim 32 != hidden/heads), Gemma ((1 + w) norms, embeddings
 // times sqrt(hidden), GeGLU, MQA, tied without a tie key), Mistral (head_dim != hidden/heads,
-// theta 1e8), and the three other rope scalings.
+// theta 1e8), Phi-3 (fused qkv_proj and gate_up_proj, GQA; Phi-3.5 with longrope: long factors
+// for the 64-position windows, short ones for the 24-position greedy run), and the three other
+// rope scalings.
 INSTANTIATE_TEST_SUITE_P(Families, ArchGolden,
-                         ::testing::Values("llama2", "llama3.2", "qwen2.5", "qwen3", "gemma", "mistral", "llama-rope-linear",
-                                           "llama-rope-dynamic", "llama-rope-yarn", "mixtral", "qwen2-moe"),
+                         ::testing::Values("llama2", "llama3.2", "qwen2.5", "qwen3", "gemma", "mistral", "phi3",
+                                           "phi3.5-longrope", "llama-rope-linear", "llama-rope-dynamic", "llama-rope-yarn",
+                                           "mixtral", "qwen2-moe"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (char& c : n)
@@ -151,7 +163,8 @@ TEST_P(ArchMethods, EveryMethodAtSixteenBitsKeepsTheFpLogits) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, ArchMethods,
-                         ::testing::Values("llama2", "llama3.2", "qwen2.5", "qwen3", "gemma", "mistral", "llama-rope-yarn"),
+                         ::testing::Values("llama2", "llama3.2", "qwen2.5", "qwen3", "gemma", "mistral", "phi3",
+                                           "phi3.5-longrope", "llama-rope-yarn"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (char& c : n)
@@ -173,8 +186,186 @@ TEST(ArchGoldenMisreading, YarnWithoutAttentionFactorGivesTheNamedWrongPerplexit
   EXPECT_LT(std::fabs(ppl / wrong - 1), 1e-4) << ppl << " vs " << wrong;
 }
 
+// Phi-3.5's longrope read the two wrong ways the golden names: short factors for every length,
+// and no attention factor; each gives the reference's wrong perplexity, not the golden one.
+TEST(ArchGoldenMisreading, LongropeShortFactorsOnlyOrNoAttentionFactorGiveTheNamedWrongPerplexity) {
+  const std::string name = "phi3.5-longrope";
+  const json g = golden(name);
+  for (const char* reading : {"short-factor-only", "no-attention-factor"}) {
+    auto m = Model::open(arch_dir(name));
+    RopeScaling& r = m->spec.rope_scaling;
+    if (std::string(reading) == "short-factor-only") r.long_factor = r.short_factor;
+    else r.attention_factor = 1.0;
+    auto toks = tokenize_file(*m->tokenizer, arch_dir(name) + "/text.txt");
+    const double ppl = perplexity_of(*m, make_windows(toks, 64, 0, "text"));
+    const double wrong = g["mis_readings"][reading]["perplexity"].get<double>();
+    EXPECT_LT(std::fabs(ppl / wrong - 1), 1e-4) << reading << ": " << ppl << " vs " << wrong;
+  }
+}
+
+// longrope with the KV cache follows transformers' per-forward rule (max position + 1 against
+// original_max_position_embeddings 32): steps that cover up to 32 positions use the short
+// factors and equal a full forward of the same tokens; the step at position 32 rotates its own
+// q/k with the long factors while the cached keys keep their short rotation, so it differs
+// from a fresh 33-position forward (all long), exactly as transformers' cached generation does.
+TEST(ArchPhi3, LongropeWithTheKvCacheSwitchesPerForwardAsTransformers) {
+  auto m = Model::open(arch_dir("phi3.5-longrope"));
+  const int V = m->spec.vocab;
+  auto toks = tokenize_file(*m->tokenizer, arch_dir("phi3.5-longrope") + "/text.txt");
+  std::vector<int32_t> ids(toks.begin(), toks.begin() + 33);
+  KVCache cache(m->spec, 1, 33);
+  (void)forward(*m, ids.data(), 1, 30, &cache, nullptr);
+  std::vector<std::vector<float>> step;
+  for (int p = 30; p < 33; p++) step.push_back(forward(*m, &ids[p], 1, 1, &cache, nullptr));
+  for (int n : {31, 32}) {
+    const auto full = forward(*m, ids.data(), 1, n, nullptr, nullptr);
+    const std::vector<float> last(full.end() - V, full.end());
+    EXPECT_LT(test::max_rel_diff(step[n - 31], last), 1e-5) << n << " positions: short factors throughout";
+  }
+  const auto full = forward(*m, ids.data(), 1, 33, nullptr, nullptr);
+  const std::vector<float> last(full.end() - V, full.end());
+  EXPECT_GT(test::max_rel_diff(step[2], last), 1e-3) << "the cache keeps its short-factor keys";
+}
+
+// Names of the layer-0 tensors of a saved model.safetensors.
+std::set<std::string> saved_names(const std::string& dir) {
+  std::set<std::string> v;
+  for (const std::string& n : SafetensorsFile(dir + "/model.safetensors").names())
+    if (n.rfind("model.layers.0.", 0) == 0) v.insert(n.substr(15));
+  return v;
+}
+
+// A saved Phi-3 is still a Phi-3 checkpoint: self_attn.qkv_proj and mlp.gate_up_proj (weights,
+// scales, bits, packed codes), never the split names, and it reloads to the same logits. Full
+// precision (the longrope config written back in Phi3Config's form), fake-quantized W4 and
+// packed W4.
+TEST(ArchPhi3, SavedModelKeepsTheFusedTensorsAndReloadsIdentically) {
+  struct Case {
+    const char* name;
+    int bits;
+    bool packed;
+    std::vector<std::string> want;
+  };
+  const Case cases[] = {
+      {"phi3.5-longrope", 16, true, {"self_attn.qkv_proj.weight", "mlp.gate_up_proj.weight"}},
+      {"phi3", 4, false, {"self_attn.qkv_proj.weight", "self_attn.qkv_proj.qscale", "self_attn.qkv_proj.qbits",
+                          "mlp.gate_up_proj.weight", "mlp.gate_up_proj.qscale", "mlp.gate_up_proj.qbits"}},
+      {"phi3", 4, true, {"self_attn.qkv_proj.qweight", "self_attn.qkv_proj.qscale", "self_attn.qkv_proj.qbits",
+                         "mlp.gate_up_proj.qweight", "mlp.gate_up_proj.qscale", "mlp.gate_up_proj.qbits"}},
+  };
+  for (const Case& c : cases) {
+    const std::string dir = arch_dir(c.name);
+    auto m = Model::open(dir);
+    QuantizeOptions o;
+    o.progress = false;
+    o.recipe.set_bits(c.bits, 16, 16, m->spec.head_dim);
+    o.recipe.set_method("rtn");
+    quantize_model(*m, o);
+    const std::string out = test::temp_dir("phi3save") + "/" + c.name + (c.packed ? "p" : "f") + std::to_string(c.bits);
+    save_quantized(*m, o.recipe, out, false, c.packed);
+    const std::set<std::string> names = saved_names(out);
+    for (const std::string& n : c.want) EXPECT_TRUE(names.count(n)) << c.name << ": no " << n;
+    for (const std::string& n : names)
+      for (const char* split : {"self_attn.q_proj.", "self_attn.k_proj.", "self_attn.v_proj.", "mlp.gate_proj.", "mlp.up_proj."})
+        EXPECT_NE(n.rfind(split, 0), 0u) << c.name << ": split tensor " << n;
+    const json cfg = json::parse(read_file(out + "/config.json"));
+    EXPECT_EQ(cfg["architectures"][0], "Phi3ForCausalLM");
+    Session back = open_session(out);
+    EXPECT_EQ(back.model().spec.rope_scaling.type, m->spec.rope_scaling.type);
+    Session mem(*m, o.recipe);
+    auto toks = tokenize_file(*m->tokenizer, dir + "/text.txt");
+    const std::vector<int32_t> win(toks.begin(), toks.begin() + 64);
+    EXPECT_EQ(forward(back.model(), win.data(), 1, 64, nullptr, back.hooks()), forward(*m, win.data(), 1, 64, nullptr, mem.hooks()))
+        << c.name << " " << c.bits << (c.packed ? " packed" : " fake");
+  }
+}
+
+// A Phi-3 directory whose fused tensor has rows config.json does not imply, or lacks it, is
+// refused by the CLI in one line naming the fused tensor (not a split name it never stores).
+TEST(ArchPhi3, BadOrMissingFusedTensorIsNamed) {
+  const std::string src = arch_dir("phi3");
+  SafetensorsDir st(src);
+  auto make = [&](const std::string& tag, int64_t qkv_rows) {
+    const std::string dir = test::temp_dir("phi3bad") + "/" + tag;
+    std::filesystem::create_directories(dir);
+    for (const char* f : {"config.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"})
+      write_file_atomic(dir + "/" + f, read_file(src + "/" + f, SIZE_MAX));
+    std::deque<Tensor> keep;
+    std::vector<std::pair<std::string, const Tensor*>> ts;
+    for (const std::string& n : st.names()) {
+      if (n == "model.layers.0.self_attn.qkv_proj.weight") {
+        if (qkv_rows == 0) continue;
+        keep.push_back(Tensor({qkv_rows, 64}));
+      } else {
+        keep.push_back(st.load(n));
+      }
+      ts.emplace_back(n, &keep.back());
+    }
+    write_safetensors(dir + "/model.safetensors", ts);
+    return dir;
+  };
+  test::expect_documented_error(
+      test::run_cli("eval --model " + make("rows", 100) + " --text " + src + "/text.txt --ctx 64"),
+      "tensor 'model.layers.0.self_attn.qkv_proj.weight' has shape [100, 64] but config.json implies 128 rows "
+      "(self_attn.q_proj 64, self_attn.k_proj 32, self_attn.v_proj 32)");
+  test::expect_documented_error(test::run_cli("eval --model " + make("missing", 0) + " --text " + src + "/text.txt --ctx 64"),
+                                "missing tensor 'model.layers.0.self_attn.qkv_proj.weight'");
+}
+
+// GGUF as llama.cpp's converter writes phi3: attn_qkv, ffn_up holding gate then up (no
+// ffn_gate), q/k rows not permuted, rope_factors_long/short, the longrope keys and
+// sliding_window; read back, it gives the HF directory's perplexity (the golden's).
+TEST(ArchPhi3, GgufExportAsLlamaCppWritesPhi3AndReadsBackToTheGolden) {
+  for (const std::string name : {"phi3", "phi3.5-longrope"}) {
+    auto hf = Model::open(arch_dir(name));
+    const ModelSpec& s = hf->spec;
+    const std::string path = test::temp_dir("phi3gguf") + "/" + name + ".gguf";
+    write_gguf(*hf, path, GGUFOutType::F32, name);
+    {
+      GGUFFile f(path);
+      EXPECT_EQ(f.get_string("general.architecture", ""), "phi3");
+      std::map<std::string, std::vector<uint64_t>> dims;
+      for (const auto& t : f.tensors()) dims[t.name] = t.dims;
+      EXPECT_EQ(dims["blk.0.attn_qkv.weight"], (std::vector<uint64_t>{64, (uint64_t)(s.q_dim() + 2 * s.kv_dim())})) << name;
+      EXPECT_EQ(dims["blk.1.ffn_up.weight"], (std::vector<uint64_t>{64, 2 * 176})) << name;
+      for (const char* split : {"blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_v.weight", "blk.0.ffn_gate.weight"})
+        EXPECT_FALSE(dims.count(split)) << name << ": " << split;
+      EXPECT_EQ(f.get_int("phi3.attention.sliding_window", -1), s.sliding_window) << name;
+      const bool longrope = s.rope_scaling.type == "longrope";
+      EXPECT_EQ(dims.count("rope_factors_long.weight") + dims.count("rope_factors_short.weight"), longrope ? 2u : 0u);
+      EXPECT_EQ(f.get_int("phi3.rope.scaling.original_context_length", -1), longrope ? 32 : -1);
+      if (longrope) EXPECT_FLOAT_EQ((float)f.get("phi3.rope.scaling.attn_factor").f, (float)std::sqrt(2.0));
+      // q rows as HF stores them (llama.cpp's phi3 is NEOX rope: no permutation)
+      const auto& ti = *std::find_if(f.tensors().begin(), f.tensors().end(),
+                                     [](const auto& t) { return t.name == "blk.0.attn_qkv.weight"; });
+      float first;
+      std::memcpy(&first, ti.data + 64 * 4, 4);  // row 1, column 0
+      EXPECT_EQ(first, hf->layer(0)->q.w.data[64]) << name;
+    }
+    auto gg = Model::open(path);
+    EXPECT_EQ(gg->spec.rope_scaling.type, s.rope_scaling.type);
+    auto toks = tokenize_file(*gg->tokenizer, arch_dir(name) + "/text.txt");
+    Windows w = make_windows(toks, 64, 0, "text");
+    const double ppl = perplexity_of(*gg, w), want = golden(name)["eval"]["perplexity"].get<double>();
+    EXPECT_LT(std::fabs(ppl / want - 1), 1e-4) << name << ": " << ppl << " vs " << want;
+    EXPECT_LT(std::fabs(ppl / perplexity_of(*hf, w) - 1), 1e-6) << name;
+  }
+}
+
+// `kurtail info` on Phi-3.5 says what is special about it: the fused tensors and longrope.
+TEST(ArchPhi3, InfoDescribesFusedTensorsAndLongrope) {
+  const test::CmdResult r = test::run_cli("info --json --model " + arch_dir("phi3.5-longrope"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j["architecture"], "phi3");
+  EXPECT_EQ(j["fused_tensors"], "self_attn.qkv_proj = self_attn.q_proj + self_attn.k_proj + self_attn.v_proj, "
+                                "mlp.gate_up_proj = mlp.gate_proj + mlp.up_proj");
+  EXPECT_EQ(j["rope_scaling"], "longrope (short factors up to 32 positions, long beyond; attention factor 1.41421)");
+  EXPECT_EQ(j["sliding_window"], 262143);
+}
+
 TEST(ArchGoldenRefusals, FamiliesNotReadYetAreRefusedByName) {
-  for (const char* name : {"phi3", "phi3.5-longrope", "gemma2"}) {
+  for (const char* name : {"gemma2"}) {
     try {
       read_hf_config(arch_dir(name) + "/config.json");
       ADD_FAILURE() << name << " was read as a supported architecture";

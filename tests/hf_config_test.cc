@@ -169,6 +169,62 @@ TEST(HfConfig, WrittenConfigReadsBackToTheSameMath) {
   }
 }
 
+// Phi-3 (configuration_phi3 / modeling_phi3): original_max_position_embeddings at the top level
+// (default 4096), the longrope factor and so the attention factor from max_position_embeddings
+// / original, no bias whatever attention_bias says, sliding_window on every layer.
+TEST(HfConfig, Phi3FieldsAsTransformersReadsThem) {
+  json j = base_config("phi3");
+  j["max_position_embeddings"] = 1024;
+  j["original_max_position_embeddings"] = 32;
+  j["sliding_window"] = 2047;
+  j["attention_bias"] = true;  // transformers' Phi-3 builds its linears without a bias anyway
+  j["resid_pdrop"] = 0.1;      // dropout: training only
+  j["rope_scaling"] = {{"type", "longrope"},
+                       {"short_factor", std::vector<double>(8, 1.5)},
+                       {"long_factor", std::vector<double>(8, 3.0)}};
+  ModelSpec s = read(j);
+  EXPECT_EQ(s.arch, "phi3");
+  EXPECT_FALSE(s.attn_qkv_bias || s.attn_o_bias || s.mlp_bias);
+  for (int l = 0; l < 3; l++) EXPECT_EQ(s.window(l), 2047) << "layer " << l;
+  EXPECT_EQ(s.rope_scaling.type, "longrope");
+  EXPECT_EQ(s.rope_scaling.original_max_position, 32);
+  EXPECT_EQ(s.rope_scaling.factor, 32.0);
+  EXPECT_DOUBLE_EQ(rope_freqs(s, 33).attention_factor, std::sqrt(2.0));
+  auto plain = rope_freqs(read(base_config()), 64).inv_freq;
+  EXPECT_DOUBLE_EQ(rope_freqs(s, 32).inv_freq[5], plain[5] / 1.5) << "32 positions: short factors";
+  EXPECT_DOUBLE_EQ(rope_freqs(s, 33).inv_freq[5], plain[5] / 3.0) << "33 positions: long factors";
+
+  // Without the key, Phi3Config's 4096
+  json d = j;
+  d.erase("original_max_position_embeddings");
+  d["max_position_embeddings"] = 8192;
+  EXPECT_EQ(read(d).rope_scaling.original_max_position, 4096);
+  EXPECT_EQ(read(d).rope_scaling.factor, 2.0);
+
+  // What transformers would read differently is refused
+  json f = j;
+  f["rope_scaling"]["factor"] = 8.0;
+  EXPECT_NE(read_error(f).find("factor differs from max_position_embeddings / original_max_position_embeddings"),
+            std::string::npos) << read_error(f);
+  json p = j;
+  p["partial_rotary_factor"] = 0.75;  // Phi-4-mini
+  EXPECT_NE(read_error(p).find("partial_rotary_factor"), std::string::npos) << read_error(p);
+  json o = j;
+  o["rope_scaling"]["original_max_position_embeddings"] = 64;
+  EXPECT_NE(read_error(o).find("original_max_position_embeddings differs"), std::string::npos) << read_error(o);
+
+  // Written back in Phi3Config's form: rope_scaling holds exactly type, short_factor, long_factor
+  const json w = json::parse(spec_to_hf_config(s));
+  EXPECT_EQ(w["architectures"][0], "Phi3ForCausalLM");
+  EXPECT_EQ(w["original_max_position_embeddings"], 32);
+  EXPECT_EQ(w["rope_scaling"].size(), 3u) << w["rope_scaling"].dump();
+  EXPECT_EQ(w["rope_scaling"]["type"], "longrope");
+  ModelSpec b = read(w);
+  for (int64_t len : {16, 64}) EXPECT_EQ(rope_freqs(s, len).inv_freq, rope_freqs(b, len).inv_freq);
+  EXPECT_EQ(rope_freqs(s, 64).attention_factor, rope_freqs(b, 64).attention_factor);
+  for (int l = 0; l < 3; l++) EXPECT_EQ(b.window(l), 2047);
+}
+
 TEST(Rope, ScalingsFollowTransformersFormulas) {
   ModelSpec s = read(base_config());  // head_dim 16, theta 10000
   auto plain = rope_freqs(s, 64).inv_freq;

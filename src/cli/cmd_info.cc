@@ -11,6 +11,7 @@
 #include "io/gguf_model.h"
 #include "io/safetensors.h"
 #include "quant/methods.h"
+#include "model/rope.h"
 #include "quant/pipeline.h"
 #include "kernels/packed.h"
 #include "runtime/real_model.h"
@@ -21,6 +22,17 @@
 namespace kt::cli {
 
 namespace {
+
+// "longrope (short/long factors switch past 32 positions, attention factor 1.41421)"
+std::string describe_rope_scaling(const ModelSpec& s) {
+  const RopeScaling& r = s.rope_scaling;
+  if (r.type != "longrope") return r.type;
+  const RopeFreqs f = rope_freqs(s, r.original_max_position + 1);
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "longrope (short factors up to %d positions, long beyond; attention factor %.6g)",
+                r.original_max_position, f.attention_factor);
+  return buf;
+}
 
 struct InfoArgs {
   std::string model;
@@ -73,7 +85,19 @@ int run_info() {
     j["vocab"] = s.vocab;
     j["max_positions"] = s.max_pos;
     j["rope"] = s.rope_style == RopeStyle::RotateHalf ? "rotate_half" : "interleaved (llama2.c)";
-    if (!s.rope_scaling.type.empty()) j["rope_scaling"] = s.rope_scaling.type;
+    if (!s.rope_scaling.type.empty()) j["rope_scaling"] = describe_rope_scaling(s);
+    if (s.sliding_window > 0) j["sliding_window"] = s.sliding_window;
+    // Tensors the checkpoint stores fused (Phi-3): split at load, fused again at save
+    const ArchTable& table = arch_table(s);
+    if (!table.fused.empty()) {
+      std::string fused;
+      for (const FusedRow& r : table.fused) {
+        std::string parts;
+        for (Field f : r.parts) parts += (parts.empty() ? "" : " + ") + std::string(table.row(f).hf);
+        fused += (fused.empty() ? "" : ", ") + std::string(r.hf) + " = " + parts;
+      }
+      j["fused_tensors"] = fused;
+    }
     j["tied_embeddings"] = s.tie_embeddings;
     j["qkv_bias"] = s.attn_qkv_bias;
     int64_t params = m->embed.numel() + (m->lm_head.empty() ? 0 : m->lm_head.numel()) + m->final_norm.numel();

@@ -72,6 +72,16 @@ constexpr TensorRow kQwen2MoeLayer[] = {
     {Field::ShRouter, "mlp.shared_expert_gate", "ffn_gate_inp_shexp", Dim::One, Dim::Hidden, BiasRule::None, Permute::None},
 };
 
+// Phi-3: the Llama graph and per-field rows (split at load); the checkpoint fuses q/k/v into
+// self_attn.qkv_proj and gate/up into mlp.gate_up_proj (modeling_phi3: rows q, k, v and gate,
+// up). The parts' own HF names never reach a file.
+constexpr Field kPhi3Qkv[] = {Field::Q, Field::K, Field::V};
+constexpr Field kPhi3GateUp[] = {Field::Gate, Field::Up};
+constexpr FusedRow kPhi3Fused[] = {
+    {"self_attn.qkv_proj", "attn_qkv", kPhi3Qkv},
+    {"mlp.gate_up_proj", "ffn_up", kPhi3GateUp},  // llama.cpp's phi3: ffn_up holds gate then up
+};
+
 constexpr GlobalRow kLlamaGlobals[] = {
     {Global::Embed, "model.embed_tokens.weight", "token_embd.weight", Dim::None, Dim::Hidden},  // out: vocab
     {Global::FinalNorm, "model.norm.weight", "output_norm.weight", Dim::Hidden, Dim::None},
@@ -90,6 +100,8 @@ const ArchTable kTables[] = {
     // MoE: no GGUF form yet (llama.cpp stacks the experts into one 3-D tensor per kind)
     {"mixtral", "", false, kMixtralLayer, kLlamaGlobals},
     {"qwen2_moe", "", false, kQwen2MoeLayer, kLlamaGlobals},
+    // Phi-3 / Phi-3.5: Llama rows, fused on disk (HF and llama.cpp's phi3 alike; q/k not permuted).
+    {"phi3", "phi3", false, kLlamaLayer, kLlamaGlobals, kPhi3Fused},
 };
 
 std::string with_kind(std::string s, const char* kind) {
@@ -225,6 +237,27 @@ const TensorRow* row_by_gguf(const ArchTable& t, const std::string& suffix) {
   for (const TensorRow& r : t.layer)
     if (suffix == r.gguf) return &r;
   return nullptr;
+}
+
+const FusedRow* fused_of(const ArchTable& t, Field f) {
+  for (const FusedRow& r : t.fused)
+    for (Field p : r.parts)
+      if (p == f) return &r;
+  return nullptr;
+}
+
+const FusedRow* fused_by_gguf(const ArchTable& t, const std::string& suffix) {
+  for (const FusedRow& r : t.fused)
+    if (*r.gguf && suffix == r.gguf) return &r;
+  return nullptr;
+}
+
+std::string gguf_name(const FusedRow& r, int layer, const char* kind) {
+  return with_kind(kGgufLayerPrefix + std::to_string(layer) + "." + r.gguf, kind);
+}
+
+std::string hf_name(const FusedRow& r, int layer, const char* kind) {
+  return with_kind(kHfLayerPrefix + std::to_string(layer) + "." + r.hf, kind);
 }
 
 }  // namespace kt

@@ -50,6 +50,16 @@ struct TensorRow {
   bool routing() const { return field == Field::Router || field == Field::ShRouter; }
 };
 
+// A tensor a family's checkpoint stores fused: the rows of `parts`, concatenated along out in
+// that order (Phi-3's self_attn.qkv_proj = q, k, v; mlp.gate_up_proj = gate, up). Every kind a
+// linear stores per output row (weight, bias, qscale, packed qweight) is split at load and
+// concatenated at save; per-linear scalars (qbits) are shared by the parts.
+struct FusedRow {
+  const char* hf;    // after "model.layers.N.", before ".weight": "self_attn.qkv_proj"
+  const char* gguf;  // after "blk.N.", before ".weight": "attn_qkv" ("" when the GGUF form splits)
+  std::span<const Field> parts;
+};
+
 // Tensors outside the layers. LmHead is absent when tied to Embed.
 enum class Global : uint8_t { Embed, FinalNorm, LmHead };
 struct GlobalRow {
@@ -65,10 +75,10 @@ struct ArchTable {
   bool gguf_permute_qk;   // the GGUF form of this family stores q/k rows permuted (Permute rows)
   std::span<const TensorRow> layer;  // in checkpoint order: the order layers load and save in
   std::span<const GlobalRow> globals;
-  // A family whose checkpoint fuses tensors (Phi-3 self_attn.qkv_proj, mlp.gate_up_proj) will
-  // list them here as {fused HF suffix, the rows it concatenates along out}: loading splits
-  // them into the rows' fields and saving concatenates them back, so outputs keep the
-  // family's names. No table has one yet.
+  // Tensors the checkpoint fuses (Phi-3 self_attn.qkv_proj, mlp.gate_up_proj): loading splits
+  // them into the rows' fields (model/fused_source.h) and saving concatenates them back
+  // (fuse_named_tensors), so outputs keep the family's names. Empty for most families.
+  std::span<const FusedRow> fused = {};
 
   const TensorRow& row(Field f) const;  // fails if the family has no such tensor
   const GlobalRow& global(Global g) const;
@@ -105,6 +115,15 @@ std::string gguf_name(const TensorRow& r, int layer, const char* kind = nullptr)
 // in *expert (-1 for the other rows) when expert is given.
 const TensorRow* row_by_hf(const ArchTable& t, const std::string& suffix, int* expert = nullptr);
 const TensorRow* row_by_gguf(const ArchTable& t, const std::string& suffix);
+// The fused entry whose GGUF suffix is `suffix` ("attn_qkv"), or null. Readers look here first:
+// a fused GGUF name may equal a part's (Phi-3's ffn_up holds gate and up).
+const FusedRow* fused_by_gguf(const ArchTable& t, const std::string& suffix);
+// The fused entry containing field f, or null (the field is stored on its own).
+const FusedRow* fused_of(const ArchTable& t, Field f);
+// "model.layers.3.self_attn.qkv_proj" (+ "." + kind).
+std::string hf_name(const FusedRow& r, int layer, const char* kind = nullptr);
+// "blk.3.attn_qkv" (+ "." + kind).
+std::string gguf_name(const FusedRow& r, int layer, const char* kind = nullptr);
 constexpr const char* kHfLayerPrefix = "model.layers.";
 constexpr const char* kGgufLayerPrefix = "blk.";
 

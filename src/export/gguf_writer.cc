@@ -10,6 +10,7 @@
 #include "io/gguf_model.h"
 #include "io/tokenizer.h"
 #include "model/model.h"
+#include "model/rope.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "util/interrupt.h"
@@ -69,6 +70,8 @@ struct OutTensor {
   Field field = Field::AttnNorm;       // which tensor of the layer (layer >= 0)
   TensorRole role = TensorRole::Weight;
   int permute_heads = 0;       // llama q/k: HF rotate_half rows -> llama.cpp's adjacent pairs
+  const FusedRow* fused = nullptr;  // a fused tensor (Phi-3 attn_qkv): its parts' rows, stacked
+  std::vector<float> values;   // a tensor of the spec, not of the weights (longrope factors)
 };
 
 // The GGUF output: an exclusive temp that becomes PATH on commit() (util/output.h).
@@ -165,8 +168,12 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
   if (!table) fail(path, "cannot write GGUF for arch " + s.arch);
   if (!*table->gguf_arch) fail(path, "GGUF export of " + quote(s.arch) + " models is not supported yet");
   if (s.rope_style != RopeStyle::RotateHalf) fail(path, "GGUF export needs HF (rotate_half) RoPE weights");
-  if (!s.rope_scaling.type.empty()) fail(path, "GGUF export of rope scaling " + quote(s.rope_scaling.type) + " is not supported");
-  if (s.sliding_window > 0) fail(path, "GGUF export of sliding-window attention is not supported");
+  // llama.cpp's phi3 carries longrope (factor tensors + keys) and sliding_window (every layer,
+  // as transformers' Phi-3); the other architectures have neither in kurtail's GGUF.
+  const bool phi3 = std::string(table->gguf_arch) == "phi3";
+  if (!s.rope_scaling.type.empty() && !(phi3 && s.rope_scaling.type == "longrope"))
+    fail(path, "GGUF export of rope scaling " + quote(s.rope_scaling.type) + " is not supported");
+  if (s.sliding_window > 0 && !phi3) fail(path, "GGUF export of sliding-window attention is not supported");
   if (s.attn_o_bias || s.mlp_bias) fail(path, "GGUF export of o_proj/MLP biases is not supported");
   if (!m.tokenizer) fail(path, "the model has no tokenizer to write");
   VocabExport voc = export_or_fail(*m.tokenizer, path);
@@ -185,6 +192,13 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
   // Tensor list, in llama.cpp's usual order: embedding; per layer and site, the norm, the
   // consumers' weights, then their biases; final norm; output.
   std::vector<OutTensor> ts;
+  if (s.rope_scaling.type == "longrope")  // llama.cpp's converter writes them first
+    for (auto [name, v] : {std::pair{kGgufRopeFactorsLong, &s.rope_scaling.long_factor},
+                           std::pair{kGgufRopeFactorsShort, &s.rope_scaling.short_factor}}) {
+      OutTensor o{name, {(int64_t)v->size()}, GGML_F32};
+      o.values.assign(v->begin(), v->end());
+      ts.push_back(o);
+    }
   auto add_global = [&](Global g, uint32_t ty) {
     const GlobalRow& r = table->global(g);
     OutTensor o{r.gguf, global_shape(r, s), ty};
@@ -205,11 +219,24 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
       o.permute_heads = permute_qk ? permute_heads(r, s) : 0;
       ts.push_back(o);
     };
+    // A fused tensor (ArchTable::fused) is listed once, where its first part comes.
+    auto add_linear = [&](Field f, TensorRole role) {
+      const FusedRow* fr = fused_of(*table, f);
+      if (!fr) return add(table->row(f), role);
+      if (f != fr->parts[0]) return;
+      add(table->row(f), role);
+      OutTensor& o = ts.back();
+      o.name = gguf_name(*fr, l, role == TensorRole::Bias ? "bias" : "weight");
+      o.fused = fr;
+      o.shape[0] = 0;
+      for (Field p : fr->parts) o.shape[0] += row_shape(table->row(p), s)[0];
+      o.permute_heads = 0;
+    };
     for (const auto& g : site_consumers(shape_of_a_layer)) {
       if (g.norm) add(table->row(g.norm_field), TensorRole::Weight);
-      for (const auto& c : g.linears) add(table->row(c.field), TensorRole::Weight);
+      for (const auto& c : g.linears) add_linear(c.field, TensorRole::Weight);
       for (const auto& c : g.linears)
-        if (row_has_bias(table->row(c.field), s)) add(table->row(c.field), TensorRole::Bias);
+        if (row_has_bias(table->row(c.field), s)) add_linear(c.field, TensorRole::Bias);
       if (g.site == Site::AttnIn)  // Qwen3's q/k head norms, after the projections (as llama.cpp lists them)
         for (Field f : {Field::QNorm, Field::KNorm})
           for (const TensorRow& r : table->layer)
@@ -248,6 +275,13 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
   kv.f32(a + "attention.layer_norm_rms_epsilon", (float)s.rms_eps);
   kv.f32(a + "rope.freq_base", (float)s.rope_theta);
   kv.u32(a + "vocab_size", (uint32_t)s.vocab);
+  if (phi3) {  // as llama.cpp's Phi3MiniModel writes them
+    kv.u32(a + "attention.sliding_window", (uint32_t)s.sliding_window);
+    if (s.rope_scaling.type == "longrope") {
+      kv.u32(a + "rope.scaling.original_context_length", (uint32_t)s.rope_scaling.original_max_position);
+      kv.f32(a + "rope.scaling.attn_factor", (float)rope_freqs(s, 1).attention_factor);
+    }
+  }
   add_tokenizer_kv(kv, *m.tokenizer, voc);
 
   KVWriter head = gguf_header(ts.size(), kv);
@@ -269,7 +303,11 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
   std::vector<uint16_t> half;
   for (auto& t : ts) {
     const Tensor* src = nullptr;
-    if (t.layer < 0) {
+    Tensor stacked;  // a fused tensor's parts, or a spec tensor's values
+    if (!t.values.empty()) {
+      stacked = Tensor::from(t.values);
+      src = &stacked;
+    } else if (t.layer < 0) {
       src = t.global == Global::Embed ? &m.embed : t.global == Global::FinalNorm ? &m.final_norm : &m.lm_head;
     } else {
       if (t.layer != cur_layer) {
@@ -277,6 +315,20 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
         cur_layer = t.layer;
       }
       src = pick(*cur, t.field, t.role);
+      if (t.fused) {
+        stacked = Tensor(t.shape);
+        size_t at = 0;
+        for (Field p : t.fused->parts) {
+          const Tensor* part = pick(*cur, p, t.role);
+          const std::vector<int64_t> ps = row_shape(table->row(p), s);
+          const size_t pn = t.role == TensorRole::Bias ? (size_t)ps[0] : Tensor::numel_of(ps);
+          if (!part || part->data.size() != pn || at + pn > stacked.data.size())
+            fail(path, "tensor " + quote(t.name) + " has no fp32 weights of the expected shape (a --packed model? export from the fake-quant or FP model)");
+          std::copy(part->data.begin(), part->data.end(), stacked.data.begin() + (ptrdiff_t)at);
+          at += pn;
+        }
+        src = &stacked;
+      }
     }
     const size_t n = Tensor::numel_of(t.shape);
     if (!src || src->data.size() != n)

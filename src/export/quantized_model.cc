@@ -10,6 +10,7 @@
 #include "io/hf_config.h"
 #include "io/safetensors.h"
 #include "kernels/packed.h"
+#include "model/fused.h"
 #include "model/pack_linear.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -74,6 +75,7 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
     std::vector<std::shared_ptr<const LayerWeights>> keep;
     std::deque<Tensor> qbits_keep;  // stable addresses for the ".qbits" scalars
     std::deque<Tensor> packed_keep;  // packed bytes (as floats here, written as U8)
+    std::deque<Linear> fused_keep;   // the fused linears of a family that stores them so (Phi-3)
     std::vector<std::string> packed_names, f16_names;
     const ArchTable& table = arch_table(m.spec);
     // Norms are held as multipliers; a family whose checkpoints store multiplier - offset
@@ -93,10 +95,10 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
       w.for_each_tensor(m.spec, [&](const TensorRow& row, int, TensorRole, const Tensor& t) {
         if (row.is_norm()) ts.emplace_back(hf_name(row, l, "weight"), stored_norm(t));
       });
-      auto lin = [&](const std::string& n, const Linear& li) {
+      auto lin = [&](const std::string& n, const Linear& li, bool may_pack) {
         // null: no packed form (no recorded grid, or a group size the packed layout cannot hold)
         const std::shared_ptr<const PackedWeight> pw =
-            packed ? pack_linear(li, m.path, "layer " + std::to_string(l) + " " + n) : nullptr;
+            packed && may_pack ? pack_linear(li, m.path, "layer " + std::to_string(l) + " " + n) : nullptr;
         if (pw) {
           Tensor bytes({(int64_t)pw->data.size()});
           for (size_t i = 0; i < pw->data.size(); i++) bytes.data[i] = pw->data[i];
@@ -113,9 +115,21 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
           qbits_keep.push_back(Tensor::from({(float)li.qbits}));
         }
       };
-      // every linear with its table name; the routing linears (not in for_each_linear) too
+      // Every linear with its table name (each expert's; the routing linears too, which stay
+      // fp32). A fused tensor (ArchTable::fused) is written once, where its first part comes, as
+      // the parts concatenated along out: the output keeps the family's on-disk names.
       w.for_each_tensor(m.spec, [&](const TensorRow& row, int expert, TensorRole role, const Tensor&) {
-        if (!row.is_norm() && role == TensorRole::Weight) lin(hf_name(row, l, nullptr, expert), w.linear(row.field, expert));
+        if (row.is_norm() || role != TensorRole::Weight) return;
+        const Field f = row.field;
+        const Linear& li = w.linear(f, expert);
+        const FusedRow* fr = fused_of(table, f);
+        if (!fr) return lin(hf_name(row, l, nullptr, expert), li, true);
+        if (f != fr->parts[0]) return;
+        std::vector<const Linear*> parts;
+        for (Field p : fr->parts) parts.push_back(&w.linear(p));
+        const std::string n = hf_name(*fr, l);
+        fused_keep.push_back(fuse_linears(parts, m.path + ": layer " + std::to_string(l) + " " + n));
+        lin(n, fused_keep.back(), fused_packable(*fr, m.spec));
       });
     }
     {  // pair each ".qscale" with its ".qbits"

@@ -1,5 +1,6 @@
 #include "io/gguf_model.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "core/arch.h"
@@ -48,10 +49,51 @@ std::string hf_name_of(const ArchTable& t, const std::string& g, int n_layers, c
   std::string rest = g.substr(dot + 1);
   size_t suf = rest.rfind('.');
   if (suf == std::string::npos) return "";
+  // a fused tensor keeps its HF fused name; the model reads it through UnfusedSource
+  if (const FusedRow* fr = fused_by_gguf(t, rest.substr(0, suf))) return hf_name(*fr, l, rest.substr(suf + 1).c_str());
   const TensorRow* r = row_by_gguf(t, rest.substr(0, suf));
   if (!r) return "";
   *row = r;
   return hf_name(*r, l, rest.substr(suf + 1).c_str());
+}
+
+// The F32 values of a 1-D GGUF tensor of n elements (rope factors).
+std::vector<double> gguf_f32_vector(const GGUFFile& f, const GGUFTensorInfo& t, size_t n) {
+  if (t.type != GGML_F32 || t.dims.size() != 1 || t.dims[0] != n || t.nbytes != n * 4)
+    fail(f.path(), "tensor " + quote(t.name) + " must be F32 with " + std::to_string(n) + " values (head_dim / 2)");
+  std::vector<double> v(n);
+  for (size_t i = 0; i < n; i++) {
+    float x;
+    std::memcpy(&x, t.data + 4 * i, 4);
+    v[i] = x;
+  }
+  return v;
+}
+
+// longrope as llama.cpp's phi3 converter writes it: rope_factors_long / rope_factors_short
+// tensors, rope.scaling.original_context_length and rope.scaling.attn_factor (no scaling type).
+void read_gguf_longrope(const GGUFFile& f, const std::string& a, ModelSpec& s) {
+  const GGUFTensorInfo *lf = nullptr, *sf = nullptr;
+  for (const auto& t : f.tensors()) {
+    if (t.name == kGgufRopeFactorsLong) lf = &t;
+    if (t.name == kGgufRopeFactorsShort) sf = &t;
+  }
+  if (!lf && !sf) return;
+  if (!lf || !sf) fail(f.path(), std::string("GGUF has only one of ") + kGgufRopeFactorsLong + " and " + kGgufRopeFactorsShort);
+  if (s.head_dim <= 0 || s.head_dim > 4096) return;  // validate() names it
+  RopeScaling& r = s.rope_scaling;
+  r.type = "longrope";
+  r.long_factor = gguf_f32_vector(f, *lf, (size_t)s.head_dim / 2);
+  r.short_factor = gguf_f32_vector(f, *sf, (size_t)s.head_dim / 2);
+  r.original_max_position = get_count(f, a + "rope.scaling.original_context_length", 0, true);
+  if (r.original_max_position <= 0) fail(f.path(), "GGUF key " + quote(a + "rope.scaling.original_context_length") + " must be positive");
+  r.factor = (double)s.max_pos / r.original_max_position;  // as transformers' Phi-3 derives it
+  r.attention_factor = get_float(f, a + "rope.scaling.attn_factor", 0.0);
+  if (!(r.attention_factor >= 0) || r.attention_factor > 1e6)
+    fail(f.path(), "GGUF key " + quote(a + "rope.scaling.attn_factor") + " is not a plausible factor");
+  // The converter stores transformers' derived factor as f32: keep the double it came from.
+  const double derived = r.factor <= 1 ? 1.0 : std::sqrt(1 + std::log(r.factor) / std::log((double)r.original_max_position));
+  if (r.attention_factor > 0 && (float)r.attention_factor == (float)derived) r.attention_factor = 0;
 }
 
 }  // namespace
@@ -74,6 +116,13 @@ ModelSpec gguf_model_spec(const GGUFFile& f) {
   s.rope_theta = get_float(f, a + "rope.freq_base", 10000.0);
   const std::string scaling = f.get_string(a + "rope.scaling.type", "none");
   if (scaling != "none") fail(f.path(), "unsupported GGUF rope scaling " + quote(scaling) + " (supported: none)");
+  const int rope_dims = get_count(f, a + "rope.dimension_count", s.head_dim, false);
+  if (rope_dims != s.head_dim)
+    fail(f.path(), "GGUF rope.dimension_count " + std::to_string(rope_dims) + " != head_dim " + std::to_string(s.head_dim) +
+                       " (partial rotary embeddings are not supported)");
+  read_gguf_longrope(f, a, s);
+  // llama.cpp's phi3 converter writes sliding_window (0: none); transformers' Phi-3 slides every layer
+  if (s.arch == "phi3") s.sliding_window = get_count(f, a + "attention.sliding_window", 0, false);
   for (auto& t : f.tensors())
     if (t.name == "rope_freqs.weight")
       fail(f.path(), "rope_freqs.weight (llama3-style frequency scaling in GGUF) is not supported; use the HF checkpoint");

@@ -14,6 +14,10 @@ namespace kt {
 
 class Model;
 
+// llama.cpp's longrope factor tensors (phi3), global.
+constexpr const char* kGgufRopeFactorsLong = "rope_factors_long.weight";
+constexpr const char* kGgufRopeFactorsShort = "rope_factors_short.weight";
+
 // True if the file starts with the GGUF magic.
 bool is_gguf_file(const std::string& path);
 

@@ -73,9 +73,12 @@ void read_rope(const json& j, ModelSpec& s, const std::string& path) {
   auto need = [&](const char* key) {
     if (!r.contains(key) || r[key].is_null()) fail(path, where + " of type " + quote(t) + " needs " + key);
   };
-  // original_max_position_embeddings: inside the rope dict or (Phi-3, transformers 4) top level
-  const int top_orig = get_or<int>(j, "original_max_position_embeddings", 0, path);
+  // original_max_position_embeddings: inside the rope dict or (Phi-3, transformers 4) top level;
+  // Phi3Config always has it (default 4096).
+  const int top_orig = get_or<int>(j, "original_max_position_embeddings", s.arch == "phi3" ? 4096 : 0, path);
   const int orig = get_or<int>(r, "original_max_position_embeddings", top_orig, path);
+  if (s.arch == "phi3" && j.contains("original_max_position_embeddings") && orig != top_orig)
+    fail(path, "original_max_position_embeddings differs between the top level and " + where);
   if (t == "linear" || t == "dynamic") {
     need("factor");
     rs.factor = get_or<double>(r, "factor", 1.0, path);
@@ -98,6 +101,11 @@ void read_rope(const json& j, ModelSpec& s, const std::string& path) {
     need("long_factor");
     rs.original_max_position = orig > 0 ? orig : s.max_pos;
     rs.factor = get_or<double>(r, "factor", (double)s.max_pos / rs.original_max_position, path);
+    // Phi-3: transformers takes the factor (for the attention factor) from max_position_embeddings
+    // / original_max_position_embeddings, whatever the dict says; a different one is ambiguous.
+    if (s.arch == "phi3" && rs.factor != (double)s.max_pos / rs.original_max_position)
+      fail(path, where + ".factor differs from max_position_embeddings / original_max_position_embeddings, "
+                         "which transformers' Phi-3 uses");
     rs.attention_factor = get_or<double>(r, "attention_factor", 0.0, path);
     for (auto [key, dst] : {std::pair{"short_factor", &rs.short_factor}, std::pair{"long_factor", &rs.long_factor}}) {
       const json& a = r[key];
@@ -184,6 +192,8 @@ ModelSpec read_hf_config(const std::string& path) {
       s.arch = "qwen3";
     } else if (mt == "gemma" || arch == "GemmaForCausalLM") {
       s.arch = "gemma";
+    } else if (mt == "phi3" || arch == "Phi3ForCausalLM") {
+      s.arch = "phi3";
     } else if (mt == "mixtral" || arch == "MixtralForCausalLM") {
       s.arch = "mixtral";
     } else if (mt == "qwen2_moe" || arch == "Qwen2MoeForCausalLM") {
@@ -191,7 +201,7 @@ ModelSpec read_hf_config(const std::string& path) {
     } else {
       fail(path, "unsupported architecture " + quote(arch.empty() ? mt : arch) +
                      " (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
-                     "GemmaForCausalLM, MixtralForCausalLM, Qwen2MoeForCausalLM)");
+                     "GemmaForCausalLM, Phi3ForCausalLM, MixtralForCausalLM, Qwen2MoeForCausalLM)");
     }
     if (s.arch == "gemma") {
       // transformers' Gemma uses hidden_activation and, when it is unset, the tanh GELU
@@ -217,10 +227,13 @@ ModelSpec read_hf_config(const std::string& path) {
     read_experts(j, s, path);
     if (s.arch == "qwen2" || s.arch == "qwen2_moe") {
       s.attn_qkv_bias = true;  // Qwen2 always has q/k/v bias, no o_proj bias
+    } else if (s.arch == "phi3") {
+      // transformers' Phi-3 builds qkv_proj, o_proj, gate_up_proj and down_proj without a bias
+      // whatever attention_bias says; mlp_bias is not a Phi-3 field.
     } else {
       s.attn_qkv_bias = s.attn_o_bias = get_or<bool>(j, "attention_bias", false, path);
     }
-    s.mlp_bias = get_or<bool>(j, "mlp_bias", false, path);
+    if (s.arch != "phi3") s.mlp_bias = get_or<bool>(j, "mlp_bias", false, path);
     if (get_or<bool>(j, "rope_interleaved", false, path))
       fail(path, "rope_interleaved=true is not supported for HF checkpoints");
     read_rope(j, s, path);
@@ -250,6 +263,7 @@ std::string spec_to_hf_config(const ModelSpec& s) {
       {"qwen2", "Qwen2ForCausalLM"},
       {"qwen3", "Qwen3ForCausalLM"},
       {"gemma", "GemmaForCausalLM"},
+      {"phi3", "Phi3ForCausalLM"},
       {"mixtral", "MixtralForCausalLM"},
       {"qwen2_moe", "Qwen2MoeForCausalLM"}};
   json j = {{"architectures", {archs.at(s.arch)}},
@@ -309,10 +323,16 @@ std::string spec_to_hf_config(const ModelSpec& s) {
                  {"beta_fast", r.beta_fast},
                  {"beta_slow", r.beta_slow},
                  {"truncate", r.truncate}});
-    if (r.type == "longrope")
+    if (r.type == "longrope" && s.arch == "phi3") {
+      // Phi3Config's form (transformers 4 checks it has exactly type, short_factor, long_factor):
+      // original_max_position_embeddings at the top level, the factor implied by max_pos / it.
+      rj = {{"type", "longrope"}, {"short_factor", r.short_factor}, {"long_factor", r.long_factor}};
+      j["original_max_position_embeddings"] = r.original_max_position;
+    } else if (r.type == "longrope") {
       rj.update({{"original_max_position_embeddings", r.original_max_position},
                  {"short_factor", r.short_factor},
                  {"long_factor", r.long_factor}});
+    }
     if ((r.type == "yarn" || r.type == "longrope") && r.attention_factor > 0) rj["attention_factor"] = r.attention_factor;
     if (r.type == "yarn" && r.mscale > 0) rj["mscale"] = r.mscale;
     if (r.type == "yarn" && r.mscale_all_dim > 0) rj["mscale_all_dim"] = r.mscale_all_dim;

@@ -7,6 +7,7 @@
 #include "io/llama2c.h"
 #include "io/tokenizer.h"
 #include "io/safetensors.h"
+#include "model/fused.h"
 #include "model/linear_quant.h"
 #include "kernels/packed.h"
 #include "util/error.h"
@@ -50,7 +51,7 @@ std::string find_llama2c_tokenizer(const std::string& bin) {
 std::unique_ptr<Model> Model::from_source(ModelSpec spec, std::shared_ptr<TensorSource> src, bool resident) {
   auto m = std::make_unique<Model>();
   m->spec = std::move(spec);
-  m->src_ = std::move(src);
+  m->src_ = unfused_source(std::move(src), m->spec);  // a fused checkpoint (Phi-3) read as its parts
   m->path = m->src_->describe();
   m->resident_ = resident;
   m->init_globals();

@@ -59,6 +59,7 @@ RopeFreqs rope_freqs(const ModelSpec& s, int64_t positions) {
                          : (r.mscale > 0 && r.mscale_all_dim > 0) ? yarn_mscale(r.factor, r.mscale) / yarn_mscale(r.factor, r.mscale_all_dim)
                                                                    : yarn_mscale(r.factor, 1);
   } else if (r.type == "longrope") {
+    // Phi3's longrope_frequency_update: seq_len = max(position_ids) + 1 > original -> long
     const auto& ext = positions > r.original_max_position ? r.long_factor : r.short_factor;
     for (int i = 0; i < half; i++) f.inv_freq[i] /= ext[i];
     f.attention_factor = r.attention_factor > 0 ? r.attention_factor

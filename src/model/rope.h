@@ -14,6 +14,11 @@ namespace kt {
 // seen so far for dynamic NTK until a forward falls back below max_position_embeddings;
 // kurtail recomputes from each forward's own length, which is the same for every fresh window
 // and for a generation whose length only grows.)
+// longrope (Phi-3.5) follows Phi3's dynamic update: long_factor when the forward covers more than
+// original_max_position_embeddings positions, short_factor otherwise. A KV-cached generation
+// that crosses that length therefore keeps the keys it cached with the short factors and rotates
+// the queries and keys of each later forward with the long ones, as transformers does (it never
+// re-rotates its cache); a full-sequence forward is exactly transformers'.
 struct RopeFreqs {
   std::vector<double> inv_freq;  // head_dim / 2
   double attention_factor = 1.0;  // multiplies cos and sin (YaRN, longrope)

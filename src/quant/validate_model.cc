@@ -15,6 +15,7 @@
 #include "io/hf_config.h"
 #include "io/safetensors.h"
 #include "kernels/wtype.h"
+#include "model/fused.h"
 #include "model/linear_quant.h"
 #include "transform/duquant.h"
 #include "transform/rotation.h"
@@ -199,17 +200,21 @@ struct LinearDesc {
   std::string name;  // after "model.layers.N."
   int64_t out, in;
   bool bias;
-  bool routing;  // router / shared-expert gate: never quantized
+  bool routing;   // router / shared-expert gate: never quantized
+  bool packable;  // false: part of a fused tensor whose split would cut packed tiles (fused_packable)
 };
 
 // Every linear of a layer, each expert's once.
 std::vector<LinearDesc> linears(const ModelSpec& s) {
   std::vector<LinearDesc> v;
-  for (const TensorRow& r : arch_table(s).layer)
+  const ArchTable& t = arch_table(s);
+  for (const TensorRow& r : t.layer)
     if (!r.is_norm()) {
       const std::vector<int64_t> shape = row_shape(r, s);
+      const FusedRow* fr = fused_of(t, r.field);
       for (int e = 0; e < (r.per_expert() ? s.n_experts : 1); e++)
-        v.push_back({hf_suffix(r, r.per_expert() ? e : -1), shape[0], shape[1], row_has_bias(r, s), r.routing()});
+        v.push_back({hf_suffix(r, r.per_expert() ? e : -1), shape[0], shape[1], row_has_bias(r, s), r.routing(),
+                     !fr || fused_packable(*fr, s)});
     }
   return v;
 }
@@ -281,7 +286,9 @@ Recipe load_validated_recipe(const std::string& dir, const ModelSpec& s) {
   Recipe r = Recipe::from_json(read_file(rp, kMaxJsonBytes), rp);
   check_recipe_against_spec(r, s, rp);
 
-  SafetensorsDir st(dir);
+  // a fused checkpoint (Phi-3) is checked as its parts, as the model loads it
+  const std::shared_ptr<TensorSource> stp = unfused_source(std::make_shared<SafetensorsDir>(dir), s);
+  const TensorSource& st = *stp;
   std::string sf = join_path(dir, "model.safetensors");
   // kurtail quantize writes one model.safetensors with its format and method in __metadata__.
   std::string format;
@@ -361,7 +368,7 @@ Recipe load_validated_recipe(const std::string& dir, const ModelSpec& s) {
         fail(si.file, "tensor " + quote(name + ".qscale") + " is " + dtype_name(si.dtype) + " but recipe.json weights.scale_dtype is " +
                           (r.w.scale_f16 ? "f16" : "f32"));
       if (!format.empty()) {
-        const bool want_packed = format == "packed-1" && (G == 1 || (d.in / G) % 8 == 0);
+        const bool want_packed = format == "packed-1" && d.packable && (G == 1 || (d.in / G) % 8 == 0);
         if (want_packed != st.has(name + ".qweight"))
           fail(sf, want_packed ? "missing tensor " + quote(name + ".qweight") + " (kurtail_format packed-1 packs this linear)"
                                : "tensor " + quote(name + ".qweight") + " in a kurtail_format " + format + " model");
