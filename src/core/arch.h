@@ -18,8 +18,10 @@ namespace kt {
 
 // One decoder layer's tensors (model/model.h LayerWeights has one member per field).
 // QNorm/KNorm: Qwen3's per-head RMSNorm of q and k after the projection, before RoPE.
-enum class Field : uint8_t { AttnNorm, Q, K, V, O, MlpNorm, Gate, Up, Down, QNorm, KNorm };
-constexpr int kNumFields = 11;
+// PostAttnNorm/PostMlpNorm: Gemma 2's RMSNorm of the o_proj / down_proj output before its
+// residual add (MlpNorm is then its pre_feedforward_layernorm).
+enum class Field : uint8_t { AttnNorm, Q, K, V, O, MlpNorm, Gate, Up, Down, QNorm, KNorm, PostAttnNorm, PostMlpNorm };
+constexpr int kNumFields = 13;
 
 // A dimension of the spec; a row's shape is {out, in}, or {out} for a norm (in == None).
 enum class Dim : uint8_t { None, Hidden, QDim, KVDim, Ffn, HeadDim };
@@ -60,6 +62,7 @@ struct ArchTable {
 
   const TensorRow& row(Field f) const;  // fails if the family has no such tensor
   const GlobalRow& global(Global g) const;
+  bool has(Field f) const;
 };
 
 // The table of ModelSpec::arch; fails (naming the supported ones) for an unknown family.

@@ -171,6 +171,7 @@ LayerWeights Model::load_layer(int i) const {
     }
     else lin(r, w.linear(r.field));
   });
+  w.post_norm_r1 = post_norm_r1_;
   return w;
 }
 
@@ -195,6 +196,12 @@ void Model::truncate_layers(int n) {
   spec.n_layers = n;
   layers_.resize(n);
   pinned_.resize(n);
+}
+
+void Model::set_post_norm_r1(std::shared_ptr<const RowTransform> r1) {
+  post_norm_r1_ = r1;
+  for (auto& l : layers_)
+    if (l) l->post_norm_r1 = r1;
 }
 
 void Model::untie_lm_head() {
