@@ -89,12 +89,13 @@ TEST(ArchTable, RowsHaveUniqueNamesAndFindThemselves) {
       EXPECT_EQ(row_by_gguf(*t, r.gguf), &r);
       EXPECT_EQ(&t->row(r.field), &r);
     }
-    // every family has the nine Llama tensors; Qwen3 adds its q/k head norms
-    EXPECT_EQ((int)fields.size(), std::string(t->arch) == "qwen3" ? kNumFields : 9);
+    // every family has the nine Llama tensors; Qwen3 adds its q/k head norms, Gemma 2 its post-norms
+    const std::string a = t->arch;
+    EXPECT_EQ((int)fields.size(), a == "qwen3" || a == "gemma2" ? 11 : 9);
     EXPECT_EQ(&arch_table(t->arch), t);
-    if (*t->gguf_arch) EXPECT_NE(arch_table_for_gguf(t->gguf_arch), nullptr);  // gemma: no GGUF form yet
+    EXPECT_NE(arch_table_for_gguf(t->gguf_arch), nullptr);
   }
-  EXPECT_EQ(gguf_arch_list(), "llama, qwen2, qwen3");
+  EXPECT_EQ(gguf_arch_list(), "llama, qwen2, qwen3, gemma, gemma2");
   EXPECT_EQ(arch_table_for_gguf("mistral"), nullptr);  // Mistral is written (and read) as llama
   EXPECT_EQ(std::string(arch_table("mistral").gguf_arch), "llama");
   EXPECT_THROW(arch_table("gpt2"), Error);
@@ -173,11 +174,13 @@ TEST(ArchTable, GgufNamesTheWriterEmitsAreTheOnesTheLoaderMapsBack) {
   expect_gguf_round_trip(test::tinyllama(), "llama");
   if (std::filesystem::exists(arch_dir("qwen2.5") + "/config.json")) expect_gguf_round_trip(arch_dir("qwen2.5"), "qwen2");
   if (std::filesystem::exists(arch_dir("qwen3") + "/config.json")) expect_gguf_round_trip(arch_dir("qwen3"), "qwen3");
+  for (const char* g : {"gemma", "gemma2"})
+    if (std::filesystem::exists(arch_dir(g) + "/config.json")) expect_gguf_round_trip(arch_dir(g), g);
 }
 
 // save_quantized writes the table's names: the saved directory holds the checkpoint's names.
 TEST(ArchTable, SavedModelHasTheCheckpointsTensorNames) {
-  for (const std::string& dir : {test::tinyllama(), arch_dir("qwen2.5"), arch_dir("qwen3")}) {
+  for (const std::string& dir : {test::tinyllama(), arch_dir("qwen2.5"), arch_dir("qwen3"), arch_dir("gemma2")}) {
     if (!std::filesystem::exists(dir + "/config.json")) continue;
     SCOPED_TRACE(dir);
     auto m = Model::open(dir);

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "eval/perplexity.h"
+#include "export/gguf_writer.h"
 #include "export/quantized_model.h"
 #include "quant/pipeline.h"
 #include "quant/session.h"
@@ -236,6 +237,49 @@ TEST(ArchGemma2, W4A4KV4PackedOnTheKernelsWithOnlineR1) {
     EXPECT_EQ(forward(back.model(), w.window(0), 1, 64, nullptr, back.hooks()),
               forward(*q, w.window(0), 1, 64, nullptr, mem.hooks()))
         << method;
+  }
+}
+
+// GGUF as llama.cpp's gemma and gemma2 write it (norm multipliers, soft-caps, the sliding
+// window; Gemma 2's query_pre_attn_scalar 16 is not llama.cpp's head_dim rule, so W_q carries
+// the ratio): the exported file reads back to the checkpoint's perplexity and greedy ids.
+// Models GGUF cannot express are refused: a rotated Gemma 2 (R1 online after its post-norms),
+// a Gemma with its own lm_head (llama.cpp ties it).
+TEST(ArchGemmaGguf, ExportReadsBackToTheCheckpointAndRefusesWhatLlamaCppCannotRun) {
+  for (const char* name : {"gemma", "gemma2"}) {
+    const json g = golden(name);
+    auto m = Model::open(arch_dir(name));
+    const std::string out = test::temp_dir("gemmagguf") + "/" + name + ".gguf";
+    write_gguf(*m, out, GGUFOutType::F32, name);
+    auto back = Model::open(out);
+    EXPECT_EQ(back->spec.arch, name);
+    for (int l = 0; l < m->spec.n_layers; l++) EXPECT_EQ(back->spec.window(l), m->spec.window(l)) << name;
+    EXPECT_EQ(back->spec.attn_softcap, m->spec.attn_softcap);
+    EXPECT_EQ(back->spec.final_softcap, m->spec.final_softcap);
+    EXPECT_EQ(back->layer(0)->mlp_norm.data, m->layer(0)->mlp_norm.data) << name << ": multipliers, no offset twice";
+    auto toks = tokenize_file(*back->tokenizer, arch_dir(name) + "/text.txt");
+    Windows w = make_windows(toks, 64, 0, "text");
+    const double ppl = perplexity_of(*back, w), want = g["eval"]["perplexity"].get<double>();
+    EXPECT_LT(std::fabs(ppl / want - 1), 1e-4) << name << ": " << ppl << " vs " << want;
+    EXPECT_LT(std::fabs(ppl / perplexity_of(*m, w) - 1), 1e-5) << name;
+    const auto& gen = g["generate"];
+    EXPECT_EQ(greedy(*back, gen["prompt_ids"].get<std::vector<int32_t>>(), gen["n"].get<int>()),
+              gen["generated_ids"].get<std::vector<int>>())
+        << name;
+    // rotated: refused, by what llama.cpp cannot run
+    QuantizeOptions o;
+    o.progress = false;
+    o.recipe.set_bits(16, 16, 16, m->spec.head_dim);
+    o.recipe.set_method("quarot");
+    o.recipe.r3 = o.recipe.r4 = false;
+    quantize_model(*m, o);
+    try {
+      write_gguf(*m, out + "-rot", GGUFOutType::F32, name);
+      ADD_FAILURE() << name << ": a rotated model was exported";
+    } catch (const Error& e) {
+      const std::string want_msg = std::string(name) == "gemma2" ? "R1 runs online after its post-norms" : "with its own lm_head";
+      EXPECT_NE(std::string(e.what()).find(want_msg), std::string::npos) << e.what();
+    }
   }
 }
 

@@ -66,10 +66,10 @@ const ArchTable kTables[] = {
     {"mistral", "llama", true, kLlamaLayer, kLlamaGlobals},  // llama.cpp runs Mistral as llama
     {"qwen3", "qwen3", false, kQwen3Layer, kLlamaGlobals},
     // Gemma 1: the Llama names; its (1 + w) norms, embedding scale and GeGLU are spec fields.
-    // No GGUF form yet (""): llama.cpp's gemma needs the norm offset handled on both sides.
-    {"gemma", "", false, kLlamaLayer, kLlamaGlobals},
+    // GGUF stores the norm multipliers (llama.cpp's converter adds the 1) and no q/k permutation.
+    {"gemma", "gemma", false, kLlamaLayer, kLlamaGlobals},
     // Gemma 2: Gemma 1 plus post-norms, score scaling and soft-caps (spec fields).
-    {"gemma2", "", false, kGemma2Layer, kLlamaGlobals},
+    {"gemma2", "gemma2", false, kGemma2Layer, kLlamaGlobals},
 };
 
 std::string with_kind(std::string s, const char* kind) {
