@@ -75,7 +75,8 @@ int run_export() {
     if (r.tensors.size() > r.tensors.count(kOnlineR1Tensor)) online += " online site transforms";
     if (!online.empty())
       fail(xa.model, "recipe " + quote(r.method) + " needs online transforms GGUF cannot express:" + online +
-                         " (quantize with --no-r3 --no-r4, or a method without them)");
+                         " (quantize with --no-r3 --no-r4" + (r1_runs_online(r, m->spec) ? " --no-r1" : "") +
+                         ", or a method without them)");
     if (!xa.quiet && (r.a.bits < 16 || r.k.bits < 16))
       std::fprintf(stderr, "kurtail: warning: activation/KV quantization in the recipe is not carried into GGUF; "
                            "llama.cpp chooses its own\n");
