@@ -104,15 +104,15 @@ TEST(ArchTable, RowsHaveUniqueNamesAndFindThemselves) {
       EXPECT_EQ(row_by_gguf(*t, r.gguf), &r);
       EXPECT_EQ(&t->row(r.field), &r);
     }
-    // every dense family has the nine Llama tensors, Qwen3 adds its q/k head norms; an MoE family
-    // has the router and three expert rows in place of gate/up/down (Qwen2-MoE: + the shared
-    // expert's three and its gate)
-    const std::map<std::string, int> n_fields = {{"qwen3", 11}, {"mixtral", 10}, {"qwen2_moe", 14}};
+    // every dense family has the nine Llama tensors, Qwen3 adds its q/k head norms, Gemma 2 its
+    // post-norms; an MoE family has the router and three expert rows in place of gate/up/down
+    // (Qwen2-MoE: + the shared expert's three and its gate)
+    const std::map<std::string, int> n_fields = {{"qwen3", 11}, {"gemma2", 11}, {"mixtral", 10}, {"qwen2_moe", 14}};
     EXPECT_EQ((int)fields.size(), n_fields.count(t->arch) ? n_fields.at(t->arch) : 9);
     EXPECT_EQ(&arch_table(t->arch), t);
-    if (*t->gguf_arch) EXPECT_NE(arch_table_for_gguf(t->gguf_arch), nullptr);  // gemma: no GGUF form yet
+    if (*t->gguf_arch) EXPECT_NE(arch_table_for_gguf(t->gguf_arch), nullptr);  // MoE: no GGUF form yet
   }
-  EXPECT_EQ(gguf_arch_list(), "llama, qwen2, qwen3, phi3");
+  EXPECT_EQ(gguf_arch_list(), "llama, qwen2, qwen3, gemma, gemma2, phi3");
   EXPECT_EQ(arch_table_for_gguf("mistral"), nullptr);  // Mistral is written (and read) as llama
   EXPECT_EQ(std::string(arch_table("mistral").gguf_arch), "llama");
   EXPECT_THROW(arch_table("gpt2"), Error);
@@ -191,11 +191,13 @@ TEST(ArchTable, GgufNamesTheWriterEmitsAreTheOnesTheLoaderMapsBack) {
   expect_gguf_round_trip(test::tinyllama(), "llama");
   if (std::filesystem::exists(arch_dir("qwen2.5") + "/config.json")) expect_gguf_round_trip(arch_dir("qwen2.5"), "qwen2");
   if (std::filesystem::exists(arch_dir("qwen3") + "/config.json")) expect_gguf_round_trip(arch_dir("qwen3"), "qwen3");
+  for (const char* g : {"gemma", "gemma2"})
+    if (std::filesystem::exists(arch_dir(g) + "/config.json")) expect_gguf_round_trip(arch_dir(g), g);
 }
 
 // save_quantized writes the table's names: the saved directory holds the checkpoint's names.
 TEST(ArchTable, SavedModelHasTheCheckpointsTensorNames) {
-  for (const std::string& dir : {test::tinyllama(), arch_dir("qwen2.5"), arch_dir("qwen3"), arch_dir("phi3")}) {
+  for (const std::string& dir : {test::tinyllama(), arch_dir("qwen2.5"), arch_dir("qwen3"), arch_dir("phi3"), arch_dir("gemma2")}) {
     if (!std::filesystem::exists(dir + "/config.json")) continue;
     SCOPED_TRACE(dir);
     auto m = Model::open(dir);

@@ -148,6 +148,60 @@ TEST(HfConfig, Qwen2SlidesOnlyFromMaxWindowLayersOrAsLayerTypesSay) {
   for (int l = 0; l < 3; l++) EXPECT_EQ(s.window(l), 4096);
 }
 
+// Gemma 2: Gemma2Config's defaults (query_pre_attn_scalar 256, soft-caps 50 and 30, window
+// 4096 on layers 0, 2, ...), null switching a soft-cap or the window off, layer_types (v5), the
+// fields written back, and values kurtail does not implement refused.
+TEST(HfConfig, Gemma2ScalarSoftcapsAndAlternatingWindow) {
+  json j = base_config("gemma2");
+  j["head_dim"] = 32;
+  ModelSpec s = read(j);
+  EXPECT_EQ(s.query_pre_attn_scalar, 256.0);
+  EXPECT_FLOAT_EQ(s.attn_scale(), 1.0f / 16.0f);
+  EXPECT_EQ(s.attn_softcap, 50.0f);
+  EXPECT_EQ(s.final_softcap, 30.0f);
+  EXPECT_EQ(s.norm_offset, 1.0f);
+  EXPECT_EQ(s.embed_scale, 8.0f);
+  EXPECT_EQ(s.act, Act::GeluTanh);
+  EXPECT_TRUE(s.tie_embeddings);
+  EXPECT_EQ(s.window(0), 4096);
+  EXPECT_EQ(s.window(1), 0);
+  EXPECT_EQ(s.window(2), 4096);
+  j["query_pre_attn_scalar"] = 16;
+  j["attn_logit_softcapping"] = nullptr;
+  j["final_logit_softcapping"] = 20.0;
+  j["sliding_window"] = 24;
+  j["layer_types"] = {"full_attention", "sliding_attention", "sliding_attention"};
+  s = read(j);
+  EXPECT_FLOAT_EQ(s.attn_scale(), 0.25f);
+  EXPECT_EQ(s.attn_softcap, 0.0f);
+  EXPECT_EQ(s.final_softcap, 20.0f);
+  EXPECT_EQ(s.window(0), 0);
+  EXPECT_EQ(s.window(1), 24);
+  EXPECT_EQ(s.window(2), 24);
+  ModelSpec b = read(json::parse(spec_to_hf_config(s)));
+  EXPECT_EQ(b.query_pre_attn_scalar, s.query_pre_attn_scalar);
+  EXPECT_EQ(b.attn_softcap, s.attn_softcap);
+  EXPECT_EQ(b.final_softcap, s.final_softcap);
+  for (int l = 0; l < 3; l++) EXPECT_EQ(b.window(l), s.window(l));
+  j["sliding_window"] = nullptr;
+  for (int l = 0; l < 3; l++) EXPECT_EQ(read(j).window(l), 0);
+  // not implemented: refused by name
+  json bad = base_config("gemma2");
+  bad["hidden_activation"] = "gelu";
+  EXPECT_NE(read_error(bad).find("unsupported hidden_activation 'gelu'"), std::string::npos) << read_error(bad);
+  bad = base_config("gemma2");
+  bad["attn_logit_softcapping"] = -1;
+  EXPECT_NE(read_error(bad).find("attn_logit_softcapping must be positive"), std::string::npos) << read_error(bad);
+  bad = base_config("gemma2");
+  bad["query_pre_attn_scalar"] = 0;
+  EXPECT_NE(read_error(bad).find("query_pre_attn_scalar must be positive"), std::string::npos) << read_error(bad);
+  bad = base_config("gemma2");
+  bad["sliding_window"] = 24;
+  bad["sliding_window_size"] = 4096;
+  EXPECT_NE(read_error(bad).find("sliding_window (24) and sliding_window_size (4096) differ"), std::string::npos)
+      << read_error(bad);
+}
+
 TEST(HfConfig, WrittenConfigReadsBackToTheSameMath) {
   json y = base_config();
   y["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 8.0}, {"original_max_position_embeddings", 1024}, {"beta_fast", 16}};

@@ -71,10 +71,12 @@ int run_export() {
     if (r.r4) online += " R4 (online down_proj Hadamard)";
     if (r.online_had_inputs) online += " online Hadamard before every linear";
     if (r.crossquant) online += " CrossQuant column scales";
-    if (!r.tensors.empty()) online += " online site transforms";
+    if (r1_runs_online(r, m->spec)) online += " R1 (online after the post-norms)";
+    if (r.tensors.size() > r.tensors.count(kOnlineR1Tensor)) online += " online site transforms";
     if (!online.empty())
       fail(xa.model, "recipe " + quote(r.method) + " needs online transforms GGUF cannot express:" + online +
-                         " (quantize with --no-r3 --no-r4, or a method without them)");
+                         " (quantize with --no-r3 --no-r4" + (r1_runs_online(r, m->spec) ? " --no-r1" : "") +
+                         ", or a method without them)");
     if (!xa.quiet && (r.a.bits < 16 || r.k.bits < 16))
       std::fprintf(stderr, "kurtail: warning: activation/KV quantization in the recipe is not carried into GGUF; "
                            "llama.cpp chooses its own\n");

@@ -100,6 +100,18 @@ int run_info() {
     }
     j["tied_embeddings"] = s.tie_embeddings;
     j["qkv_bias"] = s.attn_qkv_bias;
+    if (s.sliding_window > 0) {  // per layer: the window, or "full"
+      std::string w;
+      for (int l = 0; l < s.n_layers; l++)
+        w += (l ? ", " : "") + (s.window(l) ? std::to_string(s.window(l)) : std::string("full"));
+      j["attn_windows"] = w;
+    }
+    const bool post_norms = arch_table(s).has(Field::PostAttnNorm);
+    if (post_norms) j["post_norms"] = "post_attention, post_feedforward (before the residual adds)";
+    if (s.query_pre_attn_scalar > 0) j["attn_scale"] = "query_pre_attn_scalar^-0.5 = " + fmt_num(s.query_pre_attn_scalar) + "^-0.5";
+    if (s.attn_softcap > 0 || s.final_softcap > 0)
+      j["softcaps"] = {{"attention", s.attn_softcap > 0 ? nlohmann::json(s.attn_softcap) : nlohmann::json("none")},
+                       {"final", s.final_softcap > 0 ? nlohmann::json(s.final_softcap) : nlohmann::json("none")}};
     int64_t params = m->embed.numel() + (m->lm_head.empty() ? 0 : m->lm_head.numel()) + m->final_norm.numel();
     int64_t per_layer = 0;  // every tensor the table gives a layer (each expert's too)
     for (const TensorRow& r : arch_table(s).layer) {
@@ -136,6 +148,9 @@ int run_info() {
       const Recipe& r = *rec;
       j["recipe"] = {{"method", r.method}, {"weights", r.w.describe()}, {"activations", r.a.describe()},
                      {"k", r.k.describe()}, {"v", r.v.describe()}};
+      if (r1_runs_online(r, s))
+        j["recipe"]["r1"] = r.tensors.count(kOnlineR1Tensor) ? "online after the post-norms (learned, dense)"
+                                                              : "online after the post-norms (Hadamard from the seed)";
       std::string why;
       j["int_kernels"] = recipe_runs_on_kernels(r, &why) ? std::string("yes (") + kernel_name(active_kernel()) + ")" : "no: " + why;
       j["can"] = "eval (perplexity, KL, PIQA), run, analyze";

@@ -82,6 +82,23 @@ constexpr FusedRow kPhi3Fused[] = {
     {"mlp.gate_up_proj", "ffn_up", kPhi3GateUp},  // llama.cpp's phi3: ffn_up holds gate then up
 };
 
+// Gemma 2: four norms per layer. Its post_attention_layernorm normalises the attention output
+// before the residual add (not the MLP input, as Llama's of the same name); the MLP input norm
+// is pre_feedforward_layernorm. GGUF names as llama.cpp's gemma2.
+constexpr TensorRow kGemma2Layer[] = {
+    {Field::AttnNorm, "input_layernorm", "attn_norm", Dim::Hidden, Dim::None, BiasRule::None, Permute::None},
+    {Field::Q, "self_attn.q_proj", "attn_q", Dim::QDim, Dim::Hidden, BiasRule::AttnQKV, Permute::None},
+    {Field::K, "self_attn.k_proj", "attn_k", Dim::KVDim, Dim::Hidden, BiasRule::AttnQKV, Permute::None},
+    {Field::V, "self_attn.v_proj", "attn_v", Dim::KVDim, Dim::Hidden, BiasRule::AttnQKV, Permute::None},
+    {Field::O, "self_attn.o_proj", "attn_output", Dim::Hidden, Dim::QDim, BiasRule::AttnO, Permute::None},
+    {Field::PostAttnNorm, "post_attention_layernorm", "post_attention_norm", Dim::Hidden, Dim::None, BiasRule::None, Permute::None},
+    {Field::MlpNorm, "pre_feedforward_layernorm", "ffn_norm", Dim::Hidden, Dim::None, BiasRule::None, Permute::None},
+    {Field::Gate, "mlp.gate_proj", "ffn_gate", Dim::Ffn, Dim::Hidden, BiasRule::Mlp, Permute::None},
+    {Field::Up, "mlp.up_proj", "ffn_up", Dim::Ffn, Dim::Hidden, BiasRule::Mlp, Permute::None},
+    {Field::Down, "mlp.down_proj", "ffn_down", Dim::Hidden, Dim::Ffn, BiasRule::Mlp, Permute::None},
+    {Field::PostMlpNorm, "post_feedforward_layernorm", "post_ffw_norm", Dim::Hidden, Dim::None, BiasRule::None, Permute::None},
+};
+
 constexpr GlobalRow kLlamaGlobals[] = {
     {Global::Embed, "model.embed_tokens.weight", "token_embd.weight", Dim::None, Dim::Hidden},  // out: vocab
     {Global::FinalNorm, "model.norm.weight", "output_norm.weight", Dim::Hidden, Dim::None},
@@ -95,8 +112,10 @@ const ArchTable kTables[] = {
     {"mistral", "llama", true, kLlamaLayer, kLlamaGlobals},  // llama.cpp runs Mistral as llama
     {"qwen3", "qwen3", false, kQwen3Layer, kLlamaGlobals},
     // Gemma 1: the Llama names; its (1 + w) norms, embedding scale and GeGLU are spec fields.
-    // No GGUF form yet (""): llama.cpp's gemma needs the norm offset handled on both sides.
-    {"gemma", "", false, kLlamaLayer, kLlamaGlobals},
+    // GGUF stores the norm multipliers (llama.cpp's converter adds the 1) and no q/k permutation.
+    {"gemma", "gemma", false, kLlamaLayer, kLlamaGlobals},
+    // Gemma 2: Gemma 1 plus post-norms, score scaling and soft-caps (spec fields).
+    {"gemma2", "gemma2", false, kGemma2Layer, kLlamaGlobals},
     // MoE: no GGUF form yet (llama.cpp stacks the experts into one 3-D tensor per kind)
     {"mixtral", "", false, kMixtralLayer, kLlamaGlobals},
     {"qwen2_moe", "", false, kQwen2MoeLayer, kLlamaGlobals},
@@ -115,6 +134,12 @@ const TensorRow& ArchTable::row(Field f) const {
   for (const TensorRow& r : layer)
     if (r.field == f) return r;
   fail(std::string("architecture ") + quote(arch) + " has no tensor for field " + std::to_string((int)f));
+}
+
+bool ArchTable::has(Field f) const {
+  for (const TensorRow& r : layer)
+    if (r.field == f) return true;
+  return false;
 }
 
 const GlobalRow& ArchTable::global(Global g) const {

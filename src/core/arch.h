@@ -18,15 +18,17 @@ namespace kt {
 
 // One decoder layer's tensors (model/model.h LayerWeights has one member per field).
 // QNorm/KNorm: Qwen3's per-head RMSNorm of q and k after the projection, before RoPE.
+// PostAttnNorm/PostMlpNorm: Gemma 2's RMSNorm of the o_proj / down_proj output before its
+// residual add (MlpNorm is then its pre_feedforward_layernorm).
 // Router .. ShRouter: a mixture-of-experts MLP (Mixtral, Qwen2-MoE) in place of Gate/Up/Down:
 // the router [n_experts, hidden], each expert's gate/up/down (one row for all experts: the HF
 // name has a '*' where the expert index goes), the shared expert's gate/up/down and its
 // sigmoid gate [1, hidden] (Qwen2-MoE).
 enum class Field : uint8_t {
-  AttnNorm, Q, K, V, O, MlpNorm, Gate, Up, Down, QNorm, KNorm,
+  AttnNorm, Q, K, V, O, MlpNorm, Gate, Up, Down, QNorm, KNorm, PostAttnNorm, PostMlpNorm,
   Router, ExpGate, ExpUp, ExpDown, ShGate, ShUp, ShDown, ShRouter
 };
-constexpr int kNumFields = 19;
+constexpr int kNumFields = 21;
 
 // A dimension of the spec; a row's shape is {out, in}, or {out} for a norm (in == None).
 // Experts: the router's rows; MoeFfn / SharedFfn: an expert's / the shared expert's width; One: 1.
@@ -82,6 +84,7 @@ struct ArchTable {
 
   const TensorRow& row(Field f) const;  // fails if the family has no such tensor
   const GlobalRow& global(Global g) const;
+  bool has(Field f) const;
 };
 
 // The table of ModelSpec::arch; fails (naming the supported ones) for an unknown family.

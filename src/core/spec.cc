@@ -7,11 +7,17 @@
 namespace kt {
 
 void set_family_math(ModelSpec& s) {
-  if (s.arch == "gemma") {
+  if (s.arch == "gemma" || s.arch == "gemma2") {
     s.act = Act::GeluTanh;
     s.norm_offset = 1.0f;
     s.embed_scale = (float)std::sqrt((double)s.hidden);
   }
+}
+
+float ModelSpec::attn_scale() const {
+  // the head_dim form in float, as it always was computed (bit-identical for the other families)
+  if (query_pre_attn_scalar > 0) return (float)(1.0 / std::sqrt(query_pre_attn_scalar));
+  return 1.0f / std::sqrt((float)head_dim);
 }
 
 void ModelSpec::validate(const std::string& where) const {
@@ -26,6 +32,9 @@ void ModelSpec::validate(const std::string& where) const {
   req(head_dim % 2 == 0, "head_dim must be even for RoPE");
   req(max_pos > 0, "max_position_embeddings must be positive");
   req(rms_eps > 0 && rope_theta > 0, "rms_norm_eps and rope_theta must be positive");
+  req(query_pre_attn_scalar >= 0 && query_pre_attn_scalar < 1e12, "query_pre_attn_scalar must be positive");
+  req(attn_softcap >= 0 && final_softcap >= 0 && std::isfinite(attn_softcap) && std::isfinite(final_softcap),
+      "attn_logit_softcapping and final_logit_softcapping must be positive");
   req(sliding_window >= 0, "sliding_window must not be negative");
   req(layer_slides.empty() || layer_slides.size() == (size_t)n_layers, "layer_types must list every layer");
   if (moe()) {

@@ -50,6 +50,11 @@ struct ModelSpec {
   // by sigmoid(shared_expert_gate x). n_experts == 0: a dense MLP of width ffn.
   int n_experts = 0, top_k = 0, moe_ffn = 0, shared_ffn = 0;
   bool norm_topk_prob = false;
+  // Gemma 2: attention scores are scaled by query_pre_attn_scalar^-0.5 (0: head_dim^-0.5) and
+  // soft-capped as c tanh(s / c) before the mask (attn_softcap c, 0: none); the final logits
+  // likewise (final_softcap). Its layers have post-norms (core/arch.cc rows PostAttnNorm, PostMlpNorm).
+  double query_pre_attn_scalar = 0;
+  float attn_softcap = 0.0f, final_softcap = 0.0f;
   int sliding_window = 0;  // 0: full causal attention
   // Which layers use sliding_window (Qwen2 from max_window_layers on; `layer_types`); empty: all.
   std::vector<uint8_t> layer_slides;
@@ -68,6 +73,8 @@ struct ModelSpec {
     if (shared_ffn > 0 && shared_ffn != moe_ffn) return {moe_ffn, shared_ffn};
     return {moe_ffn};
   }
+  // The factor attention scores are multiplied by before the soft-cap and the softmax.
+  float attn_scale() const;
   int q_dim() const { return n_heads * head_dim; }
   int kv_dim() const { return n_kv_heads * head_dim; }
   // Validates internal consistency; throws kt::Error naming `where`.

@@ -84,6 +84,9 @@ class TensorSource {
   virtual const TensorInfo& info(const std::string& name) const = 0;  // throws if absent
   virtual std::vector<std::string> names() const = 0;
   virtual std::string describe() const = 0;  // path, for error messages
+  // The family's RMSNorm weights are stored as the multiplier (GGUF: llama.cpp's converter adds
+  // Gemma's 1), not in the HF form multiplier - ModelSpec::norm_offset.
+  virtual bool norms_stored_as_multipliers() const { return false; }
   Tensor load(const std::string& name) const { return to_f32(info(name)); }
 };
 

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 
@@ -90,7 +91,8 @@ class GgufOut {
 };
 
 const Tensor* pick(const LayerWeights& w, Field f, TensorRole role) {
-  if (f == Field::QNorm || f == Field::KNorm) return &w.norm(f);  // norms no site is fed by
+  if (f == Field::QNorm || f == Field::KNorm || f == Field::PostAttnNorm || f == Field::PostMlpNorm)
+    return &w.norm(f);  // norms no site is fed by
   for (const auto& g : site_consumers(w)) {
     if (g.norm && g.norm_field == f) return g.norm;
     for (const auto& c : g.linears)
@@ -139,6 +141,23 @@ OutputPolicy gguf_policy(const std::string& path, bool force, const std::vector<
   return p;
 }
 
+// llama.cpp's gemma2 slides on layers 0, 2, 4, ... (and every Gemma 2 checkpoint does).
+bool gemma2_pattern(const ModelSpec& s) {
+  for (int l = 0; l < s.n_layers; l++)
+    if ((s.window(l) > 0) != (l % 2 == 0)) return false;
+  return true;
+}
+
+// llama.cpp's gemma2 does not store query_pre_attn_scalar: it scales the scores by
+// (hidden / heads)^-0.5 for the 46-layer (27B) model and head_dim^-0.5 otherwise. Where the
+// config's scalar differs, W_q (and its bias) carry the ratio, so that llama.cpp (and kurtail
+// reading the file) compute the config's scores (RoPE is linear). 1 for the real checkpoints.
+float gemma2_q_factor(const ModelSpec& s) {
+  if (s.arch != "gemma2") return 1.0f;
+  const double llama_cpp = s.n_layers == 46 ? (double)(s.hidden / s.n_heads) : (double)s.head_dim;
+  return s.query_pre_attn_scalar == llama_cpp ? 1.0f : (float)std::sqrt(llama_cpp / s.query_pre_attn_scalar);
+}
+
 }  // namespace
 
 void write_gguf_vocab(const Tokenizer& t, const std::string& path) {
@@ -169,11 +188,20 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
   if (!*table->gguf_arch) fail(path, "GGUF export of " + quote(s.arch) + " models is not supported yet");
   if (s.rope_style != RopeStyle::RotateHalf) fail(path, "GGUF export needs HF (rotate_half) RoPE weights");
   // llama.cpp's phi3 carries longrope (factor tensors + keys) and sliding_window (every layer,
-  // as transformers' Phi-3); the other architectures have neither in kurtail's GGUF.
+  // as transformers' Phi-3); its gemma2 the alternating window; the other architectures have
+  // neither in kurtail's GGUF.
   const bool phi3 = std::string(table->gguf_arch) == "phi3";
   if (!s.rope_scaling.type.empty() && !(phi3 && s.rope_scaling.type == "longrope"))
     fail(path, "GGUF export of rope scaling " + quote(s.rope_scaling.type) + " is not supported");
-  if (s.sliding_window > 0 && !phi3) fail(path, "GGUF export of sliding-window attention is not supported");
+  if (s.sliding_window > 0 && !phi3 && !(s.arch == "gemma2" && gemma2_pattern(s)))
+    fail(path, "GGUF export of sliding-window attention is not supported" +
+                   std::string(s.arch == "gemma2" ? " other than on layers 0, 2, 4, ... (llama.cpp's gemma2)" : ""));
+  if (s.n_layers > 0 && m.layer(0)->post_norm_r1)
+    fail(path, "GGUF export of a model whose R1 runs online after its post-norms is not supported");
+  const bool gemma = s.arch == "gemma" || s.arch == "gemma2";
+  if (gemma && !m.lm_head.empty())  // llama.cpp's gemma reads the embedding as the output
+    fail(path, "GGUF export of a " + s.arch + " model with its own lm_head (llama.cpp ties it to the embedding; "
+               "rotations and norm folding untie it)");
   if (s.attn_o_bias || s.mlp_bias) fail(path, "GGUF export of o_proj/MLP biases is not supported");
   if (!m.tokenizer) fail(path, "the model has no tokenizer to write");
   VocabExport voc = export_or_fail(*m.tokenizer, path);
@@ -188,6 +216,7 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
     return type == GGUFOutType::F16 ? GGML_F16 : type == GGUFOutType::BF16 ? GGML_BF16 : GGML_F32;
   };
   const uint32_t mat_type = mat_type_for(s.hidden);
+  const float q_factor = gemma2_q_factor(s);
 
   // Tensor list, in llama.cpp's usual order: embedding; per layer and site, the norm, the
   // consumers' weights, then their biases; final norm; output.
@@ -241,6 +270,9 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
         for (Field f : {Field::QNorm, Field::KNorm})
           for (const TensorRow& r : table->layer)
             if (r.field == f) add(r, TensorRole::Weight);
+      // Gemma 2's post-norms, after the linear whose output they normalise
+      const Field post = g.site == Site::OIn ? Field::PostAttnNorm : g.site == Site::DownIn ? Field::PostMlpNorm : Field::AttnNorm;
+      if (post != Field::AttnNorm && table->has(post)) add(table->row(post), TensorRole::Weight);
     }
   }
   add_global(Global::FinalNorm, GGML_F32);
@@ -281,6 +313,11 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
       kv.u32(a + "rope.scaling.original_context_length", (uint32_t)s.rope_scaling.original_max_position);
       kv.f32(a + "rope.scaling.attn_factor", (float)rope_freqs(s, 1).attention_factor);
     }
+  }
+  if (s.arch == "gemma2") {
+    kv.f32(a + "attn_logit_softcapping", s.attn_softcap);
+    kv.f32(a + "final_logit_softcapping", s.final_softcap);
+    kv.u32(a + "attention.sliding_window", (uint32_t)s.sliding_window);
   }
   add_tokenizer_kv(kv, *m.tokenizer, voc);
 
@@ -334,6 +371,11 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
     if (!src || src->data.size() != n)
       fail(path, "tensor " + quote(t.name) + " has no fp32 weights of the expected shape (a --packed model? export from the fake-quant or FP model)");
     const float* p = src->data.data();
+    if (t.layer >= 0 && t.field == Field::Q && q_factor != 1.0f) {  // see gemma2_q_factor
+      rows.assign(p, p + n);
+      for (float& v : rows) v *= q_factor;
+      p = rows.data();
+    }
     if (t.permute_heads > 0) {
       rows.resize(n);
       permute_qk_rows(p, rows.data(), t.shape[0], (int64_t)n / t.shape[0], t.permute_heads, /*to_gguf=*/true);

@@ -67,6 +67,9 @@ void check_output_dir(const Model& m, const std::string& out, bool force, const 
 void save_quantized(const Model& m, const Recipe& r, const std::string& out, bool force, bool packed,
                     const std::vector<std::string>& inputs) {
   const OutputPolicy policy = model_dir_policy(m, force, inputs);
+  // the online R1 is rebuilt from the recipe at load: a model carrying one needs a recipe that says so
+  if (m.spec.n_layers > 0 && (m.layer(0)->post_norm_r1 != nullptr) != r1_runs_online(r, m.spec))
+    fail(out, "the model's online R1 after its post-norms and the recipe's r1 disagree");
   check_output(out, policy, /*is_dir=*/true);
   OutputDir dir(out, policy);
   const std::string& tmp = dir.path();

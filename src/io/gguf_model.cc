@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/arch.h"
+#include "core/spec.h"
 #include "util/error.h"
 #include "util/file.h"
 
@@ -96,6 +97,18 @@ void read_gguf_longrope(const GGUFFile& f, const std::string& a, ModelSpec& s) {
   if (r.attention_factor > 0 && (float)r.attention_factor == (float)derived) r.attention_factor = 0;
 }
 
+// llama.cpp's gemma2 keys. It scales the scores by (hidden / heads)^-0.5 for the 46-layer
+// model (27B) and head_dim^-0.5 otherwise (query_pre_attn_scalar is not stored); layers 0, 2,
+// ... slide over attention.sliding_window keys; the soft-caps default to 50 and 30.
+void read_gemma2(const GGUFFile& f, ModelSpec& s) {
+  const std::string a = "gemma2.";
+  s.query_pre_attn_scalar = s.n_layers == 46 ? (double)(s.hidden / s.n_heads) : (double)s.head_dim;
+  s.attn_softcap = (float)get_float(f, a + "attn_logit_softcapping", 50.0);
+  s.final_softcap = (float)get_float(f, a + "final_logit_softcapping", 30.0);
+  s.sliding_window = get_count(f, a + "attention.sliding_window", 0, true);
+  for (int l = 0; l < s.n_layers; l++) s.layer_slides.push_back(l % 2 == 0);
+}
+
 }  // namespace
 
 ModelSpec gguf_model_spec(const GGUFFile& f) {
@@ -136,6 +149,8 @@ ModelSpec gguf_model_spec(const GGUFFile& f) {
   if (vocab <= 0 || vocab > (1 << 24)) fail(f.path(), "cannot tell the vocabulary size (no token_embd.weight)");
   s.vocab = (int)vocab;
   s.tie_embeddings = !has_output;
+  set_family_math(s);  // Gemma: GeGLU, embeddings times sqrt(hidden) (norms: stored as multipliers)
+  if (s.arch == "gemma2") read_gemma2(f, s);
   s.bos_id = (int)f.get_int("tokenizer.ggml.bos_token_id", 1);
   s.eos_ids = {(int)f.get_int("tokenizer.ggml.eos_token_id", 2)};
   s.validate(f.path());

@@ -33,6 +33,7 @@ class GGUFSource : public TensorSource {
   const TensorInfo& info(const std::string& name) const override;
   std::vector<std::string> names() const override;
   std::string describe() const override { return file_->path(); }
+  bool norms_stored_as_multipliers() const override { return true; }
   const GGUFFile& file() const { return *file_; }
 
  private:

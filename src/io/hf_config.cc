@@ -1,6 +1,7 @@
 // config.json -> ModelSpec. Kept in its own .cc so nlohmann/json stays out of headers.
 #include <algorithm>
 #include <map>
+#include <tuple>
 #include <nlohmann/json.hpp>
 
 #include "io/json_checked.h"
@@ -121,6 +122,15 @@ void read_rope(const json& j, ModelSpec& s, const std::string& path) {
 void read_sliding(const json& j, ModelSpec& s, const std::string& path) {
   if (s.arch == "llama" || s.arch == "gemma") return;  // their attention has no sliding window
   int window = get_or<int>(j, "sliding_window", 0, path);
+  if (s.arch == "gemma2") {
+    // Gemma2Config: sliding_window 4096 by default; old configs also carry sliding_window_size,
+    // which transformers does not read (refused when it disagrees, so neither is guessed).
+    window = !j.contains("sliding_window") ? 4096 : j["sliding_window"].is_null() ? 0 : get_or<int>(j, "sliding_window", 0, path);
+    const int old = get_or<int>(j, "sliding_window_size", window, path);
+    if (old != window)
+      fail(path, "sliding_window (" + std::to_string(window) + ") and sliding_window_size (" + std::to_string(old) +
+                     ") differ");
+  }
   // the same sliding-window fields
   const bool qwen = s.arch == "qwen2" || s.arch == "qwen3" || s.arch == "qwen2_moe";
   if (qwen && !get_or<bool>(j, "use_sliding_window", false, path)) window = 0;
@@ -137,6 +147,8 @@ void read_sliding(const json& j, ModelSpec& s, const std::string& path) {
                        " (supported: full_attention, sliding_attention)");
       s.layer_slides.push_back(t == "sliding_attention");
     }
+  } else if (s.arch == "gemma2") {  // transformers 4: layers 0, 2, 4, ... slide
+    for (int l = 0; l < s.n_layers; l++) s.layer_slides.push_back(l % 2 == 0);
   } else if (qwen && window > 0) {
     const int mwl = get_or<int>(j, "max_window_layers", 28, path);  // Qwen2Config's default
     for (int l = 0; l < s.n_layers; l++) s.layer_slides.push_back(l >= mwl);
@@ -170,6 +182,25 @@ void read_experts(const json& j, ModelSpec& s, const std::string& path) {
   }
 }
 
+// Gemma 2's attention and logit fields, with Gemma2Config's defaults (transformers 4 and 5).
+void read_gemma2(const json& j, ModelSpec& s, const std::string& path) {
+  s.query_pre_attn_scalar = get_or<double>(j, "query_pre_attn_scalar", 256.0, path);
+  if (!(s.query_pre_attn_scalar > 0)) fail(path, "query_pre_attn_scalar must be positive");
+  // null switches a soft-cap off (Gemma2Config allows it); a number must be positive
+  for (auto [key, dst, dflt] : {std::tuple{"attn_logit_softcapping", &s.attn_softcap, 50.0},
+                                std::tuple{"final_logit_softcapping", &s.final_softcap, 30.0}}) {
+    if (j.contains(key) && j[key].is_null()) {
+      *dst = 0.0f;
+      continue;
+    }
+    const double v = get_or<double>(j, key, dflt, path);
+    if (!(v > 0) || v > 1e30) fail(path, std::string(key) + " must be positive (or null for none)");
+    *dst = (float)v;
+  }
+  if (get_or<double>(j, "attention_dropout", 0.0, path) != 0.0) fail(path, "attention_dropout other than 0 is not supported");
+  // transformers 5's Gemma2 has no per-layer-type RoPE; a config that names one is refused by read_rope
+}
+
 }  // namespace
 
 ModelSpec read_hf_config(const std::string& path) {
@@ -192,6 +223,8 @@ ModelSpec read_hf_config(const std::string& path) {
       s.arch = "qwen3";
     } else if (mt == "gemma" || arch == "GemmaForCausalLM") {
       s.arch = "gemma";
+    } else if (mt == "gemma2" || arch == "Gemma2ForCausalLM") {
+      s.arch = "gemma2";
     } else if (mt == "phi3" || arch == "Phi3ForCausalLM") {
       s.arch = "phi3";
     } else if (mt == "mixtral" || arch == "MixtralForCausalLM") {
@@ -201,9 +234,9 @@ ModelSpec read_hf_config(const std::string& path) {
     } else {
       fail(path, "unsupported architecture " + quote(arch.empty() ? mt : arch) +
                      " (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
-                     "GemmaForCausalLM, Phi3ForCausalLM, MixtralForCausalLM, Qwen2MoeForCausalLM)");
+                     "GemmaForCausalLM, Gemma2ForCausalLM, Phi3ForCausalLM, MixtralForCausalLM, Qwen2MoeForCausalLM)");
     }
-    if (s.arch == "gemma") {
+    if (s.arch == "gemma" || s.arch == "gemma2") {
       // transformers' Gemma uses hidden_activation and, when it is unset, the tanh GELU
       // whatever hidden_act says (early Gemma configs say "gelu").
       std::string act = get_or<std::string>(j, "hidden_activation", "gelu_pytorch_tanh", path);
@@ -223,7 +256,7 @@ ModelSpec read_hf_config(const std::string& path) {
     s.max_pos = get_or<int>(j, "max_position_embeddings", 2048, path);
     s.rms_eps = get_or<double>(j, "rms_norm_eps", 1e-6, path);
     // GemmaConfig ties by default; the others do not
-    s.tie_embeddings = get_or<bool>(j, "tie_word_embeddings", s.arch == "gemma", path);
+    s.tie_embeddings = get_or<bool>(j, "tie_word_embeddings", s.arch == "gemma" || s.arch == "gemma2", path);
     read_experts(j, s, path);
     if (s.arch == "qwen2" || s.arch == "qwen2_moe") {
       s.attn_qkv_bias = true;  // Qwen2 always has q/k/v bias, no o_proj bias
@@ -238,6 +271,7 @@ ModelSpec read_hf_config(const std::string& path) {
       fail(path, "rope_interleaved=true is not supported for HF checkpoints");
     read_rope(j, s, path);
     read_sliding(j, s, path);
+    if (s.arch == "gemma2") read_gemma2(j, s, path);
     set_family_math(s);
     if (j.contains("bos_token_id") && j["bos_token_id"].is_number_integer())
       s.bos_id = json_number<int>(j["bos_token_id"], path, "bos_token_id");
@@ -263,6 +297,7 @@ std::string spec_to_hf_config(const ModelSpec& s) {
       {"qwen2", "Qwen2ForCausalLM"},
       {"qwen3", "Qwen3ForCausalLM"},
       {"gemma", "GemmaForCausalLM"},
+      {"gemma2", "Gemma2ForCausalLM"},
       {"phi3", "Phi3ForCausalLM"},
       {"mixtral", "MixtralForCausalLM"},
       {"qwen2_moe", "Qwen2MoeForCausalLM"}};
@@ -295,6 +330,12 @@ std::string spec_to_hf_config(const ModelSpec& s) {
               {"decoder_sparse_step", 1},
               {"mlp_only_layers", json::array()}});
   if (s.act == Act::GeluTanh) j["hidden_activation"] = "gelu_pytorch_tanh";
+  if (s.arch == "gemma2") {  // null: no soft-cap (Gemma2Config's own form)
+    j["query_pre_attn_scalar"] = s.query_pre_attn_scalar;
+    j["attn_logit_softcapping"] = s.attn_softcap > 0 ? json(s.attn_softcap) : json(nullptr);
+    j["final_logit_softcapping"] = s.final_softcap > 0 ? json(s.final_softcap) : json(nullptr);
+    if (s.sliding_window == 0) j["sliding_window"] = nullptr;
+  }
   if (s.sliding_window > 0) {
     j["sliding_window"] = s.sliding_window;
     if (s.arch == "qwen2" || s.arch == "qwen3" || s.arch == "qwen2_moe") j["use_sliding_window"] = true;

@@ -97,6 +97,18 @@ struct SiteHook {
   }
 };
 
+// Gemma 2's post-norm of a block output y [rows, hidden] before its residual add, in place; then
+// the online R1 of a rotated model (the post-norm's weight does not commute with R1, so the
+// writer's output stays in the original basis and is rotated here).
+void post_norm(const ModelSpec& s, const Tensor& g, const RowTransform* r1, float* y, int64_t rows) {
+  const int64_t d = s.hidden;
+  rms_norm(y, g.ptr(), y, rows, d, s.rms_eps);
+  if (!r1) return;
+  if (r1->size() != d) fail("post-norm rotation size differs from hidden_size");
+#pragma omp parallel for
+  for (int64_t r = 0; r < rows; r++) r1->apply_row(y + r * d);
+}
+
 // x += y, elementwise over n values.
 void add_residual(float* x, const float* y, int64_t n) {
 #pragma omp parallel for
@@ -124,7 +136,8 @@ void attend(const ModelSpec& s, const float* q, const KVView& kv, int nseq, int 
             float* out) {
   const int64_t qd = s.q_dim(), kvd = s.kv_dim(), hd = s.head_dim;
   std::vector<float> scores((size_t)ntok * L);
-  const float scale = 1.0f / std::sqrt((float)hd);
+  const float scale = s.attn_scale();
+  const float cap = s.attn_softcap;
   const int group = s.n_heads / s.n_kv_heads;
   for (int b = 0; b < nseq; b++)
     for (int hh = 0; hh < s.n_heads; hh++) {
@@ -138,6 +151,8 @@ void attend(const ModelSpec& s, const float* q, const KVView& kv, int nseq, int 
         float* sr = &scores[(int64_t)i * L];
         const int p = qpos0 + i;  // absolute position of this query
         const int lo = window > 0 ? std::max(0, p - window + 1) : 0;
+        if (cap > 0)  // Gemma 2: scores soft-capped as cap tanh(s / cap), before the mask
+          for (int j = lo; j <= p; j++) sr[j] = cap * std::tanh(sr[j] / cap);
         float mx = -std::numeric_limits<float>::infinity();
         for (int j = lo; j <= p; j++) mx = std::max(mx, sr[j]);
         double sum = 0;
@@ -192,6 +207,7 @@ void attention(const ModelSpec& s, const LayerWeights& w, int layer, float* x, i
   attend(s, q.data(), kv, nseq, ntok, cache ? pos0 : 0, L, s.window(layer), att.data());
   hook(Site::OIn, att.data(), qd);
   linear_forward(att.data(), rows, w.o, h.data());
+  if (!w.post_attn_norm.empty()) post_norm(s, w.post_attn_norm, w.post_norm_r1.get(), h.data(), rows);
   add_residual(x, h.data(), rows * d);
 }
 
@@ -226,6 +242,7 @@ void mlp(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int64_t
   gated_activation(s, g.data(), u.data(), rows * f);
   hook(Site::DownIn, g.data(), f);
   linear_forward(g.data(), rows, w.down, h.data());
+  if (!w.post_mlp_norm.empty()) post_norm(s, w.post_mlp_norm, w.post_norm_r1.get(), h.data(), rows);
   add_residual_checked(x, h.data(), rows * d, layer);
 }
 
@@ -260,6 +277,11 @@ void final_logits(const Model& m, float* x, int64_t rows, float* logits, Hooks* 
   std::copy(h.begin(), h.end(), x);
   if (hooks) hooks->on_activation(m.spec.n_layers, Site::LmHeadIn, x, rows, d);
   sgemm_nt(x, m.head().ptr(), logits, rows, m.spec.vocab, d);
+  if (const float c = m.spec.final_softcap; c > 0) {  // Gemma 2: logits soft-capped as c tanh(z / c)
+    const int64_t n = rows * m.spec.vocab;
+#pragma omp parallel for
+    for (int64_t i = 0; i < n; i++) logits[i] = c * std::tanh(logits[i] / c);
+  }
 }
 
 std::vector<float> forward(const Model& m, const int32_t* tokens, int nseq, int ntok, KVCache* cache, Hooks* hooks) {

@@ -45,6 +45,8 @@ auto& norm_of(LW& w, Field f) {
   if (f == Field::MlpNorm) return w.mlp_norm;
   if (f == Field::QNorm) return w.q_norm;
   if (f == Field::KNorm) return w.k_norm;
+  if (f == Field::PostAttnNorm) return w.post_attn_norm;
+  if (f == Field::PostMlpNorm) return w.post_mlp_norm;
   fail("layer field " + std::to_string((int)f) + " is not a norm");
 }
 

@@ -110,8 +110,8 @@ std::unique_ptr<Model> Model::open(const std::string& path, int resident, const 
 namespace {
 // Norms are held as the multiplier; a checkpoint that stores multiplier - 1 (Gemma) gets the
 // offset back here, in fp32, as transformers computes 1 + w.
-void add_norm_offset(Tensor& t, const ModelSpec& s) {
-  if (s.norm_offset != 0.0f)
+void add_norm_offset(Tensor& t, const ModelSpec& s, const TensorSource& src) {
+  if (s.norm_offset != 0.0f && !src.norms_stored_as_multipliers())
     for (float& v : t.data) v += s.norm_offset;
 }
 }  // namespace
@@ -127,7 +127,7 @@ void Model::init_globals() {
       continue;
     }
     dst = load_checked(*src_, g.hf, global_shape(g, s));
-    if (g.id == Global::FinalNorm) add_norm_offset(dst, s);
+    if (g.id == Global::FinalNorm) add_norm_offset(dst, s, *src_);
   }
   layers_.assign(s.n_layers, nullptr);
   pinned_.assign(s.n_layers, false);
@@ -169,10 +169,11 @@ LayerWeights Model::load_layer(int i) const {
     if (role == TensorRole::Bias) return;
     if (r.is_norm()) {
       t = load_checked(*src_, hf_name(r, i, "weight"), row_shape(r, s));
-      add_norm_offset(t, s);
+      add_norm_offset(t, s, *src_);
     }
     else lin(r, expert, w.linear(r.field, expert));
   });
+  w.post_norm_r1 = post_norm_r1_;
   return w;
 }
 
@@ -197,6 +198,12 @@ void Model::truncate_layers(int n) {
   spec.n_layers = n;
   layers_.resize(n);
   pinned_.resize(n);
+}
+
+void Model::set_post_norm_r1(std::shared_ptr<const RowTransform> r1) {
+  post_norm_r1_ = r1;
+  for (auto& l : layers_)
+    if (l) l->post_norm_r1 = r1;
 }
 
 void Model::untie_lm_head() {

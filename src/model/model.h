@@ -72,6 +72,13 @@ struct LayerWeights {
   std::vector<ExpertWeights> experts;
   ExpertWeights shared;
   Linear shared_router;
+  // [hidden] RMSNorm of the o_proj / down_proj output before its residual add (Gemma 2); empty: none
+  Tensor post_attn_norm, post_mlp_norm;
+  // With post-norms and R1: o_proj/down_proj stay unrotated on their output, the post-norms run
+  // in the original basis and this (R1) rotates their output into the residual stream's basis
+  // before the add (rotate_residual_layer sets it; docs/DESIGN.md). Null: none.
+  std::shared_ptr<const RowTransform> post_norm_r1;
+  bool has_post_norms() const { return !post_attn_norm.empty(); }
 
   bool has_shared_expert() const { return !shared.down.w.shape.empty(); }
   // The member behind a table field (expert: which expert, for ExpGate/ExpUp/ExpDown); fails for
@@ -217,12 +224,16 @@ class Model {
   void truncate_layers(int n);
   // Materialises the tied lm_head as its own tensor (needed before R1 or norm folding).
   void untie_lm_head();
+  // The online R1 of a rotated post-norm model (LayerWeights::post_norm_r1), set on every
+  // layer, loaded now or later (a quantized directory: open_model rebuilds it from the recipe).
+  void set_post_norm_r1(std::shared_ptr<const RowTransform> r1);
 
  private:
   std::shared_ptr<TensorSource> src_;
   bool resident_ = true;
   mutable std::vector<std::shared_ptr<LayerWeights>> layers_;
   std::vector<bool> pinned_;
+  std::shared_ptr<const RowTransform> post_norm_r1_;
   void init_globals();
 };
 

@@ -59,6 +59,7 @@ OnlinePlan::OnlinePlan(const Recipe& r, const ModelSpec& s, const OnlineCaps& ca
   // CrossQuant column maxima.
   std::map<std::pair<int, int>, SiteTransform> tf;
   for (auto& [name, t] : r.tensors) {
+    if (name == kOnlineR1Tensor) continue;  // the model's post-norm R1 (open_model attaches it)
     std::string kind, what;
     int layer;
     Site site;

@@ -144,6 +144,9 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   Recipe& r = opt.recipe;
   const ModelSpec& s = m.spec;
   QuantizeReport rep;
+  // Its R1 would have to be composed with this run's; the recipe written could not say so.
+  if (s.n_layers > 0 && m.layer(0)->post_norm_r1)
+    fail(m.path, "re-quantizing a model whose R1 runs online after its post-norms is not supported (quantize the original checkpoint)");
   // An HF-valid output needs rotate_half RoPE; converting is exact.
   convert_rope_to_rotate_half(m);
 
@@ -195,6 +198,10 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
     r.r4_kind = r4[0].kind();
     rep.r4_kind = r.r4_kind;
   }
+  // shared by every layer whose post-norm output it rotates online (Gemma 2)
+  const auto r1 = r.r1 ? std::make_shared<const Rotation>(rot.r1) : nullptr;
+  if (r.r1 && arch_table(s).has(Field::PostAttnNorm) && rot.r1.kind() == "dense")
+    r.tensors[kOnlineR1Tensor] = rot.r1.matrix();  // a learned R1 runs online: the recipe carries it
   if (rotate || r.r3) {
     fold_final_norm(m);
     if (r.r1) rotate_residual_globals(m, rot.r1);
@@ -237,7 +244,7 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
       lin.qbits = 0;
     });
     if (r.r1 || r.r3 || r.r2 || r.r4 || needs.fold_norms) fold_layer_norms(w);
-    if (r.r1) rotate_residual_layer(w, rot.r1);
+    if (r.r1) rotate_residual_layer(w, r1);
     if (r.r2) rotate_value_heads(w, s, rot.r2_layers.empty() ? rot.r2 : rot.r2_layers[l]);
     LayerStats stats;
     if (needs.layer_stats) {

@@ -268,6 +268,8 @@ Recipe Recipe::from_json(const std::string& text, const std::string& path) {
   return r;
 }
 
+bool r1_runs_online(const Recipe& r, const ModelSpec& s) { return r.r1 && arch_table(s).has(Field::PostAttnNorm); }
+
 std::string site_tensor_name(const std::string& kind, int layer, Site site, const std::string& what) {
   return kind + "." + std::to_string(layer) + "." + site_name(site) + "." + what;
 }

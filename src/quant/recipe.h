@@ -76,6 +76,12 @@ struct Recipe {
   void set_bits(int wbits, int abits, int kvbits, int head_dim);
 };
 
+// A learned R1 (KurTail) of a model with post-norms (Gemma 2), which runs online after them:
+// [hidden, hidden]. A seeded Hadamard R1 is rebuilt from `seed` instead.
+constexpr const char* kOnlineR1Tensor = "r1.online";
+// True when the model's R1 runs online after the post-norms (recipe r1 and a post-norm family).
+bool r1_runs_online(const Recipe& r, const ModelSpec& s);
+
 // Name of a per-layer recipe tensor, e.g. site_tensor_name(3, Site::DownIn, "smooth").
 std::string site_tensor_name(const std::string& kind, int layer, Site site, const std::string& what);
 

@@ -140,6 +140,7 @@ std::map<std::string, std::vector<int64_t>> expected_online_tensors(const Recipe
         e[site_tensor_name("cq", l, site, "colmax")] = {n};
       }
     }
+  if (r1_runs_online(r, s) && r.method == "kurtail" && r.kurtail.learn_r1) e[kOnlineR1Tensor] = {s.hidden, s.hidden};
   return e;
 }
 
@@ -168,7 +169,7 @@ void check_online_tensor(const std::string& name, const Tensor& t, const std::st
       if (t.data[i] < 0)
         fail(file, "tensor " + quote(full) + " has column maximum " + fmt_num(t.data[i]) + " at element " +
                        std::to_string(i) + "; column maxima are >= 0");
-  } else if (what == "rot_a" || what == "rot_b") {
+  } else if (what == "rot_a" || what == "rot_b" || name == kOnlineR1Tensor) {
     const double err = orthogonality_error(t);
     if (!(err <= 1e-4)) fail(file, "tensor " + quote(full) + " is not orthogonal (max |R^T R - I| = " + fmt_num(err) + ")");
   } else if (what == "perm") {
@@ -378,6 +379,14 @@ Recipe load_validated_recipe(const std::string& dir, const ModelSpec& s) {
   return r;
 }
 
+void attach_online_r1(Model& m, const Recipe& r) {
+  if (!r1_runs_online(r, m.spec)) return;
+  auto it = r.tensors.find(kOnlineR1Tensor);  // validated: [hidden, hidden], orthogonal
+  Rotation r1 = it != r.tensors.end() ? Rotation::from_matrix(it->second)
+                                      : Rotation::hadamard(m.spec.hidden, r.r1_random_signs, r.seed);
+  m.set_post_norm_r1(std::make_shared<const RotationRows>(std::make_shared<const Rotation>(std::move(r1))));
+}
+
 std::unique_ptr<Model> open_model(const std::string& path, int resident, const std::string& tokenizer_path) {
   return open_model(path, resident, tokenizer_path, nullptr);
 }
@@ -389,11 +398,10 @@ std::unique_ptr<Model> open_model(const std::string& path, int resident, const s
   std::optional<Recipe> r;
   if (has_recipe && file_exists(cfg)) r = load_validated_recipe(path, read_hf_config(cfg));
   auto m = Model::open(path, resident, tokenizer_path);
-  if (recipe) {
-    // (a directory with recipe.json but no config.json: validated against what Model::open read)
-    if (has_recipe && !r) r = load_validated_recipe(path, m->spec);
-    *recipe = std::move(r);
-  }
+  // (a directory with recipe.json but no config.json: validated against what Model::open read)
+  if (has_recipe && !r) r = load_validated_recipe(path, m->spec);
+  if (r) attach_online_r1(*m, *r);  // whoever opens it, never without its online R1
+  if (recipe) *recipe = std::move(r);
   return m;
 }
 

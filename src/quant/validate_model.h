@@ -83,6 +83,11 @@ void validate_recipe(const Recipe& r, const std::string& path);
 // above against `s`, and returns the recipe with its tensors.
 Recipe load_validated_recipe(const std::string& dir, const ModelSpec& s);
 
+// A rotated model with post-norms (Gemma 2) runs R1 online after them (transform/fuse.h): its
+// recipe's R1 (rebuilt from the seed, or the learned kurtail.r1.online tensor, validated)
+// goes onto every layer. Nothing for other models. open_model calls it.
+void attach_online_r1(Model& m, const Recipe& r);
+
 // Model::open for every path a user names (the CLI, the runtime loader, the fuzz target): a
 // quantized model directory (one with recipe.json) is validated whole against its recipe
 // before any tensor is used. (Model::open itself knows no recipes: it sits a layer below.)

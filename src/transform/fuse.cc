@@ -62,14 +62,20 @@ void rotate_residual_globals(Model& m, const Rotation& r1) {
   r1.apply(m.lm_head.ptr(), m.lm_head.dim(0));
 }
 
-void rotate_residual_layer(LayerWeights& w, const Rotation& r1) {
+void rotate_residual_layer(LayerWeights& w, const std::shared_ptr<const Rotation>& r1) {
+  if (w.post_norm_r1) fail("rotate_residual_layer: the layer's post-norm output is already rotated");
   auto sites = site_consumers(w);
   for (auto& g : sites)  // readers of the residual stream first, as the order always was
     if (!g.writes_residual)
-      for (auto& c : g.linears) rotate_input_side(*c.lin, r1);
+      for (auto& c : g.linears) rotate_input_side(*c.lin, *r1);
+  if (w.has_post_norms()) {  // the writers' outputs go through a post-norm first: R1 runs after it
+    if (w.post_mlp_norm.empty()) fail("rotate_residual_layer: a layer with one post-norm but not the other");
+    w.post_norm_r1 = std::make_shared<const RotationRows>(r1);
+    return;
+  }
   for (auto& g : sites)
     if (g.writes_residual)
-      for (auto& c : g.linears) rotate_output_side(*c.lin, r1);
+      for (auto& c : g.linears) rotate_output_side(*c.lin, *r1);
 }
 
 void rotate_heads(float* x, int64_t rows, int nheads, const Rotation& q) { q.apply(x, rows * nheads); }

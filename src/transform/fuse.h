@@ -19,7 +19,10 @@ void fold_final_norm(Model& m);
 // R1 on the residual stream: embeddings and lm_head (model-level) ...
 void rotate_residual_globals(Model& m, const Rotation& r1);
 // ... and each layer: q/k/v/gate/up inputs, o/down outputs. Needs folded norms.
-void rotate_residual_layer(LayerWeights& w, const Rotation& r1);
+// A layer with post-norms (Gemma 2: y = RMSNorm(o) * g is added to the residual) keeps o/down
+// unrotated on their output: RMSNorm commutes with R1 but the elementwise g does not, so the
+// post-norm runs in the original basis and r1 rotates its output online (w.post_norm_r1).
+void rotate_residual_layer(LayerWeights& w, const std::shared_ptr<const Rotation>& r1);
 // R2 per head (head_dim): v_proj output and o_proj input, head by head.
 void rotate_value_heads(LayerWeights& w, const ModelSpec& s, const Rotation& r2);
 // R4: W_down <- W_down H, to pair with the online x <- x H at the down_proj input; r4 holds one
