@@ -110,9 +110,9 @@ TEST(ArchTable, RowsHaveUniqueNamesAndFindThemselves) {
     const std::map<std::string, int> n_fields = {{"qwen3", 11}, {"gemma2", 11}, {"mixtral", 10}, {"qwen2_moe", 14}};
     EXPECT_EQ((int)fields.size(), n_fields.count(t->arch) ? n_fields.at(t->arch) : 9);
     EXPECT_EQ(&arch_table(t->arch), t);
-    if (*t->gguf_arch) EXPECT_NE(arch_table_for_gguf(t->gguf_arch), nullptr);  // MoE: no GGUF form yet
+    EXPECT_NE(arch_table_for_gguf(t->gguf_arch), nullptr);
   }
-  EXPECT_EQ(gguf_arch_list(), "llama, qwen2, qwen3, gemma, gemma2, phi3");
+  EXPECT_EQ(gguf_arch_list(), "llama, qwen2, qwen3, gemma, gemma2, qwen2moe, phi3");
   EXPECT_EQ(arch_table_for_gguf("mistral"), nullptr);  // Mistral is written (and read) as llama
   EXPECT_EQ(std::string(arch_table("mistral").gguf_arch), "llama");
   EXPECT_THROW(arch_table("gpt2"), Error);

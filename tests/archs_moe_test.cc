@@ -11,7 +11,9 @@
 
 #include "eval/diagnostics.h"
 #include "eval/perplexity.h"
+#include "export/gguf_writer.h"
 #include "export/quantized_model.h"
+#include "io/gguf.h"
 #include "io/safetensors.h"
 #include "io/text.h"
 #include "model/forward.h"
@@ -250,6 +252,56 @@ TEST(MoeRefusals, QuantizeCliRefusesSmoothQuantOnMixtral) {
   auto r = test::run_cli("quantize -q --model " + d + " --method smoothquant --calib " + d + "/text.txt --nsamples 2 --seqlen 64 --out " + out);
   test::expect_documented_error(r, "method smoothquant is not supported on mixture-of-experts models yet");
   EXPECT_FALSE(file_exists(out));
+}
+
+// GGUF as llama.cpp writes these families: Mixtral as "llama" with expert_count, Qwen2-MoE as
+// "qwen2moe" with its expert widths; each expert kind stacked into one ffn_*_exps tensor
+// (ggml dims in, out, n_expert), the router ffn_gate_inp, Qwen2-MoE's shared expert *_shexp and
+// its 1-D gate. Read back, it is the same model: the golden perplexity.
+TEST(MoeGguf, ExportAsLlamaCppStacksExpertsAndReadsBackToTheGolden) {
+  for (const std::string family : {"mixtral", "qwen2-moe"}) {
+    auto hf = Model::open(arch_dir(family));
+    const ModelSpec& s = hf->spec;
+    const std::string path = test::temp_dir("moegguf") + "/m.gguf";
+    write_gguf(*hf, path, GGUFOutType::F32, family);
+    {
+      GGUFFile f(path);
+      const std::string a = family == "mixtral" ? "llama" : "qwen2moe";
+      EXPECT_EQ(f.get_string("general.architecture", ""), a);
+      EXPECT_EQ(f.get_int(a + ".expert_count", -1), s.n_experts);
+      EXPECT_EQ(f.get_int(a + ".expert_used_count", -1), s.top_k);
+      std::map<std::string, std::vector<uint64_t>> dims;
+      for (const auto& t : f.tensors()) dims[t.name] = t.dims;
+      const uint64_t E = s.n_experts, d = s.hidden, ff = s.moe_ffn;
+      EXPECT_EQ(dims["blk.1.ffn_gate_exps.weight"], (std::vector<uint64_t>{d, ff, E})) << family;
+      EXPECT_EQ(dims["blk.1.ffn_down_exps.weight"], (std::vector<uint64_t>{ff, d, E})) << family;
+      EXPECT_EQ(dims["blk.1.ffn_gate_inp.weight"], (std::vector<uint64_t>{d, E})) << family;
+      EXPECT_FALSE(dims.count("blk.0.ffn_gate.weight")) << family;
+      if (family == "qwen2-moe") {
+        EXPECT_EQ(f.get_int(a + ".expert_feed_forward_length", -1), s.moe_ffn);
+        EXPECT_EQ(f.get_int(a + ".expert_shared_feed_forward_length", -1), s.shared_ffn);
+        EXPECT_EQ(dims["blk.0.ffn_gate_inp_shexp.weight"], (std::vector<uint64_t>{d}));
+        EXPECT_EQ(dims["blk.0.ffn_down_shexp.weight"], (std::vector<uint64_t>{(uint64_t)s.shared_ffn, d}));
+      }
+    }
+    auto gg = Model::open(path);
+    EXPECT_EQ(gg->spec.arch, s.arch) << family;
+    EXPECT_EQ(gg->spec.n_experts, s.n_experts);
+    EXPECT_EQ(gg->spec.norm_topk_prob, s.norm_topk_prob);
+    const double ppl = text_perplexity(Session(*gg), family);
+    const json g = json::parse(read_file(arch_dir(family) + "/golden.json", SIZE_MAX));
+    EXPECT_LT(std::fabs(ppl / g["eval"]["perplexity"].get<double>() - 1), 1e-4) << family << ": " << ppl;
+    EXPECT_LT(std::fabs(ppl / text_perplexity(Session(*hf), family) - 1), 1e-6) << family;
+  }
+  // llama.cpp's qwen2moe never renormalises: a config that does cannot be expressed
+  auto m = Model::open(arch_dir("qwen2-moe"));
+  m->spec.norm_topk_prob = true;
+  try {
+    write_gguf(*m, test::temp_dir("moegguf") + "/n.gguf", GGUFOutType::F32, "n");
+    ADD_FAILURE() << "norm_topk_prob exported";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("norm_topk_prob"), std::string::npos) << e.what();
+  }
 }
 
 // A saved MoE checkpoint keeps the family's config: experts, top-k, widths, renormalisation.

@@ -38,7 +38,7 @@ constexpr TensorRow kQwen3Layer[] = {
 
 // Mixtral: the Llama attention rows, then block_sparse_moe: the router (`gate`) and each
 // expert's w1 (gate), w2 (down), w3 (up), in the order transformers saves them. llama.cpp runs
-// Mixtral as "llama" with stacked expert tensors (ffn_*_exps); that GGUF form is not written yet.
+// Mixtral as "llama" with stacked expert tensors (ffn_*_exps).
 constexpr TensorRow kMixtralLayer[] = {
     {Field::AttnNorm, "input_layernorm", "attn_norm", Dim::Hidden, Dim::None, BiasRule::None, Permute::None},
     {Field::Q, "self_attn.q_proj", "attn_q", Dim::QDim, Dim::Hidden, BiasRule::AttnQKV, Permute::QHeads},
@@ -116,9 +116,10 @@ const ArchTable kTables[] = {
     {"gemma", "gemma", false, kLlamaLayer, kLlamaGlobals},
     // Gemma 2: Gemma 1 plus post-norms, score scaling and soft-caps (spec fields).
     {"gemma2", "gemma2", false, kGemma2Layer, kLlamaGlobals},
-    // MoE: no GGUF form yet (llama.cpp stacks the experts into one 3-D tensor per kind)
-    {"mixtral", "", false, kMixtralLayer, kLlamaGlobals},
-    {"qwen2_moe", "", false, kQwen2MoeLayer, kLlamaGlobals},
+    // MoE: llama.cpp stacks each expert linear kind into one ffn_*_exps tensor [n_expert, out,
+    // in]; Mixtral is its "llama" with experts (read as mixtral when expert_count > 0).
+    {"mixtral", "llama", true, kMixtralLayer, kLlamaGlobals},
+    {"qwen2_moe", "qwen2moe", false, kQwen2MoeLayer, kLlamaGlobals},
     // Phi-3 / Phi-3.5: Llama rows, fused on disk (HF and llama.cpp's phi3 alike; q/k not permuted).
     {"phi3", "phi3", false, kLlamaLayer, kLlamaGlobals, kPhi3Fused},
 };

@@ -72,6 +72,7 @@ struct OutTensor {
   TensorRole role = TensorRole::Weight;
   int permute_heads = 0;       // llama q/k: HF rotate_half rows -> llama.cpp's adjacent pairs
   const FusedRow* fused = nullptr;  // a fused tensor (Phi-3 attn_qkv): its parts' rows, stacked
+  bool experts = false;        // an ffn_*_exps tensor: every expert's [out, in], stacked
   std::vector<float> values;   // a tensor of the spec, not of the weights (longrope factors)
 };
 
@@ -90,13 +91,14 @@ class GgufOut {
   OutputFile out_;
 };
 
-const Tensor* pick(const LayerWeights& w, Field f, TensorRole role) {
+// The tensor of field f (for a per-expert field: of `expert`).
+const Tensor* pick(const LayerWeights& w, Field f, TensorRole role, int expert = -1) {
   if (f == Field::QNorm || f == Field::KNorm || f == Field::PostAttnNorm || f == Field::PostMlpNorm)
     return &w.norm(f);  // norms no site is fed by
   for (const auto& g : site_consumers(w)) {
     if (g.norm && g.norm_field == f) return g.norm;
     for (const auto& c : g.linears)
-      if (c.field == f) return role == TensorRole::Bias ? &c.lin->b : &c.lin->w;
+      if (c.field == f && (expert < 0 || c.expert == expert)) return role == TensorRole::Bias ? &c.lin->b : &c.lin->w;
   }
   return nullptr;
 }
@@ -203,6 +205,9 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
     fail(path, "GGUF export of a " + s.arch + " model with its own lm_head (llama.cpp ties it to the embedding; "
                "rotations and norm folding untie it)");
   if (s.attn_o_bias || s.mlp_bias) fail(path, "GGUF export of o_proj/MLP biases is not supported");
+  if (s.arch == "qwen2_moe" && s.norm_topk_prob)
+    fail(path, "GGUF export of a Qwen2-MoE model with norm_topk_prob is not supported (llama.cpp's qwen2moe never "
+               "renormalises the top-k weights)");
   if (!m.tokenizer) fail(path, "the model has no tokenizer to write");
   VocabExport voc = export_or_fail(*m.tokenizer, path);
   std::vector<std::string> all_inputs = inputs;
@@ -235,7 +240,12 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
     ts.push_back(o);
   };
   add_global(Global::Embed, mat_type);
-  const LayerWeights shape_of_a_layer;  // site_consumers' structure does not depend on the weights
+  // site_consumers' structure depends on the spec (dense, or its experts), not on the weights
+  LayerWeights shape_of_a_layer;
+  if (s.moe()) {
+    shape_of_a_layer.experts.resize((size_t)s.n_experts);
+    if (s.shared_ffn > 0) shape_of_a_layer.shared.down.w.shape = {s.hidden, s.shared_ffn};
+  }
   for (int l = 0; l < s.n_layers; l++) {
     auto add = [&](const TensorRow& r, TensorRole role) {
       const char* kind = role == TensorRole::Bias ? "bias" : "weight";
@@ -261,9 +271,26 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
       for (Field p : fr->parts) o.shape[0] += row_shape(table->row(p), s)[0];
       o.permute_heads = 0;
     };
+    // llama.cpp's MoE tensors: the router and the shared-expert gate in F32 (the latter 1-D, as
+    // llama.cpp declares it), each expert kind stacked once, where expert 0 comes.
+    auto add_moe = [&](Field f, int expert) {
+      const TensorRow& r = table->row(f);
+      if (r.per_expert() && expert != 0) return;
+      add(r, TensorRole::Weight);
+      OutTensor& o = ts.back();
+      if (r.routing()) o.type = GGML_F32;
+      if (f == Field::ShRouter) o.shape = {s.hidden};
+      if (r.per_expert()) {
+        o.shape.insert(o.shape.begin(), s.n_experts);
+        o.experts = true;
+      }
+    };
     for (const auto& g : site_consumers(shape_of_a_layer)) {
       if (g.norm) add(table->row(g.norm_field), TensorRole::Weight);
-      for (const auto& c : g.linears) add_linear(c.field, TensorRole::Weight);
+      for (const auto& c : g.linears) {
+        if (s.moe() && (c.expert >= 0 || table->row(c.field).routing())) add_moe(c.field, c.expert);
+        else add_linear(c.field, TensorRole::Weight);
+      }
       for (const auto& c : g.linears)
         if (row_has_bias(table->row(c.field), s)) add_linear(c.field, TensorRole::Bias);
       if (g.site == Site::AttnIn)  // Qwen3's q/k head norms, after the projections (as llama.cpp lists them)
@@ -307,6 +334,14 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
   kv.f32(a + "attention.layer_norm_rms_epsilon", (float)s.rms_eps);
   kv.f32(a + "rope.freq_base", (float)s.rope_theta);
   kv.u32(a + "vocab_size", (uint32_t)s.vocab);
+  if (s.moe()) {  // as llama.cpp's converter writes them (Mixtral: feed_forward_length is the expert width)
+    kv.u32(a + "expert_count", (uint32_t)s.n_experts);
+    kv.u32(a + "expert_used_count", (uint32_t)s.top_k);
+    if (s.arch == "qwen2_moe") {
+      kv.u32(a + "expert_feed_forward_length", (uint32_t)s.moe_ffn);
+      kv.u32(a + "expert_shared_feed_forward_length", (uint32_t)s.shared_ffn);
+    }
+  }
   if (phi3) {  // as llama.cpp's Phi3MiniModel writes them
     kv.u32(a + "attention.sliding_window", (uint32_t)s.sliding_window);
     if (s.rope_scaling.type == "longrope") {
@@ -352,6 +387,17 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
         cur_layer = t.layer;
       }
       src = pick(*cur, t.field, t.role);
+      if (t.experts) {
+        stacked = Tensor(t.shape);
+        const size_t pn = stacked.data.size() / (size_t)s.n_experts;
+        for (int e = 0; e < s.n_experts; e++) {
+          const Tensor* part = pick(*cur, t.field, t.role, e);
+          if (!part || part->data.size() != pn)
+            fail(path, "tensor " + quote(t.name) + " has no fp32 weights of the expected shape (a --packed model? export from the fake-quant or FP model)");
+          std::copy(part->data.begin(), part->data.end(), stacked.data.begin() + (ptrdiff_t)(e * pn));
+        }
+        src = &stacked;
+      }
       if (t.fused) {
         stacked = Tensor(t.shape);
         size_t at = 0;

@@ -32,7 +32,9 @@ int get_count(const GGUFFile& f, const std::string& key, int64_t dflt, bool requ
   return (int)v;
 }
 
-// GGUF tensor name -> HF name ("" if not part of the decoder); *row: the layer row, if any.
+// GGUF tensor name -> HF name ("" if not part of the decoder); *row: the layer row, if any. A
+// per-expert row (llama.cpp stacks every expert into one ffn_*_exps tensor) gives the name of
+// expert 0; the caller splits the stack.
 std::string hf_name_of(const ArchTable& t, const std::string& g, int n_layers, const TensorRow** row) {
   *row = nullptr;
   for (const GlobalRow& r : t.globals)
@@ -55,7 +57,28 @@ std::string hf_name_of(const ArchTable& t, const std::string& g, int n_layers, c
   const TensorRow* r = row_by_gguf(t, rest.substr(0, suf));
   if (!r) return "";
   *row = r;
-  return hf_name(*r, l, rest.substr(suf + 1).c_str());
+  return hf_name(*r, l, rest.substr(suf + 1).c_str(), r->per_expert() ? 0 : -1);
+}
+
+// The expert fields as llama.cpp writes them: Mixtral is its "llama" with expert_count > 0
+// (top-k weights renormalised); qwen2moe has expert and shared-expert widths and never
+// renormalises.
+void read_gguf_experts(const GGUFFile& f, const std::string& a, ModelSpec& s) {
+  s.n_experts = get_count(f, a + "expert_count", 0, false);
+  if (s.n_experts == 0) {
+    if (s.arch == "qwen2_moe") fail(f.path(), "missing GGUF key " + quote(a + "expert_count"));
+    return;
+  }
+  if (s.arch == "llama") s.arch = "mixtral";
+  s.top_k = get_count(f, a + "expert_used_count", 0, true);
+  if (s.arch == "mixtral") {
+    s.moe_ffn = s.ffn;
+    s.norm_topk_prob = true;
+  } else {
+    s.moe_ffn = get_count(f, a + "expert_feed_forward_length", 0, true);
+    s.shared_ffn = get_count(f, a + "expert_shared_feed_forward_length", s.ffn, false);
+    s.norm_topk_prob = false;
+  }
 }
 
 // The F32 values of a 1-D GGUF tensor of n elements (rope factors).
@@ -134,6 +157,7 @@ ModelSpec gguf_model_spec(const GGUFFile& f) {
     fail(f.path(), "GGUF rope.dimension_count " + std::to_string(rope_dims) + " != head_dim " + std::to_string(s.head_dim) +
                        " (partial rotary embeddings are not supported)");
   read_gguf_longrope(f, a, s);
+  read_gguf_experts(f, a, s);
   // llama.cpp's phi3 converter writes sliding_window (0: none); transformers' Phi-3 slides every layer
   if (s.arch == "phi3") s.sliding_window = get_count(f, a + "attention.sliding_window", 0, false);
   for (auto& t : f.tensors())
@@ -177,7 +201,37 @@ GGUFSource::GGUFSource(std::shared_ptr<const GGUFFile> f, const ModelSpec& spec)
     ti.nbytes = t.nbytes;
     // llama.cpp's converter permutes q/k rows for "llama" (its RoPE pairs adjacent values)
     if (table.gguf_permute_qk && row) ti.unpermute_heads = permute_heads(*row, spec);
+    // the shared-expert gate: llama.cpp declares it [hidden]; kurtail holds the HF [1, hidden]
+    if (row && row->field == Field::ShRouter && ti.shape.size() == 1) ti.shape.insert(ti.shape.begin(), 1);
+    if (row && row->per_expert()) {
+      add_expert_views(t, *row, std::move(ti), spec);
+      continue;
+    }
     infos_[hf] = std::move(ti);
+  }
+}
+
+// A stacked ffn_*_exps tensor [n_experts, out, in] as one [out, in] view per expert (each
+// expert's rows are contiguous in every type kurtail reads, Q8_0 blocks included).
+void GGUFSource::add_expert_views(const GGUFTensorInfo& t, const TensorRow& row, TensorInfo stack, const ModelSpec& spec) {
+  if (stack.shape.size() != 3 || stack.shape[0] != spec.n_experts)
+    fail(file_->path(), "tensor " + quote(t.name) + " must stack " + std::to_string(spec.n_experts) +
+                            " experts as [n_expert, out, in] (ggml: in, out, n_expert)");
+  if (stack.nbytes % (size_t)spec.n_experts != 0)
+    fail(file_->path(), "tensor " + quote(t.name) + " does not split into " + std::to_string(spec.n_experts) + " equal experts");
+  const size_t slab = stack.nbytes / (size_t)spec.n_experts;
+  // the layer index and kind, from the name of expert 0
+  const std::string n0 = stack.name;
+  const std::string head = kHfLayerPrefix;
+  const int layer = std::stoi(n0.substr(head.size(), n0.find('.', head.size()) - head.size()));
+  const std::string kind = n0.substr(n0.rfind('.') + 1);
+  for (int e = 0; e < spec.n_experts; e++) {
+    TensorInfo ti = stack;
+    ti.name = hf_name(row, layer, kind.c_str(), e);
+    ti.shape = {stack.shape[1], stack.shape[2]};
+    ti.data = stack.data + (size_t)e * slab;
+    ti.nbytes = slab;
+    infos_[ti.name] = std::move(ti);
   }
 }
 

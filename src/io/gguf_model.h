@@ -8,6 +8,7 @@
 
 #include "io/gguf.h"
 #include "core/tensor.h"
+#include "core/arch.h"
 #include "core/spec.h"
 
 namespace kt {
@@ -40,6 +41,7 @@ class GGUFSource : public TensorSource {
   std::shared_ptr<const GGUFFile> file_;
   std::map<std::string, TensorInfo> infos_;
   std::map<std::string, std::string> unreadable_;  // HF name -> message
+  void add_expert_views(const GGUFTensorInfo& t, const TensorRow& row, TensorInfo stack, const ModelSpec& spec);
 };
 
 }  // namespace kt
