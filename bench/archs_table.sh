@@ -12,9 +12,10 @@ DATA="${KURTAIL_DATA:-../shared/data}"
 OUT="${OUTDIR:-/tmp/kt-archs}"
 mkdir -p "$OUT"
 num() { grep -o "\"$1\": *[0-9.e+-]*" | head -1 | sed 's/.*: *//'; }
-echo "| family | FP ppl | golden ppl | rel. diff | RTN ppl / KL | QuaRot ppl / KL | KurTail ppl / KL |"
-echo "|---|---|---|---|---|---|---|"
-for fam in llama2 llama3.2 qwen2.5 qwen3 gemma mistral llama-rope-linear llama-rope-dynamic llama-rope-yarn; do
+echo "| family | FP ppl | golden ppl | rel. diff | RTN ppl / KL | QuaRot ppl / KL | KurTail ppl / KL | execution (KurTail) |"
+echo "|---|---|---|---|---|---|---|---|"
+for fam in llama2 llama3.2 qwen2.5 qwen3 gemma gemma2 mistral phi3 phi3.5-longrope mixtral qwen2-moe \
+           llama-rope-linear llama-rope-dynamic llama-rope-yarn; do
   d="$DATA/models/archs/$fam"
   [ -f "$d/config.json" ] || continue
   fp=$("$BIN" eval -q --json --model "$d" --text "$d/text.txt" --ctx 64 | num perplexity)
@@ -28,5 +29,6 @@ for fam in llama2 llama3.2 qwen2.5 qwen3 gemma mistral llama-rope-linear llama-r
     ev=$("$BIN" eval -q --json --model "$q" --text "$d/text.txt" --ctx 64 --kl-ref "$d")
     row="$row | $(printf '%s' "$ev" | num perplexity) / $(printf '%s' "$ev" | num kl)"
   done
-  echo "$row |"
+  exe=$(printf '%s' "$ev" | grep -o '"execution": *"[^"]*"' | sed 's/.*: *"//; s/"$//')
+  echo "$row | $exe |"
 done
