@@ -29,11 +29,21 @@ float log_sum_exp(const float* r, int n, int* argmax) {
   return (float)(std::log(s) + mx);
 }
 
-double window_nll(const float* logits, const int32_t* tokens, int n, int vocab) {
-  return ordered_sum(n - 1, [&](int64_t t) {
+double window_nll(const float* logits, const int32_t* tokens, int n, int vocab, int first) {
+  return ordered_sum(n - 1 - first, [&](int64_t i) {
+    const int64_t t = first + i;
     const float* r = logits + t * vocab;
     return (double)log_sum_exp(r, vocab) - r[tokens[t + 1]];
   });
+}
+
+const char* ppl_protocol_name(PplProtocol p) { return p == PplProtocol::LlamaCpp ? "llama.cpp" : "kurtail"; }
+
+void llamacpp_windows(Windows& w, int32_t bos, const std::string& what) {
+  if (w.n() < 2)
+    fail(what, "the llama.cpp perplexity protocol needs at least 2 windows of " + std::to_string(w.ctx) +
+                   " tokens (llama-perplexity refuses fewer); the text has " + std::to_string(w.tokens.size()));
+  for (int i = 0; i < w.n(); i++) w.tokens[(size_t)i * w.ctx] = bos;
 }
 
 void run_windows(const Session& sess, const Windows& w, const EvalOptions& opt,
@@ -75,11 +85,13 @@ PplResult perplexity(const Session& sess, const Windows& w, const EvalOptions& o
   const Model& m = sess.model();
   auto t0 = std::chrono::steady_clock::now();
   double total = 0;
-  run_windows(sess, w, opt, [&](int i, const float* logits) { total += window_nll(logits, w.window(i), w.ctx, m.spec.vocab); });
+  const int first = opt.protocol == PplProtocol::LlamaCpp ? w.ctx / 2 : 0;
+  run_windows(sess, w, opt,
+              [&](int i, const float* logits) { total += window_nll(logits, w.window(i), w.ctx, m.spec.vocab, first); });
   PplResult r;
   r.windows = w.n();
   r.ctx = w.ctx;
-  r.predicted = (int64_t)w.n() * (w.ctx - 1);
+  r.predicted = (int64_t)w.n() * (w.ctx - 1 - first);
   r.mean_nll = total / r.predicted;
   r.ppl = std::exp(r.mean_nll);
   r.seconds = seconds_since(t0);
