@@ -49,7 +49,7 @@ int run_tasks(const Session& sess, int ctx, const std::string& method, const std
   so.batched = !ea.unbatched;
   // every task file is read (and checked) before the first document is scored
   std::vector<Task> tasks;
-  for (const auto& n : names) tasks.push_back(load_task(n, ea.tasks_dir, ea.limit, n == "mmlu" ? ea.num_fewshot : 0));
+  for (const auto& n : names) tasks.push_back(load_task(n, ea.tasks_dir, ea.limit, ea.num_fewshot));
   std::unique_ptr<OutputFile> log;
   std::string pending;  // sample lines not yet written
   if (!ea.log_samples.empty()) {

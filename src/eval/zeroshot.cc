@@ -293,6 +293,16 @@ std::vector<ChoiceScore> score_requests(const Session& s, const std::vector<Requ
   return out;
 }
 
+void choose(const std::vector<ChoiceScore>& sc, const std::vector<std::string>& choices, int* pred, int* pred_norm) {
+  double bl = -INFINITY, bn = -INFINITY;
+  *pred = *pred_norm = 0;
+  for (size_t c = 0; c < sc.size(); c++) {
+    const double norm = sc[c].ll / (double)std::max<size_t>(1, utf8_chars(c < choices.size() ? choices[c] : ""));
+    if (sc[c].ll > bl) bl = sc[c].ll, *pred = (int)c;
+    if (norm > bn) bn = norm, *pred_norm = (int)c;
+  }
+}
+
 const Metric* TaskResult::metric(const std::string& n) const {
   for (const auto& m : metrics)
     if (m.name == n) return &m;
@@ -424,17 +434,9 @@ TaskResult eval_task(const Session& s, const Task& t, const ScoreOptions& o, boo
       fail(d.where, e.what());
     }
     int best = 0, best_norm = 0;
-    double bl = -INFINITY, bn = -INFINITY;
+    choose(sc, d.choices, &best, &best_norm);
     bool cut = false;
-    for (size_t c = 0; c < sc.size(); c++) {
-      toks += sc[c].n_tokens;
-      cut = cut || sc[c].truncated;
-      // lm-eval: np.argmax(lls) and np.argmax(lls / [len(choice) for choice in doc_to_choice])
-      // (characters, i.e. code points, of the choice without the delimiter)
-      const double norm = sc[c].ll / std::max<size_t>(1, utf8_chars(d.choices[c]));
-      if (sc[c].ll > bl) bl = sc[c].ll, best = (int)c;
-      if (norm > bn) bn = norm, best_norm = (int)c;
-    }
+    for (const auto& c : sc) toks += c.n_tokens, cut = cut || c.truncated;
     if (t.lambada) {
       acc.push_back(sc[0].greedy ? 1 : 0);
       ll.push_back(sc[0].ll);

@@ -86,6 +86,11 @@ struct ChoiceScore {
 // to float rounding (ZeroShotTasks.BatchedEqualsUnbatched).
 std::vector<ChoiceScore> score_requests(const Session& s, const std::vector<Request>& reqs, const ScoreOptions& o);
 
+// lm-eval's multiple-choice decision: *pred = argmax(ll), *pred_norm = argmax(ll / len(choice)),
+// len in characters (code points) of doc_to_choice's text without the target delimiter; ties
+// go to the first choice (np.argmax).
+void choose(const std::vector<ChoiceScore>& sc, const std::vector<std::string>& choices, int* pred, int* pred_norm);
+
 struct Metric {
   std::string name;  // acc, acc_norm, perplexity
   double value = 0, se = 0;  // se: standard error
