@@ -469,6 +469,10 @@ TEST(TaskCli, TableJsonAndSampleLog) {
   // the log exists now: a second run refuses to overwrite it
   test::CmdResult again = test::run_cli("eval --tasks piqa --limit 1 -q --log-samples " + log);
   EXPECT_EQ(again.code, 1);
+  EXPECT_NE(again.err.find("already exists (pass --force to replace it)"), std::string::npos) << again.err;
+  test::CmdResult forced = test::run_cli("eval --tasks piqa --limit 1 -q --force --log-samples " + log);
+  EXPECT_EQ(forced.code, 0) << forced.err;
+  EXPECT_EQ(nlohmann::json::parse(read_file(log, 1 << 20))["doc"], 0);
   // the table
   test::CmdResult t = test::run_cli("eval --tasks mmlu --limit 1 --num-fewshot 5 -q");
   ASSERT_EQ(t.code, 0) << t.err;

@@ -36,7 +36,7 @@ struct EvalArgs {
   std::string model, text, tokenizer, kl_ref, task, tasks, tasks_dir, kernels = "auto", bos = "no", log_samples;
   int limit = 0, num_fewshot = 0;
   int ctx = 0, max_windows = 0, batch = 0;
-  bool json = false, quiet = false, unbatched = false;
+  bool json = false, quiet = false, unbatched = false, force = false;
 } ea;
 
 // The zero-shot / MMLU part of `eval`: --tasks (or --task, its one-task alias).
@@ -55,6 +55,7 @@ int run_tasks(const Session& sess, int ctx, const std::string& method, const std
   if (!ea.log_samples.empty()) {
     OutputPolicy pol;
     pol.kind = "sample log";
+    pol.force = ea.force;
     pol.is_own_output = is_sample_log;
     pol.inputs = {ea.model, ea.tasks_dir};
     log = std::make_unique<OutputFile>(ea.log_samples, pol);
@@ -110,7 +111,8 @@ int run_tasks(const Session& sess, int ctx, const std::string& method, const std
     if (have6) j["paper6_average"] = avg / in_avg;
     if (results.size() == 1) {  // one task: its metrics also at the top level (as `--task piqa` always printed)
       j["task"] = results[0].name;
-      for (auto& [k, v] : metrics_json(results[0]).items()) j[k] = v;
+      const nlohmann::json top = metrics_json(results[0]);  // (a named value: items() of a temporary dangles)
+      for (auto& [k, v] : top.items()) j[k] = v;
       j["seconds"] = results[0].seconds;
     }
     j["total_seconds"] = seconds_since(t0);
@@ -304,6 +306,7 @@ void register_eval(CLI::App& app) {
       ->capture_default_str();
   path_option(c, "--log-samples", ea.log_samples,
               "write one JSON line per document (choice log-likelihoods, is_greedy, chosen, gold) to this new file");
+  c->add_flag("--force", ea.force, "--log-samples: replace an existing sample log kurtail wrote");
   c->add_flag("--unbatched", ea.unbatched, "score each choice in its own forward pass (slower; for checking the batching)");
   choice_option(c, "--kernels", ea.kernels, "integer kernels when the model allows (auto), required (real), or never (fake)",
                 {"auto", "real", "fake"})
