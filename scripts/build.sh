@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 BUILD="${1:-build}"
 shift $(( $# > 0 ? 1 : 0 ))
 PKGS="cmake g++ make pkg-config ccache libopenblas-dev libeigen3-dev nlohmann-json3-dev \
-libpcre2-dev libsentencepiece-dev libcli11-dev libgtest-dev libbenchmark-dev chromium ${EXTRA_PKGS:-}"
+libpcre2-dev libbz2-dev libsentencepiece-dev libcli11-dev libgtest-dev libbenchmark-dev chromium ${EXTRA_PKGS:-}"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -1,5 +1,6 @@
 // `kurtail eval` and `kurtail generate`.
 #include <cstdio>
+#include <algorithm>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -18,6 +19,8 @@
 #include "eval/perplexity.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/interrupt.h"
+#include "util/output.h"
 #include "util/progress.h"
 
 namespace kt::cli {
@@ -30,11 +33,124 @@ std::string default_model() { return join_path(data_dir(), "models/tinyllama-8m"
 std::string default_text() { return join_path(data_dir(), "text/wikitext2_raw_test.joined.txt"); }
 
 struct EvalArgs {
-  std::string model, text, tokenizer, kl_ref, task, tasks_dir, kernels = "auto";
-  int limit = 0;
+  std::string model, text, tokenizer, kl_ref, task, tasks, tasks_dir, kernels = "auto", bos = "no", log_samples;
+  int limit = 0, num_fewshot = 0;
   int ctx = 0, max_windows = 0, batch = 0;
-  bool json = false, quiet = false;
+  bool json = false, quiet = false, unbatched = false, force = false;
 } ea;
+
+// The zero-shot / MMLU part of `eval`: --tasks (or --task, its one-task alias).
+int run_tasks(const Session& sess, int ctx, const std::string& method, const std::string& execution,
+              std::chrono::steady_clock::time_point t0) {
+  const std::vector<std::string> names = expand_tasks(ea.tasks.empty() ? ea.task : ea.tasks);
+  ScoreOptions so;
+  so.max_len = ctx;
+  so.bos = ea.bos == "yes" ? BosMode::Yes : ea.bos == "auto" ? BosMode::Auto : BosMode::No;
+  so.batched = !ea.unbatched;
+  // every task file is read (and checked) before the first document is scored
+  std::vector<Task> tasks;
+  for (const auto& n : names) tasks.push_back(load_task(n, ea.tasks_dir, ea.limit, ea.num_fewshot));
+  std::unique_ptr<OutputFile> log;
+  std::string pending;  // sample lines not yet written
+  if (!ea.log_samples.empty()) {
+    OutputPolicy pol;
+    pol.kind = "sample log";
+    pol.force = ea.force;
+    pol.is_own_output = is_sample_log;
+    pol.inputs = {ea.model, ea.tasks_dir};
+    log = std::make_unique<OutputFile>(ea.log_samples, pol);
+  }
+  SampleSink sink;
+  if (log)
+    sink = [&](const std::string& task, int i, const TaskDoc& d, const std::vector<ChoiceScore>& sc, int ch, int chn) {
+      pending += sample_json_line(task, i, d, sc, ch, chn) + "\n";
+      if (pending.size() > (1u << 20)) log->write(pending), pending.clear();
+    };
+  std::vector<TaskResult> results;
+  for (const auto& t : tasks) results.push_back(eval_task(sess, t, so, !ea.quiet, sink));
+  if (log) {
+    log->write(pending);
+    check_interrupted();
+    log->commit();
+  }
+  // QuaRot's / FlatQuant's average: acc_norm where the task has it, else acc
+  const std::vector<std::string> paper6 = expand_tasks("paper6");
+  double avg = 0;
+  int in_avg = 0;
+  for (const auto& r : results)
+    if (std::find(paper6.begin(), paper6.end(), r.name) != paper6.end())
+      avg += (r.metric("acc_norm") ? r.metric("acc_norm") : r.metric("acc"))->value, in_avg++;
+  const bool have6 = in_avg == (int)paper6.size();
+  const char* agg_note = "mmlu and its groups: mean over documents (lm-eval weight_by_size: True), stderr pooled";
+  if (ea.json) {
+    nlohmann::json j = {{"model", ea.model}, {"method", method}, {"execution", execution}, {"ctx", ctx},
+                        {"bos", bos_name(so.bos)}, {"num_fewshot", ea.num_fewshot}, {"limit", ea.limit},
+                        {"batched", so.batched}, {"tasks_dir", ea.tasks_dir}};
+    auto metrics_json = [](const TaskResult& r) {
+      nlohmann::json m = {{"n", r.n}, {"truncated_items", r.truncated}};
+      for (const auto& x : r.metrics) m[x.name] = x.value, m[x.name + "_stderr"] = x.se;
+      return m;
+    };
+    nlohmann::json tj = nlohmann::json::object();
+    for (const auto& r : results) {
+      nlohmann::json m = metrics_json(r);
+      m["seconds"] = r.seconds;
+      m["docs_per_s"] = r.seconds > 0 ? r.n / r.seconds : 0;
+      if (!r.note.empty()) m["note"] = r.note;
+      if (!r.children.empty()) {
+        m["aggregation"] = agg_note;
+        for (const auto& g : r.children) {
+          nlohmann::json gj = metrics_json(g);
+          for (const auto& sub : g.children) gj["subjects"][sub.name] = metrics_json(sub);
+          m["groups"][g.name] = gj;
+        }
+      }
+      tj[r.name] = m;
+    }
+    j["tasks"] = tj;
+    if (have6) j["paper6_average"] = avg / in_avg;
+    if (results.size() == 1) {  // one task: its metrics also at the top level (as `--task piqa` always printed)
+      j["task"] = results[0].name;
+      const nlohmann::json top = metrics_json(results[0]);  // (a named value: items() of a temporary dangles)
+      for (auto& [k, v] : top.items()) j[k] = v;
+      j["seconds"] = results[0].seconds;
+    }
+    j["total_seconds"] = seconds_since(t0);
+    std::cout << j.dump(2) << std::endl;
+    return 0;
+  }
+  const std::string limit_note =
+      ea.limit > 0 ? "; --limit " + std::to_string(ea.limit) + " documents per task (per subject for mmlu)" : "";
+  std::printf("bos: %s%s; ctx %d; num_fewshot %d (mmlu)%s\n", bos_name(so.bos),
+              so.bos == BosMode::No ? " (lm-eval before 0.4.9.2 on Llama models: no BOS)" : "", ctx, ea.num_fewshot,
+              limit_note.c_str());
+  std::printf("| %-22s | %6s | %-10s | %8s |   | %7s | %7s |\n", "task", "n", "metric", "value", "stderr", "docs/s");
+  std::printf("|------------------------|--------|------------|----------|---|---------|---------|\n");
+  auto rows = [&](const TaskResult& r, const std::string& label, bool speed) {
+    bool first = true;
+    for (const auto& m : r.metrics) {
+      std::string n = first ? std::to_string(r.n) : "";
+      char sp[32] = "";
+      if (first && speed && r.seconds > 0) std::snprintf(sp, sizeof sp, "%.1f", r.n / r.seconds);
+      std::printf("| %-22s | %6s | %-10s | %8.4f | ± | %7.4f | %7s |\n", first ? label.c_str() : "", n.c_str(),
+                  m.name.c_str(), m.value, m.se, sp);
+      first = false;
+    }
+  };
+  for (const auto& r : results) {
+    rows(r, r.name, true);
+    for (const auto& g : r.children) rows(g, " - " + g.name, false);
+  }
+  if (have6) std::printf("6-task average (piqa, winogrande, hellaswag, arc_easy, arc_challenge, lambada_openai; acc_norm where the task has it, else acc): %.4f\n", avg / in_avg);
+  for (const auto& r : results) {
+    if (!r.children.empty()) std::printf("%s: %s\n", r.name.c_str(), agg_note);
+    if (!r.note.empty()) std::printf("%s: %s\n", r.name.c_str(), r.note.c_str());
+    if (r.truncated)
+      std::printf("%s: %d of %d items longer than the context of %d tokens: context cut on the left (as lm-eval)\n",
+                  r.name.c_str(), r.truncated, r.n, ctx);
+  }
+  return 0;
+}
 
 int run_eval() {
   auto t0 = std::chrono::steady_clock::now();
@@ -75,23 +191,8 @@ int run_eval() {
   if (quantized && !ea.quiet) std::fprintf(stderr, "recipe: %s, weights %s, A %s, K %s, V %s\n", recipe.method.c_str(),
                                        recipe.w.describe().c_str(), recipe.a.describe().c_str(),
                                        recipe.k.describe().c_str(), recipe.v.describe().c_str());
-  if (!ea.task.empty()) {
-    auto items = load_piqa(ea.tasks_dir, ea.limit);
-    MCResult r = eval_multiple_choice(sess, items, ea.task, !ea.quiet, ctx);
-    if (ea.json) {
-      nlohmann::json j = {{"model", ea.model}, {"task", r.task}, {"n", r.n}, {"acc", r.acc},
-                          {"acc_stderr", r.acc_stderr}, {"acc_norm", r.acc_norm}, {"acc_norm_stderr", r.acc_norm_stderr},
-                          {"ctx", ctx}, {"truncated_items", r.truncated}, {"seconds", r.seconds}, {"method", quantized ? recipe.method : "fp"}};
-      std::cout << j.dump(2) << std::endl;
-    } else {
-      std::printf("%s (n=%d): acc %.4f +- %.4f  acc_norm %.4f +- %.4f\n", r.task.c_str(), r.n, r.acc, r.acc_stderr,
-                  r.acc_norm, r.acc_norm_stderr);
-      if (r.truncated)
-        std::printf("%d of %d items longer than the context of %d tokens: context cut on the left (as lm-eval)\n",
-                    r.truncated, r.n, ctx);
-    }
-    return 0;
-  }
+  if (!ea.task.empty() || !ea.tasks.empty())
+    return run_tasks(sess, ctx, quantized ? recipe.method : "fp", path_used, t0);
   // --max-windows K: only the first K windows are read (make_windows takes the first K)
   auto toks = tokenize_file(*m->tokenizer, ea.text, ea.max_windows > 0 ? (size_t)ea.max_windows * ctx : 0);
   Windows w = make_windows(toks, ctx, ea.max_windows, ea.text);
@@ -179,9 +280,34 @@ void register_eval(CLI::App& app) {
   int_option(c, "--max-windows", ea.max_windows, "evaluate at most this many windows (0 = all)", 0, kMaxCount);
   int_option(c, "--batch", ea.batch, "windows per forward chunk (0 = automatic)", 0, 1024);
   ea.tasks_dir = join_path(data_dir(), "tasks");
-  choice_option(c, "--task", ea.task, "zero-shot task instead of perplexity", {"piqa"});
-  path_option(c, "--tasks-dir", ea.tasks_dir, "directory holding the task data")->capture_default_str();
-  int_option(c, "--limit", ea.limit, "evaluate only the first N task items (0 = all)", 0, kMaxCount);
+  std::vector<std::string> task_choices = known_tasks();
+  auto* tasks_opt = choice_list_option(c, "--tasks", ea.tasks,
+                                       "zero-shot tasks / MMLU instead of perplexity, comma-separated (all = every task; "
+                                       "paper6 = piqa, winogrande, hellaswag, arc_easy, arc_challenge, lambada_openai)",
+                                       [&] {
+                                         auto v = task_choices;
+                                         v.push_back("all");
+                                         v.push_back("paper6");
+                                         return v;
+                                       }());
+  choice_option(c, "--task", ea.task, "one zero-shot task (the same as --tasks with one name)", task_choices)
+      ->excludes(tasks_opt);
+  path_option(c, "--tasks-dir", ea.tasks_dir, "directory holding the task data (lm-eval's splits; docs/EVAL.md)")
+      ->capture_default_str();
+  int_option(c, "--limit", ea.limit, "evaluate only the first N documents of each task (MMLU: of each subject; 0 = all)",
+             0, kMaxCount);
+  int_option(c, "--num-fewshot", ea.num_fewshot, "MMLU: examples from the dev split before each question (lm-eval's first_n)",
+             0, 5)
+      ->capture_default_str();
+  choice_option(c, "--bos", ea.bos,
+                "BOS before each task context: no (lm-eval before 0.4.9.2 on Llama, the papers' setting), yes, or auto "
+                "(the tokenizer's default)",
+                {"no", "yes", "auto"})
+      ->capture_default_str();
+  path_option(c, "--log-samples", ea.log_samples,
+              "write one JSON line per document (choice log-likelihoods, is_greedy, chosen, gold) to this new file");
+  c->add_flag("--force", ea.force, "--log-samples: replace an existing sample log kurtail wrote");
+  c->add_flag("--unbatched", ea.unbatched, "score each choice in its own forward pass (slower; for checking the batching)");
   choice_option(c, "--kernels", ea.kernels, "integer kernels when the model allows (auto), required (real), or never (fake)",
                 {"auto", "real", "fake"})
       ->capture_default_str();
