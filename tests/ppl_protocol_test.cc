@@ -7,6 +7,8 @@
 
 #include <cmath>
 
+#include <nlohmann/json.hpp>
+
 #include "eval/perplexity.h"
 #include "io/text.h"
 #include "model/forward.h"
@@ -67,6 +69,19 @@ TEST(PplProtocol, LlamaCppNeedsTwoChunks) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("at least 2 windows"), std::string::npos) << e.what();
   }
+}
+
+// The CLI: `eval --ppl-protocol llama.cpp` reports the protocol and the half-chunk count, and
+// refuses --kl-ref with it.
+TEST(PplProtocol, CliReportsTheProtocolAndRefusesKlWithIt) {
+  const std::string text = test::data() + "/text/wikitext2_raw_test.joined.txt";
+  auto r = test::run_cli("eval -q --json --ctx 64 --max-windows 3 --ppl-protocol llama.cpp --text " + text);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["ppl_protocol"], "llama.cpp");
+  EXPECT_EQ(j["predicted_tokens"], 3 * (64 - 1 - 32));
+  r = test::run_cli("eval -q --ctx 64 --max-windows 3 --ppl-protocol llama.cpp --kl-ref " + test::tinyllama() + " --text " + text);
+  test::expect_documented_error(r, "--ppl-protocol llama.cpp scores perplexity only");
 }
 
 }  // namespace

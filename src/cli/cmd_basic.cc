@@ -34,6 +34,7 @@ std::string default_text() { return join_path(data_dir(), "text/wikitext2_raw_te
 
 struct EvalArgs {
   std::string model, text, tokenizer, kl_ref, task, tasks, tasks_dir, kernels = "auto", bos = "no", log_samples;
+  std::string ppl_protocol = "kurtail";
   int limit = 0, num_fewshot = 0;
   int ctx = 0, max_windows = 0, batch = 0;
   bool json = false, quiet = false, unbatched = false, force = false;
@@ -196,6 +197,12 @@ int run_eval() {
   // --max-windows K: only the first K windows are read (make_windows takes the first K)
   auto toks = tokenize_file(*m->tokenizer, ea.text, ea.max_windows > 0 ? (size_t)ea.max_windows * ctx : 0);
   Windows w = make_windows(toks, ctx, ea.max_windows, ea.text);
+  if (ea.ppl_protocol == "llama.cpp") {
+    if (!ea.kl_ref.empty())
+      fail("--ppl-protocol llama.cpp scores perplexity only; --kl-ref compares every position (the kurtail protocol)");
+    llamacpp_windows(w, m->spec.bos_id, ea.text);
+    opt.protocol = PplProtocol::LlamaCpp;
+  }
   if (!ea.kl_ref.empty()) {
     Session ref = open_session(ea.kl_ref, -1);  // fake quantization, fp32 K/V
     CompareResult c = compare_to_reference(ref, sess, w, opt);
@@ -221,11 +228,12 @@ int run_eval() {
                         {"windows", r.windows}, {"predicted_tokens", r.predicted}, {"mean_nll", r.mean_nll},
                         {"perplexity", r.ppl}, {"eval_seconds", r.seconds}, {"tokens_per_s", r.tokens_per_s},
                         {"total_seconds", total_s}, {"peak_rss_mib", peak_rss_mib()}, {"text_tokens", toks.size()},
-                        {"method", quantized ? recipe.method : "fp"}, {"execution", path_used}};
+                        {"method", quantized ? recipe.method : "fp"}, {"execution", path_used},
+                        {"ppl_protocol", ppl_protocol_name(opt.protocol)}};
     std::cout << j.dump(2) << std::endl;
   } else {
-    std::printf("perplexity %.4f  (mean NLL %.6f over %lld predicted tokens, %d windows x %d)\n", r.ppl, r.mean_nll,
-                (long long)r.predicted, r.windows, r.ctx);
+    std::printf("perplexity %.4f  (mean NLL %.6f over %lld predicted tokens, %d windows x %d, %s protocol)\n", r.ppl,
+                r.mean_nll, (long long)r.predicted, r.windows, r.ctx, ppl_protocol_name(opt.protocol));
     std::printf("%.0f tokens/s, eval %.1fs, total %.1fs, peak RSS %.0f MiB\n", r.tokens_per_s, r.seconds, total_s,
                 peak_rss_mib());
   }
@@ -312,6 +320,11 @@ void register_eval(CLI::App& app) {
                 {"auto", "real", "fake"})
       ->capture_default_str();
   path_option(c, "--kl-ref", ea.kl_ref, "reference model: report KL divergence and top-1 agreement against it");
+  choice_option(c, "--ppl-protocol", ea.ppl_protocol,
+                "kurtail: every position of every window (the papers'); llama.cpp: llama-perplexity's (BOS first in "
+                "each chunk, second half scored; docs/EVAL.md)",
+                {"kurtail", "llama.cpp"})
+      ->capture_default_str();
   c->add_flag("--json", ea.json, "print a JSON result on stdout");
   c->add_flag("-q,--quiet", ea.quiet, "no progress on stderr");
   g_runners[c] = run_eval;
