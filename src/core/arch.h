@@ -4,8 +4,10 @@
 // export and the quantized-model check all take names and shapes from here; none spells them.
 //
 // Adding an architecture = one ArchTable (+ a layer function in model/forward.cc when its graph
-// differs). Llama, Mistral and Qwen2 share the Llama rows; Qwen2 differs only in its spec
-// (attn_qkv_bias), which the bias rule reads. Qwen3 adds the q/k head norms.
+// differs). Llama, Mistral, Qwen2, Gemma and Phi-3 share the Llama rows (Qwen2's q/k/v bias is
+// a spec flag the bias rule reads; Gemma's norm offset, embedding scale and GeGLU are spec
+// fields; Phi-3 fuses rows on disk: ArchTable::fused). Qwen3 adds the q/k head norms, Gemma 2
+// its post-norms, Mixtral and Qwen2-MoE a router and per-expert rows.
 #pragma once
 #include <cstdint>
 #include <span>

@@ -1,4 +1,5 @@
-// Architecture description of a Llama-family decoder (Llama, Mistral, Qwen2 share this graph).
+// Architecture description of a decoder-only transformer of the families kurtail reads (the
+// Llama graph with per-family math: core/arch.h has the tensors, model/forward.cc the graph).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -27,7 +28,7 @@ struct RopeScaling {
 enum class Act { SiLU, GeluTanh };
 
 struct ModelSpec {
-  std::string arch = "llama";  // llama | mistral | qwen2
+  std::string arch = "llama";  // an ArchTable's name (core/arch.cc): llama, mistral, qwen2, qwen3, gemma, gemma2, mixtral, qwen2_moe, phi3
   int hidden = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, ffn = 0, vocab = 0;
   int max_pos = 2048;
   double rms_eps = 1e-5, rope_theta = 10000.0;
