@@ -1,67 +1,50 @@
 #include "core/arch.h"
 
+#include <algorithm>
+#include <array>
+
 #include "util/error.h"
 
 namespace kt {
 
 namespace {
 
-// The Llama decoder layer in HF checkpoint order. Mistral and Qwen2 checkpoints use the same
-// names; Qwen2's q/k/v biases come from its spec (attn_qkv_bias), not from other rows.
-constexpr TensorRow kLlamaLayer[] = {
+// Row groups the families share, in HF checkpoint order; each family's layer is a
+// concatenation of them (rows(...)), so a row is written once.
+// The Llama attention block. Qwen2's q/k/v biases come from its spec (attn_qkv_bias).
+constexpr TensorRow kAttnRows[] = {
     {Field::AttnNorm, "input_layernorm", "attn_norm", Dim::Hidden, Dim::None, BiasRule::None, Permute::None},
     {Field::Q, "self_attn.q_proj", "attn_q", Dim::QDim, Dim::Hidden, BiasRule::AttnQKV, Permute::QHeads},
     {Field::K, "self_attn.k_proj", "attn_k", Dim::KVDim, Dim::Hidden, BiasRule::AttnQKV, Permute::KVHeads},
     {Field::V, "self_attn.v_proj", "attn_v", Dim::KVDim, Dim::Hidden, BiasRule::AttnQKV, Permute::None},
     {Field::O, "self_attn.o_proj", "attn_output", Dim::Hidden, Dim::QDim, BiasRule::AttnO, Permute::None},
-    {Field::MlpNorm, "post_attention_layernorm", "ffn_norm", Dim::Hidden, Dim::None, BiasRule::None, Permute::None},
-    {Field::Gate, "mlp.gate_proj", "ffn_gate", Dim::Ffn, Dim::Hidden, BiasRule::Mlp, Permute::None},
-    {Field::Up, "mlp.up_proj", "ffn_up", Dim::Ffn, Dim::Hidden, BiasRule::Mlp, Permute::None},
-    {Field::Down, "mlp.down_proj", "ffn_down", Dim::Hidden, Dim::Ffn, BiasRule::Mlp, Permute::None},
 };
-
-// Qwen3: the Llama rows plus self_attn.q_norm / k_norm ([head_dim], shared by every head),
-// in the order transformers saves them (after the projections).
-constexpr TensorRow kQwen3Layer[] = {
-    {Field::AttnNorm, "input_layernorm", "attn_norm", Dim::Hidden, Dim::None, BiasRule::None, Permute::None},
-    {Field::Q, "self_attn.q_proj", "attn_q", Dim::QDim, Dim::Hidden, BiasRule::AttnQKV, Permute::QHeads},
-    {Field::K, "self_attn.k_proj", "attn_k", Dim::KVDim, Dim::Hidden, BiasRule::AttnQKV, Permute::KVHeads},
-    {Field::V, "self_attn.v_proj", "attn_v", Dim::KVDim, Dim::Hidden, BiasRule::AttnQKV, Permute::None},
-    {Field::O, "self_attn.o_proj", "attn_output", Dim::Hidden, Dim::QDim, BiasRule::AttnO, Permute::None},
+// Qwen3's self_attn.q_norm / k_norm ([head_dim], shared by every head), saved after the projections.
+constexpr TensorRow kQkNormRows[] = {
     {Field::QNorm, "self_attn.q_norm", "attn_q_norm", Dim::HeadDim, Dim::None, BiasRule::None, Permute::None},
     {Field::KNorm, "self_attn.k_norm", "attn_k_norm", Dim::HeadDim, Dim::None, BiasRule::None, Permute::None},
+};
+// The MLP input norm (HF's post_attention_layernorm in the Llama graph).
+constexpr TensorRow kMlpNormRows[] = {
     {Field::MlpNorm, "post_attention_layernorm", "ffn_norm", Dim::Hidden, Dim::None, BiasRule::None, Permute::None},
+};
+constexpr TensorRow kDenseMlpRows[] = {
     {Field::Gate, "mlp.gate_proj", "ffn_gate", Dim::Ffn, Dim::Hidden, BiasRule::Mlp, Permute::None},
     {Field::Up, "mlp.up_proj", "ffn_up", Dim::Ffn, Dim::Hidden, BiasRule::Mlp, Permute::None},
     {Field::Down, "mlp.down_proj", "ffn_down", Dim::Hidden, Dim::Ffn, BiasRule::Mlp, Permute::None},
 };
-
-// Mixtral: the Llama attention rows, then block_sparse_moe: the router (`gate`) and each
-// expert's w1 (gate), w2 (down), w3 (up), in the order transformers saves them. llama.cpp runs
-// Mixtral as "llama" with stacked expert tensors (ffn_*_exps).
-constexpr TensorRow kMixtralLayer[] = {
-    {Field::AttnNorm, "input_layernorm", "attn_norm", Dim::Hidden, Dim::None, BiasRule::None, Permute::None},
-    {Field::Q, "self_attn.q_proj", "attn_q", Dim::QDim, Dim::Hidden, BiasRule::AttnQKV, Permute::QHeads},
-    {Field::K, "self_attn.k_proj", "attn_k", Dim::KVDim, Dim::Hidden, BiasRule::AttnQKV, Permute::KVHeads},
-    {Field::V, "self_attn.v_proj", "attn_v", Dim::KVDim, Dim::Hidden, BiasRule::AttnQKV, Permute::None},
-    {Field::O, "self_attn.o_proj", "attn_output", Dim::Hidden, Dim::QDim, BiasRule::AttnO, Permute::None},
-    {Field::MlpNorm, "post_attention_layernorm", "ffn_norm", Dim::Hidden, Dim::None, BiasRule::None, Permute::None},
+// Mixtral's block_sparse_moe: the router (`gate`) and each expert's w1 (gate), w2 (down), w3
+// (up). llama.cpp runs Mixtral as "llama" with stacked expert tensors (ffn_*_exps).
+constexpr TensorRow kMixtralMoeRows[] = {
     {Field::Router, "block_sparse_moe.gate", "ffn_gate_inp", Dim::Experts, Dim::Hidden, BiasRule::None, Permute::None},
     {Field::ExpGate, "block_sparse_moe.experts.*.w1", "ffn_gate_exps", Dim::MoeFfn, Dim::Hidden, BiasRule::None, Permute::None},
     {Field::ExpDown, "block_sparse_moe.experts.*.w2", "ffn_down_exps", Dim::Hidden, Dim::MoeFfn, BiasRule::None, Permute::None},
     {Field::ExpUp, "block_sparse_moe.experts.*.w3", "ffn_up_exps", Dim::MoeFfn, Dim::Hidden, BiasRule::None, Permute::None},
 };
-
-// Qwen2-MoE: Qwen2's attention (q/k/v bias), then mlp: the router (`gate`), the experts'
-// gate/up/down_proj, the shared expert and its sigmoid gate. Every layer sparse (the config
-// reader refuses mlp_only_layers / decoder_sparse_step > 1).
-constexpr TensorRow kQwen2MoeLayer[] = {
-    {Field::AttnNorm, "input_layernorm", "attn_norm", Dim::Hidden, Dim::None, BiasRule::None, Permute::None},
-    {Field::Q, "self_attn.q_proj", "attn_q", Dim::QDim, Dim::Hidden, BiasRule::AttnQKV, Permute::QHeads},
-    {Field::K, "self_attn.k_proj", "attn_k", Dim::KVDim, Dim::Hidden, BiasRule::AttnQKV, Permute::KVHeads},
-    {Field::V, "self_attn.v_proj", "attn_v", Dim::KVDim, Dim::Hidden, BiasRule::AttnQKV, Permute::None},
-    {Field::O, "self_attn.o_proj", "attn_output", Dim::Hidden, Dim::QDim, BiasRule::AttnO, Permute::None},
-    {Field::MlpNorm, "post_attention_layernorm", "ffn_norm", Dim::Hidden, Dim::None, BiasRule::None, Permute::None},
+// Qwen2-MoE's mlp: the router (`gate`), the experts' gate/up/down_proj, the shared expert and
+// its sigmoid gate. Every layer sparse (the config reader refuses mlp_only_layers /
+// decoder_sparse_step > 1).
+constexpr TensorRow kQwen2MoeRows[] = {
     {Field::Router, "mlp.gate", "ffn_gate_inp", Dim::Experts, Dim::Hidden, BiasRule::None, Permute::None},
     {Field::ExpGate, "mlp.experts.*.gate_proj", "ffn_gate_exps", Dim::MoeFfn, Dim::Hidden, BiasRule::None, Permute::None},
     {Field::ExpUp, "mlp.experts.*.up_proj", "ffn_up_exps", Dim::MoeFfn, Dim::Hidden, BiasRule::None, Permute::None},
@@ -71,6 +54,19 @@ constexpr TensorRow kQwen2MoeLayer[] = {
     {Field::ShDown, "mlp.shared_expert.down_proj", "ffn_down_shexp", Dim::Hidden, Dim::SharedFfn, BiasRule::None, Permute::None},
     {Field::ShRouter, "mlp.shared_expert_gate", "ffn_gate_inp_shexp", Dim::One, Dim::Hidden, BiasRule::None, Permute::None},
 };
+
+template <size_t... N>
+constexpr std::array<TensorRow, (N + ...)> rows(const TensorRow (&... groups)[N]) {
+  std::array<TensorRow, (N + ...)> out{};
+  size_t i = 0;
+  ((std::copy(groups, groups + N, out.begin() + i), i += N), ...);
+  return out;
+}
+
+constexpr auto kLlamaLayer = rows(kAttnRows, kMlpNormRows, kDenseMlpRows);
+constexpr auto kQwen3Layer = rows(kAttnRows, kQkNormRows, kMlpNormRows, kDenseMlpRows);
+constexpr auto kMixtralLayer = rows(kAttnRows, kMlpNormRows, kMixtralMoeRows);
+constexpr auto kQwen2MoeLayer = rows(kAttnRows, kMlpNormRows, kQwen2MoeRows);
 
 // Phi-3: the Llama graph and per-field rows (split at load); the checkpoint fuses q/k/v into
 // self_attn.qkv_proj and gate/up into mlp.gate_up_proj (modeling_phi3: rows q, k, v and gate,
