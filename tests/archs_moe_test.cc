@@ -44,6 +44,20 @@ double text_perplexity(const Session& s, const std::string& name) {
   return perplexity(s, make_windows(toks, 64, 0, "text"), eo).ppl;
 }
 
+// The options these tests quantize with: the recipe's bits and method, calibrated on the
+// folder's own text (4 windows of 64), KurTail shortened to 5 steps.
+QuantizeOptions arch_options(const Model& m, const std::string& name, const char* method, int w, int a, int kv) {
+  QuantizeOptions o;
+  o.progress = false;
+  o.recipe.set_bits(w, a, kv, m.spec.head_dim);
+  o.recipe.set_method(method);
+  o.calib_path = arch_dir(name) + "/text.txt";
+  o.nsamples = 4;
+  o.seqlen = 64;
+  o.recipe.kurtail.iters = 5;
+  return o;
+}
+
 std::vector<int32_t> first_window(const Model& m, const std::string& name) {
   auto toks = tokenize_file(*m.tokenizer, arch_dir(name) + "/text.txt");
   return {toks.begin(), toks.begin() + 64};
@@ -140,14 +154,7 @@ TEST_P(MoeMethods, RotationMethodsAtSixteenBitsKeepTheFpLogits) {
   const auto want = forward(*base, win.data(), 1, 64, nullptr, nullptr);
   for (const char* method : {"rtn", "quarot", "kurtail"}) {
     auto m = Model::open(dir);
-    QuantizeOptions o;
-    o.progress = false;
-    o.recipe.set_bits(16, 16, 16, m->spec.head_dim);
-    o.recipe.set_method(method);
-    o.calib_path = dir + "/text.txt";
-    o.nsamples = 4;
-    o.seqlen = 64;
-    o.recipe.kurtail.iters = 5;
+    QuantizeOptions o = arch_options(*m, GetParam(), method, 16, 16, 16);
     quantize_model(*m, o);
     Session sess(*m, o.recipe);
     EXPECT_LT(test::max_rel_diff(forward(*m, win.data(), 1, 64, nullptr, sess.hooks()), want), 1e-4)
@@ -163,14 +170,7 @@ TEST_P(MoeMethods, W4A4KV4RunsOnTheIntegerKernelsAndReloads) {
   const std::string dir = arch_dir(GetParam());
   for (const char* method : {"quarot", "kurtail"}) {
     auto q = Model::open(dir);
-    QuantizeOptions o;
-    o.progress = false;
-    o.recipe.set_bits(4, 4, 4, q->spec.head_dim);
-    o.recipe.set_method(method);
-    o.calib_path = dir + "/text.txt";
-    o.nsamples = 4;
-    o.seqlen = 64;
-    o.recipe.kurtail.iters = 5;
+    QuantizeOptions o = arch_options(*q, GetParam(), method, 4, 4, 4);
     if (std::string(method) == "kurtail") o.recipe.weight_algo = "gptq";
     quantize_model(*q, o);
     const std::string out = test::temp_dir("moeq");
