@@ -1,5 +1,5 @@
 // The house rule of docs/DESIGN.md: src/ is layered and no #include runs upward.
-//   util -> core -> io -> kernels -> model -> transform -> quant -> {eval, runtime, export} -> cli
+//   util -> core -> io -> kernels -> model -> transform -> train -> quant -> {eval, runtime, export} -> cli
 // A file may include its own directory and any lower layer; eval, runtime and export are
 // siblings and include none of each other. The test prints the include graph it found.
 #include <gtest/gtest.h>
@@ -16,8 +16,8 @@ namespace fs = std::filesystem;
 
 const std::map<std::string, int>& ranks() {
   static const std::map<std::string, int> r = {{"util", 0},  {"core", 1},      {"io", 2},   {"kernels", 3},
-                                               {"model", 4}, {"transform", 5}, {"quant", 6}, {"eval", 7},
-                                               {"runtime", 7}, {"export", 7},   {"cli", 8}};
+                                               {"model", 4}, {"transform", 5}, {"train", 6}, {"quant", 7}, {"eval", 8},
+                                               {"runtime", 8}, {"export", 8},   {"cli", 9}};
   return r;
 }
 

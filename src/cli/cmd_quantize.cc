@@ -101,6 +101,10 @@ int run_quantize() {
                       {"r2_kurtosis_init", rep.kt_r2_kurt_init}, {"r2_kurtosis_final", rep.kt_r2_kurt_final},
                       {"r1_steps", rep.kt_r1_steps}, {"r1_rows", rep.kt_rows_r1}, {"learn_seconds", rep.kt_seconds},
                       {"capture_seconds", rep.kt_capture_seconds}};
+    if (r.method == "spinquant")
+      j["spinquant"] = {{"loss_init", rep.sq_loss_init}, {"loss_final", rep.sq_loss_final}, {"steps", rep.sq_steps},
+                        {"windows_per_step", rep.sq_batch}, {"train_weights", rep.sq_train_weights},
+                        {"learn_seconds", rep.sq_seconds}, {"orthogonality_error", rep.sq_orthogonality_error}};
     if (m->spec.moe()) j["experts_without_calibration"] = rep.experts_without_calibration;
     std::cout << j.dump(2) << std::endl;
   } else {
@@ -114,6 +118,11 @@ int run_quantize() {
       std::printf("kurtail: R1 mean kurtosis %.3f -> %.3f (%d steps, %lld rows), R2 %.3f -> %.3f, %.1fs\n",
                   rep.kt_r1_kurt_init, rep.kt_r1_kurt_final, rep.kt_r1_steps, (long long)rep.kt_rows_r1,
                   rep.kt_r2_kurt_init, rep.kt_r2_kurt_final, rep.kt_seconds);
+    if (r.method == "spinquant")
+      std::printf("spinquant: cross-entropy on the first micro-batch %.4f -> %.4f (%d steps of %d windows, weights %s), "
+                  "max |RR^T - I| %.1e, %.1fs\n",
+                  rep.sq_loss_init, rep.sq_loss_final, rep.sq_steps, rep.sq_batch, rep.sq_train_weights.c_str(),
+                  rep.sq_orthogonality_error, rep.sq_seconds);
     if (rep.experts_without_calibration > 0)
       std::printf("gptq: %d experts (over all layers) received no calibration token and were quantized by RTN; "
                   "more calibration (--nsamples) reaches more experts\n",

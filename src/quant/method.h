@@ -43,6 +43,10 @@ struct LayerStats {
 struct Rotations {
   Rotation r1, r2;
   std::vector<Rotation> r2_layers;  // when set, layer l fuses r2_layers[l] instead of r2
+  // The online R3 and R4 (one per down_proj input width) the model will run with, fixed before
+  // prepare() (SpinQuant learns R1/R2 through them).
+  Rotation r3;
+  std::vector<Rotation> r4;
 };
 
 // The recipe's online part as the pipeline builds it: methods add their per-layer site
@@ -62,6 +66,11 @@ class Method {
  public:
   virtual ~Method() = default;
   virtual Needs needs() const { return {}; }
+  // Why the method cannot run on a model of this spec ("" if it can); checked before anything runs.
+  virtual std::string unsupported(const ModelSpec& s) const {
+    (void)s;
+    return "";
+  }
   // Once, before any layer is transformed and before R1 touches the embeddings (m is the
   // source model; calib is empty unless needs() asks for calibration).
   virtual void prepare(Model& m, const Windows& calib, Rotations& rot, MethodContext& ctx) {

@@ -11,11 +11,12 @@ namespace kt {
 std::unique_ptr<Method> make_rtn();
 std::unique_ptr<Method> make_quarot();
 std::unique_ptr<Method> make_kurtail();
+std::unique_ptr<Method> make_spinquant();
 std::unique_ptr<Method> make_smoothquant();
 std::unique_ptr<Method> make_smoothrot();  // smoothing of the down_proj input only
 std::unique_ptr<Method> make_duquant();
 std::unique_ptr<Method> make_crossquant();
-extern const OptionSection kKurtailOptions, kSmoothingOptions, kDuquantOptions, kCrossquantOptions;
+extern const OptionSection kKurtailOptions, kSpinquantOptions, kSmoothingOptions, kDuquantOptions, kCrossquantOptions;
 
 const std::vector<MethodInfo>& methods() {
   //   name, summary, r1, r2, r3, r4, online_had_inputs, factory, options
@@ -26,6 +27,8 @@ const std::vector<MethodInfo>& methods() {
        nullptr},
       {"kurtail", "as quarot, with R1 and per-layer R2 learned to minimise kurtosis", true, true, true, true, false,
        make_kurtail, &kKurtailOptions},
+      {"spinquant", "as quarot, with R1 and per-layer R2 learned end to end (Cayley SGD on the quantized model's loss)",
+       true, true, true, true, false, make_spinquant, &kSpinquantOptions},
       {"smoothquant", "per-channel smoothing folded into the norms and up_proj", false, false, false, false, false,
        make_smoothquant, &kSmoothingOptions},
       {"smoothrot", "quarot + smoothing of the down_proj input before R4", true, true, true, true, false,
@@ -53,6 +56,10 @@ std::string method_names() {
 }
 
 bool method_runs_on(const MethodInfo& m, const ModelSpec& s, std::string* why) {
+  if (std::string own = m.make()->unsupported(s); !own.empty()) {
+    if (why) *why = std::string("method ") + m.name + " does not support " + own + " yet";
+    return false;
+  }
   if (!s.moe()) return true;
   if (m.online_had_inputs || m.make()->needs().layer_stats) {
     if (why)

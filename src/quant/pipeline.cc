@@ -183,21 +183,23 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
     rep.nsamples = calib.n();
     rep.seqlen = seqlen;
   }
+  // R3/R4 from the recipe's seed before prepare: a method that learns through them (SpinQuant)
+  // must see the ones the model will run with.
+  if (r.r3) {
+    r.r3_seed = r.seed + 3;
+    rot.r3 = Rotation::hadamard(s.head_dim, false, r.r3_seed);
+    r.r3_kind = rot.r3.kind();
+    rep.r3_kind = r.r3_kind;
+  }
+  if (r.r4) {  // one per down_proj input width; the recipe records the first's kind
+    r.r4_seed = r.seed + 4;
+    for (int n : s.down_widths()) rot.r4.push_back(Rotation::hadamard(n, false, r.r4_seed));
+    r.r4_kind = rot.r4[0].kind();
+    rep.r4_kind = r.r4_kind;
+  }
   r.crossquant = false;  // the method's to set (CrossQuant's prepare)
   MethodContext ctx{r, s, opt, rep};
   method->prepare(m, calib, rot, ctx);
-  if (r.r3) {
-    r.r3_seed = r.seed + 3;
-    r.r3_kind = Rotation::hadamard(s.head_dim, false, r.r3_seed).kind();
-    rep.r3_kind = r.r3_kind;
-  }
-  std::vector<Rotation> r4;  // one per down_proj input width; the recipe records the first's kind
-  if (r.r4) {
-    r.r4_seed = r.seed + 4;
-    for (int n : s.down_widths()) r4.push_back(Rotation::hadamard(n, false, r.r4_seed));
-    r.r4_kind = r4[0].kind();
-    rep.r4_kind = r.r4_kind;
-  }
   // shared by every layer whose post-norm output it rotates online (Gemma 2)
   const auto r1 = r.r1 ? std::make_shared<const Rotation>(rot.r1) : nullptr;
   if (r.r1 && arch_table(s).has(Field::PostAttnNorm) && rot.r1.kind() == "dense")
@@ -257,7 +259,7 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
       for (auto& g : site_consumers(w))
         if (g.norm)
           for (Linear* lin : g.lins()) rotate_input_side(*lin, rin);
-    if (r.r4) fuse_down_input(w, r4);
+    if (r.r4) fuse_down_input(w, rot.r4);
     if (!gptq) {
       w.for_each_linear([&](LinearId, Linear& lin) { rtn_quantize(lin, r.w); });
     } else {

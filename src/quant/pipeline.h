@@ -32,6 +32,11 @@ struct QuantizeReport {
   double kt_seconds = 0, kt_capture_seconds = 0;
   int kt_r1_steps = 0;
   int64_t kt_rows_r1 = 0;
+  // SpinQuant: cross-entropy of the first calibration micro-batch before / after learning,
+  // steps, windows per step, learning time, max |R R^T - I| of the learned rotations
+  double sq_loss_init = 0, sq_loss_final = 0, sq_seconds = 0, sq_orthogonality_error = 0;
+  int sq_steps = 0, sq_batch = 0;
+  std::string sq_train_weights;
   int nsamples = 0, seqlen = 0;
   // GPTQ on MoE: experts (summed over layers) no calibration token was routed to: quantized by RTN
   int experts_without_calibration = 0;

@@ -25,9 +25,19 @@ struct KurtailSettings {
   bool learn_r1, learn_r2;
 };
 
+// SpinQuant settings (train/spinquant.h); declared once in quant/methods/spinquant.cc.
+struct SpinquantSettings {
+  int iters;
+  double lr;
+  int batch;          // windows per step; 0: one pass over the calibration in `iters` steps
+  double momentum;
+  bool gptq_fp;       // with --weights gptq: learn with full-precision weights (W16A4KV4), else RTN
+  bool learn_r1, learn_r2;
+};
+
 struct Recipe {
   int version = 1;
-  // rtn | quarot | kurtail | smoothquant | smoothrot (QuaRot + down_proj smoothing before R4) |
+  // rtn | quarot | kurtail | spinquant | smoothquant | smoothrot (QuaRot + down_proj smoothing before R4) |
   // smoothrot-all (smoothing + online Hadamard before every linear input) | duquant | crossquant
   std::string method = "rtn";
   std::string weight_algo = "rtn"; // rtn | gptq
@@ -48,6 +58,7 @@ struct Recipe {
   int gptq_block;
   bool act_order;
   KurtailSettings kurtail;
+  SpinquantSettings spinquant;
   double smooth_alpha;       // SmoothQuant / smooth-then-rotate migration strength
   bool online_had_inputs;    // online hidden-size Hadamard at the q/k/v and gate/up inputs
   double dq_alpha;           // DuQuant
