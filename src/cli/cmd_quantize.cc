@@ -119,7 +119,7 @@ int run_quantize() {
                   rep.kt_r1_kurt_init, rep.kt_r1_kurt_final, rep.kt_r1_steps, (long long)rep.kt_rows_r1,
                   rep.kt_r2_kurt_init, rep.kt_r2_kurt_final, rep.kt_seconds);
     if (r.method == "spinquant")
-      std::printf("spinquant: cross-entropy on the first micro-batch %.4f -> %.4f (%d steps of %d windows, weights %s), "
+      std::printf("spinquant: cross-entropy on the first step's windows %.4f -> %.4f (%d steps of %d windows, weights %s), "
                   "max |RR^T - I| %.1e, %.1fs\n",
                   rep.sq_loss_init, rep.sq_loss_final, rep.sq_steps, rep.sq_batch, rep.sq_train_weights.c_str(),
                   rep.sq_orthogonality_error, rep.sq_seconds);

@@ -27,24 +27,28 @@ SpinResult learn_spinquant(const Model& m, const LossQuant& q, const Windows& ca
   std::vector<CayleySgdState> opt2;
   for (int l = 0; l < s.n_layers; l++) opt2.emplace_back(s.head_dim, CayleySgd{o.momentum, o.seed + 1 + (uint64_t)l});
 
-  // the windows of step `it` (cycling through the calibration), as one contiguous batch
-  auto batch_of = [&](int it, std::vector<int32_t>& toks) {
-    toks.clear();
+  // Step `it` reads windows it*batch .. (cycling through the calibration), one at a time: the
+  // gradient is accumulated window by window, so memory is one window's activations whatever
+  // the batch (every window has ctx tokens, so the mean of the windows' means is the batch's).
+  auto window_of = [&](int it, int b) { return calib.window((int)(((int64_t)it * res.batch + b) % nwin)); };
+  auto batch_loss = [&](int it, RotationParams<float>* g) {
+    double sum = 0;
     for (int b = 0; b < res.batch; b++) {
-      const int w = (int)(((int64_t)it * res.batch + b) % nwin);
-      toks.insert(toks.end(), calib.window(w), calib.window(w) + calib.ctx);
+      check_interrupted();
+      sum += dec.loss(p, window_of(it, b), 1, calib.ctx, g);
     }
+    return sum / res.batch;
   };
-  std::vector<int32_t> toks;
-  batch_of(0, toks);
-  res.loss_init = dec.loss(p, toks.data(), res.batch, calib.ctx, nullptr);
+  res.loss_init = batch_loss(0, nullptr);
   Progress prog("spinquant", o.iters, o.progress);
   for (int it = 0; it < o.iters; it++) {
-    check_interrupted();
-    batch_of(it, toks);
     RotationParams<float> g{std::vector<float>(p.r1.size(), 0.0f), {}};
     for (auto& r : p.r2) g.r2.emplace_back(r.size(), 0.0f);
-    const double loss = dec.loss(p, toks.data(), res.batch, calib.ctx, &g);
+    const double loss = batch_loss(it, &g);
+    const float inv = 1.0f / (float)res.batch;
+    for (float& x : g.r1) x *= inv;
+    for (auto& r : g.r2)
+      for (float& x : r) x *= inv;
     if (!std::isfinite(loss)) fail("SpinQuant: the loss is not finite at step " + std::to_string(it) + " (lower --sq-lr)");
     res.loss.push_back(loss);
     const double lr = 0.5 * o.lr * (1 + std::cos(M_PI * it / o.iters));  // cosine, no warm-up
@@ -57,8 +61,7 @@ SpinResult learn_spinquant(const Model& m, const LossQuant& q, const Windows& ca
     res.steps = it + 1;
   }
   prog.finish();
-  batch_of(0, toks);
-  res.loss_final = dec.loss(p, toks.data(), res.batch, calib.ctx, nullptr);
+  res.loss_final = batch_loss(0, nullptr);
   res.qr_retractions = opt1.qr_retractions();
   res.orthogonality_error = orthogonality_error(p.r1, s.hidden);
   for (int l = 0; l < s.n_layers; l++) {

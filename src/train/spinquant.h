@@ -1,8 +1,9 @@
 // SpinQuant's rotation learning (arXiv 2405.16406, facebookresearch/SpinQuant
 // optimize_rotation.py): R1 and every layer's R2 start from the given rotations (the recipe's
 // randomized Hadamards, as QuaRot would fuse them) and follow Cayley SGD on the end-to-end
-// cross-entropy of the quantized model (train/rotated_decoder.h), one micro-batch of
-// calibration windows per step, with a cosine learning-rate schedule (HF's, no warm-up).
+// cross-entropy of the quantized model (train/rotated_decoder.h), `batch` calibration windows
+// per step (the gradient accumulated one window at a time: memory is one window's activations),
+// with a cosine learning-rate schedule (HF's, no warm-up).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -25,8 +26,8 @@ struct SpinOptions {
 struct SpinResult {
   std::vector<float> r1;                // [hidden*hidden]
   std::vector<std::vector<float>> r2;   // [layer][head_dim*head_dim]
-  std::vector<double> loss;             // per step (the micro-batch's loss before the step)
-  double loss_init = 0, loss_final = 0; // on the first micro-batch, before and after learning
+  std::vector<double> loss;             // per step (the step's windows' mean loss before the step)
+  double loss_init = 0, loss_final = 0; // on the first step's windows, before and after learning
   int steps = 0, batch = 0, qr_retractions = 0;
   double orthogonality_error = 0;       // max |R R^T - I| over R1 and every R2
   double seconds = 0;

@@ -85,6 +85,7 @@ class Spinquant : public Method {
       for (auto& m2 : res.r2) rot.r2_layers.push_back(Rotation::from_matrix(square(s.head_dim, std::move(m2))));
       ctx.report.r2_kind = "spinquant";
     }
+    ctx.recipe.spinquant.batch = res.batch;  // the recipe records what ran (0 selected the default)
     QuantizeReport& rep = ctx.report;
     rep.sq_loss_init = res.loss_init;
     rep.sq_loss_final = res.loss_final;
