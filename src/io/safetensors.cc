@@ -276,14 +276,15 @@ std::vector<std::string> SafetensorsDir::names() const {
 
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, const Tensor*>>& tensors,
                        const std::map<std::string, std::string>& metadata, const std::set<std::string>& as_u8,
-                       const std::set<std::string>& as_f16) {
+                       const std::set<std::string>& as_f16, const std::set<std::string>& as_bf16) {
   json h = json::object();
   if (!metadata.empty()) h["__metadata__"] = metadata;
   size_t off = 0;
   for (auto& [name, t] : tensors) {
-    const bool u8 = as_u8.count(name) > 0, f16 = as_f16.count(name) > 0;
-    size_t nb = t->data.size() * (u8 ? 1 : f16 ? 2 : 4);
-    h[name] = {{"dtype", u8 ? "U8" : f16 ? "F16" : "F32"}, {"shape", t->shape}, {"data_offsets", {off, off + nb}}};
+    const bool u8 = as_u8.count(name) > 0, f16 = as_f16.count(name) > 0, bf16 = as_bf16.count(name) > 0;
+    size_t nb = t->data.size() * (u8 ? 1 : f16 || bf16 ? 2 : 4);
+    h[name] = {{"dtype", u8 ? "U8" : f16 ? "F16" : bf16 ? "BF16" : "F32"}, {"shape", t->shape},
+               {"data_offsets", {off, off + nb}}};
     off += nb;
   }
   std::string hs = h.dump();
@@ -300,6 +301,11 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
       for (float v : t->data) {
         uint16_t h16 = f32_to_f16(v);
         out.append(reinterpret_cast<const char*>(&h16), 2);
+      }
+    } else if (as_bf16.count(name)) {
+      for (float v : t->data) {
+        uint16_t b16 = f32_to_bf16(v);
+        out.append(reinterpret_cast<const char*>(&b16), 2);
       }
     } else
       out.append(reinterpret_cast<const char*>(t->data.data()), t->data.size() * 4);

@@ -44,10 +44,12 @@ class SafetensorsDir : public TensorSource {
 };
 
 // Writes tensors (name -> tensor) plus string metadata atomically: F32, except the names in
-// `as_u8`, whose values (0..255) are stored as U8 bytes, and those in `as_f16` (F16).
+// `as_u8`, whose values (0..255) are stored as U8 bytes, and those in `as_f16` (F16) or
+// `as_bf16` (BF16, round to nearest even).
 void write_safetensors(const std::string& path,
                        const std::vector<std::pair<std::string, const Tensor*>>& tensors,
                        const std::map<std::string, std::string>& metadata = {},
-                       const std::set<std::string>& as_u8 = {}, const std::set<std::string>& as_f16 = {});
+                       const std::set<std::string>& as_u8 = {}, const std::set<std::string>& as_f16 = {},
+                       const std::set<std::string>& as_bf16 = {});
 
 }  // namespace kt
