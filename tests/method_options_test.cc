@@ -226,14 +226,25 @@ TEST(MethodOptions, QuantizeFlagsAreExactlyTheDeclaredOnesAndLandInTheRecipe) {
     EXPECT_GT(at, pos) << n << " out of order";
     pos = at;
   }
-  // Every flag given a non-default value lands in its recipe.json field (kurtail: every section is written).
+  // Every flag given a non-default value lands in its recipe.json field: once per method whose
+  // section only its own recipes carry (kurtail, spinquant), each run checking the sections it writes.
   const std::string dir = test::temp_dir("mopts");
-  auto q = test::run_cli("quantize -q --method kurtail --truncate-layers 1 --nsamples 1 --seqlen 32 --out " + dir +
-                         "/q --force" + f.args);
-  ASSERT_EQ(q.code, 0) << f.args << "\n" << q.err;
-  Recipe got = Recipe::from_json(read_file(dir + "/q/recipe.json", SIZE_MAX), "recipe.json");
-  auto have = collect(got, true);
-  for (auto& [k, v] : f.want) EXPECT_EQ(have.at(k), v) << k;
+  size_t checked = 0;
+  for (const char* method : {"kurtail", "spinquant"}) {
+    auto q = test::run_cli(std::string("quantize -q --method ") + method +
+                           " --truncate-layers 1 --nsamples 2 --seqlen 32 --out " + dir + "/q --force" + f.args);
+    ASSERT_EQ(q.code, 0) << f.args << "\n" << q.err;
+    Recipe got = Recipe::from_json(read_file(dir + "/q/recipe.json", SIZE_MAX), "recipe.json");
+    auto have = collect(got, true);
+    for (auto& [k, v] : f.want)
+      if (have.count(k)) {
+        EXPECT_EQ(have.at(k), v) << method << ": " << k;
+        checked++;
+      } else {
+        EXPECT_FALSE(k.rfind(std::string(method) + ".", 0) == 0) << method << "'s own option " << k << " not written";
+      }
+  }
+  EXPECT_GE(checked, f.want.size()) << "every declared flag checked at least once";
   std::system(("rm -rf '" + dir + "'").c_str());
 }
 
