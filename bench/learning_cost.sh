@@ -22,7 +22,7 @@ echo "| method | model | layers | hidden | calibration | learning s | CPU s | pe
 echo "|---|---|---|---|---|---|---|---|---|"
 run() {  # method model layers label extra-args...
   local m=$1 model=$2 L=$3 label=$4; shift 4
-  local tag="$m-$(basename "$model")-L$L-$label"
+  local tag="$m-$(basename "$model")-L$L-${label//[^a-z0-9]/_}"
   /usr/bin/time -f "%U %S %M" -o "$OUT/$tag.time" "$B/kurtail" quantize --model "$model" --method "$m" --w 4 --a 4 --kv 4 \
     --seqlen 512 --truncate-layers "$L" --out "$OUT/$tag.q" --force --json -q "$@" > "$OUT/$tag.json"
   rm -rf "${OUT:?}/$tag.q"
