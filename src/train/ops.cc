@@ -28,7 +28,7 @@ void gemm<double>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alph
 
 template <class T>
 void rmsnorm_forward(const T* x, T* y, T* inv, int64_t rows, int64_t d, double eps) {
-#pragma omp parallel for
+#pragma omp parallel for if (rows * d > 32768)
   for (int64_t r = 0; r < rows; r++) {
     const T* xr = x + r * d;
     double ss = 0;
@@ -42,7 +42,7 @@ void rmsnorm_forward(const T* x, T* y, T* inv, int64_t rows, int64_t d, double e
 template <class T>
 void rmsnorm_backward(const T* dy, const T* y, const T* inv, T* dx, int64_t rows, int64_t d) {
   // y = x * inv with inv = (mean(x^2) + eps)^-1/2: dy/dx = inv (I - y y^T / d)
-#pragma omp parallel for
+#pragma omp parallel for if (rows * d > 32768)
   for (int64_t r = 0; r < rows; r++) {
     const T* g = dy + r * d;
     const T* yr = y + r * d;
@@ -59,7 +59,7 @@ template <class T>
 void linear_forward(const T* x, const T* W, const T* b, T* y, int64_t rows, int64_t in, int64_t out) {
   gemm<T>(false, true, rows, out, in, 1, x, in, W, in, 0, y, out);
   if (!b) return;
-#pragma omp parallel for
+#pragma omp parallel for if (rows * out > 32768)
   for (int64_t r = 0; r < rows; r++)
     for (int64_t j = 0; j < out; j++) y[r * out + j] += b[j];
 }
@@ -101,7 +101,7 @@ template <class T>
 void rope_apply(const RopeTable<T>& t, T* x, int nseq, int ntok, int nheads, T sign) {
   const int hd = 2 * t.half;
   const int64_t width = (int64_t)nheads * hd;
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if ((int64_t)nseq * ntok * width > 32768)
   for (int b = 0; b < nseq; b++)
     for (int p = 0; p < ntok; p++) {
       const T* c = &t.cos[(size_t)p * t.half];
@@ -138,7 +138,7 @@ template <class T>
 void attention_forward(const AttnShape& a, const T* q, const T* k, const T* v, T* out, T* P) {
   const int hd = a.head_dim, T_ = a.ntok, group = a.n_heads / a.n_kv;
   const int64_t qd = (int64_t)a.n_heads * hd, kvd = (int64_t)a.n_kv * hd;
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if ((int64_t)T_ * T_ * hd > 32768)
   for (int b = 0; b < a.nseq; b++)
     for (int h = 0; h < a.n_heads; h++) {
       const int kh = h / group;
@@ -185,7 +185,7 @@ void attention_backward(const AttnShape& a, const T* dout, const T* q, const T* 
   std::fill(dk, dk + (int64_t)a.nseq * T_ * kvd, T(0));
   std::fill(dv, dv + (int64_t)a.nseq * T_ * kvd, T(0));
   // One thread per (sequence, kv head): the query heads of a group write the same dk/dv rows.
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) if ((int64_t)T_ * T_ * hd > 32768)
   for (int b = 0; b < a.nseq; b++)
     for (int kh = 0; kh < a.n_kv; kh++) {
       std::vector<T> dp(T_);
@@ -229,13 +229,13 @@ void attention_backward(const AttnShape& a, const T* dout, const T* q, const T* 
 
 template <class T>
 void swiglu_forward(const T* g, const T* u, T* h, int64_t n) {
-#pragma omp parallel for
+#pragma omp parallel for if (n > 32768)
   for (int64_t i = 0; i < n; i++) h[i] = g[i] / (T(1) + std::exp(-g[i])) * u[i];
 }
 
 template <class T>
 void swiglu_backward(const T* dh, const T* g, const T* u, T* dg, T* du, int64_t n) {
-#pragma omp parallel for
+#pragma omp parallel for if (n > 32768)
   for (int64_t i = 0; i < n; i++) {
     const T sg = T(1) / (T(1) + std::exp(-g[i]));  // sigmoid; silu' = s (1 + g (1 - s))
     du[i] = dh[i] * g[i] * sg;
@@ -247,8 +247,8 @@ void swiglu_backward(const T* dh, const T* g, const T* u, T* dg, T* du, int64_t 
 
 template <class T>
 double cross_entropy(T* logits, const int32_t* targets, int64_t rows, int64_t vocab, bool grad, double gscale) {
-  double total = 0;
-#pragma omp parallel for reduction(+ : total)
+  std::vector<double> row_loss(rows, 0.0);  // summed in order below: the same bits for any thread count
+#pragma omp parallel for if (rows * vocab > 32768)
   for (int64_t r = 0; r < rows; r++) {
     T* z = logits + r * vocab;
     const int32_t t = targets[r];
@@ -259,11 +259,13 @@ double cross_entropy(T* logits, const int32_t* targets, int64_t rows, int64_t vo
     T mx = *std::max_element(z, z + vocab);
     double sum = 0;
     for (int64_t j = 0; j < vocab; j++) sum += std::exp((double)(z[j] - mx));
-    total += std::log(sum) - (double)(z[t] - mx);
+    row_loss[r] = std::log(sum) - (double)(z[t] - mx);
     if (!grad) continue;
     for (int64_t j = 0; j < vocab; j++) z[j] = (T)(std::exp((double)(z[j] - mx)) / sum * gscale);
     z[t] -= (T)gscale;
   }
+  double total = 0;
+  for (double l : row_loss) total += l;
   return total;
 }
 
