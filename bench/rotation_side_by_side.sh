@@ -1,28 +1,36 @@
 #!/usr/bin/env bash
 # QuaRot vs SpinQuant vs KurTail (issue #17) on one model: the same seed, calibration text and
 # quantizers for all three, W4A4KV4, RTN and GPTQ weights, several seeds. Per run: perplexity
-# and KL vs FP on the whole WikiText-2 test (the integer kernels), the zero-shot tasks, the
+# on the whole WikiText-2 test and KL vs FP on its first KL_WINDOWS windows (the integer
+# kernels; KL runs the FP model alongside, so it doubles the cost), the zero-shot tasks, the
 # quantize wall time, the rotation-learning time and the peak RSS; then one table of means and
 # standard deviations over the seeds.
 # Usage: bash bench/rotation_side_by_side.sh ./build/kurtail OUT_DIR
 #   env: MODEL (tinyllama-8m), SEEDS ("0 1 2"), WALGOS ("rtn gptq"), METHODS ("quarot spinquant kurtail"),
-#        TASKS (paper6), TASK_LIMIT (0 = full splits), WINDOWS (0 = the whole test text).
+#        TASKS (paper6), TASK_LIMIT (0 = full splits), WINDOWS (0 = the whole test text), KL_WINDOWS (128).
+# Order: weight algorithm, then seed, then method, so a partial run has every method of a seed.
 # Runs that already have their three json files in OUT_DIR are kept (resumable).
 set -euo pipefail
 K=${1:?kurtail binary}; OUT=${2:?output directory}
 : "${KURTAIL_DATA:?set KURTAIL_DATA}"
 MODEL=${MODEL:-$KURTAIL_DATA/models/tinyllama-8m}
 SEEDS=${SEEDS:-0 1 2}; WALGOS=${WALGOS:-rtn gptq}; METHODS=${METHODS:-quarot spinquant kurtail}
-TASKS=${TASKS:-paper6}; TASK_LIMIT=${TASK_LIMIT:-0}; WINDOWS=${WINDOWS:-0}
+TASKS=${TASKS:-paper6}; TASK_LIMIT=${TASK_LIMIT:-0}; WINDOWS=${WINDOWS:-0}; KL_WINDOWS=${KL_WINDOWS:-128}
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 mkdir -p "$OUT"
-for seed in $SEEDS; do for wa in $WALGOS; do for m in $METHODS; do
+for wa in $WALGOS; do for seed in $SEEDS; do for m in $METHODS; do
   tag="$m-$wa-s$seed"
   [ -s "$OUT/$tag.tasks.json" ] && continue
   s=$(date +%s)
   $K quantize --model "$MODEL" --method "$m" --weights "$wa" --seed "$seed" --w 4 --a 4 --kv 4 \
      --out "$OUT/$tag" --force --json -q > "$OUT/$tag.quant.json"
-  $K eval --model "$OUT/$tag" --kl-ref "$MODEL" --max-windows "$WINDOWS" --json -q > "$OUT/$tag.ppl.json"
+  if [ "$WINDOWS" = "$KL_WINDOWS" ]; then  # one pass gives both
+    $K eval --model "$OUT/$tag" --kl-ref "$MODEL" --max-windows "$KL_WINDOWS" --json -q > "$OUT/$tag.kl.json"
+    cp "$OUT/$tag.kl.json" "$OUT/$tag.ppl.json"
+  else
+    $K eval --model "$OUT/$tag" --max-windows "$WINDOWS" --json -q > "$OUT/$tag.ppl.json"
+    $K eval --model "$OUT/$tag" --kl-ref "$MODEL" --max-windows "$KL_WINDOWS" --json -q > "$OUT/$tag.kl.json"
+  fi
   $K eval --model "$OUT/$tag" --tasks "$TASKS" --limit "$TASK_LIMIT" --json -q > "$OUT/$tag.tasks.tmp"
   mv "$OUT/$tag.tasks.tmp" "$OUT/$tag.tasks.json"
   rm -rf "${OUT:?}/$tag"
@@ -46,11 +54,11 @@ for wa in walgos:
         for s in seeds:
             p = f"{out}/{m}-{wa}-s{s}"
             try:
-                q, e, t = (json.load(open(p + x)) for x in (".quant.json", ".ppl.json", ".tasks.json"))
+                q, e, k, t = (json.load(open(p + x)) for x in (".quant.json", ".ppl.json", ".kl.json", ".tasks.json"))
             except FileNotFoundError:
                 continue
             learn = q.get("spinquant", q.get("kurtail", {})).get("learn_seconds", 0.0)
-            rows.append((e["perplexity"], e["kl"], 100 * e["top1_agreement"], six(t["tasks"]), q["seconds"], learn,
+            rows.append((e["perplexity"], k["kl"], 100 * k["top1_agreement"], six(t["tasks"]), q["seconds"], learn,
                          q["peak_rss_mib"]))
         if not rows:
             continue
