@@ -18,8 +18,8 @@ mkdir -p "$OUT"
 [ -d "$OUT/h512" ] || "$B/kurtail_make_checkpoint" --hidden 512 --ffn 1408 --heads 16 --kv-heads 8 --layers 2 --dtype f32 --out "$OUT/h512" 2>/dev/null
 [ -d "$OUT/h1024" ] || "$B/kurtail_make_checkpoint" --hidden 1024 --ffn 2816 --heads 16 --kv-heads 8 --layers 2 --dtype f32 --out "$OUT/h1024" 2>/dev/null
 
-echo "| method | model | layers | hidden | calibration | learning s | CPU s | peak RSS MiB | per unit |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| method | model | layers | hidden | calibration | learning CPU s | learning wall s | process CPU s | peak RSS MiB | per unit (CPU) |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 run() {  # method model layers label extra-args...
   local m=$1 model=$2 L=$3 label=$4; shift 4
   local tag="$m-$(basename "$model")-L$L-${label//[^a-z0-9]/_}"
@@ -30,14 +30,14 @@ run() {  # method model layers label extra-args...
 import json, sys
 p, m, model, L, label = sys.argv[1:]
 q = json.load(open(p + ".json")); u, s, rss = open(p + ".time").read().split()
-sec = q.get(m, {}).get("learn_seconds", 0.0)
+sec = q.get(m, {}).get("learn_seconds", 0.0); cpu = q.get(m, {}).get("learn_cpu_seconds", 0.0)
 hidden = {"tinyllama-8m": 256, "h512": 512, "h1024": 1024}[model]
 if m == "spinquant":
     sq = q["spinquant"]; windows = sq["steps"] * sq["windows_per_step"] + 2 * sq["windows_per_step"]
-    unit = "%.2f s per window (fwd+bwd)" % (sec / windows)
+    unit = "%.2f s per window (fwd+bwd; the 2 loss evaluations counted as windows)" % (cpu / windows)
 else:
-    unit = "capture %.1f s" % q["kurtail"]["capture_seconds"]
-print("| %s | %s | %s | %d | %s | %.1f | %.1f | %.0f | %s |" % (m, model, L, hidden, label, sec,
+    unit = "capture %.1f s wall" % q["kurtail"]["capture_seconds"]
+print("| %s | %s | %s | %d | %s | %.1f | %.1f | %.1f | %.0f | %s |" % (m, model, L, hidden, label, cpu, sec,
       float(u) + float(s), int(rss) / 1024, unit))
 PY
 }

@@ -100,11 +100,12 @@ int run_quantize() {
       j["kurtail"] = {{"r1_kurtosis_init", rep.kt_r1_kurt_init}, {"r1_kurtosis_final", rep.kt_r1_kurt_final},
                       {"r2_kurtosis_init", rep.kt_r2_kurt_init}, {"r2_kurtosis_final", rep.kt_r2_kurt_final},
                       {"r1_steps", rep.kt_r1_steps}, {"r1_rows", rep.kt_rows_r1}, {"learn_seconds", rep.kt_seconds},
-                      {"capture_seconds", rep.kt_capture_seconds}};
+                      {"capture_seconds", rep.kt_capture_seconds}, {"learn_cpu_seconds", rep.prepare_cpu_seconds}};
     if (r.method == "spinquant")
       j["spinquant"] = {{"loss_init", rep.sq_loss_init}, {"loss_final", rep.sq_loss_final}, {"steps", rep.sq_steps},
                         {"windows_per_step", rep.sq_batch}, {"train_weights", rep.sq_train_weights},
-                        {"learn_seconds", rep.sq_seconds}, {"orthogonality_error", rep.sq_orthogonality_error}};
+                        {"learn_seconds", rep.sq_seconds}, {"learn_cpu_seconds", rep.prepare_cpu_seconds},
+                        {"orthogonality_error", rep.sq_orthogonality_error}};
     if (m->spec.moe()) j["experts_without_calibration"] = rep.experts_without_calibration;
     std::cout << j.dump(2) << std::endl;
   } else {

@@ -199,7 +199,9 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   }
   r.crossquant = false;  // the method's to set (CrossQuant's prepare)
   MethodContext ctx{r, s, opt, rep};
+  const double cpu0 = process_cpu_seconds();
   method->prepare(m, calib, rot, ctx);
+  rep.prepare_cpu_seconds = process_cpu_seconds() - cpu0;
   // shared by every layer whose post-norm output it rotates online (Gemma 2)
   const auto r1 = r.r1 ? std::make_shared<const Rotation>(rot.r1) : nullptr;
   if (r.r1 && arch_table(s).has(Field::PostAttnNorm) && rot.r1.kind() == "dense")

@@ -37,6 +37,8 @@ struct QuantizeReport {
   double sq_loss_init = 0, sq_loss_final = 0, sq_seconds = 0, sq_orthogonality_error = 0;
   int sq_steps = 0, sq_batch = 0;
   std::string sq_train_weights;
+  // CPU seconds (all threads) of the method's prepare step: learning KurTail's or SpinQuant's rotations
+  double prepare_cpu_seconds = 0;
   int nsamples = 0, seqlen = 0;
   // GPTQ on MoE: experts (summed over layers) no calibration token was routed to: quantized by RTN
   int experts_without_calibration = 0;

@@ -23,6 +23,9 @@ class Progress {
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t0);
+// CPU seconds this process has used so far (all threads): on a shared machine a cost that wall
+// time overstates by however many other programs run.
+double process_cpu_seconds();
 // Peak resident set size of this process in MiB.
 double peak_rss_mib();
 
