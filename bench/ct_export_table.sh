@@ -7,10 +7,11 @@
 # W4A16 has no activation quantizer: orig and export are the same model (CompressedTensorsExport.
 # EvalOnTheExportEqualsTheOriginalExactly shows bit-identical perplexity), so only export is run.
 # Usage: bash bench/ct_export_table.sh ./build/kurtail OUTDIR   (KURTAIL_DATA must be set)
-#   WINDOWS (default 16) windows of CTX (default 256) tokens of wikitext-2 test.
+#   WINDOWS (default 16) windows of CTX (default 256) tokens of wikitext-2 test; NSAMPLES (default
+#   32) calibration windows of 512 tokens for GPTQ and KurTail.
 set -euo pipefail
 bin=${1:?kurtail binary}; out=${2:?output directory}
-win=${WINDOWS:-16}; ctx=${CTX:-256}
+win=${WINDOWS:-16}; ctx=${CTX:-256}; ns=${NSAMPLES:-32}
 : "${KURTAIL_DATA:?set KURTAIL_DATA}"
 model=$KURTAIL_DATA/models/tinyllama-8m
 mkdir -p "$out"
@@ -26,7 +27,9 @@ for m in quarot kurtail; do
     for r4 in full 64; do
       q=$out/q-$m-a$a-r4$r4; x=$out/ct-$m-a$a-r4$r4
       blk=(); [ "$r4" = full ] || blk=(--r4-block "$r4")
-      [ -e "$q" ] || "$bin" quantize --method "$m" --weights gptq --w 4 --a "$a" --kv 16 --no-r3 "${blk[@]}" --out "$q" -q >/dev/null
+      t0=$(date +%s)
+      [ -e "$q" ] || "$bin" quantize --method "$m" --weights gptq --nsamples "$ns" --w 4 --a "$a" --kv 16 --no-r3 "${blk[@]}" --out "$q" -q >/dev/null
+      echo "quantize $m A$a R4 $r4: $(( $(date +%s) - t0 )) s" >&2
       [ -e "$x" ] || "$bin" export --format compressed-tensors --model "$q" --out "$x" --dtype float32 -q
       o="(= export)"; [ "$a" = 16 ] || o=$(ev "$q")
       echo "| $m | W4A$a | $r4 | $o | $(ev "$x") |"

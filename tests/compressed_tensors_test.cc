@@ -18,6 +18,7 @@
 #include "transform/rotation.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/output.h"
 
 namespace kt {
 namespace {
@@ -245,6 +246,39 @@ TEST(CompressedTensorsExport, CorruptTensorsFailInOneLine) {
     test::expect_documented_error(test::run_cli("eval --model " + c + " --max-windows 1"),
                                   "has a scale that is not finite and > 0");
   }
+}
+
+}  // namespace
+}  // namespace kt
+
+namespace kt {
+namespace {
+
+double ppl_of(const std::string& model) {
+  test::CmdResult r = test::run_cli("eval --model " + model + " --max-windows 2 --ctx 128 --json -q");
+  EXPECT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  return j.is_object() && j.contains("perplexity") ? j["perplexity"].get<double>() : -1;
+}
+
+// The block R4 fused into down_proj and the one the online plan applies are the same matrix:
+// without quantization the rotated model computes the FP model's function (to fp32 rounding).
+// recipe.json records the block, and a block that does not fit the model is refused on load.
+TEST(BlockR4, FusedAndOnlineAgreeAndTheRecipeRecordsIt) {
+  const std::string d = test::temp_dir("blockr4");
+  cli_ok("quantize --model " + test::tinyllama() + " --out " + d + "/q -q --method quarot --w 16 --a 16 --kv 16 "
+         "--no-r3 --r4-block 32");
+  const double fp = ppl_of(test::tinyllama()), rot = ppl_of(d + "/q");
+  EXPECT_NEAR(rot / fp, 1.0, 1e-4) << fp << " " << rot;
+  nlohmann::json j = nlohmann::json::parse(read_file(d + "/q/recipe.json"));
+  EXPECT_EQ(j["r4"]["block"], 32);
+  j["r4"]["block"] = 48;
+  write_file_atomic(d + "/q/recipe.json", j.dump(2));
+  test::expect_documented_error(test::run_cli("eval --model " + d + "/q --max-windows 1"),
+                                "'r4.block' is 48; must be a power of two dividing the down_proj input width 704");
+  test::expect_documented_error(
+      test::run_cli("quantize --model " + test::tinyllama() + " --out " + d + "/x -q --r4-block 48"),
+      "R4 block size 48 must be a power of two dividing 704");
 }
 
 }  // namespace

@@ -199,7 +199,7 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
     r.r4_seed = r.seed + 4;
     for (int n : s.down_widths()) r4.push_back(r4_rotation(r, n));
     r.r4_kind = r4[0].kind();
-    rep.r4_kind = r.r4_kind;
+    rep.r4_kind = r.r4_block > 0 ? r.r4_kind + "-block-" + std::to_string(r.r4_block) : r.r4_kind;  // report only
   }
   // shared by every layer whose post-norm output it rotates online (Gemma 2)
   const auto r1 = r.r1 ? std::make_shared<const Rotation>(rot.r1) : nullptr;
