@@ -283,3 +283,25 @@ TEST(BlockR4, FusedAndOnlineAgreeAndTheRecipeRecordsIt) {
 
 }  // namespace
 }  // namespace kt
+
+namespace kt {
+namespace {
+
+// Families on the archs checkpoints: Phi-3 stores qkv_proj / gate_up_proj fused (codes and
+// scales concatenated along out), Qwen2 has q/k/v biases, Gemma stores norms as multiplier - 1,
+// Mixtral has routers (kept fp) and per-expert linears. Export and read back: the same perplexity,
+// bit for bit.
+TEST(CompressedTensorsExport, FamiliesRoundTripExactly) {
+  for (const std::string& a : {"phi3", "qwen2.5", "gemma", "mixtral"}) {
+    const std::string d = test::temp_dir("ct_arch");
+    cli_ok("quantize --model " + test::data() + "/models/archs/" + a + " --out " + d + "/q -q --method quarot --no-r3 "
+           "--kv 16 --a-clip 1");
+    cli_ok("export --model " + d + "/q --out " + d + "/ct -q --dtype float32");
+    const std::string x = mean_nll(d + "/q"), y = mean_nll(d + "/ct");
+    EXPECT_EQ(x, y) << a;
+    EXPECT_EQ(x.rfind("missing", 0), std::string::npos) << a;
+  }
+}
+
+}  // namespace
+}  // namespace kt
