@@ -106,7 +106,7 @@ json quant_args(int bits, const char* strategy, int group, bool dynamic) {
 int r4_block_of(const Recipe& r, int width) { return r.r4_block > 0 ? r.r4_block : width; }
 bool is_pow2(int n) { return n > 0 && (n & (n - 1)) == 0; }
 
-json quantization_config(const Model& m, const Recipe& r, const CtExportOptions& o) {
+json quantization_config(const Model& m, const Recipe& r) {
   json group = {{"targets", {"Linear"}},
                 {"weights", quant_args(r.w.bits, r.w.gran == Granularity::PerGroup ? "group" : "channel",
                                        r.w.gran == Granularity::PerGroup ? r.w.group : 0, false)},
@@ -135,7 +135,6 @@ json quantization_config(const Model& m, const Recipe& r, const CtExportOptions&
               {"head_dim", b},
               {"precision", "torch.float32"}}}}}};
   }
-  (void)o;
   return {{"quant_method", "compressed-tensors"},
           {"version", kCtVersion},
           {"format", "pack-quantized"},
@@ -190,6 +189,11 @@ std::vector<std::string> check_ct_export(const Model& m, const Recipe& r, const 
   if (r.w.scale_f16 && o.dtype == "bfloat16") notes.push_back("fp16 weight scales rounded to bfloat16");
   if (!r.w.scale_f16 && o.dtype != "float32")
     notes.push_back("weight scales rounded to " + o.dtype + " (exact with --dtype float32, or quantize with --w-scale f16)");
+  const bool hf_tok = is_directory(m.tokenizer_path) && (file_exists(join_path(m.tokenizer_path, "tokenizer.json")) ||
+                                                         file_exists(join_path(m.tokenizer_path, "tokenizer.model")));
+  if (!hf_tok)
+    notes.push_back("no Hugging Face tokenizer files to copy (the vocabulary came from a llama2.c or GGUF file): "
+                    "add tokenizer.json or tokenizer.model before serving");
   if (r.r4) {
     const int width = m.spec.down_widths()[0];
     const int b = r4_block_of(r, width);
@@ -314,7 +318,7 @@ void write_compressed_tensors(const Model& m, const Recipe& r, const std::string
   s.tie_embeddings = m.lm_head.empty();  // R1 made lm_head differ from the embeddings: untied
   json cfg = parse_json(spec_to_hf_config(s), "config.json");
   cfg["torch_dtype"] = o.dtype;
-  cfg["quantization_config"] = quantization_config(m, r, o);
+  cfg["quantization_config"] = quantization_config(m, r);
   write_file_atomic(tmp + "/config.json", cfg.dump(2) + "\n");
   json info = {{"format", kMarker},
                {"version", 1},

@@ -147,7 +147,8 @@ std::vector<LinearEntry> checkpoint_linears(const ModelSpec& s) {
   return v;
 }
 
-std::vector<int64_t> int_values(const TensorInfo& ti, const std::string& what) {
+// The values of a shape tensor (I64 or I32; its dtype and element count are checked by the caller).
+std::vector<int64_t> int_values(const TensorInfo& ti) {
   std::vector<int64_t> v;
   const size_t n = ti.dtype == DType::I64 ? ti.nbytes / 8 : ti.nbytes / 4;
   for (size_t i = 0; i < n; i++) {
@@ -161,7 +162,6 @@ std::vector<int64_t> int_values(const TensorInfo& ti, const std::string& what) {
       v.push_back(x);
     }
   }
-  (void)what;
   return v;
 }
 
@@ -334,8 +334,8 @@ CtModel read_compressed_tensors(const std::string& dir) {
     const TensorInfo& shi = take(sh);
     if ((shi.dtype != DType::I64 && shi.dtype != DType::I32) || shi.shape != std::vector<int64_t>{2})
       fail(file, "tensor " + quote(sh) + " must be I64 or I32 [2], got " + dtype_name(shi.dtype) + " " + shape_str(shi.shape));
-    if (int_values(shi, sh) != std::vector<int64_t>{e.out, e.in})
-      fail(file, "tensor " + quote(sh) + " says " + shape_str(int_values(shi, sh)) + " but config.json gives " +
+    if (int_values(shi) != std::vector<int64_t>{e.out, e.in})
+      fail(file, "tensor " + quote(sh) + " says " + shape_str(int_values(shi)) + " but config.json gives " +
                      shape_str({e.out, e.in}));
     const int bits = q.w_bits;
     const int64_t pc = ct_packed_cols(e.in, bits);
