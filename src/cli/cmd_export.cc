@@ -8,6 +8,7 @@
 #include "quant/validate_model.h"
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "export/compressed_tensors.h"
 #include "export/gguf_writer.h"
 #include "io/gguf_model.h"
 #include "io/json_checked.h"
@@ -23,6 +24,8 @@ namespace {
 struct ExportArgs {
   std::string model, out, type = "f16", name;
   bool force = false, quiet = false;
+  std::string format = "compressed-tensors", dtype = "float16";  // `kurtail export`
+  bool drop_r3 = false;
 } xa;
 
 // general.name: the model's own name (config.json's _name_or_path), else the file or
@@ -89,9 +92,45 @@ int run_export() {
   return 0;
 }
 
+// `kurtail export --format compressed-tensors`: the quantized model as vLLM's checkpoint format.
+int run_export_ct() {
+  std::optional<Recipe> rec;  // validated once, by open_model
+  auto m = open_model(xa.model, -1, "", &rec);
+  if (!rec) fail(xa.model, "not a quantized model (no recipe.json): compressed-tensors export needs kurtail quantize's output");
+  CtExportOptions o;
+  o.dtype = xa.dtype;
+  o.drop_r3 = xa.drop_r3;
+  o.force = xa.force;
+  const std::vector<std::string> notes = check_ct_export(*m, *rec, o, xa.model);
+  if (!xa.quiet)
+    for (const std::string& n : notes) std::fprintf(stderr, "kurtail: note: %s\n", n.c_str());
+  write_compressed_tensors(*m, *rec, xa.out, o, notes);
+  if (!xa.quiet) std::fprintf(stderr, "wrote %s\n", xa.out.c_str());
+  return 0;
+}
+
+int run_export_any() { return xa.format == "gguf" ? run_export() : run_export_ct(); }
+
 }  // namespace
 
 void register_export(CLI::App& app) {
+  {
+    auto* c = app.add_subcommand("export", "Write a quantized model for a serving engine (vLLM: compressed-tensors) or llama.cpp (gguf)");
+    path_option(c, "--model", xa.model, "kurtail quantize OUT (compressed-tensors); any model (gguf)")->required();
+    path_option(c, "--out", xa.out, "output directory (compressed-tensors) or .gguf file")->required();
+    choice_option(c, "--format", xa.format, "compressed-tensors (vLLM pack-quantized) or gguf (as export-gguf)",
+                  {"compressed-tensors", "gguf"})
+        ->capture_default_str();
+    choice_option(c, "--dtype", xa.dtype, "compressed-tensors: dtype of scales, embeddings, norms and lm_head",
+                  {"float16", "bfloat16", "float32"})
+        ->capture_default_str();
+    c->add_flag("--drop-r3", xa.drop_r3, "compressed-tensors: export a recipe with R3 without it (vLLM cannot run R3)");
+    choice_option(c, "--type", xa.type, "gguf: type of the matrices", {"f16", "bf16", "f32", "q8_0"})->capture_default_str();
+    path_option(c, "--name", xa.name, "gguf: general.name");
+    c->add_flag("--force", xa.force, "replace OUT if kurtail wrote it (never the input)");
+    c->add_flag("-q,--quiet", xa.quiet, "no messages");
+    register_runner(c, run_export_any);
+  }
   auto* c = app.add_subcommand("export-gguf", "Write a model (after fusable transforms) as a llama.cpp GGUF");
   xa.model = join_path(data_dir(), "models/tinyllama-8m");
   path_option(c, "--model", xa.model, "HF directory, quantize OUT (fusable rotations only), llama2.c .bin or .gguf")

@@ -313,4 +313,29 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
   write_file_atomic(path, out);
 }
 
+void write_safetensors_raw(const std::string& path, const std::vector<RawTensor>& tensors,
+                           const std::map<std::string, std::string>& metadata) {
+  json h = json::object();
+  if (!metadata.empty()) h["__metadata__"] = metadata;
+  size_t off = 0;
+  for (const RawTensor& t : tensors) {
+    int64_t numel = 1;
+    for (int64_t d : t.shape) numel *= d;
+    if (t.bytes.size() != dtype_nbytes(t.dtype, (size_t)numel))
+      fail(path, "internal: tensor " + quote(t.name) + " has " + std::to_string(t.bytes.size()) + " bytes for shape " +
+                     shape_str(t.shape));
+    h[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {off, off + t.bytes.size()}}};
+    off += t.bytes.size();
+  }
+  std::string hs = h.dump();
+  while ((hs.size() + 8) % 8) hs.push_back(' ');
+  std::string out;
+  out.reserve(8 + hs.size() + off);
+  uint64_t hl = hs.size();
+  out.append(reinterpret_cast<const char*>(&hl), 8);
+  out += hs;
+  for (const RawTensor& t : tensors) out += t.bytes;
+  write_file_atomic(path, out);
+}
+
 }  // namespace kt

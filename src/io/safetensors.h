@@ -52,4 +52,16 @@ void write_safetensors(const std::string& path,
                        const std::set<std::string>& as_u8 = {}, const std::set<std::string>& as_f16 = {},
                        const std::set<std::string>& as_bf16 = {});
 
+// One tensor already in its stored form (the bytes of `dtype` elements, little-endian), for
+// writers of other tools' layouts (compressed-tensors: I32 packed weights, I64 shapes, F16/BF16).
+struct RawTensor {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+  std::string bytes;
+};
+// Writes them in order, atomically; fails if a tensor's byte count does not match its shape.
+void write_safetensors_raw(const std::string& path, const std::vector<RawTensor>& tensors,
+                           const std::map<std::string, std::string>& metadata = {});
+
 }  // namespace kt

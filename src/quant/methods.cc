@@ -16,6 +16,7 @@ std::unique_ptr<Method> make_smoothquant();
 std::unique_ptr<Method> make_smoothrot();  // smoothing of the down_proj input only
 std::unique_ptr<Method> make_duquant();
 std::unique_ptr<Method> make_crossquant();
+extern const OptionSection kR4Options;  // quant/pipeline.cc
 extern const OptionSection kKurtailOptions, kSpinquantOptions, kSmoothingOptions, kDuquantOptions, kCrossquantOptions;
 
 const std::vector<MethodInfo>& methods() {
@@ -72,7 +73,7 @@ bool method_runs_on(const MethodInfo& m, const ModelSpec& s, std::string* why) {
 }
 
 std::vector<const OptionSection*> option_sections() {
-  std::vector<const OptionSection*> v = {&kGptqOptions};
+  std::vector<const OptionSection*> v = {&kGptqOptions, &kR4Options};
   for (bool every : {true, false})
     for (const MethodInfo& m : methods())
       if (m.options && m.options->in_every_recipe == every && std::find(v.begin(), v.end(), m.options) == v.end())

@@ -88,13 +88,14 @@ OnlinePlan::OnlinePlan(const Recipe& r, const ModelSpec& s, const OnlineCaps& ca
     r3_rows_ = std::make_shared<const RotationRows>(r3_);
   }
   if (r.r4) {
-    // the recorded kind is the first width's; every width's R4 is Rotation::hadamard(n, false,
-    // seed), which is what make_rotation rebuilds for a kind that matches its size
+    // the recorded kind is the first width's; every width's R4 is r4_rotation (the full
+    // Hadamard(n, false, seed), which make_rotation rebuilds for a kind that matches its size, or
+    // the block-diagonal Sylvester one: the same matrix the pipeline fused into down_proj)
     const std::vector<int> widths = s.down_widths();
     for (size_t i = 0; i < widths.size(); i++)
       r4_.emplace_back(widths[i], std::make_shared<const Rotation>(
-                                      i == 0 ? make_rotation(r.r4_kind, widths[i], r.r4_seed)
-                                             : Rotation::hadamard(widths[i], false, r.r4_seed)));
+                                      i == 0 && r.r4_block == 0 ? make_rotation(r.r4_kind, widths[i], r.r4_seed)
+                                                                : r4_rotation(r, widths[i])));
   }
   // R3 runs before any site transform of K; moving it into the cache write would swap the two.
   r3_in_kv_cache_ = r.r3 && caps.cache_quantizes_kv && caps.cache_applies_r3 &&

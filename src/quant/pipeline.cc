@@ -161,6 +161,9 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   if (!method_runs_on(*info, s, &why)) fail(why);
   if (s.moe() && r.online_had_inputs)
     fail("online input Hadamards (online_hadamard_inputs) are not supported on mixture-of-experts models yet");
+  if (r.r4_block > 0 && !r.r4) fail("--r4-block " + std::to_string(r.r4_block) + " needs R4 (a method with it, without --no-r4)");
+  if (r.r4_block > 0)
+    for (int n : s.down_widths()) r4_rotation(r, n);  // fails now, naming the sizes, not after calibration
   Rotations rot;
   if (r.r1) {
     rot.r1 = Rotation::hadamard(s.hidden, r.r1_random_signs, r.seed);
@@ -193,9 +196,9 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   }
   if (r.r4) {  // one per down_proj input width; the recipe records the first's kind
     r.r4_seed = r.seed + 4;
-    for (int n : s.down_widths()) rot.r4.push_back(Rotation::hadamard(n, false, r.r4_seed));
+    for (int n : s.down_widths()) rot.r4.push_back(r4_rotation(r, n));
     r.r4_kind = rot.r4[0].kind();
-    rep.r4_kind = r.r4_kind;
+    rep.r4_kind = r.r4_block > 0 ? r.r4_kind + "-block-" + std::to_string(r.r4_block) : r.r4_kind;  // report only
   }
   r.crossquant = false;  // the method's to set (CrossQuant's prepare)
   MethodContext ctx{r, s, opt, rep};
@@ -277,5 +280,19 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   rep.peak_rss_mib = peak_rss_mib();
   return rep;
 }
+
+// R4's block size in recipe.json ("r4": {"block": N}) and on the CLI (--r4-block), declared once
+// (quant/options.h). Power of two and divisibility are checked against the model (above, and
+// validate_quantized_model when a recipe loads): they need its down_proj widths.
+namespace {
+void visit_r4(Recipe& r, OptionVisitor& v) {
+  v.integer(r.r4_block, 0,
+            {"block", "--r4-block",
+             "R4 as a block-diagonal Sylvester Hadamard of this size (a power of two dividing the ffn size; vLLM's "
+             "fast online Hadamard); 0: the full Hadamard"},
+            {0, 1 << 20});
+}
+}  // namespace
+extern const OptionSection kR4Options = {"r4", visit_r4, /*in_every_recipe=*/true};
 
 }  // namespace kt

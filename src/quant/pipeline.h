@@ -42,7 +42,7 @@ struct QuantizeReport {
   int nsamples = 0, seqlen = 0;
   // GPTQ on MoE: experts (summed over layers) no calibration token was routed to: quantized by RTN
   int experts_without_calibration = 0;
-  std::string r1_kind, r2_kind, r3_kind, r4_kind;
+  std::string r1_kind, r2_kind, r3_kind, r4_kind;  // r4: "hadamard-block-64" with --r4-block 64
 };
 
 // Calibration windows: nsamples random (seeded) slices of seqlen tokens from the text, as

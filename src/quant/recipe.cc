@@ -268,6 +268,10 @@ Recipe Recipe::from_json(const std::string& text, const std::string& path) {
   return r;
 }
 
+Rotation r4_rotation(const Recipe& r, int n) {
+  return r.r4_block > 0 ? Rotation::block_hadamard(n, r.r4_block) : Rotation::hadamard(n, false, r.r4_seed);
+}
+
 bool r1_runs_online(const Recipe& r, const ModelSpec& s) { return r.r1 && arch_table(s).has(Field::PostAttnNorm); }
 
 std::string site_tensor_name(const std::string& kind, int layer, Site site, const std::string& what) {

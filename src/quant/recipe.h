@@ -50,6 +50,11 @@ struct Recipe {
   // online rotations are rebuilt from (size, kind, seed) at load time
   std::string r3_kind = "hadamard", r4_kind = "hadamard";
   uint64_t r3_seed = 0, r4_seed = 0;
+  // R4 as a block-diagonal Sylvester Hadamard of this block size (a power of two dividing every
+  // down_proj input width; vLLM's fast `hadamard` transform, docs/FORMAT.md); 0: the full
+  // Hadamard of the width (Kronecker with a Paley factor where the width is no power of two).
+  // Declared with its flag --r4-block in quant/pipeline.cc (recipe.json "r4": {"block": N}).
+  int r4_block;
   // The options of the weight algorithm and the methods. Stored here (the loader, validation and
   // the runtime read them), declared once with their defaults, recipe.json keys and flags by
   // their owners: gptq.* in quant/gptq.cc, the rest in quant/methods/<method>.cc. Recipe()
@@ -92,6 +97,10 @@ struct Recipe {
 constexpr const char* kOnlineR1Tensor = "r1.online";
 // True when the model's R1 runs online after the post-norms (recipe r1 and a post-norm family).
 bool r1_runs_online(const Recipe& r, const ModelSpec& s);
+// The R4 of a down_proj input of width n as the recipe builds it: the block-diagonal Sylvester
+// Hadamard when r4_block > 0, else Rotation::hadamard(n, false, r4_seed). Fails naming the
+// sizes when the block does not divide n.
+Rotation r4_rotation(const Recipe& r, int n);
 
 // Name of a per-layer recipe tensor, e.g. site_tensor_name(3, Site::DownIn, "smooth").
 std::string site_tensor_name(const std::string& kind, int layer, Site site, const std::string& what);

@@ -2,6 +2,8 @@
 // safetensors file that holds the entry, and every name read from a file quote()d.
 #include "quant/validate_model.h"
 
+#include "quant/ct_model.h"
+
 #include "quant/methods.h"
 #include "quant/options.h"
 
@@ -112,7 +114,17 @@ void check_recipe_against_spec(const Recipe& r, const ModelSpec& s, const std::s
                      std::to_string(r.seed + offset) + " (rotations.seed + " + std::to_string(offset) + ")");
   };
   online(r.r3, r.r3_kind, r.r3_seed, "r3", s.head_dim, 3);
-  online(r.r4, r.r4_kind, r.r4_seed, "r4", s.down_widths()[0], 4);
+  if (r.r4_block > 0) {
+    if (!r.r4) fail(path, "'r4.block' is " + std::to_string(r.r4_block) + " but 'rotations.r4' is false");
+    for (int n : s.down_widths())
+      if ((r.r4_block & (r.r4_block - 1)) != 0 || n % r.r4_block != 0)
+        fail(path, "'r4.block' is " + std::to_string(r.r4_block) + "; must be a power of two dividing the down_proj input width " +
+                       std::to_string(n));
+    if (r.r4_kind != "hadamard")
+      fail(path, "'rotations.r4_kind' is " + quote(r.r4_kind) + " but a block R4 ('r4.block') is built as 'hadamard'");
+  }
+  if (r.r4_block == 0) online(r.r4, r.r4_kind, r.r4_seed, "r4", s.down_widths()[0], 4);
+  else online(r.r4, "hadamard", r.r4_seed, "r4", 1, 4);  // the seed is still the writer's
 }
 
 const char* const kSites[] = {"attn_in", "o_in", "mlp_in", "down_in"};
@@ -393,6 +405,8 @@ std::unique_ptr<Model> open_model(const std::string& path, int resident, const s
 
 std::unique_ptr<Model> open_model(const std::string& path, int resident, const std::string& tokenizer_path,
                                   std::optional<Recipe>* recipe) {
+  // vLLM's format (kurtail export --format compressed-tensors, or another writer's checkpoint)
+  if (is_compressed_tensors_dir(path)) return open_compressed_tensors(path, tokenizer_path, recipe);
   const std::string cfg = join_path(path, "config.json");
   const bool has_recipe = is_directory(path) && file_exists(join_path(path, "recipe.json"));
   std::optional<Recipe> r;

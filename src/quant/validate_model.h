@@ -35,6 +35,8 @@
 //  - every group size divides each dimension it groups: weights hidden, q_dim and ffn (the
 //    inputs of the linears), activations the same (hidden, q_dim, ffn), K/V cache kv_dim;
 //    calibration seqlen <= max_position_embeddings.
+//  - r4.block: 0, or (with R4 only) a power of two dividing every down_proj input width; then
+//    r4_kind is hadamard.
 //  - R3/R4 kind and seed are what the writer derives: kind of Rotation::hadamard(head_dim /
 //    ffn) (random_orthogonal where no Hadamard of that order exists), seed = rotations.seed + 3 / + 4.
 // model.safetensors:

@@ -226,6 +226,18 @@ Rotation Rotation::hadamard(int n, bool random_signs, uint64_t seed) {
   return r;
 }
 
+Rotation Rotation::block_hadamard(int n, int block) {
+  if (block < 1 || (block & (block - 1)) != 0 || n <= 0 || n % block != 0)
+    fail("R4 block size " + std::to_string(block) + " must be a power of two dividing " + std::to_string(n));
+  Rotation r;
+  r.n_ = n;
+  r.kind_ = "hadamard";
+  r.pow2_ = block;
+  r.m_ = 1;
+  r.hm_ = {1.0f};
+  return r;
+}
+
 namespace {
 // tmp[a][:] = sum_a' A[a'][a] v[a'][:] (A = H_m; A^T when transposing), A's entries being +-1.
 // Built for AVX-512 / AVX2 / baseline and picked at load time: this loop is most of an online
@@ -260,13 +272,13 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void hadamard_block
 }  // namespace
 
 void Rotation::apply_hadamard(float* x, int64_t rows, bool transpose) const {
-  const float norm = 1.0f / std::sqrt((float)n_);
+  const float norm = 1.0f / std::sqrt((float)(m_ * pow2_));  // one diagonal block's order
   if (!transpose && !signs_.empty())
     for (int64_t r = 0; r < rows; r++)
       for (int j = 0; j < n_; j++) x[r * n_ + j] *= signs_[j];
   // x viewed as [m][P] per row; y = x (A (x) B): FWHT on each length-P block (B symmetric),
   // then y[a] = sum_a' A[a'][a] x[a'] (A^T applied across blocks; A itself for the transpose).
-  fwht_rows(x, rows * m_, pow2_);
+  fwht_rows(x, rows * (n_ / pow2_), pow2_);  // n_ / pow2_ = m_ unless block-diagonal (then m_ = 1)
   if (m_ > 1) {
     const int P = pow2_, M = m_;
     // one row (the fused R4 path calls this per row from inside a parallel loop): no team

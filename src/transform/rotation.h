@@ -27,11 +27,18 @@ class Rotation {
   // Hadamard of order n (random signs if `random_signs`, seeded); falls back to a seeded
   // random orthogonal matrix when no Hadamard of order n can be built (kind() says which).
   static Rotation hadamard(int n, bool random_signs, uint64_t seed);
+  // Block-diagonal Sylvester Hadamard: n/block copies of H_block / sqrt(block) on the diagonal
+  // (block a power of two dividing n). What vLLM's `hadamard` transform with head_dim = block
+  // computes (compressed-tensors deterministic_hadamard_matrix), so an R4 built this way
+  // exports as an online transform vLLM runs with its fast kernel. Fails naming the sizes.
+  static Rotation block_hadamard(int n, int block);
   static Rotation random_orthogonal(int n, uint64_t seed);
   static Rotation from_matrix(Tensor q);  // q [n, n], assumed orthogonal
   Rotation() = default;
 
   int n() const { return n_; }
+  // Size of each diagonal Hadamard block (n for a full Hadamard; 0 for a dense rotation).
+  int block() const { return kind_ == "hadamard" ? m_ * pow2_ : 0; }
   const std::string& kind() const { return kind_; }
   // x [rows, n] <- x Q
   void apply(float* x, int64_t rows) const;
@@ -42,7 +49,8 @@ class Rotation {
  private:
   int n_ = 0;
   std::string kind_;
-  // Hadamard form
+  // Hadamard form: n / (m * pow2) diagonal blocks of H_m (x) H_pow2 (one block unless
+  // block_hadamard built it)
   int pow2_ = 1, m_ = 1;
   std::vector<float> hm_;     // H_m as floats [m, m]
   std::vector<float> signs_;  // empty: all +1
