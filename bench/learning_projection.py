@@ -10,11 +10,13 @@ for KurTail), per model shape:
     4 P_all hidden.
   KurTail: one FP forward over the calibration (2 P T_cal + attention), then per iteration
     4 rows hidden^2 for R1 (Y = X R and X^T G) with rows = budget x layers x 2 sites, and
-    4 rows_v head_dim^2 per layer for R2.
+    4 rows_v head_dim^2 per layer for R2; plus its Cayley step, about 14 hidden^3 per iteration
+    in Eigen double (the generator, an LU solve, the momentum transport), which runs at a lower
+    rate (RATE_CAYLEY) than the float GEMMs and dominates from hidden ~1024 on.
 The rate (GFLOP/s per core) comes from a measured run on the proxy (bench/learning_cost.sh);
 a many-core machine is assumed to scale linearly (an assumption: large GEMMs do, kurtail's
 small ops do not), so treat the 32-core column as a lower bound on time.
-Usage: python3 bench/learning_projection.py RATE_SPIN_GFLOPS RATE_KT_GFLOPS
+Usage: python3 bench/learning_projection.py RATE_GFLOPS_PER_CORE RATE_CAYLEY_GFLOPS_PER_CORE
 """
 import sys
 
@@ -41,12 +43,14 @@ def spinquant_flops(shape, steps=100, windows=8, T=2048):
 
 
 def kurtail_flops(shape, cal_windows=128, T=2048, budget=2048, iters=200):
+    """(GEMM FLOPs, Cayley-step FLOPs)"""
     d, f, L, h, kv, hd, V = shape
     lin, head = params(*shape)
     capture = cal_windows * T * (2 * lin + L * T * h * hd * 2)
     r1 = iters * 4 * (budget * L * 2) * d * d
     r2 = iters * L * 4 * (budget * kv) * hd * hd
-    return capture + r1 + r2
+    cayley = iters * 14 * (d ** 3 + L * hd ** 3)
+    return capture + r1 + r2, cayley
 
 
 def memory_gib(shape, T=2048):
@@ -64,18 +68,19 @@ def hours(flops, gflops):
 
 
 def main():
-    spin_rate, kt_rate = float(sys.argv[1]), float(sys.argv[2])
-    print("| model | SpinQuant PFLOP | KurTail PFLOP | ratio | SpinQuant h, 2 cores | KurTail h, 2 cores "
+    rate, cayley_rate = float(sys.argv[1]), float(sys.argv[2])
+    print("| model | SpinQuant PFLOP | KurTail PFLOP (GEMM + Cayley) | ratio | SpinQuant h, 2 cores | KurTail h, 2 cores "
           "| SpinQuant h, 32 cores | KurTail h, 32 cores | SpinQuant GiB (weights + activations of one window) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, s in SHAPES.items():
         if name.startswith("tinyllama"):  # what a default run on the proxy does: 128 windows of 512
-            sp, kt = spinquant_flops(s, windows=2, T=512), kurtail_flops(s, T=512)
+            sp, (kt, kc) = spinquant_flops(s, windows=2, T=512), kurtail_flops(s, T=512)
         else:  # SpinQuant's scripts (8 GPUs x 1 x 2048, 100 steps); KurTail on 128 x 2048
-            sp, kt = spinquant_flops(s), kurtail_flops(s)
+            sp, (kt, kc) = spinquant_flops(s), kurtail_flops(s)
         w, a = memory_gib(s, T=512 if name.startswith("tinyllama") else 2048)
-        print(f"| {name} | {sp / 1e15:.3g} | {kt / 1e15:.3g} | {sp / kt:.1f}x | {hours(sp, 2 * spin_rate):.3g} | "
-              f"{hours(kt, 2 * kt_rate):.3g} | {hours(sp, 32 * spin_rate):.3g} | {hours(kt, 32 * kt_rate):.3g} | "
+        kt_h = lambda cores: hours(kt, cores * rate) + hours(kc, cores * cayley_rate)
+        print(f"| {name} | {sp / 1e15:.3g} | {kt / 1e15:.3g} + {kc / 1e15:.2g} | {sp / (kt + kc):.1f}x | "
+              f"{hours(sp, 2 * rate):.3g} | {kt_h(2):.3g} | {hours(sp, 32 * rate):.3g} | {kt_h(32):.3g} | "
               f"{w:.1f} + {a:.1f} |")
 
 

@@ -330,7 +330,7 @@ TEST(CayleySgd, DescendsAndRepeatsBitForBit) {
   EXPECT_LT(l1.back(), 0.05 * l1.front());
 }
 
-TEST(Spinquant, LearnedRotationsAreWhatThePipelineFusesAndKeepFpLogitsAt16Bits) {
+TEST(Spinquant, TheLossItLearnedIsTheLossOfTheModelThePipelineWrote) {
   // The proxy, 4 calibration windows of 64 tokens, 6 steps of 2 windows, W4A4KV4 with RTN
   // weights (no clip search, as the loss uses): the cross-entropy the learner reports on its
   // first micro-batch after learning equals that of the model the pipeline wrote, evaluated by
