@@ -201,6 +201,10 @@ struct RotatedDecoder<T>::Impl {
                   V = s.vocab;
     const int hd = s.head_dim, L = s.n_layers;
     if ((int64_t)r.r1.size() != d * d || (int)r.r2.size() != L) fail("SpinQuant: rotation sizes differ from the model");
+    for (const auto& r2 : r.r2)
+      if ((int64_t)r2.size() != (int64_t)hd * hd) fail("SpinQuant: an R2 is not head_dim x head_dim");
+    if (grad && (grad->r1.size() != r.r1.size() || grad->r2.size() != r.r2.size()))
+      fail("SpinQuant: gradient sizes differ from the rotations");
     const T* r1 = r.r1.data();
     const RopeTable<T> rope = rope_table<T>(s, ntok);
     auto site = [&](Site st) -> const QuantSpec& { return q.site[(int)st]; };
