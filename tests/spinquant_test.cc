@@ -3,6 +3,7 @@
 // against kurtail's own forward, Cayley SGD's orthogonality, and the learned rotations fused
 // by the quantize pipeline (the loss the learner saw is the loss of the model it wrote).
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <random>
@@ -427,6 +428,18 @@ TEST(Spinquant, SameSeedSameBytesForOneAndTwoThreadsAndTheCliRefusesWhatItCannot
   auto moe = test::run_cli("quantize --method spinquant --model " + test::data() + "/models/archs/mixtral --out " + dir +
                            "/m");
   test::expect_documented_error(moe, "method spinquant does not support mixture-of-experts layers yet");
+}
+
+TEST(Spinquant, ARotationTheRecipeTurnsOffIsTheIdentityAndStaysFixed) {
+  const std::string dir = test::temp_dir("sqoff");
+  for (const char* off : {"--no-r1", "--no-r2"}) {
+    auto r = test::run_cli(std::string("quantize --json -q --method spinquant ") + off +
+                           " --truncate-layers 2 --nsamples 4 --seqlen 64 --sq-iters 2 --out " + dir + "/q --force");
+    ASSERT_EQ(r.code, 0) << off << ": " << r.err;
+    auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j[std::string(off) == "--no-r1" ? "r1" : "r2"], "") << off;
+    EXPECT_EQ(j[std::string(off) == "--no-r1" ? "r2" : "r1"], "spinquant") << off;
+  }
 }
 
 TEST(Spinquant, RefusesFamiliesItCannotTrainByName) {

@@ -30,6 +30,11 @@ void visit_spinquant(Recipe& r, OptionVisitor& v) {
 }
 
 std::vector<float> flat(const Tensor& t) { return t.data; }
+Tensor identity(int n) {
+  Tensor t({n, n});
+  for (int i = 0; i < n; i++) t.data[(size_t)i * n + i] = 1.0f;
+  return t;
+}
 Tensor square(int n, std::vector<float> d) {
   Tensor t({n, n});
   t.data = std::move(d);
@@ -75,8 +80,10 @@ class Spinquant : public Method {
     o.learn_r2 = q.learn_r2 && r.r2;
     o.seed = r.seed + 11;
     o.progress = ctx.opt.progress;
-    std::vector<std::vector<float>> r2(s.n_layers, flat(rot.r2.matrix()));
-    train::SpinResult res = train::learn_spinquant(m, lq, calib, flat(rot.r1.matrix()), r2, o);
+    // A rotation the recipe turns off (--no-r1, --no-r2) is the identity in the loss and stays fixed.
+    auto start = [](bool on, const Rotation& r, int n) { return on ? flat(r.matrix()) : flat(identity(n)); };
+    std::vector<std::vector<float>> r2(s.n_layers, start(r.r2, rot.r2, s.head_dim));
+    train::SpinResult res = train::learn_spinquant(m, lq, calib, start(r.r1, rot.r1, s.hidden), r2, o);
     if (o.learn_r1) {
       rot.r1 = Rotation::from_matrix(square(s.hidden, std::move(res.r1)));
       ctx.report.r1_kind = "spinquant";
