@@ -274,6 +274,23 @@ std::vector<std::string> SafetensorsDir::names() const {
   return v;
 }
 
+namespace {
+
+// The 8-byte header length and the JSON header, padded with spaces to a multiple of 8 bytes
+// (what the safetensors reference writer does), with room reserved for `payload` bytes of data.
+std::string file_prefix(const json& h, size_t payload) {
+  std::string hs = h.dump();
+  while ((hs.size() + 8) % 8) hs.push_back(' ');
+  std::string out;
+  out.reserve(8 + hs.size() + payload);
+  uint64_t hl = hs.size();
+  out.append(reinterpret_cast<const char*>(&hl), 8);
+  out += hs;
+  return out;
+}
+
+}  // namespace
+
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, const Tensor*>>& tensors,
                        const std::map<std::string, std::string>& metadata, const std::set<std::string>& as_u8,
                        const std::set<std::string>& as_f16, const std::set<std::string>& as_bf16) {
@@ -287,13 +304,7 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
                {"data_offsets", {off, off + nb}}};
     off += nb;
   }
-  std::string hs = h.dump();
-  while ((hs.size() + 8) % 8) hs.push_back(' ');
-  std::string out;
-  out.reserve(8 + hs.size() + off);
-  uint64_t hl = hs.size();
-  out.append(reinterpret_cast<const char*>(&hl), 8);
-  out += hs;
+  std::string out = file_prefix(h, off);
   for (auto& [name, t] : tensors) {
     if (as_u8.count(name)) {
       for (float v : t->data) out.push_back((char)(uint8_t)v);
@@ -327,13 +338,7 @@ void write_safetensors_raw(const std::string& path, const std::vector<RawTensor>
     h[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {off, off + t.bytes.size()}}};
     off += t.bytes.size();
   }
-  std::string hs = h.dump();
-  while ((hs.size() + 8) % 8) hs.push_back(' ');
-  std::string out;
-  out.reserve(8 + hs.size() + off);
-  uint64_t hl = hs.size();
-  out.append(reinterpret_cast<const char*>(&hl), 8);
-  out += hs;
+  std::string out = file_prefix(h, off);
   for (const RawTensor& t : tensors) out += t.bytes;
   write_file_atomic(path, out);
 }

@@ -238,16 +238,21 @@ struct RotatedDecoder<T>::Impl {
     }
     gemm<T>(false, false, rows, d, d, 1, eg.data(), d, r1, d, 0, x.data(), d);
 
+    // RMSNorm of the residual stream x (y, 1/rms kept for the backward), then the site's quantizer (a)
+    auto normed_input = [&](const std::vector<T>& xs, Site st, std::vector<T>& y, std::vector<T>& inv,
+                            std::vector<T>& a) {
+      y.resize(rows * d), inv.resize(rows);
+      rmsnorm_forward(xs.data(), y.data(), inv.data(), rows, d, s.rms_eps);
+      a = y;
+      fake_quant_ste_forward(a.data(), rows, d, site(st));
+    };
     std::vector<Saved<T>> sv(L);
     std::vector<T> tmp((size_t)rows * std::max<int64_t>({d, qd, ff}));
     for (int l = 0; l < L; l++) {
       Saved<T>& c = sv[l];
       const Fused<T>& f = fw[l];
       const AttnShape as{nseq, ntok, s.n_heads, s.n_kv_heads, hd, s.window(l), s.attn_scale()};
-      c.h1.resize(rows * d), c.inv1.resize(rows);
-      rmsnorm_forward(x.data(), c.h1.data(), c.inv1.data(), rows, d, s.rms_eps);
-      c.a1 = c.h1;
-      fake_quant_ste_forward(c.a1.data(), rows, d, site(Site::AttnIn));
+      normed_input(x, Site::AttnIn, c.h1, c.inv1, c.a1);
       c.q.resize(rows * qd), c.k.resize(rows * kvd), c.v.resize(rows * kvd);
       linear_forward(c.a1.data(), f.q.w.data(), f.q.bias(), c.q.data(), rows, d, qd);
       linear_forward(c.a1.data(), f.k.w.data(), f.k.bias(), c.k.data(), rows, d, kvd);
@@ -268,10 +273,7 @@ struct RotatedDecoder<T>::Impl {
       linear_forward(c.ao.data(), f.o.w.data(), f.o.bias(), tmp.data(), rows, qd, d);
       for (int64_t i = 0; i < rows * d; i++) x[i] += tmp[i];
 
-      c.h2.resize(rows * d), c.inv2.resize(rows);
-      rmsnorm_forward(x.data(), c.h2.data(), c.inv2.data(), rows, d, s.rms_eps);
-      c.a2 = c.h2;
-      fake_quant_ste_forward(c.a2.data(), rows, d, site(Site::MlpIn));
+      normed_input(x, Site::MlpIn, c.h2, c.inv2, c.a2);
       c.g.resize(rows * ff), c.u.resize(rows * ff), c.dn.resize(rows * ff);
       linear_forward(c.a2.data(), f.gate.w.data(), f.gate.bias(), c.g.data(), rows, d, ff);
       linear_forward(c.a2.data(), f.up.w.data(), f.up.bias(), c.u.data(), rows, d, ff);
@@ -281,10 +283,8 @@ struct RotatedDecoder<T>::Impl {
       linear_forward(c.dn.data(), f.down.w.data(), f.down.bias(), tmp.data(), rows, ff, d);
       for (int64_t i = 0; i < rows * d; i++) x[i] += tmp[i];
     }
-    std::vector<T> hfin((size_t)rows * d), invf(rows);
-    rmsnorm_forward(x.data(), hfin.data(), invf.data(), rows, d, s.rms_eps);
-    std::vector<T> af = hfin;
-    fake_quant_ste_forward(af.data(), rows, d, site(Site::LmHeadIn));
+    std::vector<T> hfin, invf, af;
+    normed_input(x, Site::LmHeadIn, hfin, invf, af);
     std::vector<T> logits((size_t)rows * V);
     linear_forward(af.data(), hf.w.data(), (const T*)nullptr, logits.data(), rows, d, V);
     if (logits_out) {
@@ -313,10 +313,12 @@ struct RotatedDecoder<T>::Impl {
 
     std::vector<T> dw, db, dy((size_t)rows * std::max(qd, ff)), dy2((size_t)rows * std::max(qd, ff)),
         dk((size_t)rows * kvd), dv((size_t)rows * kvd), da((size_t)rows * d);
-    auto wgrad = [&](const Lin<T>& f, const T* dyp, const T* xin) {
+    // One fused linear's backward: dx += dy W' (dx null: not wanted), and its weight and bias
+    // gradients into dw, db for the chain rule to the rotations.
+    auto backward = [&](const Lin<T>& f, const T* dyp, const T* xin, T* dxp) {
       dw.resize(f.w.size());
       db.resize(f.out);
-      linear_backward(dyp, xin, f.w.data(), (T*)nullptr, dw.data(), db.data(), rows, f.in, f.out);
+      linear_backward(dyp, xin, f.w.data(), dxp, dw.data(), db.data(), rows, f.in, f.out);
     };
     for (int l = L - 1; l >= 0; l--) {
       Saved<T>& c = sv[l];
@@ -327,25 +329,21 @@ struct RotatedDecoder<T>::Impl {
       const AttnShape as{nseq, ntok, s.n_heads, s.n_kv_heads, hd, s.window(l), s.attn_scale()};
       // MLP: x += down(R4 q(silu(gate a2) * up a2))
       std::fill(dy.begin(), dy.begin() + rows * ff, T(0));
-      linear_backward(dx.data(), c.dn.data(), f.down.w.data(), dy.data(), (T*)nullptr, (T*)nullptr, rows, ff, d);
-      wgrad(f.down, dx.data(), c.dn.data());
+      backward(f.down, dx.data(), c.dn.data(), dy.data());
       chain_out(a.down.w, a.down, dw.data(), db.data(), dr1);
       if (r4) r4.apply(dy.data(), rows, true);  // STE through the quantizer, then R4^T
       swiglu_backward(dy.data(), c.g.data(), c.u.data(), dy.data(), dy2.data(), rows * ff);  // dy: dg, dy2: du
       std::fill(da.begin(), da.end(), T(0));
-      linear_backward(dy.data(), c.a2.data(), f.gate.w.data(), da.data(), (T*)nullptr, (T*)nullptr, rows, d, ff);
-      wgrad(f.gate, dy.data(), c.a2.data());
+      backward(f.gate, dy.data(), c.a2.data(), da.data());
       chain_in(a.gate, dw.data(), dr1);
-      linear_backward(dy2.data(), c.a2.data(), f.up.w.data(), da.data(), (T*)nullptr, (T*)nullptr, rows, d, ff);
-      wgrad(f.up, dy2.data(), c.a2.data());
+      backward(f.up, dy2.data(), c.a2.data(), da.data());
       chain_in(a.up, dw.data(), dr1);
       rmsnorm_backward(da.data(), c.h2.data(), c.inv2.data(), dx.data(), rows, d);
       c.g = {}, c.u = {}, c.dn = {}, c.h2 = {}, c.a2 = {};
 
       // attention: x += o(q(attend(q, k, v)))
       std::fill(dy.begin(), dy.begin() + rows * qd, T(0));
-      linear_backward(dx.data(), c.ao.data(), f.o.w.data(), dy.data(), (T*)nullptr, (T*)nullptr, rows, qd, d);
-      wgrad(f.o, dx.data(), c.ao.data());
+      backward(f.o, dx.data(), c.ao.data(), dy.data());
       chain_o(a.o, oc[l], r1, dw.data(), db.data(), dr1, dr2);
       attention_backward(as, dy.data(), c.q.data(), c.k.data(), c.v.data(), c.P.data(), dy2.data(), dk.data(),
                          dv.data());  // dy2: dq
@@ -357,14 +355,11 @@ struct RotatedDecoder<T>::Impl {
       rope_backward(rope, dy2.data(), nseq, ntok, s.n_heads);
       rope_backward(rope, dk.data(), nseq, ntok, s.n_kv_heads);
       std::fill(da.begin(), da.end(), T(0));
-      linear_backward(dy2.data(), c.a1.data(), f.q.w.data(), da.data(), (T*)nullptr, (T*)nullptr, rows, d, qd);
-      wgrad(f.q, dy2.data(), c.a1.data());
+      backward(f.q, dy2.data(), c.a1.data(), da.data());
       chain_in(a.q, dw.data(), dr1);
-      linear_backward(dk.data(), c.a1.data(), f.k.w.data(), da.data(), (T*)nullptr, (T*)nullptr, rows, d, kvd);
-      wgrad(f.k, dk.data(), c.a1.data());
+      backward(f.k, dk.data(), c.a1.data(), da.data());
       chain_in(a.k, dw.data(), dr1);
-      linear_backward(dv.data(), c.a1.data(), f.v.w.data(), da.data(), (T*)nullptr, (T*)nullptr, rows, d, kvd);
-      wgrad(f.v, dv.data(), c.a1.data());
+      backward(f.v, dv.data(), c.a1.data(), da.data());
       chain_v(a.v, av[l], r2, dw.data(), db.data(), dr1, dr2);
       rmsnorm_backward(da.data(), c.h1.data(), c.inv1.data(), dx.data(), rows, d);
       sv[l] = {};
