@@ -153,16 +153,40 @@ TEST(Cli, RunAndBenchOnRealKernels) {
   EXPECT_GT(r.out.size(), std::string("The kernel\n").size());
   EXPECT_NE(r.err.find("int kernels"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("int4 KV cache"), std::string::npos) << r.err;
-  r = test::run_cli("bench --reps 1 --pp 16 --tg 4 --configs fp32,w4a4 --json");
+  // llama-bench's tests: pp and tg at each depth, for each thread count, one row each
+  r = test::run_cli("bench --reps 2 -p 16 -n 4 -d 0,8 -t 1,2 --configs fp32,w4a4 --json");
   ASSERT_EQ(r.code, 0) << r.err;
   auto j = nlohmann::json::parse(r.out);
-  ASSERT_EQ(j["rows"].size(), 2u);
+  ASSERT_EQ(j["rows"].size(), 16u);  // 2 configs x 2 thread counts x 2 depths x {pp, tg}
   for (auto& row : j["rows"]) {
-    EXPECT_GT(row["pp_tok_s"].get<double>(), 0);
-    EXPECT_GT(row["tg_tok_s"].get<double>(), 0);
+    EXPECT_GT(row["avg_ts"].get<double>(), 0);
+    EXPECT_EQ(row["samples_ts"].size(), 2u);
+    EXPECT_EQ(row["n_prompt"].get<int>() + row["n_gen"].get<int>(), row["n_prompt"].get<int>() ? 16 : 4);
   }
-  EXPECT_LT(j["rows"][1]["kv_bytes"].get<double>() * 4, j["rows"][0]["kv_bytes"].get<double>());
-  EXPECT_LT(j["rows"][1]["weight_bytes_per_token"].get<double>(), j["rows"][0]["weight_bytes_per_token"].get<double>());
+  const auto& fp = j["rows"][0];
+  const auto& q = j["rows"][8];
+  EXPECT_EQ(fp["config"], "fp32");
+  EXPECT_EQ(q["config"], "w4a4");
+  EXPECT_EQ(j["rows"][1]["n_gen"], 4);
+  EXPECT_EQ(j["rows"][2]["n_depth"], 8);
+  EXPECT_EQ(j["rows"][4]["n_threads"], 2);
+  EXPECT_LT(q["kv_bytes_per_position"].get<double>() * 4, fp["kv_bytes_per_position"].get<double>());
+  EXPECT_LT(q["weight_bytes_per_token"].get<double>(), fp["weight_bytes_per_token"].get<double>());
+  EXPECT_LT(q["model_size"].get<double>(), fp["model_size"].get<double>());
+  // the markdown table has llama-bench's columns, and a quantized directory runs as stored
+  r = test::run_cli("bench --reps 1 -p 8 -n 2 --model " + out);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("| model | size | params | backend | threads | test | t/s |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| pp8 |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| tg2 |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("llama quarot W4A4KV4 |"), std::string::npos) << r.out;
+  // a depth the model's context cannot hold is refused before anything runs
+  r = test::run_cli("bench --reps 1 -p 8 -n 2 -d 600 --configs fp32");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("--depth"), std::string::npos) << r.err;
+  r = test::run_cli("bench -d 0,x");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("--depth: 'x' is not an integer"), std::string::npos) << r.err;
 }
 
 }  // namespace

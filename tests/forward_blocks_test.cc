@@ -5,6 +5,8 @@
 #include <cstring>
 #include <random>
 
+#include "kernels/packed.h"
+#include "model/attend_cache.h"
 #include "model/forward.h"
 #include "test_util.h"
 
@@ -106,6 +108,49 @@ TEST(ForwardBlocks, QuantizedCacheViewIsEachHeadFakeQuantized) {
     }
     EXPECT_NE(std::memcmp(kv.k, k.data(), k.size() * 4), 0) << "the view holds quantized values";
   }
+}
+
+// The decode path (attend_cache, reading the stored rows in place) against the prefill path
+// (attend over the dequantized view): fp32, 8-bit and 4-bit caches; GQA; a sliding window and
+// Gemma 2's soft-cap; one and several queries per sequence at a nonzero position; two
+// sequences; an odd head_dim (4-bit codes of a head then straddle bytes); every kernel family.
+TEST(ForwardBlocks, AttendCacheEqualsAttendOverTheDequantizedView) {
+  struct Case {
+    int n_heads, n_kv, hd, bits, window, ntok;
+    float cap;
+  };
+  const Case cases[] = {{4, 2, 16, 4, 0, 1, 0}, {4, 2, 16, 8, 0, 3, 0}, {4, 4, 16, 0, 0, 1, 0},
+                        {8, 2, 32, 4, 5, 2, 0}, {4, 2, 16, 4, 0, 16, 30}, {2, 1, 7, 4, 0, 2, 0},
+                        {2, 1, 7, 0, 3, 1, 0}};
+  const Kernel before = active_kernel();
+  for (Kernel kern : {Kernel::Scalar, Kernel::Avx2, Kernel::Vnni}) {
+    if (!kernel_supported(kern)) continue;
+    set_active_kernel(kern);
+    for (const Case& cs : cases) {
+      ModelSpec s;
+      s.n_heads = cs.n_heads, s.n_kv_heads = cs.n_kv, s.head_dim = cs.hd, s.hidden = cs.n_heads * cs.hd;
+      s.n_layers = 2, s.ffn = 8, s.vocab = 10, s.attn_softcap = cs.cap;
+      const int nseq = 2, len = 23, pos0 = len - cs.ntok, kvd = (int)s.kv_dim(), qd = (int)s.q_dim();
+      QuantSpec qs;
+      qs.bits = cs.bits, qs.symmetric = false, qs.gran = Granularity::PerGroup, qs.group = cs.hd;
+      KVCache c = cs.bits ? KVCache(s, nseq, len + 2, qs, qs) : KVCache(s, nseq, len + 2);
+      std::mt19937 rng(cs.hd * 100 + cs.bits);
+      std::normal_distribution<float> nd;
+      std::vector<float> k((size_t)nseq * len * kvd), v(k.size()), q((size_t)nseq * cs.ntok * qd);
+      for (auto* a : {&k, &v, &q})
+        for (auto& e : *a) e = 2 * nd(rng);
+      c.append(1, nseq, 0, len, k.data(), v.data(), nullptr);
+      std::vector<float> want(q.size()), got(q.size(), -1.0f);
+      KVScratch scratch;
+      attend(s, q.data(), c.view(1, nseq, len, &scratch), nseq, cs.ntok, pos0, len, cs.window, want.data());
+      attend_cache(s, q.data(), c, 1, nseq, cs.ntok, pos0, cs.window, got.data());
+      for (size_t i = 0; i < want.size(); i++)
+        ASSERT_NEAR(got[i], want[i], 2e-5f * (1 + std::fabs(want[i])))
+            << kernel_name(kern) << " heads " << cs.n_heads << "/" << cs.n_kv << " hd " << cs.hd << " bits " << cs.bits
+            << " ntok " << cs.ntok << " value " << i;
+    }
+  }
+  set_active_kernel(before);
 }
 
 TEST(ForwardBlocks, ChunkedLayerLoopVisitsEveryChunkOnceAndKeepsOrLeavesX) {

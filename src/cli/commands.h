@@ -9,6 +9,7 @@ void register_generate(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_analyze(CLI::App& app);
 void register_run(CLI::App& app);
+void register_bench(CLI::App& app);
 void register_info(CLI::App& app);
 void register_export(CLI::App& app);
 void register_runner(CLI::App* sub, std::function<int()> fn);

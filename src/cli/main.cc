@@ -123,6 +123,7 @@ int main(int argc, char** argv) {
   kt::cli::register_quantize(app);
   kt::cli::register_analyze(app);
   kt::cli::register_run(app);
+  kt::cli::register_bench(app);
   kt::cli::register_info(app);
   kt::cli::register_export(app);
   try {

@@ -124,6 +124,31 @@ CLI::Option* int_option(CLI::App* c, const std::string& name, int& v, const std:
   return c->add_option(name, v, desc)->transform(val);
 }
 
+CLI::Option* int_list_option(CLI::App* c, const std::string& name, std::vector<int>& v, const std::string& desc,
+                             int lo, int hi) {
+  const std::string range = int_range_text(lo, hi, false);
+  auto parse = [=](const std::string& s, std::vector<int>* out) -> std::string {
+    const std::vector<std::string> items = split_list(s);
+    if (items.empty()) return "an empty list (allowed: comma-separated integers " + range + ")";
+    for (const std::string& it : items) {
+      int64_t x;
+      if (!parse_i64(it, &x)) return quote(it, 64) + " is not an integer (allowed: " + range + ")";
+      if (x < lo || x > hi) return std::to_string(x) + " is out of range (allowed: " + range + ")";
+      if (out) out->push_back((int)x);
+    }
+    return "";
+  };
+  return c
+      ->add_option_function<std::string>(
+          name,
+          [&v, parse](const std::string& s) {
+            v.clear();
+            parse(s, &v);
+          },
+          desc)
+      ->check(CLI::Validator([parse](std::string& s) { return parse(s, nullptr); }, "LIST"));
+}
+
 CLI::Option* u64_option(CLI::App* c, const std::string& name, uint64_t& v, const std::string& desc) {
   CLI::Validator val(
       [](std::string& s) -> std::string {

@@ -27,6 +27,9 @@ using kt::kMaxCount;
 // Integer in [lo, hi]; with zero_default, 0 is also accepted (it selects the default).
 CLI::Option* int_option(CLI::App* c, const std::string& name, int& v, const std::string& desc, int lo, int hi,
                         bool zero_default = false);
+// A comma-separated list of integers, each in [lo, hi] ("0,512,2048"); replaces v.
+CLI::Option* int_list_option(CLI::App* c, const std::string& name, std::vector<int>& v, const std::string& desc,
+                             int lo, int hi);
 // Any unsigned 64-bit value, decimal (seeds). "-1" is refused, not wrapped.
 CLI::Option* u64_option(CLI::App* c, const std::string& name, uint64_t& v, const std::string& desc);
 // Finite real in the interval from lo to hi, each end closed unless *_open.

@@ -1,14 +1,12 @@
 #include "model/forward.h"
 
-
-
 #include <algorithm>
-
 #include <cmath>
 #include <limits>
 
 #include "kernels/packed.h"
 #include "kernels/gemm.h"
+#include "model/attend_cache.h"
 #include "util/error.h"
 
 namespace kt {
@@ -199,12 +197,14 @@ void attention(const ModelSpec& s, const LayerWeights& w, int layer, float* x, i
   KVScratch scratch;
   KVView kv{k.data(), v.data(), ntok};
   const int L = cache ? pos0 + ntok : ntok;  // keys visible to the last query
-  if (cache) {
-    cache->append(layer, nseq, pos0, ntok, k.data(), v.data(), k_pre);
-    kv = cache->view(layer, nseq, L, &scratch);
-  }
   std::vector<float> att((size_t)rows * qd);
-  attend(s, q.data(), kv, nseq, ntok, cache ? pos0 : 0, L, s.window(layer), att.data());
+  if (cache) cache->append(layer, nseq, pos0, ntok, k.data(), v.data(), k_pre);
+  if (cache && ntok <= kAttendCacheMaxTokens) {  // decode: read the stored rows in place
+    attend_cache(s, q.data(), *cache, layer, nseq, ntok, pos0, s.window(layer), att.data());
+  } else {
+    if (cache) kv = cache->view(layer, nseq, L, &scratch);
+    attend(s, q.data(), kv, nseq, ntok, cache ? pos0 : 0, L, s.window(layer), att.data());
+  }
   hook(Site::OIn, att.data(), qd);
   linear_forward(att.data(), rows, w.o, h.data());
   if (!w.post_attn_norm.empty()) post_norm(s, w.post_attn_norm, w.post_norm_r1.get(), h.data(), rows);

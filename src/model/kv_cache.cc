@@ -32,6 +32,8 @@ KVCache::KVCache(const ModelSpec& s, int nseq_, int max_len_, const QuantSpec& k
   kzero = vscale = vzero = kscale;
 }
 
+int KVCache::row_bytes(bool is_v) const { return kv_row_bytes(is_v ? v_spec : k_spec, kv_dim); }
+
 size_t KVCache::bytes() const {
   size_t b = 0;
   for (auto* vv : {&k, &v})
@@ -92,6 +94,7 @@ void KVCache::read(int layer, bool is_v, int b, int n, float* dst) const {
   const uint8_t* codes = (is_v ? vq : kq)[layer].data();
   const float* sc = (is_v ? vscale : kscale)[layer].data();
   const float* zp = (is_v ? vzero : kzero)[layer].data();
+#pragma omp parallel for if (n >= 64)
   for (int t = 0; t < n; t++) {
     const size_t row = (size_t)b * max_len + t;
     const uint8_t* in = codes + row * rb;

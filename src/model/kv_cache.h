@@ -36,6 +36,8 @@ struct KVCache {
   KVCache(const ModelSpec& s, int nseq, int max_len);
   KVCache(const ModelSpec& s, int nseq, int max_len, const QuantSpec& k_spec, const QuantSpec& v_spec);
   bool quantized() const { return k_spec.enabled(); }
+  // Bytes of one position's codes in kq (is_v false) or vq: kv_dim for 5..8 bits, half for 2..4.
+  int row_bytes(bool is_v) const;
   size_t bytes() const;  // storage actually held
   // Writes rows [t0, t0+n) of sequence b in layer l from src [n, kv_dim]; reads rows [0, n) back.
   // head_pre (quantized mode only) transforms each head's head_dim values in a buffer before

@@ -1,0 +1,48 @@
+#include "model/attend_cache.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <immintrin.h>
+#include <limits>
+#include <vector>
+
+#include "kernels/packed.h"
+#include "util/error.h"
+
+namespace kt {
+
+// One copy of the loops per instruction set, chosen at run time like the GEMM kernels.
+#define KT_ATTEND_NS attend_portable
+#include "model/attend_cache_impl.inc"
+#undef KT_ATTEND_NS
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define KT_ATTEND_NS attend_avx2
+#include "model/attend_cache_impl.inc"
+#undef KT_ATTEND_NS
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,fma")
+#define KT_ATTEND_NS attend_avx512
+#include "model/attend_cache_impl.inc"
+#undef KT_ATTEND_NS
+#pragma GCC pop_options
+
+void attend_cache(const ModelSpec& s, const float* q, const KVCache& cache, int layer, int nseq, int ntok, int qpos0,
+                  int window, float* out) {
+  if (ntok < 1 || ntok > kAttendCacheMaxTokens || qpos0 < 0 || qpos0 + ntok > cache.max_len || nseq > cache.nseq ||
+      s.head_dim != cache.head_dim || s.kv_dim() != cache.kv_dim || s.n_heads % s.n_kv_heads != 0)
+    fail("attend_cache: queries or model shape do not fit the cache");
+  switch (active_kernel()) {
+    case Kernel::Vnni: return attend_avx512::attend_cache(s, q, cache, layer, nseq, ntok, qpos0, window, out);
+    case Kernel::Avx2: return attend_avx2::attend_cache(s, q, cache, layer, nseq, ntok, qpos0, window, out);
+    case Kernel::Scalar: break;
+  }
+  attend_portable::attend_cache(s, q, cache, layer, nseq, ntok, qpos0, window, out);
+}
+
+}  // namespace kt
