@@ -2,11 +2,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <algorithm>
 #include <random>
 #include <set>
 
 #include "model/forward.h"
 #include "quant/gptq.h"
+#include "core/mse_clip.h"
 #include "core/quantizer.h"
 #include "quant/recipe.h"
 #include "transform/rotation.h"
@@ -120,6 +123,93 @@ TEST(Quantizer, MseSearchNeverWorseThanMinMax) {
     }
     EXPECT_LE(eb, ea * (1 + 1e-6));
   }
+}
+
+// Rows the MSE clip search meets: Gaussian, with outliers, tiny, all zero, constant, and
+// lengths that are not whole blocks of 16; every bit width and both zero-point modes.
+std::vector<std::vector<float>> search_rows() {
+  std::vector<std::vector<float>> rows;
+  unsigned seed = 100;
+  for (int n : {1, 7, 16, 37, 128, 300}) {
+    rows.push_back(randn(n, seed++));
+    auto o = randn(n, seed++);
+    o[n / 2] = 25.0f;  // one outlier: clipping pays
+    rows.push_back(o);
+    auto t = randn(n, seed++, 1e-20f);  // tiny values: scales near the float floor
+    rows.push_back(t);
+    rows.push_back(std::vector<float>(n, 0.0f));
+    rows.push_back(std::vector<float>(n, 0.75f));
+  }
+  return rows;
+}
+
+std::vector<QuantSpec> search_specs() {
+  std::vector<QuantSpec> v;
+  for (int bits : {2, 3, 4, 8})
+    for (bool sym : {true, false})
+      for (bool f16 : {false, true}) {
+        QuantSpec s;
+        s.bits = bits, s.symmetric = sym, s.mse_search = true, s.scale_f16 = f16;
+        v.push_back(s);
+      }
+  return v;
+}
+
+// The search is vectorized per instruction set; all of them must choose the same bits, or a
+// model quantized on one machine would differ from the same run on another.
+TEST(Quantizer, MseSearchChoosesTheSameBitsOnEveryInstructionSet) {
+  std::vector<SimdLevel> levels = {SimdLevel::Portable};
+  if (best_simd_level() >= SimdLevel::Avx2) levels.push_back(SimdLevel::Avx2);
+  if (best_simd_level() >= SimdLevel::Avx512) levels.push_back(SimdLevel::Avx512);
+  if (levels.size() < 2) GTEST_SKIP() << "this CPU has one level only";
+  int compared = 0;
+  for (const QuantSpec& s : search_specs())
+    for (const auto& x : search_rows()) {
+      float lo = *std::min_element(x.begin(), x.end()), hi = *std::max_element(x.begin(), x.end());
+      double ea = 0, eb = 0;
+      const QParams a = mse_clip_search(x.data(), (int64_t)x.size(), s, lo, hi, SimdLevel::Portable, &ea);
+      for (SimdLevel l : levels) {
+        const QParams b = mse_clip_search(x.data(), (int64_t)x.size(), s, lo, hi, l, &eb);
+        ASSERT_EQ(std::memcmp(&a, &b, sizeof a), 0) << s.describe() << " n " << x.size() << " level " << (int)l;
+        ASSERT_EQ(std::memcmp(&ea, &eb, sizeof ea), 0) << s.describe() << " n " << x.size() << " level " << (int)l;
+        compared++;
+      }
+    }
+  EXPECT_GT(compared, 500);
+}
+
+// Against an independent search in double precision (std::pow, sequential sum; terms below
+// 2^-126 count as 0, as they do in the search and did with float powf): the chosen
+// ratio's exact error is the minimum up to the float pow's 1e-6, and it is the same ratio
+// except on near-ties.
+TEST(Quantizer, MseSearchFindsTheExactMinimum) {
+  int rows = 0, same = 0;
+  for (const QuantSpec& s : search_specs())
+    for (const auto& x : search_rows()) {
+      const int64_t n = (int64_t)x.size();
+      float lo = *std::min_element(x.begin(), x.end()), hi = *std::max_element(x.begin(), x.end());
+      auto exact_err = [&](const QParams& p) {
+        double e = 0;
+        for (int64_t k = 0; k < n; k++) {
+          const float d = std::fabs(dequantize_level(quantize_level(x[k], p, s), p) - x[k]);
+          const double t = d == 0.0f ? 0.0 : std::pow((double)d, (double)s.mse_norm);
+          e += t < 0x1p-126 ? 0.0 : t;  // below float's normal range a term counts as 0 (as powf's did)
+        }
+        return e;
+      };
+      double best = INFINITY;
+      QParams want;
+      for (int i = 0; i < (int)(s.mse_maxshrink * s.mse_grid); i++) {
+        const QParams p = params_from_range(lo, hi, s, 1.0f - (float)i / s.mse_grid);
+        const double e = exact_err(p);
+        if (e < best) best = e, want = p;
+      }
+      const QParams got = mse_clip_search(x.data(), n, s, lo, hi);
+      EXPECT_LE(exact_err(got), best * (1 + 1e-5) + 1e-300) << s.describe() << " n " << n;
+      rows++;
+      same += got.scale == want.scale && got.zero == want.zero;
+    }
+  EXPECT_GE(same, rows * 97 / 100) << same << " of " << rows;
 }
 
 TEST(Quantizer, ZeroShareCountsZeroLevels) {

@@ -1,5 +1,6 @@
 #include "core/quantizer.h"
 
+#include "core/mse_clip.h"
 #include "core/tensor.h"
 
 #include <algorithm>
@@ -31,6 +32,18 @@ float fp16_scale(float v) {
   return r > 0 ? r : 5.9604645e-8f;  // smallest fp16 subnormal
 }
 
+void minmax(const float* x, int64_t n, float* lo, float* hi) {
+  float a = x[0], b = x[0];
+  for (int64_t i = 1; i < n; i++) {
+    a = std::min(a, x[i]);
+    b = std::max(b, x[i]);
+  }
+  *lo = a;
+  *hi = b;
+}
+
+}  // namespace
+
 QParams params_from_range(float lo, float hi, const QuantSpec& s, float ratio) {
   QParams p;
   if (s.symmetric) {
@@ -52,42 +65,13 @@ QParams params_from_range(float lo, float hi, const QuantSpec& s, float ratio) {
   return p;
 }
 
-void minmax(const float* x, int64_t n, float* lo, float* hi) {
-  float a = x[0], b = x[0];
-  for (int64_t i = 1; i < n; i++) {
-    a = std::min(a, x[i]);
-    b = std::max(b, x[i]);
-  }
-  *lo = a;
-  *hi = b;
-}
-
-}  // namespace
-
 QParams find_params_ref(const float* x, int64_t n, const QuantSpec& s) {
   if (n == 0) return {};
   float lo, hi;
   minmax(x, n, &lo, &hi);
   QParams best = params_from_range(lo, hi, s, s.clip_ratio);
   if (!s.mse_search) return best;
-  // QuaRot/GPTQ linear grid: ratio p = 1 - i/grid for i < maxshrink*grid; error = sum |q(x)-x|^norm.
-  double best_err = INFINITY;
-  const int steps = (int)(s.mse_maxshrink * s.mse_grid);
-  for (int i = 0; i < steps; i++) {
-    float ratio = 1.0f - (float)i / s.mse_grid;
-    QParams p = params_from_range(lo, hi, s, ratio);
-    double err = 0;
-    for (int64_t k = 0; k < n; k++) {
-      float d = std::fabs(dequantize_level(quantize_level(x[k], p, s), p) - x[k]);
-      err += d == 0.0f ? 0.0 : (double)std::pow(d, s.mse_norm);
-      if (err >= best_err) break;  // this ratio cannot win any more
-    }
-    if (err < best_err) {
-      best_err = err;
-      best = p;
-    }
-  }
-  return best;
+  return mse_clip_search(x, n, s, lo, hi);
 }
 
 void fake_quant_ref(float* x, int64_t rows, int64_t cols, const QuantSpec& s) {

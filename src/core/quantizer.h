@@ -38,6 +38,8 @@ struct QParams {
   float zero = 0.0f;  // asymmetric zero point (an integer value stored as float)
 };
 
+// Scale/zero for values in [lo, hi] with the range shrunk by `ratio` (the clip).
+QParams params_from_range(float lo, float hi, const QuantSpec& s, float ratio);
 // Finds scale/zero for the n values in x (already clipped by clip_ratio or searched).
 QParams find_params_ref(const float* x, int64_t n, const QuantSpec& s);
 // Quantizes one value to its integer level.

@@ -1,3 +1,4 @@
+#pragma GCC diagnostic ignored "-Wpsabi"  // 64-byte vectors passed between static inline functions only
 #include "model/attend_cache.h"
 
 #include <algorithm>
