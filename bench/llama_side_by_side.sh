@@ -34,8 +34,15 @@ for r in $(seq 1 "$ROUNDS"); do
   for t in $THREADS; do
     for d in $DEPTHS; do
       f="$OUT/runs/r$r-t$t-d$d"
-      [ -s "$f-llama.json" ] || "$LLAMA_CPP_BIN/llama-bench" -m "$OUT/q4_0.gguf" -p "$PP" -n "$TG" -d "$d" -t "$t" -r "$REPS" -o json \
-        >"$f-llama.json" 2>/dev/null
+      if [ ! -s "$f-llama.json" ]; then
+        if ! "$LLAMA_CPP_BIN/llama-bench" -m "$OUT/q4_0.gguf" -p "$PP" -n "$TG" -d "$d" -t "$t" -r "$REPS" -o json \
+          >"$f-llama.tmp" 2>"$OUT/llama-bench.log"; then
+          echo "llama_side_by_side: llama-bench failed; its last lines ($OUT/llama-bench.log):" >&2
+          tail -3 "$OUT/llama-bench.log" >&2
+          exit 1
+        fi
+        mv "$f-llama.tmp" "$f-llama.json"
+      fi
       for c in w4a4kv4 w4a8kv4; do
         [ -s "$f-$c.json" ] || "$K" bench --model "$OUT/$c" -p "$PP" -n "$TG" -d "$d" -t "$t" -r "$REPS" --json >"$f-$c.json"
       done
@@ -49,7 +56,7 @@ import glob, json, os, statistics as st, sys
 out = sys.argv[1]
 rows = {}  # (engine, threads, test) -> [t/s per round]
 meta = {}
-for f in sorted(glob.glob(os.path.join(out, "runs", "*.json"))):
+for f in sorted(glob.glob(os.path.join(out, "runs", "*.json"))):  # r<round>-t<threads>-d<depth>-<engine>.json
     engine = f.rsplit("-", 1)[1][:-5]
     data = json.load(open(f))
     recs = data if isinstance(data, list) else data["rows"]

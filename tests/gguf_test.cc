@@ -6,12 +6,14 @@
 #include <nlohmann/json.hpp>
 
 #include "export/gguf_writer.h"
+#include "io/gguf.h"
 #include "io/gguf_model.h"
 #include "io/tokenizer.h"
 #include "model/forward.h"
 #include "model/model.h"
 #include "model_factory.h"
 #include "test_util.h"
+#include "util/error.h"
 
 namespace kt {
 namespace {
@@ -130,6 +132,44 @@ TEST(Gguf, QuantizeFromGgufCarriesItsTokenizer) {
   r = test::run_cli("run --model " + dir + "/q --prompt 'The package' -n 4");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out.rfind("The package", 0), 0u) << r.out;
+}
+
+// A checkpoint with more embedding rows than tokens (a padded vocabulary) exports as
+// llama.cpp's converter writes it: "[PAD<id>]" tokens of type UNUSED up to the row count, so
+// llama.cpp's n_vocab matches the embedding; the model reads back with the same logits.
+TEST(Gguf, PaddedVocabularyGetsPadTokens) {
+  auto hf = Model::open(test::tinyllama());
+  const int64_t v0 = hf->spec.vocab, pad = 8, d = hf->spec.hidden;
+  hf->embed.data.resize((size_t)(v0 + pad) * d, 0.0f);
+  hf->embed.shape[0] = v0 + pad;
+  hf->spec.vocab = (int)(v0 + pad);
+  std::string path = test::temp_dir("ggpad") + "/m.gguf";
+  write_gguf(*hf, path, GGUFOutType::F32, "padded");
+  GGUFFile f(path);
+  const auto& toks = f.get("tokenizer.ggml.tokens").strs;
+  const auto& types = f.get("tokenizer.ggml.token_type").ints;
+  ASSERT_EQ((int64_t)toks.size(), v0 + pad);
+  ASSERT_EQ((int64_t)types.size(), v0 + pad);
+  EXPECT_EQ(toks[v0], "[PAD" + std::to_string(v0) + "]");
+  EXPECT_EQ(toks[v0 + pad - 1], "[PAD" + std::to_string(v0 + pad - 1) + "]");
+  EXPECT_EQ(types[v0], 5);
+  EXPECT_EQ(f.get("tokenizer.ggml.scores").floats[v0], -1000.0);
+  EXPECT_NE(types[v0 - 1], 5);
+  auto gg = Model::open(path);
+  EXPECT_EQ(gg->spec.vocab, v0 + pad);
+  std::vector<int32_t> ids = {1, 450, 8000, 37};
+  EXPECT_EQ(test::max_rel_diff(logits_of(*hf, ids), logits_of(*gg, ids)), 0.0);
+  // fewer rows than tokens: refused, naming the file
+  hf->spec.vocab = (int)(v0 - 1);
+  hf->embed.shape[0] = v0 - 1;
+  hf->embed.data.resize((size_t)(v0 - 1) * d);
+  try {
+    write_gguf(*hf, path + "2", GGUFOutType::F32, "short");
+    ADD_FAILURE() << "a tokenizer larger than the embedding was exported";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("more than the model's " + std::to_string(v0 - 1) + " embedding rows"),
+              std::string::npos) << e.what();
+  }
 }
 
 TEST(Gguf, BadFilesAreRejectedWithTheirProblem) {

@@ -121,6 +121,23 @@ VocabExport export_or_fail(const Tokenizer& t, const std::string& path) {
   return voc;
 }
 
+// Checkpoints often have more embedding rows than tokens (padded vocabularies: Phi-3 32064 rows
+// for 32011 tokens, Qwen2's 151936 for 151646; random-weight benchmark checkpoints of 32000
+// rows with a smaller tokenizer). llama.cpp takes n_vocab from the token list and checks the
+// embedding against it, so the list is padded as its converter does: "[PAD<id>]" tokens of
+// type UNUSED, score -1000. A tokenizer larger than the embedding cannot be run at all.
+void pad_vocab(VocabExport& voc, int64_t vocab, const std::string& path) {
+  const int64_t have = (int64_t)voc.tokens.size();
+  if (have > vocab)
+    fail(path, "the tokenizer has " + std::to_string(have) + " tokens, more than the model's " +
+                   std::to_string(vocab) + " embedding rows");
+  for (int64_t id = have; id < vocab; id++) {
+    voc.tokens.push_back("[PAD" + std::to_string(id) + "]");
+    if (voc.model == "llama") voc.scores.push_back(-1000.0f);
+    voc.types.push_back(5);  // UNUSED
+  }
+}
+
 void add_tokenizer_kv(KVWriter& kv, const Tokenizer& t, const VocabExport& voc) {
   kv.string("tokenizer.ggml.model", voc.model);
   kv.string("tokenizer.ggml.pre", voc.model == "gpt2" ? "gpt-2" : "default");
@@ -210,6 +227,7 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
                "renormalises the top-k weights)");
   if (!m.tokenizer) fail(path, "the model has no tokenizer to write");
   VocabExport voc = export_or_fail(*m.tokenizer, path);
+  pad_vocab(voc, s.vocab, path);
   std::vector<std::string> all_inputs = inputs;
   all_inputs.push_back(m.path);
   if (!m.tokenizer_path.empty()) all_inputs.push_back(m.tokenizer_path);
