@@ -11,7 +11,6 @@
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <sys/stat.h>
 
 #include "cli/commands.h"
 #include "cli/options.h"
@@ -69,13 +68,13 @@ Footprint footprint(const Model& m) {
     lw->for_each_tensor(s, [&](const TensorRow&, int, TensorRole, const Tensor& t) { fp32 += elements(t); });
     f.params += fp32;
     lw->for_each_linear([&](LinearId, const Linear& li) {
-      if (!li.packed) return;
+      if (!li.packed) {
+        f.bytes_per_token += 4.0 * li.out() * li.in();
+        return;
+      }
       fp32 -= (double)li.out() * li.in();
       f.bytes += (double)li.packed->bytes();
       f.bytes_per_token += (double)li.packed->bytes();
-    });
-    lw->for_each_linear([&](LinearId, const Linear& li) {
-      if (!li.packed) f.bytes_per_token += 4.0 * li.out() * li.in();
     });
     f.bytes += 4 * fp32;
   }
@@ -96,10 +95,7 @@ std::string human_params(double p) {
   return buf;
 }
 
-bool is_quantized_dir(const std::string& path) {
-  struct stat st;
-  return ::stat(join_path(path, "recipe.json").c_str(), &st) == 0;
-}
+bool is_quantized_dir(const std::string& path) { return file_exists(join_path(path, "recipe.json")); }
 
 // One timed test: prefill `depth` tokens untimed, then `n` tokens as one prefill chunk
 // (gen false) or n greedy decode steps (gen true). Returns tokens per second.
