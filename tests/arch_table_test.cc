@@ -74,7 +74,7 @@ void expect_loading_reads_each_tensor_once(const std::string& dir) {
   for (const std::string& n : in_file) EXPECT_EQ(counting->reads[n], 1) << n;
   for (auto& [n, k] : counting->reads) EXPECT_TRUE(in_file.count(n)) << "read a tensor the checkpoint lacks: " << n;
   // and the table's names for saving are exactly the checkpoint's, none twice
-  const std::vector<std::string> names = table_hf_names(spec, !m->lm_head.empty());
+  const std::vector<std::string> names = table_hf_names(spec, !m->tied());
   EXPECT_EQ(names.size(), as_set(names).size());
   EXPECT_EQ(as_set(names), in_file);
 }
@@ -175,7 +175,7 @@ void expect_gguf_round_trip(const std::string& dir, const std::string& tag) {
   const ModelSpec gs = gguf_model_spec(*f);
   EXPECT_EQ(gs.attn_qkv_bias, m->spec.attn_qkv_bias);
   GGUFSource src(f, gs);
-  const std::vector<std::string> want = table_hf_names(m->spec, !m->lm_head.empty());
+  const std::vector<std::string> want = table_hf_names(m->spec, !m->tied());
   EXPECT_EQ(as_set(src.names()), as_set(want));
   EXPECT_EQ(f->tensors().size(), want.size());  // nothing written that the loader drops
   const ArchTable& t = arch_table(m->spec);

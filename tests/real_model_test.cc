@@ -243,3 +243,93 @@ TEST(PackedFormat, Fp16GroupScalesAreStoredAsF16AndRunTheSame) {
 
 }  // namespace
 }  // namespace kt
+
+namespace kt {
+namespace {
+
+std::string replace_once(std::string s, const std::string& from, const std::string& to) {
+  const size_t at = s.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) s.replace(at, from.size(), to);
+  return s;
+}
+
+// --lm-head-bits 8: lm_head gets its own 8-bit weight and input quantizers, is saved with its
+// scales (packed as Q8 by --packed) and runs the W8A8 kernels; the kernels give the fake-quant
+// logits (integer vs fp32 accumulation of the same codes), the 4-bit layers are unchanged, and
+// the recipe's lm_head_bits is checked against the file.
+TEST(RealKernels, PackedLmHeadRunsW8A8AndMatchesFakeQuant) {
+  test::RandomModelOptions ro;
+  ro.ffn = 176;
+  const std::string src = test::make_random_model(ro);
+  auto m = Model::open(src);
+  QuantizeOptions o;
+  o.progress = false;
+  o.recipe.set_method("quarot");
+  o.recipe.set_bits(4, 4, 4, m->spec.head_dim);
+  o.recipe.quant_lm_head = true;
+  o.recipe.lm_head_bits = 8;
+  quantize_model(*m, o);
+  ASSERT_FALSE(m->lm_head.qscale.empty());
+  EXPECT_EQ(m->lm_head.qbits, 8);
+  const std::string dir = test::temp_dir("lmhead");
+  save_quantized(*m, o.recipe, dir + "/fq", false, false);
+  save_quantized(*m, o.recipe, dir + "/pk", false, true);
+  {
+    SafetensorsFile f(dir + "/pk/model.safetensors");
+    EXPECT_EQ(f.info("lm_head.qweight").dtype, DType::U8);
+    EXPECT_EQ(f.info("lm_head.qweight").shape, (std::vector<int64_t>{(int64_t)ro.vocab / 16 * (ro.hidden / 8) * 128}));
+    EXPECT_EQ(f.info("lm_head.qscale").shape, (std::vector<int64_t>{ro.vocab, 1}));
+    EXPECT_FALSE(f.has("lm_head.weight"));
+  }
+  // The head alone on the same input rows (through the whole W4A4 model, one 4-bit code flipped
+  // by float rounding would move the logits more than the head's own error): the fake-quant
+  // session's hook quantizes the head's input, the real one leaves it to the packed linear.
+  const int rows = 5, d = ro.hidden;
+  std::vector<float> x0((size_t)rows * d);
+  for (size_t i = 0; i < x0.size(); i++) x0[i] = std::sin(0.37 * (double)i) * (i % 17 == 0 ? 9.0 : 1.0);
+  Session fake = open_session(dir + "/fq");
+  EXPECT_EQ(fake.plan()->site(m->spec.n_layers, Site::LmHeadIn).quant.bits, 8);
+  std::vector<float> x = x0, want((size_t)rows * ro.vocab);
+  final_logits(fake.model(), x.data(), rows, want.data(), fake.hooks());
+  for (const char* which : {"/fq", "/pk"}) {
+    RealModel real = load_real(dir + which);
+    ASSERT_TRUE(real.model().lm_head.packed) << which;
+    EXPECT_EQ(real.model().lm_head.packed->type, QType::Q8);
+    EXPECT_EQ(real.model().lm_head.act_bits, 8);
+    EXPECT_EQ(real.session.plan()->site(m->spec.n_layers, Site::LmHeadIn).where, QuantWhere::LinearInput);
+    std::vector<float> got(want.size());
+    x = x0;
+    final_logits(real.model(), x.data(), rows, got.data(), real.session.hooks());
+    float amax = 0, dmax = 0;
+    for (size_t i = 0; i < got.size(); i++) {
+      amax = std::max(amax, std::fabs(want[i]));
+      dmax = std::max(dmax, std::fabs(got[i] - want[i]));
+    }
+    EXPECT_LT(dmax, 1e-5f * amax) << which;
+    // and the whole model runs: the 4-bit layers and the 8-bit head on the kernels
+    std::vector<int32_t> toks = {1, 2, 300, 4000, 5, 6, 7, 8};
+    for (float v : forward(real.model(), toks.data(), 1, 8, nullptr, real.session.hooks())) ASSERT_TRUE(std::isfinite(v));
+  }
+  // The head's bits must be the recipe's: lm_head_bits 4 against 8-bit scales is refused, as are
+  // scales the recipe does not use and lm_head_bits without quant_lm_head.
+  const std::string rj = read_file(dir + "/fq/recipe.json");
+  auto refused = [&](const std::string& recipe, const std::string& msg) {
+    write_file_atomic(dir + "/fq/recipe.json", recipe);
+    try {
+      (void)open_session(dir + "/fq");
+      ADD_FAILURE() << "expected an error containing " << msg;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(msg), std::string::npos) << e.what();
+    }
+  };
+  refused(replace_once(rj, "\"lm_head_bits\": 8", "\"lm_head_bits\": 4"), "lm_head.qbits' is 8");
+  refused(replace_once(replace_once(rj, "\"lm_head_bits\": 8", "\"lm_head_bits\": 0"), "\"quant_lm_head\": true",
+                       "\"quant_lm_head\": false"),
+          "lm_head.qscale' is not used");
+  refused(replace_once(rj, "\"quant_lm_head\": true", "\"quant_lm_head\": false"), "'lm_head_bits' is 8 but 'quant_lm_head' is false");
+  refused(replace_once(rj, "\"lm_head_bits\": 8", "\"lm_head_bits\": 9"), "'lm_head_bits' is 9");
+}
+
+}  // namespace
+}  // namespace kt

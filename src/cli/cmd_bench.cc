@@ -59,9 +59,16 @@ double elements(const Tensor& t) {  // from the shape: a packed linear's fp32 da
 Footprint footprint(const Model& m) {
   const ModelSpec& s = m.spec;
   Footprint f;
-  f.params = elements(m.embed) + (m.lm_head.empty() ? 0 : elements(m.lm_head)) + s.hidden;  // + the final norm
-  f.bytes = 4 * f.params;
-  f.bytes_per_token = 4.0 * (elements(m.head()) + s.hidden);
+  const double head = m.tied() ? 0 : elements(m.lm_head.w);
+  f.params = elements(m.embed) + head + s.hidden;  // + the final norm
+  f.bytes = 4 * (elements(m.embed) + s.hidden);
+  if (m.lm_head.packed) {  // the packed head (quantize --quant-lm-head) and one embedding row
+    f.bytes += (double)m.lm_head.packed->bytes();
+    f.bytes_per_token = (double)m.lm_head.packed->bytes() + 4.0 * s.hidden;
+  } else {
+    f.bytes += 4 * head;
+    f.bytes_per_token = 4.0 * (elements(m.head()) + s.hidden);
+  }
   for (int l = 0; l < s.n_layers; l++) {
     auto lw = m.layer(l);
     double fp32 = 0;  // the layer's parameters that stay fp32: norms, biases, unpacked linears

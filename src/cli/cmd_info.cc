@@ -112,7 +112,7 @@ int run_info() {
     if (s.attn_softcap > 0 || s.final_softcap > 0)
       j["softcaps"] = {{"attention", s.attn_softcap > 0 ? nlohmann::json(s.attn_softcap) : nlohmann::json("none")},
                        {"final", s.final_softcap > 0 ? nlohmann::json(s.final_softcap) : nlohmann::json("none")}};
-    int64_t params = m->embed.numel() + (m->lm_head.empty() ? 0 : m->lm_head.numel()) + m->final_norm.numel();
+    int64_t params = m->embed.numel() + (m->tied() ? 0 : Tensor::numel_of(m->lm_head.w.shape)) + m->final_norm.numel();
     int64_t per_layer = 0;  // every tensor the table gives a layer (each expert's too)
     for (const TensorRow& r : arch_table(s).layer) {
       const std::vector<int64_t> shape = row_shape(r, s);

@@ -21,7 +21,7 @@ namespace {
 struct QArgs {
   std::string model, method = "quarot", weights = "rtn", calib, out, tokenizer, w_scale = "f32";
   int truncate = 0;
-  int wbits = 4, abits = 4, kvbits = 4, nsamples = 128, seqlen = 0, w_group = 0, kv_group = 0;
+  int wbits = 4, abits = 4, kvbits = 4, nsamples = 128, seqlen = 0, w_group = 0, kv_group = 0, lm_head_bits = 0;
   uint64_t seed = 0;
   float a_clip = 0.9f, kv_clip = 0.95f;
   bool no_r1 = false, no_r2 = false, no_r3 = false, no_r4 = false, a_asym = false, kv_sym = false, no_w_mse = false,
@@ -67,7 +67,8 @@ int run_quantize() {
     r.w.gran = Granularity::PerGroup;
     r.w.group = qa.w_group;
   }
-  r.quant_lm_head = qa.quant_lm_head;
+  r.quant_lm_head = qa.quant_lm_head || qa.lm_head_bits > 0;  // --lm-head-bits implies --quant-lm-head
+  r.lm_head_bits = qa.lm_head_bits;
   r.seed = qa.seed;
   r.set_method(qa.method);
   // --no-rN switch off rotations the method would use
@@ -168,6 +169,10 @@ void register_quantize(CLI::App& app) {
   c->add_flag("--kv-sym", qa.kv_sym, "symmetric K/V quantization");
   c->add_flag("--no-w-mse", qa.no_w_mse, "no MSE clip search for weights");
   c->add_flag("--quant-lm-head", qa.quant_lm_head, "also quantize lm_head (weights and input)");
+  int_option(c, "--lm-head-bits", qa.lm_head_bits,
+             "quantize lm_head's weights and input to this many bits (implies --quant-lm-head; 0 = --w/--a; "
+             "8 runs the W8A8 kernels, as llama.cpp keeps its output matrix at 6-8 bits)",
+             2, 8, /*zero_default=*/true);
   c->add_flag("--no-r1", qa.no_r1, "quarot: skip R1 (residual)");
   c->add_flag("--no-r2", qa.no_r2, "quarot: skip R2 (per-head V/O)");
   c->add_flag("--no-r3", qa.no_r3, "quarot: skip R3 (online Q/K)");

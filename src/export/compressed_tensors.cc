@@ -310,12 +310,12 @@ void write_compressed_tensors(const Model& m, const Recipe& r, const std::string
     });
   }
   add_norm(table.global(Global::FinalNorm).hf, m.final_norm);
-  if (!m.lm_head.empty()) add_float(table.global(Global::LmHead).hf, m.lm_head);
+  if (!m.tied()) add_float(table.global(Global::LmHead).hf, m.lm_head.w);
   write_safetensors_raw(tmp + "/model.safetensors", ts, {{"format", "pt"}});
   ts.clear();
 
   ModelSpec s = m.spec;
-  s.tie_embeddings = m.lm_head.empty();  // R1 made lm_head differ from the embeddings: untied
+  s.tie_embeddings = m.tied();  // R1 made lm_head differ from the embeddings: untied
   json cfg = parse_json(spec_to_hf_config(s), "config.json");
   cfg["torch_dtype"] = o.dtype;
   cfg["quantization_config"] = quantization_config(m, r);

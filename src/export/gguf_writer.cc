@@ -218,7 +218,7 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
   if (s.n_layers > 0 && m.layer(0)->post_norm_r1)
     fail(path, "GGUF export of a model whose R1 runs online after its post-norms is not supported");
   const bool gemma = s.arch == "gemma" || s.arch == "gemma2";
-  if (gemma && !m.lm_head.empty())  // llama.cpp's gemma reads the embedding as the output
+  if (gemma && !m.tied())  // llama.cpp's gemma reads the embedding as the output
     fail(path, "GGUF export of a " + s.arch + " model with its own lm_head (llama.cpp ties it to the embedding; "
                "rotations and norm folding untie it)");
   if (s.attn_o_bias || s.mlp_bias) fail(path, "GGUF export of o_proj/MLP biases is not supported");
@@ -321,7 +321,7 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
     }
   }
   add_global(Global::FinalNorm, GGML_F32);
-  if (!m.lm_head.empty()) add_global(Global::LmHead, mat_type);
+  if (!m.tied()) add_global(Global::LmHead, mat_type);
   uint64_t off = 0;
   for (auto& t : ts) {
     const size_t n = Tensor::numel_of(t.shape);
@@ -398,7 +398,7 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
       stacked = Tensor::from(t.values);
       src = &stacked;
     } else if (t.layer < 0) {
-      src = t.global == Global::Embed ? &m.embed : t.global == Global::FinalNorm ? &m.final_norm : &m.lm_head;
+      src = t.global == Global::Embed ? &m.embed : t.global == Global::FinalNorm ? &m.final_norm : &m.lm_head.w;
     } else {
       if (t.layer != cur_layer) {
         cur = m.layer(t.layer);  // one layer in memory at a time

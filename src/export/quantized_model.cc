@@ -90,6 +90,25 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
       for (float& v : norm_keep.back().data) v -= m.spec.norm_offset;
       return &norm_keep.back();
     };
+    auto lin = [&](const std::string& n, const Linear& li, bool may_pack, const std::string& what) {
+      // null: no packed form (no recorded grid, or a group size the packed layout cannot hold)
+      const std::shared_ptr<const PackedWeight> pw = packed && may_pack ? pack_linear(li, m.path, what) : nullptr;
+      if (pw) {
+        Tensor bytes({(int64_t)pw->data.size()});
+        for (size_t i = 0; i < pw->data.size(); i++) bytes.data[i] = pw->data[i];
+        packed_keep.push_back(std::move(bytes));
+        packed_names.push_back(n + ".qweight");
+        ts.emplace_back(n + ".qweight", &packed_keep.back());
+      } else {
+        ts.emplace_back(n + ".weight", &li.w);
+      }
+      if (!li.b.empty()) ts.emplace_back(n + ".bias", &li.b);
+      if (!li.qscale.empty()) {
+        ts.emplace_back(n + ".qscale", &li.qscale);
+        if (r.w.scale_f16) f16_names.push_back(n + ".qscale");  // fp16-exact by construction
+        qbits_keep.push_back(Tensor::from({(float)li.qbits}));
+      }
+    };
     ts.emplace_back(table.global(Global::Embed).hf, &m.embed);
     for (int l = 0; l < m.spec.n_layers; l++) {
       keep.push_back(m.layer(l));
@@ -98,26 +117,6 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
       w.for_each_tensor(m.spec, [&](const TensorRow& row, int, TensorRole, const Tensor& t) {
         if (row.is_norm()) ts.emplace_back(hf_name(row, l, "weight"), stored_norm(t));
       });
-      auto lin = [&](const std::string& n, const Linear& li, bool may_pack) {
-        // null: no packed form (no recorded grid, or a group size the packed layout cannot hold)
-        const std::shared_ptr<const PackedWeight> pw =
-            packed && may_pack ? pack_linear(li, m.path, "layer " + std::to_string(l) + " " + n) : nullptr;
-        if (pw) {
-          Tensor bytes({(int64_t)pw->data.size()});
-          for (size_t i = 0; i < pw->data.size(); i++) bytes.data[i] = pw->data[i];
-          packed_keep.push_back(std::move(bytes));
-          packed_names.push_back(n + ".qweight");
-          ts.emplace_back(n + ".qweight", &packed_keep.back());
-        } else {
-          ts.emplace_back(n + ".weight", &li.w);
-        }
-        if (!li.b.empty()) ts.emplace_back(n + ".bias", &li.b);
-        if (!li.qscale.empty()) {
-          ts.emplace_back(n + ".qscale", &li.qscale);
-          if (r.w.scale_f16) f16_names.push_back(n + ".qscale");  // fp16-exact by construction
-          qbits_keep.push_back(Tensor::from({(float)li.qbits}));
-        }
-      };
       // Every linear with its table name (each expert's; the routing linears too, which stay
       // fp32). A fused tensor (ArchTable::fused) is written once, where its first part comes, as
       // the parts concatenated along out: the output keeps the family's on-disk names.
@@ -126,14 +125,23 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
         const Field f = row.field;
         const Linear& li = w.linear(f, expert);
         const FusedRow* fr = fused_of(table, f);
-        if (!fr) return lin(hf_name(row, l, nullptr, expert), li, true);
+        const std::string where = "layer " + std::to_string(l) + " ";
+        if (!fr) return lin(hf_name(row, l, nullptr, expert), li, true, where + hf_name(row, l, nullptr, expert));
         if (f != fr->parts[0]) return;
         std::vector<const Linear*> parts;
         for (Field p : fr->parts) parts.push_back(&w.linear(p));
         const std::string n = hf_name(*fr, l);
         fused_keep.push_back(fuse_linears(parts, m.path + ": layer " + std::to_string(l) + " " + n));
-        lin(n, fused_keep.back(), fused_packable(*fr, m.spec));
+        lin(n, fused_keep.back(), fused_packable(*fr, m.spec), where + n);
       });
+    }
+    if (!m.tied()) {  // the head, a linear named by its weight ("lm_head.weight" -> "lm_head")
+      const std::string hf = table.global(Global::LmHead).hf;
+      if (m.lm_head.w.empty()) fail(out, "lm_head has no fp32 weights to write (a packed model? save the fake-quant one)");
+      if (m.lm_head.qscale.empty() || hf.size() < 7 || hf.compare(hf.size() - 7, 7, ".weight") != 0)
+        ts.emplace_back(hf, &m.lm_head.w);
+      else
+        lin(hf.substr(0, hf.size() - 7), m.lm_head, true, "lm_head");
     }
     {  // pair each ".qscale" with its ".qbits"
       size_t i = 0;
@@ -144,14 +152,13 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
       ts.insert(ts.end(), extra.begin(), extra.end());
     }
     ts.emplace_back(table.global(Global::FinalNorm).hf, stored_norm(m.final_norm));
-    if (!m.lm_head.empty()) ts.emplace_back(table.global(Global::LmHead).hf, &m.lm_head);
     for (auto& [name, t] : r.tensors) ts.emplace_back("kurtail." + name, &t);
     write_safetensors(tmp + "/model.safetensors", ts, {{"format", "pt"}, {"kurtail_method", r.method},
                                                         {"kurtail_format", packed ? "packed-1" : "fakequant-1"}},
                       std::set<std::string>(packed_names.begin(), packed_names.end()),
                       std::set<std::string>(f16_names.begin(), f16_names.end()));
     ModelSpec s = m.spec;
-    s.tie_embeddings = m.lm_head.empty();
+    s.tie_embeddings = m.tied();
     write_file_atomic(tmp + "/config.json", spec_to_hf_config(s));
     write_file_atomic(tmp + "/recipe.json", r.to_json());
     // tokenizer files travel with the model

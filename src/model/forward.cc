@@ -276,7 +276,8 @@ void final_logits(const Model& m, float* x, int64_t rows, float* logits, Hooks* 
   rms_norm(x, m.final_norm.ptr(), h.data(), rows, d, m.spec.rms_eps);
   std::copy(h.begin(), h.end(), x);
   if (hooks) hooks->on_activation(m.spec.n_layers, Site::LmHeadIn, x, rows, d);
-  sgemm_nt(x, m.head().ptr(), logits, rows, m.spec.vocab, d);
+  if (m.tied()) sgemm_nt(x, m.embed.ptr(), logits, rows, m.spec.vocab, d);
+  else linear_forward(x, rows, m.lm_head, logits);  // fp32, or packed with its input quantizer
   if (const float c = m.spec.final_softcap; c > 0) {  // Gemma 2: logits soft-capped as c tanh(z / c)
     const int64_t n = rows * m.spec.vocab;
 #pragma omp parallel for

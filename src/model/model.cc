@@ -116,16 +116,50 @@ void add_norm_offset(Tensor& t, const ModelSpec& s, const TensorSource& src) {
 }
 }  // namespace
 
+namespace {
+// One linear `n` ("model.layers.3.mlp.up_proj", "lm_head") of shape [out, in]: fp32 weights, and
+// kurtail's integer-grid scales when present (checked against the weights), or packed codes
+// (kurtail quantize --packed), which stay packed in memory.
+void load_linear(const TensorSource& src, const std::string& n, int64_t out, int64_t in, bool bias, Linear& l) {
+  if (!src.has(n + ".weight") && src.has(n + ".qweight")) {
+    l.w.shape = {out, in};
+    (void)check_linear_quant(src, n, out, in);  // scales, bits and byte count (quant/validate_model.h)
+    l.packed = load_packed_weight(src, n, (int)out, (int)in, &l.qscale, &l.qbits);
+    if (bias) l.b = load_checked(src, n + ".bias", {out});
+    return;
+  }
+  l.w = load_checked(src, n + ".weight", {out, in});
+  if (bias) l.b = load_checked(src, n + ".bias", {out});
+  // written by kurtail quantize: exact integer grid scales, checked with the weights they scale
+  LinearQuant q = check_linear_quant(src, n, out, in);
+  if (q.qbits) {
+    check_on_grid(l.w, q, src.info(n + ".weight").file, n);
+    l.qscale = std::move(q.qscale);
+    l.qbits = q.qbits;
+  }
+}
+}  // namespace
+
 void Model::init_globals() {
   const auto& s = spec;
   const ArchTable& t = arch_table(s);
   for (const GlobalRow& g : t.globals) {
-    Tensor& dst = g.id == Global::Embed ? embed : g.id == Global::FinalNorm ? final_norm : lm_head;
-    if (g.id == Global::LmHead && !src_->has(g.hf)) {  // tied to the embedding
-      if (!s.tie_embeddings)
-        fail(src_->describe(), "missing tensor " + quote(g.hf) + " (and tie_word_embeddings is false)");
+    if (g.id == Global::LmHead) {
+      // a linear named by its weight: "lm_head.weight" -> "lm_head" (+ .qscale, .qbits, .qweight)
+      const std::string hf = g.hf, wsuf = ".weight";
+      const bool named = hf.size() > wsuf.size() && hf.compare(hf.size() - wsuf.size(), wsuf.size(), wsuf) == 0;
+      const std::string base = named ? hf.substr(0, hf.size() - wsuf.size()) : hf;
+      if (!src_->has(hf) && !(named && src_->has(base + ".qweight"))) {  // tied to the embedding
+        if (!s.tie_embeddings)
+          fail(src_->describe(), "missing tensor " + quote(hf) + " (and tie_word_embeddings is false)");
+        continue;
+      }
+      const std::vector<int64_t> shape = global_shape(g, s);
+      if (named) load_linear(*src_, base, shape[0], shape[1], false, lm_head);
+      else lm_head.w = load_checked(*src_, hf, shape);
       continue;
     }
+    Tensor& dst = g.id == Global::Embed ? embed : final_norm;
     dst = load_checked(*src_, g.hf, global_shape(g, s));
     if (g.id == Global::FinalNorm) add_norm_offset(dst, s, *src_);
   }
@@ -138,31 +172,13 @@ void Model::init_globals() {
       (void)src_->info(hf_name(t.layer.back(), i, "weight", t.layer.back().per_expert() ? s.n_experts - 1 : -1));
 }
 
+
 LayerWeights Model::load_layer(int i) const {
   const auto& s = spec;
   LayerWeights w;
   auto lin = [&](const TensorRow& r, int expert, Linear& l) {
-    const bool bias = row_has_bias(r, s);
-    const std::string n = hf_name(r, i, nullptr, expert);
     const std::vector<int64_t> shape = row_shape(r, s);
-    const int64_t out = shape[0], in = shape[1];
-    if (!src_->has(n + ".weight") && src_->has(n + ".qweight")) {
-      // packed on disk (kurtail quantize --packed): stays packed in memory
-      l.w.shape = {out, in};
-      (void)check_linear_quant(*src_, n, out, in);  // scales, bits and byte count (quant/validate_model.h)
-      l.packed = load_packed_weight(*src_, n, (int)out, (int)in, &l.qscale, &l.qbits);
-      if (bias) l.b = load_checked(*src_, n + ".bias", {out});
-      return;
-    }
-    l.w = load_checked(*src_, n + ".weight", {out, in});
-    if (bias) l.b = load_checked(*src_, n + ".bias", {out});
-    // written by kurtail quantize: exact integer grid scales, checked with the weights they scale
-    LinearQuant q = check_linear_quant(*src_, n, out, in);
-    if (q.qbits) {
-      check_on_grid(l.w, q, src_->info(n + ".weight").file, n);
-      l.qscale = std::move(q.qscale);
-      l.qbits = q.qbits;
-    }
+    load_linear(*src_, hf_name(r, i, nullptr, expert), shape[0], shape[1], row_has_bias(r, s), l);
   };
   // a linear's bias is read with its weight (lin), in the order the checks always ran
   w.for_each_tensor(s, [&](const TensorRow& r, int expert, TensorRole role, Tensor& t) {
@@ -207,7 +223,7 @@ void Model::set_post_norm_r1(std::shared_ptr<const RowTransform> r1) {
 }
 
 void Model::untie_lm_head() {
-  if (lm_head.empty()) lm_head = embed;
+  if (tied()) lm_head.w = embed;
 }
 
 }  // namespace kt

@@ -207,11 +207,16 @@ class Model {
   std::string path;
   Tensor embed;       // [vocab, hidden]
   Tensor final_norm;  // [hidden]
-  Tensor lm_head;     // [vocab, hidden]; empty when tied to embed
+  // [vocab, hidden]; no weights (w and packed both empty) when tied to embed. A linear like the
+  // layers': quantized with its own scales (Recipe::quant_lm_head), packed for the kernels.
+  Linear lm_head;
   std::unique_ptr<Tokenizer> tokenizer;
   std::string tokenizer_path;  // HF directory or llama2.c tokenizer file the tokenizer came from
 
-  const Tensor& head() const { return lm_head.empty() ? embed : lm_head; }
+  bool tied() const { return lm_head.w.empty() && !lm_head.packed; }
+  // The head's fp32 weights: lm_head's, or the embedding when tied (empty for a head stored
+  // packed only; final_logits runs that one through linear_forward).
+  const Tensor& head() const { return tied() ? embed : lm_head.w; }
   // The weights of layer i; loaded from the source if not in memory. In streaming mode
   // other unpinned layers are dropped first, so at most one source layer is in memory.
   std::shared_ptr<const LayerWeights> layer(int i) const;

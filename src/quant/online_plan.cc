@@ -152,8 +152,8 @@ void OnlinePlan::compile(int layer, Site site) {
     p.quant = site == Site::K ? r_.k : r_.v;
     p.where = caps_.cache_quantizes_kv ? QuantWhere::CacheWrite : QuantWhere::Hook;
   } else if (site == Site::LmHeadIn && r_.quant_lm_head) {
-    p.quant = r_.a;
-    p.where = QuantWhere::Hook;
+    p.quant = r_.lm_head_a();
+    p.where = caps_.head_quantizes_input ? QuantWhere::LinearInput : QuantWhere::Hook;
   }
   // A disabled quantizer (16 bits) does nothing wherever it would run.
   if (!caps_.quantize_activations || !p.quant.enabled()) {

@@ -30,6 +30,8 @@ struct OnlineCaps {
   // ... and every down_proj can rotate each input row by R4 right before quantizing it
   // (runtime fuse_online_rotations installs plan.r4_rows() there). Needs linears_quantize_inputs.
   bool down_linears_apply_r4 = false;
+  // The packed lm_head (quant_lm_head) quantizes its own input like the layers' linears.
+  bool head_quantizes_input = false;
   // The K/V cache quantizes K and V as they are written (KVCache with quantizers).
   bool cache_quantizes_kv = false;
   // ... and rotates each K head by R3 before quantizing it (Hooks::k_head_transform). Used only

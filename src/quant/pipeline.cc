@@ -215,10 +215,7 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   }
   if (r.quant_lm_head && r.w.enabled()) {
     m.untie_lm_head();
-    Linear head;
-    head.w = m.lm_head;
-    rtn_quantize(head, r.w);
-    m.lm_head = head.w;
+    rtn_quantize(m.lm_head, r.lm_head_w());  // records its scales like the layers' (packable)
   }
 
   std::vector<float> x;

@@ -192,6 +192,7 @@ std::string Recipe::to_json() const {
             {"k_cache", spec_json(k)},
             {"v_cache", spec_json(v)},
             {"quant_lm_head", quant_lm_head},
+            {"lm_head_bits", lm_head_bits},
             {"rotations",
              {{"r1", r1}, {"r2", r2}, {"r3", r3}, {"r4", r4}, {"r1_random_signs", r1_random_signs}, {"seed", seed},
               {"r3_kind", r3_kind}, {"r4_kind", r4_kind}, {"r3_seed", r3_seed}, {"r4_seed", r4_seed}}},
@@ -222,6 +223,7 @@ Recipe Recipe::from_json(const std::string& text, const std::string& path) {
     r.k = spec_from(top.object("k_cache", true), path);
     r.v = spec_from(top.object("v_cache", true), path);
     r.quant_lm_head = top.boolean("quant_lm_head", false);
+    r.lm_head_bits = top.number<int>("lm_head_bits", 0);
     Fields rot = top.object("rotations", true);
     r.r1 = rot.boolean("r1", false, true);
     r.r2 = rot.boolean("r2", false, true);
@@ -266,6 +268,18 @@ Recipe Recipe::from_json(const std::string& text, const std::string& path) {
   }
   validate_recipe(r, path);
   return r;
+}
+
+QuantSpec Recipe::lm_head_w() const {
+  QuantSpec q = w;
+  if (lm_head_bits > 0 && q.enabled()) q.bits = lm_head_bits;
+  return q;
+}
+
+QuantSpec Recipe::lm_head_a() const {
+  QuantSpec q = a;
+  if (lm_head_bits > 0 && q.enabled()) q.bits = lm_head_bits;
+  return q;
 }
 
 Rotation r4_rotation(const Recipe& r, int n) {

@@ -43,6 +43,10 @@ struct Recipe {
   std::string weight_algo = "rtn"; // rtn | gptq
   QuantSpec w, a, k, v;            // weights, linear inputs, K cache, V cache
   bool quant_lm_head = false;      // lm_head weight and input stay fp by default (as QuaRot)
+  // With quant_lm_head: the bits of lm_head's weight and input quantizers (2..8; 0: those of `w`
+  // and `a`). llama.cpp keeps its output matrix at 6-8 bits (Q6_K / Q8_0) while the layers go
+  // to 4: this is that choice, and with 8 the packed head runs the W8A8 integer kernels.
+  int lm_head_bits = 0;
   // rotations: fused R1 (residual) and R2 (per head V/O); online R3 (Q/K per head) and R4 (down input)
   bool r1 = false, r2 = false, r3 = false, r4 = false;
   bool r1_random_signs = true;
@@ -90,6 +94,9 @@ struct Recipe {
   // (weights sym per-channel + MSE clip; activations sym per-token clip 0.9; KV asym
   // per head (group = head_dim) clip 0.95).
   void set_bits(int wbits, int abits, int kvbits, int head_dim);
+  // The quantizers of lm_head's weight and input (quant_lm_head): w and a with lm_head_bits.
+  QuantSpec lm_head_w() const;
+  QuantSpec lm_head_a() const;
 };
 
 // A learned R1 (KurTail) of a model with post-norms (Gemma 2), which runs online after them:

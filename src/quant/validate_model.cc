@@ -233,10 +233,20 @@ std::vector<LinearDesc> linears(const ModelSpec& s) {
 }
 
 // A tensor name a quantized model of spec `s` can hold (kurtail.* is checked separately).
+// The head's name as a linear ("lm_head" for "lm_head.weight"); empty when the family names it
+// otherwise (it then holds no scales).
+std::string lm_head_base(const ModelSpec& s) {
+  const std::string hf = arch_table(s).global(Global::LmHead).hf;
+  return hf.size() > 7 && hf.compare(hf.size() - 7, 7, ".weight") == 0 ? hf.substr(0, hf.size() - 7) : "";
+}
+
 bool known_tensor(const std::string& n, const ModelSpec& s) {
   const ArchTable& t = arch_table(s);
   for (const GlobalRow& g : t.globals)
     if (n == g.hf) return true;
+  if (const std::string head = lm_head_base(s); !head.empty())
+    for (const char* suf : {".qweight", ".qscale", ".qbits"})
+      if (n == head + suf) return true;
   const std::string pre = kHfLayerPrefix;
   if (n.compare(0, pre.size(), pre) != 0) return false;
   const size_t dot = n.find('.', pre.size());
@@ -268,6 +278,10 @@ void validate_recipe(const Recipe& r, const std::string& path) {
   check_spec(r.a, "activations", path);
   check_spec(r.k, "k_cache", path);
   check_spec(r.v, "v_cache", path);
+  if (r.lm_head_bits != 0 && !(r.lm_head_bits >= 2 && r.lm_head_bits <= 8))
+    fail(path, "'lm_head_bits' is " + std::to_string(r.lm_head_bits) + "; must be 0 (as the weights) or 2..8");
+  if (r.lm_head_bits != 0 && !r.quant_lm_head)
+    fail(path, "'lm_head_bits' is " + std::to_string(r.lm_head_bits) + " but 'quant_lm_head' is false");
   const std::pair<const char*, std::pair<bool, bool>> rots[] = {
       {"r1", {r.r1, implied.r1}}, {"r2", {r.r2, implied.r2}}, {"r3", {r.r3, implied.r3}}, {"r4", {r.r4, implied.r4}}};
   for (auto& [name, on] : rots)
@@ -357,36 +371,45 @@ Recipe load_validated_recipe(const std::string& dir, const ModelSpec& s) {
 
   // Per linear: scales and bits (values checked in check_linear_quant) agree with the recipe.
   // The weight quantizer records integer-grid scales exactly for weights with a packed type.
-  const bool recs = wtype_for(r.w).has_value();
+  auto check_linear = [&](const std::string& name, int64_t out, int64_t in, const QuantSpec& ws, const std::string& key,
+                          const std::string& bits_key, bool packable) {
+    const bool recs = wtype_for(ws).has_value();
+    LinearQuant q = check_linear_quant(st, name, out, in);
+    if (!q.qbits) {
+      if (recs) fail(sf, "missing tensor " + quote(name + ".qscale") + " (" + key + " " + ws.describe() + " record scales)");
+      return;
+    }
+    const TensorInfo& si = st.info(name + ".qscale");
+    if (!recs) fail(si.file, "tensor " + quote(name + ".qscale") + " is not used by the recipe (" + key + " " + ws.describe() + ")");
+    if (q.qbits != ws.bits)
+      fail(st.info(name + ".qbits").file, "tensor " + quote(name + ".qbits") + " is " + std::to_string(q.qbits) +
+                                               " but recipe.json " + bits_key + " is " + std::to_string(ws.bits));
+    const int64_t G = ws.gran == Granularity::PerGroup ? in / ws.group : 1;
+    if (si.shape[1] != G)
+      fail(si.file, "tensor " + quote(name + ".qscale") + " has shape " + shape_str(si.shape) + " but recipe.json " + key +
+                        " (" + ws.describe() + ") imply [" + std::to_string(out) + ", " + std::to_string(G) + "]");
+    if ((si.dtype == DType::F16) != ws.scale_f16)
+      fail(si.file, "tensor " + quote(name + ".qscale") + " is " + dtype_name(si.dtype) + " but recipe.json weights.scale_dtype is " +
+                        (ws.scale_f16 ? "f16" : "f32"));
+    if (!format.empty()) {
+      const bool want_packed = format == "packed-1" && packable && (G == 1 || (in / G) % 8 == 0);
+      if (want_packed != st.has(name + ".qweight"))
+        fail(sf, want_packed ? "missing tensor " + quote(name + ".qweight") + " (kurtail_format packed-1 packs this linear)"
+                             : "tensor " + quote(name + ".qweight") + " in a kurtail_format " + format + " model");
+    }
+  };
   for (int l = 0; l < s.n_layers; l++) {
     check_interrupted();
     for (const LinearDesc& d : linears(s)) {
       if (d.routing) continue;  // full precision; known_tensor refused any scales for it
-      const std::string name = kHfLayerPrefix + std::to_string(l) + "." + d.name;
-      LinearQuant q = check_linear_quant(st, name, d.out, d.in);
-      if (!q.qbits) {
-        if (recs) fail(sf, "missing tensor " + quote(name + ".qscale") + " (weights " + r.w.describe() + " record scales)");
-        continue;
-      }
-      const TensorInfo& si = st.info(name + ".qscale");
-      if (!recs) fail(si.file, "tensor " + quote(name + ".qscale") + " is not used by the recipe (weights " + r.w.describe() + ")");
-      if (q.qbits != r.w.bits)
-        fail(st.info(name + ".qbits").file, "tensor " + quote(name + ".qbits") + " is " + std::to_string(q.qbits) +
-                                                 " but recipe.json weights.bits is " + std::to_string(r.w.bits));
-      const int64_t G = r.w.gran == Granularity::PerGroup ? d.in / r.w.group : 1;
-      if (si.shape[1] != G)
-        fail(si.file, "tensor " + quote(name + ".qscale") + " has shape " + shape_str(si.shape) + " but recipe.json weights (" +
-                          r.w.describe() + ") imply [" + std::to_string(d.out) + ", " + std::to_string(G) + "]");
-      if ((si.dtype == DType::F16) != r.w.scale_f16)
-        fail(si.file, "tensor " + quote(name + ".qscale") + " is " + dtype_name(si.dtype) + " but recipe.json weights.scale_dtype is " +
-                          (r.w.scale_f16 ? "f16" : "f32"));
-      if (!format.empty()) {
-        const bool want_packed = format == "packed-1" && d.packable && (G == 1 || (d.in / G) % 8 == 0);
-        if (want_packed != st.has(name + ".qweight"))
-          fail(sf, want_packed ? "missing tensor " + quote(name + ".qweight") + " (kurtail_format packed-1 packs this linear)"
-                               : "tensor " + quote(name + ".qweight") + " in a kurtail_format " + format + " model");
-      }
+      check_linear(kHfLayerPrefix + std::to_string(l) + "." + d.name, d.out, d.in, r.w, "weights", "weights.bits", d.packable);
     }
+  }
+  // The head: scales exactly when the recipe quantizes it (quant_lm_head, lm_head_bits).
+  if (const std::string base = lm_head_base(s); !base.empty() && (st.has(base + ".weight") || st.has(base + ".qweight"))) {
+    QuantSpec none;  // records nothing
+    check_linear(base, s.vocab, s.hidden, r.quant_lm_head ? r.lm_head_w() : none, "lm_head weights",
+                 r.lm_head_bits ? "lm_head_bits" : "weights.bits", true);
   }
   return r;
 }

@@ -49,6 +49,26 @@ PackReport pack_model_for_kernels(Model& m, const Recipe& r, bool drop_fp32) {
     });
     m.set_layer(l, std::move(w));
   }
+  // The head (quant_lm_head) with its own input quantizer, when that one runs on the kernels.
+  const QuantSpec ha = r.lm_head_a();
+  std::string why;
+  Recipe head_only = r;
+  head_only.a = ha;
+  if (r.quant_lm_head && !m.tied() && recipe_runs_on_kernels(head_only, &why)) {
+    Linear& h = m.lm_head;
+    if (!h.packed) h.packed = pack_linear(h, m.path, "lm_head");  // null: no packed form
+    if (h.packed) {
+      h.act_bits = ha.bits;
+      h.act_clip = ha.clip_ratio;
+      rep.packed_bytes += h.packed->bytes();
+      rep.fp32_bytes += (size_t)h.out() * h.in() * 4;
+      rep.packed++;
+      if (drop_fp32) {
+        h.w.data.clear();
+        h.w.data.shrink_to_fit();
+      }
+    }
+  }
   return rep;
 }
 
@@ -64,6 +84,7 @@ OnlineCaps kernel_caps(const Model& m, const PackReport& pack, bool quantized_kv
   // the plan for it); Q is still rotated by the plan's hook.
   c.cache_quantizes_kv = c.cache_applies_r3 = quantized_kv;
   c.down_linears_apply_r4 = c.linears_quantize_inputs;
+  c.head_quantizes_input = m.lm_head.packed && m.lm_head.act_bits > 0;
   const std::vector<int> widths = m.spec.down_widths();
   for (int l = 0; l < m.spec.n_layers && c.down_linears_apply_r4; l++)
     for (const auto& g : site_consumers(*m.layer(l)))
@@ -105,6 +126,11 @@ void unpack_model(Model& m) {
       }
     });
     if (any) m.set_layer(l, std::move(w));
+  }
+  Linear& h = m.lm_head;
+  if (h.packed && h.w.data.empty()) {
+    h.w.data = dequantize_packed(*h.packed);
+    h.packed.reset();
   }
 }
 

@@ -228,7 +228,7 @@ struct RotatedDecoder<T>::Impl {
     Lin<T> fh{head, {}, V, d};
     Lin<T> hf;
     fuse_in(fh, r1, hf);
-    if (q.quant_lm_head) quantize(hf);
+    if (q.quant_lm_head) fake_quant_ste_forward(hf.w.data(), hf.out, hf.in, q.head_weight);
 
     // embedding: x0 = embed_scale * E[tok] R1
     std::vector<T> eg((size_t)rows * d), x((size_t)rows * d);

@@ -30,6 +30,7 @@ struct LossQuant {
   QuantSpec site[kNumSites];
   QuantSpec weight;
   bool quant_lm_head = false;              // lm_head's weight too (its input: site[LmHeadIn])
+  QuantSpec head_weight;                   // ... with this quantizer (Recipe::lm_head_w)
   std::shared_ptr<const Rotation> r3;      // Q and K heads after RoPE (null: none)
   std::shared_ptr<const Rotation> r4;      // down_proj input, its inverse fused into W_down
 };

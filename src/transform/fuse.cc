@@ -50,16 +50,16 @@ void fold_layer_norms(LayerWeights& w) {
 
 void fold_final_norm(Model& m) {
   m.untie_lm_head();
-  const int64_t V = m.lm_head.dim(0), d = m.lm_head.dim(1);
+  const int64_t V = m.lm_head.w.dim(0), d = m.lm_head.w.dim(1);
   for (int64_t i = 0; i < V; i++)
-    for (int64_t j = 0; j < d; j++) m.lm_head.data[(size_t)i * d + j] *= m.final_norm.data[j];
+    for (int64_t j = 0; j < d; j++) m.lm_head.w.data[(size_t)i * d + j] *= m.final_norm.data[j];
   set_ones(m.final_norm);
 }
 
 void rotate_residual_globals(Model& m, const Rotation& r1) {
   m.untie_lm_head();
   r1.apply(m.embed.ptr(), m.embed.dim(0));
-  r1.apply(m.lm_head.ptr(), m.lm_head.dim(0));
+  r1.apply(m.lm_head.w.ptr(), m.lm_head.w.dim(0));
 }
 
 void rotate_residual_layer(LayerWeights& w, const std::shared_ptr<const Rotation>& r1) {

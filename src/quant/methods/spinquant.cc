@@ -69,6 +69,10 @@ class Spinquant : public Method {
       lq.weight.mse_search = false;  // plain RTN in the loss, as SpinQuant trains (the clip search runs once at the end)
     }
     lq.quant_lm_head = r.quant_lm_head;
+    if (!fp_weights) {
+      lq.head_weight = r.lm_head_w();
+      lq.head_weight.mse_search = false;
+    }
     if (r.r3) lq.r3 = std::make_shared<const Rotation>(rot.r3);
     if (r.r4) lq.r4 = std::make_shared<const Rotation>(rot.r4.at(0));
     train::SpinOptions o;
