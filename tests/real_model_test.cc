@@ -333,3 +333,25 @@ TEST(RealKernels, PackedLmHeadRunsW8A8AndMatchesFakeQuant) {
 
 }  // namespace
 }  // namespace kt
+
+namespace kt {
+namespace {
+
+// The flag: --lm-head-bits 8 implies --quant-lm-head and packs the head as Q8 with 8-bit scales.
+TEST(PackedFormat, LmHeadBitsFlagWritesAQ8Head) {
+  const std::string dir = test::temp_dir("lmflag");
+  auto r = test::run_cli("quantize -q --method rtn --lm-head-bits 8 --packed --out " + dir + "/q");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(read_file(dir + "/q/recipe.json"));
+  EXPECT_EQ(j["lm_head_bits"], 8);
+  EXPECT_EQ(j["quant_lm_head"], true);
+  SafetensorsFile f(dir + "/q/model.safetensors");
+  EXPECT_EQ(f.info("lm_head.qweight").dtype, DType::U8);
+  EXPECT_EQ(f.info("model.layers.0.mlp.down_proj.qscale").shape[1], 1);
+  Tensor bits = to_f32(f.info("lm_head.qbits"));
+  EXPECT_EQ(bits.data.at(0), 8.0f);
+  EXPECT_NE(test::run_cli("quantize -q --method rtn --lm-head-bits 9 --out " + dir + "/bad").code, 0);
+}
+
+}  // namespace
+}  // namespace kt

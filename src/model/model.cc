@@ -114,9 +114,7 @@ void add_norm_offset(Tensor& t, const ModelSpec& s, const TensorSource& src) {
   if (s.norm_offset != 0.0f && !src.norms_stored_as_multipliers())
     for (float& v : t.data) v += s.norm_offset;
 }
-}  // namespace
 
-namespace {
 // One linear `n` ("model.layers.3.mlp.up_proj", "lm_head") of shape [out, in]: fp32 weights, and
 // kurtail's integer-grid scales when present (checked against the weights), or packed codes
 // (kurtail quantize --packed), which stay packed in memory.
@@ -171,7 +169,6 @@ void Model::init_globals() {
     for (int i = 0; i < s.n_layers; i++)  // the layer's last tensor (of the last expert)
       (void)src_->info(hf_name(t.layer.back(), i, "weight", t.layer.back().per_expert() ? s.n_experts - 1 : -1));
 }
-
 
 LayerWeights Model::load_layer(int i) const {
   const auto& s = spec;
