@@ -1,4 +1,5 @@
 // `kurtail quantize`: transform + fake-quantize a model and write it with its recipe.
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -18,12 +19,19 @@ namespace kt::cli {
 
 namespace {
 
+std::string fmt_seconds(double s) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.1fs", s);
+  return b;
+}
+
 struct QArgs {
   std::string model, method = "quarot", weights = "rtn", calib, out, tokenizer, w_scale = "f32";
   int truncate = 0;
   int wbits = 4, abits = 4, kvbits = 4, nsamples = 128, seqlen = 0, w_group = 0, kv_group = 0, lm_head_bits = 0;
   uint64_t seed = 0;
   float a_clip = 0.9f, kv_clip = 0.95f;
+  double memory_budget_gib = (double)kResidentFp32Bytes / (1 << 30);
   bool no_r1 = false, no_r2 = false, no_r3 = false, no_r4 = false, a_asym = false, kv_sym = false, no_w_mse = false,
        quant_lm_head = false, force = false, json = false, quiet = false, packed = false, fake = false;
   // The method and GPTQ options (declared in quant/, options.h): the flags land here.
@@ -44,12 +52,16 @@ void check_model_dependent_options(const ModelSpec& s) {
 
 int run_quantize() {
   if (qa.out.empty()) fail("--out DIR is required");
-  auto m = open_model(qa.model, -1, qa.tokenizer);
+  auto m = open_model(qa.model, /*resident=*/0, qa.tokenizer);  // streamed until the budget says otherwise
   if (qa.truncate > m->spec.n_layers)
     fail("--truncate-layers: " + std::to_string(qa.truncate) + " exceeds the model's " +
          std::to_string(m->spec.n_layers) + " layers");
   if (qa.truncate > 0) m->truncate_layers(qa.truncate);
   check_model_dependent_options(m->spec);
+  // A model that fits the budget in fp32 is held whole and written as one model.safetensors;
+  // a larger one is streamed: one layer in memory, each written to its own shard when done.
+  const bool stream = (double)m->fp32_bytes() > qa.memory_budget_gib * (1 << 30);
+  if (!stream) m->set_resident(true);
   QuantizeOptions o;
   qa.opt_flags->commit();
   o.recipe = qa.opts;  // the method and GPTQ options; everything else is set below
@@ -83,20 +95,31 @@ int run_quantize() {
   o.gptq.percdamp = r.percdamp;
   o.gptq.act_order = r.act_order;
   o.progress = !qa.quiet;
-  check_output_dir(*m, qa.out, qa.force, {qa.calib});
+  // Packed integer weights by default (what a quantizer is expected to write: smaller than the
+  // input, run by the integer kernels); --fake keeps fp32 weights on the grid for research.
+  const bool packed = !qa.fake;
+  std::unique_ptr<QuantizedModelWriter> writer;
+  if (stream) writer = std::make_unique<QuantizedModelWriter>(*m, qa.out, qa.force, packed, std::vector<std::string>{qa.calib});
+  else check_output_dir(*m, qa.out, qa.force, {qa.calib});
+  o.sink = writer.get();
   QuantizeReport rep = quantize_model(*m, o);
   // The finished recipe is checked by the rules a load applies (the options were range-checked
   // by the same bounds when parsed): quantize never writes a model that eval would refuse.
   validate_recipe(o.recipe, join_path(qa.out, "recipe.json"));
-  // Packed integer weights by default (what a quantizer is expected to write: smaller than the
-  // input, run by the integer kernels); --fake keeps fp32 weights on the grid for research.
-  save_quantized(*m, o.recipe, qa.out, qa.force, /*packed=*/!qa.fake, {qa.calib});
+  auto tw = std::chrono::steady_clock::now();
+  if (writer) writer->finish(*m, o.recipe);
+  else save_quantized(*m, o.recipe, qa.out, qa.force, packed, {qa.calib});
+  rep.add_step("write", seconds_since(tw));
+  rep.peak_rss_mib = peak_rss_mib();
   if (qa.json) {
     nlohmann::json j = {{"out", qa.out}, {"method", r.method}, {"weights", r.weight_algo},
                         {"w", r.w.describe()}, {"a", r.a.describe()}, {"k", r.k.describe()}, {"v", r.v.describe()},
                         {"seconds", rep.seconds}, {"peak_rss_mib", rep.peak_rss_mib}, {"nsamples", rep.nsamples},
                         {"seqlen", rep.seqlen}, {"r1", rep.r1_kind}, {"r2", rep.r2_kind}, {"r3", rep.r3_kind},
-                        {"r4", rep.r4_kind}};
+                        {"r4", rep.r4_kind}, {"streamed", stream}};
+    nlohmann::json steps = nlohmann::json::object();
+    for (const auto& [n, v] : rep.step_seconds) steps[n] = v;
+    j["step_seconds"] = steps;
     if (r.method == "kurtail")
       j["kurtail"] = {{"r1_kurtosis_init", rep.kt_r1_kurt_init}, {"r1_kurtosis_final", rep.kt_r1_kurt_final},
                       {"r2_kurtosis_init", rep.kt_r2_kurt_init}, {"r2_kurtosis_final", rep.kt_r2_kurt_final},
@@ -129,7 +152,11 @@ int run_quantize() {
       std::printf("gptq: %d experts (over all layers) received no calibration token and were quantized by RTN; "
                   "more calibration (--nsamples) reaches more experts\n",
                   rep.experts_without_calibration);
-    std::printf("quantize time %.1fs, peak RSS %.0f MiB\n", rep.seconds, rep.peak_rss_mib);
+    std::printf("quantize time %.1fs, peak RSS %.0f MiB%s\n", rep.seconds, rep.peak_rss_mib,
+                stream ? " (streamed: one layer at a time, written as shards)" : "");
+    std::string steps;
+    for (const auto& [n, v] : rep.step_seconds) steps += (steps.empty() ? "" : ", ") + n + " " + fmt_seconds(v);
+    std::printf("steps (wall, all layers): %s\n", steps.c_str());
   }
   return 0;
 }
@@ -184,6 +211,11 @@ void register_quantize(CLI::App& app) {
              /*zero_default=*/true);
   c->add_flag("--packed", qa.packed, "store quantized linears packed (int4/int8 + scales): the default")
       ->excludes(c->add_flag("--fake", qa.fake, "store fp32 weights on the quantization grid instead of packed integers"));
+  real_option(c, "--memory-budget", qa.memory_budget_gib,
+              "GiB: a model larger than this in fp32 is quantized one layer at a time and written as one "
+              "shard per layer (0 = always stream)",
+              0, 1 << 20)
+      ->capture_default_str();
   c->add_flag("--force", qa.force, "replace OUT if it is a kurtail output (never another directory or one holding an input)");
   c->add_flag("--json", qa.json, "print a JSON report");
   c->add_flag("-q,--quiet", qa.quiet, "no progress on stderr");

@@ -4,9 +4,21 @@
 #include <cmath>
 #include <cstring>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "util/error.h"
 
 namespace kt {
+
+void release_mapped_pages(const TensorInfo& ti) {
+  if (!ti.mapped || !ti.data || ti.nbytes == 0) return;
+  // only the pages wholly inside the tensor: a neighbour sharing an edge page may still be in use
+  const uintptr_t page = (uintptr_t)::sysconf(_SC_PAGESIZE);
+  const uintptr_t lo = ((uintptr_t)ti.data + page - 1) / page * page;
+  const uintptr_t hi = ((uintptr_t)ti.data + ti.nbytes) / page * page;
+  if (hi > lo) (void)::madvise((void*)lo, hi - lo, MADV_DONTNEED);  // advisory: a failure only costs RSS
+}
 
 const char* dtype_name(DType t) {
   switch (t) {

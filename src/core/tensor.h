@@ -65,7 +65,16 @@ struct TensorInfo {
   // GGUF q_proj/k_proj: llama.cpp's converter permutes the rows of each head for its RoPE
   // (pairs (i, i+d/2) -> (2i, 2i+1)); with n heads here, to_f32 undoes it (HF layout).
   int unpermute_heads = 0;
+  // data lies in a read-only file mapping (safetensors, GGUF): its pages can be dropped from this
+  // process once the tensor has been converted (release_mapped_pages), and refault from the file.
+  bool mapped = false;
 };
+
+// Drops the whole pages of a mapped tensor's bytes from this process (madvise MADV_DONTNEED on a
+// read-only file mapping: the page cache keeps them, the process's RSS no longer counts them).
+// No-op for tensors in ordinary memory. Streaming loads call it so that a model read layer by
+// layer does not end up with the whole checkpoint counted resident.
+void release_mapped_pages(const TensorInfo& ti);
 
 // llama.cpp's q/k row order for its RoPE: within each of `heads` heads of d rows, HF row
 // j*(d/2)+i is stored at 2i+j. to_gguf = true applies that permutation, false undoes it.

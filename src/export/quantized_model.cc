@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <set>
 
+#include <nlohmann/json.hpp>
+
 #include "export/gguf_writer.h"
 #include "io/gguf_model.h"
 #include "io/hf_config.h"
@@ -23,7 +25,7 @@ namespace {
 
 // Every file a quantized-model directory can hold; --force replaces a directory only if it
 // holds nothing else (and no subdirectory), so a user's own files are never deleted.
-const char* const kModelDirFiles[] = {"model.safetensors",       "config.json",           "recipe.json",
+const char* const kModelDirFiles[] = {"model.safetensors",       "model.safetensors.index.json", "config.json", "recipe.json",
                                       "tokenizer.model",         "tokenizer.json",        "tokenizer_config.json",
                                       "special_tokens_map.json", "generation_config.json", "tokenizer.gguf",
                                       "tokenizer.bin"};
@@ -49,6 +51,7 @@ bool is_kurtail_model_dir(const std::string& dir) {
     const std::string name = e.path().filename().string();
     bool known = false;
     for (const char* f : kModelDirFiles) known = known || name == f;
+    known = known || is_quantized_shard_name(name);
     if (!known) return false;
     has_recipe = has_recipe || name == "recipe.json";
   }
@@ -64,120 +67,238 @@ void check_output_dir(const Model& m, const std::string& out, bool force, const 
   check_output(out, model_dir_policy(m, force, inputs), /*is_dir=*/true);
 }
 
+// The tensors of one safetensors file of a quantized model, in the order they are added, with
+// the stored forms (packed bytes, ".qbits" scalars, a family's norm offset) kept alive here.
+class QuantizedTensorSet {
+ public:
+  QuantizedTensorSet(const Model& m, bool packed, bool scale_f16) : m_(m), packed_(packed), scale_f16_(scale_f16) {}
+
+  // The embedding (first in every kurtail file).
+  void add_embed() { ts_.emplace_back(table().global(Global::Embed).hf, &m_.embed); }
+
+  // Layer l: norms first, then each linear with its bias and scales (the order of the data in
+  // the file). Every linear with its table name (each expert's; the routing linears too, which
+  // stay fp32). A fused tensor (ArchTable::fused) is written once, where its first part comes, as
+  // the parts concatenated along out: the output keeps the family's on-disk names.
+  void add_layer(int l, const LayerWeights& w) {
+    w.for_each_tensor(m_.spec, [&](const TensorRow& row, int, TensorRole, const Tensor& t) {
+      if (row.is_norm()) ts_.emplace_back(hf_name(row, l, "weight"), stored_norm(t));
+    });
+    w.for_each_tensor(m_.spec, [&](const TensorRow& row, int expert, TensorRole role, const Tensor&) {
+      if (row.is_norm() || role != TensorRole::Weight) return;
+      const Field f = row.field;
+      const Linear& li = w.linear(f, expert);
+      const FusedRow* fr = fused_of(table(), f);
+      const std::string where = "layer " + std::to_string(l) + " ";
+      if (!fr) return add_linear(hf_name(row, l, nullptr, expert), li, true, where + hf_name(row, l, nullptr, expert));
+      if (f != fr->parts[0]) return;
+      std::vector<const Linear*> parts;
+      for (Field p : fr->parts) parts.push_back(&w.linear(p));
+      const std::string n = hf_name(*fr, l);
+      fused_keep_.push_back(fuse_linears(parts, m_.path + ": layer " + std::to_string(l) + " " + n));
+      add_linear(n, fused_keep_.back(), fused_packable(*fr, m_.spec), where + n);
+    });
+  }
+
+  // The head, a linear named by its weight ("lm_head.weight" -> "lm_head"); nothing when tied.
+  void add_head(const std::string& out) {
+    if (m_.tied()) return;
+    const std::string hf = table().global(Global::LmHead).hf;
+    if (m_.lm_head.w.empty()) fail(out, "lm_head has no fp32 weights to write (a packed model? save the fake-quant one)");
+    if (m_.lm_head.qscale.empty() || hf.size() < 7 || hf.compare(hf.size() - 7, 7, ".weight") != 0)
+      ts_.emplace_back(hf, &m_.lm_head.w);
+    else
+      add_linear(hf.substr(0, hf.size() - 7), m_.lm_head, true, "lm_head");
+  }
+
+  // Each ".qscale" so far gets its ".qbits", after everything added before.
+  void pair_qbits() {
+    size_t i = 0;
+    std::vector<std::pair<std::string, const Tensor*>> extra;
+    for (auto& [n, t] : ts_)
+      if (n.size() > 7 && n.compare(n.size() - 7, 7, ".qscale") == 0)
+        extra.emplace_back(n.substr(0, n.size() - 7) + ".qbits", &qbits_keep_[i++]);
+    ts_.insert(ts_.end(), extra.begin(), extra.end());
+  }
+
+  void add_final_norm() { ts_.emplace_back(table().global(Global::FinalNorm).hf, stored_norm(m_.final_norm)); }
+  void add_recipe_tensor(const std::string& name, const Tensor& t) { ts_.emplace_back("kurtail." + name, &t); }
+
+  // Writes the file; returns the names it holds with their stored bytes.
+  std::vector<std::pair<std::string, uint64_t>> write(const std::string& path, const Recipe& r) const {
+    const std::set<std::string> u8(packed_names_.begin(), packed_names_.end()), f16(f16_names_.begin(), f16_names_.end());
+    write_safetensors(path, ts_, {{"format", "pt"}, {"kurtail_method", r.method},
+                                  {"kurtail_format", packed_ ? "packed-1" : "fakequant-1"}},
+                      u8, f16);
+    std::vector<std::pair<std::string, uint64_t>> names;
+    for (const auto& [n, t] : ts_) names.emplace_back(n, t->numel() * (u8.count(n) ? 1 : f16.count(n) ? 2 : 4));
+    return names;
+  }
+
+ private:
+  const ArchTable& table() const { return arch_table(m_.spec); }
+  // Norms are held as multipliers; a family whose checkpoints store multiplier - offset
+  // (Gemma's 1 + w) gets its own form back.
+  const Tensor* stored_norm(const Tensor& t) {
+    if (m_.spec.norm_offset == 0.0f) return &t;
+    norm_keep_.push_back(t);
+    for (float& v : norm_keep_.back().data) v -= m_.spec.norm_offset;
+    return &norm_keep_.back();
+  }
+  void add_linear(const std::string& n, const Linear& li, bool may_pack, const std::string& what) {
+    // null: no packed form (no recorded grid, or a group size the packed layout cannot hold)
+    const std::shared_ptr<const PackedWeight> pw = packed_ && may_pack ? pack_linear(li, m_.path, what) : nullptr;
+    if (pw) {
+      Tensor bytes({(int64_t)pw->data.size()});
+      for (size_t i = 0; i < pw->data.size(); i++) bytes.data[i] = pw->data[i];
+      packed_keep_.push_back(std::move(bytes));
+      packed_names_.push_back(n + ".qweight");
+      ts_.emplace_back(n + ".qweight", &packed_keep_.back());
+    } else {
+      ts_.emplace_back(n + ".weight", &li.w);
+    }
+    if (!li.b.empty()) ts_.emplace_back(n + ".bias", &li.b);
+    if (!li.qscale.empty()) {
+      ts_.emplace_back(n + ".qscale", &li.qscale);
+      if (scale_f16_) f16_names_.push_back(n + ".qscale");  // fp16-exact by construction
+      qbits_keep_.push_back(Tensor::from({(float)li.qbits}));
+    }
+  }
+
+  const Model& m_;
+  const bool packed_, scale_f16_;
+  std::vector<std::pair<std::string, const Tensor*>> ts_;
+  std::deque<Tensor> qbits_keep_;   // stable addresses for the ".qbits" scalars
+  std::deque<Tensor> packed_keep_;  // packed bytes (as floats here, written as U8)
+  std::deque<Linear> fused_keep_;   // the fused linears of a family that stores them so (Phi-3)
+  std::deque<Tensor> norm_keep_;
+  std::vector<std::string> packed_names_, f16_names_;
+};
+
+namespace {
+
+// config.json, recipe.json and the tokenizer files, beside the weights in the temp directory.
+void write_model_dir_files(const Model& m, const Recipe& r, const std::string& tmp, bool tied) {
+  ModelSpec s = m.spec;
+  s.tie_embeddings = tied;
+  write_file_atomic(tmp + "/config.json", spec_to_hf_config(s));
+  write_file_atomic(tmp + "/recipe.json", r.to_json());
+  // tokenizer files travel with the model
+  if (m.tokenizer_path.empty()) return;
+  if (is_directory(m.tokenizer_path)) {
+    for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                          "generation_config.json"}) {
+      std::string src = join_path(m.tokenizer_path, f);
+      if (file_exists(src)) write_file_atomic(join_path(tmp, f), read_file(src, kMaxTokenizerBytes));
+    }
+  } else if (is_gguf_file(m.tokenizer_path) && m.tokenizer) {
+    write_gguf_vocab(*m.tokenizer, join_path(tmp, "tokenizer.gguf"));  // not the whole GGUF model
+  } else {
+    write_file_atomic(join_path(tmp, "tokenizer.bin"), read_file(m.tokenizer_path, kMaxTokenizerBytes));
+  }
+}
+
+// the online R1 is rebuilt from the recipe at load: a model carrying one needs a recipe that says so
+void check_online_r1(const LayerWeights& w0, const Model& m, const Recipe& r, const std::string& out) {
+  if ((w0.post_norm_r1 != nullptr) != r1_runs_online(r, m.spec))
+    fail(out, "the model's online R1 after its post-norms and the recipe's r1 disagree");
+}
+
+}  // namespace
+
 void save_quantized(const Model& m, const Recipe& r, const std::string& out, bool force, bool packed,
                     const std::vector<std::string>& inputs) {
   const OutputPolicy policy = model_dir_policy(m, force, inputs);
-  // the online R1 is rebuilt from the recipe at load: a model carrying one needs a recipe that says so
-  if (m.spec.n_layers > 0 && (m.layer(0)->post_norm_r1 != nullptr) != r1_runs_online(r, m.spec))
-    fail(out, "the model's online R1 after its post-norms and the recipe's r1 disagree");
+  if (m.spec.n_layers > 0) check_online_r1(*m.layer(0), m, r, out);
   check_output(out, policy, /*is_dir=*/true);
   OutputDir dir(out, policy);
   const std::string& tmp = dir.path();
   {
-    std::vector<std::pair<std::string, const Tensor*>> ts;
+    QuantizedTensorSet set(m, packed, r.w.scale_f16);
     std::vector<std::shared_ptr<const LayerWeights>> keep;
-    std::deque<Tensor> qbits_keep;  // stable addresses for the ".qbits" scalars
-    std::deque<Tensor> packed_keep;  // packed bytes (as floats here, written as U8)
-    std::deque<Linear> fused_keep;   // the fused linears of a family that stores them so (Phi-3)
-    std::vector<std::string> packed_names, f16_names;
-    const ArchTable& table = arch_table(m.spec);
-    // Norms are held as multipliers; a family whose checkpoints store multiplier - offset
-    // (Gemma's 1 + w) gets its own form back.
-    std::deque<Tensor> norm_keep;
-    auto stored_norm = [&](const Tensor& t) -> const Tensor* {
-      if (m.spec.norm_offset == 0.0f) return &t;
-      norm_keep.push_back(t);
-      for (float& v : norm_keep.back().data) v -= m.spec.norm_offset;
-      return &norm_keep.back();
-    };
-    auto lin = [&](const std::string& n, const Linear& li, bool may_pack, const std::string& what) {
-      // null: no packed form (no recorded grid, or a group size the packed layout cannot hold)
-      const std::shared_ptr<const PackedWeight> pw = packed && may_pack ? pack_linear(li, m.path, what) : nullptr;
-      if (pw) {
-        Tensor bytes({(int64_t)pw->data.size()});
-        for (size_t i = 0; i < pw->data.size(); i++) bytes.data[i] = pw->data[i];
-        packed_keep.push_back(std::move(bytes));
-        packed_names.push_back(n + ".qweight");
-        ts.emplace_back(n + ".qweight", &packed_keep.back());
-      } else {
-        ts.emplace_back(n + ".weight", &li.w);
-      }
-      if (!li.b.empty()) ts.emplace_back(n + ".bias", &li.b);
-      if (!li.qscale.empty()) {
-        ts.emplace_back(n + ".qscale", &li.qscale);
-        if (r.w.scale_f16) f16_names.push_back(n + ".qscale");  // fp16-exact by construction
-        qbits_keep.push_back(Tensor::from({(float)li.qbits}));
-      }
-    };
-    ts.emplace_back(table.global(Global::Embed).hf, &m.embed);
+    set.add_embed();
     for (int l = 0; l < m.spec.n_layers; l++) {
       keep.push_back(m.layer(l));
-      const LayerWeights& w = *keep.back();
-      // norms first, then each linear with its bias and scales (the order of the data in the file)
-      w.for_each_tensor(m.spec, [&](const TensorRow& row, int, TensorRole, const Tensor& t) {
-        if (row.is_norm()) ts.emplace_back(hf_name(row, l, "weight"), stored_norm(t));
-      });
-      // Every linear with its table name (each expert's; the routing linears too, which stay
-      // fp32). A fused tensor (ArchTable::fused) is written once, where its first part comes, as
-      // the parts concatenated along out: the output keeps the family's on-disk names.
-      w.for_each_tensor(m.spec, [&](const TensorRow& row, int expert, TensorRole role, const Tensor&) {
-        if (row.is_norm() || role != TensorRole::Weight) return;
-        const Field f = row.field;
-        const Linear& li = w.linear(f, expert);
-        const FusedRow* fr = fused_of(table, f);
-        const std::string where = "layer " + std::to_string(l) + " ";
-        if (!fr) return lin(hf_name(row, l, nullptr, expert), li, true, where + hf_name(row, l, nullptr, expert));
-        if (f != fr->parts[0]) return;
-        std::vector<const Linear*> parts;
-        for (Field p : fr->parts) parts.push_back(&w.linear(p));
-        const std::string n = hf_name(*fr, l);
-        fused_keep.push_back(fuse_linears(parts, m.path + ": layer " + std::to_string(l) + " " + n));
-        lin(n, fused_keep.back(), fused_packable(*fr, m.spec), where + n);
-      });
+      set.add_layer(l, *keep.back());
     }
-    if (!m.tied()) {  // the head, a linear named by its weight ("lm_head.weight" -> "lm_head")
-      const std::string hf = table.global(Global::LmHead).hf;
-      if (m.lm_head.w.empty()) fail(out, "lm_head has no fp32 weights to write (a packed model? save the fake-quant one)");
-      if (m.lm_head.qscale.empty() || hf.size() < 7 || hf.compare(hf.size() - 7, 7, ".weight") != 0)
-        ts.emplace_back(hf, &m.lm_head.w);
-      else
-        lin(hf.substr(0, hf.size() - 7), m.lm_head, true, "lm_head");
-    }
-    {  // pair each ".qscale" with its ".qbits"
-      size_t i = 0;
-      std::vector<std::pair<std::string, const Tensor*>> extra;
-      for (auto& [n, t] : ts)
-        if (n.size() > 7 && n.compare(n.size() - 7, 7, ".qscale") == 0)
-          extra.emplace_back(n.substr(0, n.size() - 7) + ".qbits", &qbits_keep[i++]);
-      ts.insert(ts.end(), extra.begin(), extra.end());
-    }
-    ts.emplace_back(table.global(Global::FinalNorm).hf, stored_norm(m.final_norm));
-    for (auto& [name, t] : r.tensors) ts.emplace_back("kurtail." + name, &t);
-    write_safetensors(tmp + "/model.safetensors", ts, {{"format", "pt"}, {"kurtail_method", r.method},
-                                                        {"kurtail_format", packed ? "packed-1" : "fakequant-1"}},
-                      std::set<std::string>(packed_names.begin(), packed_names.end()),
-                      std::set<std::string>(f16_names.begin(), f16_names.end()));
-    ModelSpec s = m.spec;
-    s.tie_embeddings = m.tied();
-    write_file_atomic(tmp + "/config.json", spec_to_hf_config(s));
-    write_file_atomic(tmp + "/recipe.json", r.to_json());
-    // tokenizer files travel with the model
-    if (!m.tokenizer_path.empty()) {
-      if (is_directory(m.tokenizer_path)) {
-        for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                              "generation_config.json"}) {
-          std::string src = join_path(m.tokenizer_path, f);
-          if (file_exists(src)) write_file_atomic(join_path(tmp, f), read_file(src, kMaxTokenizerBytes));
-        }
-      } else if (is_gguf_file(m.tokenizer_path) && m.tokenizer) {
-        write_gguf_vocab(*m.tokenizer, join_path(tmp, "tokenizer.gguf"));  // not the whole GGUF model
-      } else {
-        write_file_atomic(join_path(tmp, "tokenizer.bin"), read_file(m.tokenizer_path, kMaxTokenizerBytes));
-      }
-    }
-    check_interrupted();  // a signal during the writes: the temp directory goes, OUT stays as it was
-    dir.commit();  // atomic: OUT appears whole, or an existing kurtail output is swapped out whole
+    set.add_head(out);
+    set.pair_qbits();
+    set.add_final_norm();
+    for (auto& [name, t] : r.tensors) set.add_recipe_tensor(name, t);
+    set.write(tmp + "/model.safetensors", r);
   }
+  write_model_dir_files(m, r, tmp, m.tied());
+  check_interrupted();  // a signal during the writes: the temp directory goes, OUT stays as it was
+  dir.commit();  // atomic: OUT appears whole, or an existing kurtail output is swapped out whole
+}
+
+std::string QuantizedModelWriter::shard_name(int i) const {
+  char b[64];
+  std::snprintf(b, sizeof b, "model-%05d-of-%05d.safetensors", i + 1, shards_);
+  return b;
+}
+
+bool is_quantized_shard_name(const std::string& name) {
+  int a = 0, b = 0;
+  if (std::sscanf(name.c_str(), "model-%5d-of-%5d.safetensors", &a, &b) != 2 || a < 1 || a > b) return false;
+  char c[64];
+  std::snprintf(c, sizeof c, "model-%05d-of-%05d.safetensors", a, b);
+  return name == c;
+}
+
+QuantizedModelWriter::QuantizedModelWriter(const Model& m, std::string out, bool force, bool packed,
+                                           const std::vector<std::string>& inputs)
+    : out_(std::move(out)), packed_(packed), shards_(m.spec.n_layers + 2) {
+  const OutputPolicy policy = model_dir_policy(m, force, inputs);
+  check_output(out_, policy, /*is_dir=*/true);
+  dir_ = std::make_unique<OutputDir>(out_, policy);
+}
+
+QuantizedModelWriter::~QuantizedModelWriter() = default;
+
+void QuantizedModelWriter::write_set(const Model& m, const Recipe& r, int shard, bool recipe_tail,
+                                     const std::function<void(QuantizedTensorSet&)>& add) {
+  QuantizedTensorSet set(m, packed_, r.w.scale_f16);
+  add(set);
+  set.pair_qbits();
+  if (recipe_tail) set.add_final_norm();
+  for (auto& [name, t] : r.tensors)  // the recipe's tensors as they appear (DuQuant: with their layer)
+    if (written_recipe_.insert(name).second) set.add_recipe_tensor(name, t);
+  const std::string file = shard_name(shard);
+  for (const auto& [n, bytes] : set.write(dir_->path() + "/" + file, r)) {
+    weight_map_[n] = file;
+    total_bytes_ += bytes;
+  }
+  check_interrupted();
+}
+
+void QuantizedModelWriter::globals(const Model& m, const Recipe& r) {
+  if (globals_done_) fail("internal: the globals of " + out_ + " written twice");
+  tied_ = m.tied();
+  write_set(m, r, 0, false, [&](QuantizedTensorSet& s) {
+    s.add_embed();
+    s.add_head(out_);
+  });
+  globals_done_ = true;
+}
+
+void QuantizedModelWriter::layer(int l, const LayerWeights& w, const Model& m, const Recipe& r) {
+  if (!globals_done_ || l != next_layer_) fail("internal: layer " + std::to_string(l) + " of " + out_ + " out of order");
+  if (l == 0) check_online_r1(w, m, r, out_);
+  write_set(m, r, l + 1, false, [&](QuantizedTensorSet& s) { s.add_layer(l, w); });
+  next_layer_++;
+}
+
+void QuantizedModelWriter::finish(const Model& m, const Recipe& r) {
+  if (!globals_done_ || next_layer_ != m.spec.n_layers)
+    fail("internal: " + out_ + " finished with " + std::to_string(next_layer_) + " of " + std::to_string(m.spec.n_layers) + " layers");
+  write_set(m, r, shards_ - 1, true, [](QuantizedTensorSet&) {});
+  // HF's index: total_size is the tensors' bytes; the shards' own __metadata__ say kurtail's format
+  const nlohmann::json idx = {{"metadata", {{"total_size", total_bytes_}}}, {"weight_map", weight_map_}};
+  write_file_atomic(dir_->path() + "/model.safetensors.index.json", idx.dump(2));
+  write_model_dir_files(m, r, dir_->path(), tied_);
+  check_interrupted();
+  dir_->commit();
 }
 
 }  // namespace kt

@@ -199,6 +199,7 @@ GGUFSource::GGUFSource(std::shared_ptr<const GGUFFile> f, const ModelSpec& spec)
     for (auto it = t.dims.rbegin(); it != t.dims.rend(); ++it) ti.shape.push_back((int64_t)*it);  // ggml order reversed
     ti.data = t.data;
     ti.nbytes = t.nbytes;
+    ti.mapped = true;  // inside the GGUFFile's mapping
     // llama.cpp's converter permutes q/k rows for "llama" (its RoPE pairs adjacent values)
     if (table.gguf_permute_qk && row) ti.unpermute_heads = permute_heads(*row, spec);
     // the shared-expert gate: llama.cpp declares it [hidden]; kurtail holds the HF [1, hidden]

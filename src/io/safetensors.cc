@@ -171,6 +171,7 @@ class HeaderSax : public nlohmann::json_sax<json> {
       fail(path_, "tensor " + quote(name) + " has " + std::to_string(e - b) + " bytes but its shape and dtype need " +
                       std::to_string(numel * dtype_size(ti.dtype)));
     ti.data = base_ + b;
+    ti.mapped = true;
     ti.nbytes = e - b;
     if (e > b) ranges.emplace_back(b, e);
     (*tensors_)[name] = std::move(ti);

@@ -36,6 +36,12 @@ class SafetensorsDir : public TensorSource {
   const TensorInfo& info(const std::string& name) const override;
   std::vector<std::string> names() const override;
   std::string describe() const override { return dir_; }
+  // The files it reads: model.safetensors, or each shard the index names.
+  std::vector<const SafetensorsFile*> files() const {
+    std::vector<const SafetensorsFile*> v;
+    for (const auto& f : shards_) v.push_back(f.get());
+    return v;
+  }
 
  private:
   std::string dir_;

@@ -23,16 +23,21 @@ Tensor load_checked(const TensorSource& src, const std::string& name, std::vecto
     fail(ti.file, "tensor " + quote(name) + " has shape " + shape_str(ti.shape) + " but config.json implies " +
                       shape_str(shape));
   Tensor t = to_f32(ti);
+  release_mapped_pages(ti);  // the fp32 copy is what runs: a streamed model's RSS stays one layer
   check_finite(t, ti.file, name);
   return t;
+}
+
+size_t source_fp32_bytes(const TensorSource& src) {
+  size_t bytes = 0;
+  for (auto& n : src.names()) bytes += Tensor::numel_of(src.info(n).shape) * 4;
+  return bytes;
 }
 
 // `resident` -1: keep every layer in memory if the model is at most 8 GiB in fp32, else stream.
 bool keep_resident(const TensorSource& src, int resident) {
   if (resident >= 0) return resident == 1;
-  size_t bytes = 0;
-  for (auto& n : src.names()) bytes += Tensor::numel_of(src.info(n).shape) * 4;
-  return bytes <= (8ull << 30);
+  return source_fp32_bytes(src) <= kResidentFp32Bytes;
 }
 
 std::string find_llama2c_tokenizer(const std::string& bin) {
@@ -187,6 +192,7 @@ LayerWeights Model::load_layer(int i) const {
     else lin(r, expert, w.linear(r.field, expert));
   });
   w.post_norm_r1 = post_norm_r1_;
+  for (const auto& f : load_transforms_) f(w);
   return w;
 }
 
@@ -199,6 +205,42 @@ std::shared_ptr<const LayerWeights> Model::layer(int i) const {
     layers_[i] = std::make_shared<LayerWeights>(load_layer(i));
   }
   return layers_[i];
+}
+
+size_t Model::fp32_bytes() const { return source_fp32_bytes(*src_); }
+
+void Model::set_resident(bool r) {
+  resident_ = r;
+  if (r)
+    for (int i = 0; i < spec.n_layers; i++)
+      if (!layers_[i]) layers_[i] = std::make_shared<LayerWeights>(load_layer(i));
+}
+
+LayerWeights Model::take_layer(int i) {
+  if (i < 0 || i >= spec.n_layers) fail("layer index " + std::to_string(i) + " out of range");
+  if (resident_ || pinned_[i]) return *layer(i);
+  for (int j = 0; j < spec.n_layers; j++)
+    if (!pinned_[j]) layers_[j].reset();
+  return load_layer(i);
+}
+
+void Model::release_layer(int i) {
+  layers_.at(i).reset();
+  pinned_[i] = false;
+}
+
+void Model::add_load_transform(std::function<void(LayerWeights&)> f) {
+  for (int i = 0; i < spec.n_layers; i++) {
+    if (!layers_[i]) continue;
+    if (resident_ || pinned_[i]) {  // in memory for good: transformed now (a copy: others may hold it)
+      auto w = std::make_shared<LayerWeights>(*layers_[i]);
+      f(*w);
+      layers_[i] = std::move(w);
+    } else {
+      layers_[i].reset();  // reloaded through f when next needed
+    }
+  }
+  load_transforms_.push_back(std::move(f));
 }
 
 void Model::set_layer(int i, LayerWeights w) {

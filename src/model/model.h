@@ -1,6 +1,7 @@
 // A loaded Llama-family model: spec, global tensors, and decoder layers materialised in fp32
 // on demand (all resident for small models; one at a time when the model is large).
 #pragma once
+#include <functional>
 #include <memory>
 #include <initializer_list>
 #include <string>
@@ -195,6 +196,9 @@ using SiteConsumers = SiteGroup<false>;
 std::vector<SiteGroup<false>> site_consumers(LayerWeights& w);
 std::vector<SiteGroup<true>> site_consumers(const LayerWeights& w);
 
+// Model::open(path, -1) keeps a model resident up to this size in fp32, and streams a larger one.
+inline constexpr size_t kResidentFp32Bytes = size_t(8) << 30;
+
 class Model {
  public:
   // Opens an HF checkpoint directory or a llama2.c .bin (with tokenizer.bin / tok*.bin beside it,
@@ -222,9 +226,23 @@ class Model {
   std::shared_ptr<const LayerWeights> layer(int i) const;
   // Replaces layer i (after a transform or quantization); pinned in memory from then on.
   void set_layer(int i, LayerWeights w);
-  // Loads a fresh copy of layer i from the source (ignoring replacements).
+  // Loads a fresh copy of layer i from the source (ignoring replacements; the load transforms
+  // applied).
   LayerWeights load_layer(int i) const;
+  // A copy of layer i to transform and hand back (set_layer) or pass on. In streaming mode the
+  // model keeps no copy of an unpinned layer, so one layer is in memory, not two.
+  LayerWeights take_layer(int i);
+  // Forgets layer i's replacement (a quantized layer already written out): reloaded from the source
+  // if asked for again.
+  void release_layer(int i);
+  // A change every layer gets as it loads (RoPE convention): applied now to the layers held in
+  // memory for good, and at load to the others, so a streamed model is never materialised whole.
+  void add_load_transform(std::function<void(LayerWeights&)> f);
   bool resident() const { return resident_; }
+  // Keeps every layer in memory from now on (true: loads the missing ones), or streams them.
+  void set_resident(bool r);
+  // The checkpoint's tensors in fp32 (what a resident model holds).
+  size_t fp32_bytes() const;
   // Keeps only the first n decoder layers (experiments: e.g. timing 4 vs 8 layers).
   void truncate_layers(int n);
   // Materialises the tied lm_head as its own tensor (needed before R1 or norm folding).
@@ -239,6 +257,7 @@ class Model {
   mutable std::vector<std::shared_ptr<LayerWeights>> layers_;
   std::vector<bool> pinned_;
   std::shared_ptr<const RowTransform> post_norm_r1_;
+  std::vector<std::function<void(LayerWeights&)>> load_transforms_;
   void init_globals();
 };
 

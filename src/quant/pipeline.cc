@@ -95,7 +95,10 @@ void gptq_layer(LayerWeights& w, const Recipe& r, const QuantizeOptions& opt, Ho
     std::vector<Hessian> h;
     for (size_t i = 0; i < experts.size(); i++) h.emplace_back(g.linears.back().lin->in());
     CaptureHooks cap(&online, g.site, experts, h);
+    auto t = std::chrono::steady_clock::now();
     run(w, &cap);
+    rep.add_step("hessians", seconds_since(t));
+    t = std::chrono::steady_clock::now();
     for (size_t i = 0; i < experts.size(); i++) {
       const bool none = experts[i] >= 0 && cap.rows(i) == 0;
       if (none) rep.experts_without_calibration++;
@@ -105,6 +108,7 @@ void gptq_layer(LayerWeights& w, const Recipe& r, const QuantizeOptions& opt, Ho
           else gptq_quantize(*c.lin, h[i], r.w, opt.gptq);
         }
     }
+    rep.add_step("gptq", seconds_since(t));
   }
 }
 
@@ -203,8 +207,16 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   r.crossquant = false;  // the method's to set (CrossQuant's prepare)
   MethodContext ctx{r, s, opt, rep};
   const double cpu0 = process_cpu_seconds();
+  auto tstep = std::chrono::steady_clock::now();
+  // wall seconds since the last lap, added to step `name`
+  auto lap = [&](const char* name) {
+    const auto now = std::chrono::steady_clock::now();
+    rep.add_step(name, std::chrono::duration<double>(now - tstep).count());
+    tstep = now;
+  };
   method->prepare(m, calib, rot, ctx);
   rep.prepare_cpu_seconds = process_cpu_seconds() - cpu0;
+  lap("prepare");
   // shared by every layer whose post-norm output it rotates online (Gemma 2)
   const auto r1 = r.r1 ? std::make_shared<const Rotation>(rot.r1) : nullptr;
   if (r.r1 && arch_table(s).has(Field::PostAttnNorm) && rot.r1.kind() == "dense")
@@ -234,9 +246,17 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
     for_each_layer_chunk(s, lw, l, x.data(), calib.n(), calib.ctx, /*chunk=*/8, [h](int) { return h; }, keep_output);
   };
 
+  lap("globals");
+  if (opt.sink) {  // streaming: the globals are final now; written out and freed
+    opt.sink->globals(m, r);
+    m.embed = Tensor();
+    m.lm_head = Linear();
+    lap("write");
+  }
+
   Progress prog("quantize layers", s.n_layers, opt.progress);
   for (int l = 0; l < s.n_layers; l++) {
-    LayerWeights w = *m.layer(l);
+    LayerWeights w = m.take_layer(l);
     // A quantized model given as input: transforms need fp32 weights, and the grid recorded
     // with them (qscale/qbits) stops describing them once they are transformed; this run's
     // weight quantizer records its own (none at W16).
@@ -250,11 +270,13 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
     if (r.r1 || r.r3 || r.r2 || r.r4 || needs.fold_norms) fold_layer_norms(w);
     if (r.r1) rotate_residual_layer(w, r1);
     if (r.r2) rotate_value_heads(w, s, rot.r2_layers.empty() ? rot.r2 : rot.r2_layers[l]);
+    lap("fuse");
     LayerStats stats;
     if (needs.layer_stats) {
       // Channel statistics of this layer's linear inputs, before any of its own transforms.
       SiteStatsCapture st(nullptr, l, w, needs.sample_rows, stats);
       run_layer(w, l, &st, /*keep_output=*/false);
+      lap("stats");
     }
     method->transform_layer(l, w, stats, ctx);
     if (r.online_had_inputs)  // the hidden-size inputs: the linears a norm feeds
@@ -262,13 +284,25 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
         if (g.norm)
           for (Linear* lin : g.lins()) rotate_input_side(*lin, rin);
     if (r.r4) fuse_down_input(w, rot.r4);
+    lap("fuse");
     if (!gptq) {
       w.for_each_linear([&](LinearId, Linear& lin) { rtn_quantize(lin, r.w); });
+      lap("rtn");
     } else {
       gptq_layer(w, r, opt, online, [&](const LayerWeights& lw, Hooks* h) { run_layer(lw, l, h, false); }, rep);
+      tstep = std::chrono::steady_clock::now();  // gptq_layer timed its own steps
     }
-    if (need_stream) run_layer(w, l, &online, /*keep_output=*/true);
-    m.set_layer(l, std::move(w));
+    if (need_stream) {
+      run_layer(w, l, &online, /*keep_output=*/true);
+      lap("propagate");
+    }
+    if (opt.sink) {
+      opt.sink->layer(l, w, m, r);
+      m.release_layer(l);
+      lap("write");
+    } else {
+      m.set_layer(l, std::move(w));
+    }
     prog.update(l + 1, need_stream ? (int64_t)(l + 1) * calib.tokens.size() : 0,
                 "peak RSS " + std::to_string((int)peak_rss_mib()) + " MiB");
   }

@@ -7,12 +7,25 @@
 // get the next layer's inputs, keep the result. Only one source layer is materialised at a time.
 #pragma once
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "io/text.h"
 #include "quant/gptq.h"
 #include "quant/recipe.h"
 
 namespace kt {
+
+// Where a streamed quantization puts each part as it becomes final (kurtail quantize on a model
+// larger than its memory budget; export/quantized_model.h writes them): the globals (embedding,
+// head) when the layer loop starts, then every layer as it is done. The model keeps neither: its
+// globals are freed and its layers left unpinned, so memory holds one layer at a time.
+class QuantizedSink {
+ public:
+  virtual ~QuantizedSink() = default;
+  virtual void globals(const Model& m, const Recipe& r) = 0;
+  virtual void layer(int l, const LayerWeights& w, const Model& m, const Recipe& r) = 0;
+};
 
 struct QuantizeOptions {
   Recipe recipe;
@@ -22,6 +35,7 @@ struct QuantizeOptions {
   uint64_t seed = 0;
   GptqOptions gptq;
   bool progress = true;
+  QuantizedSink* sink = nullptr;  // null: the quantized layers stay in the model (set_layer)
 };
 
 struct QuantizeReport {
@@ -42,6 +56,17 @@ struct QuantizeReport {
   int nsamples = 0, seqlen = 0;
   // GPTQ on MoE: experts (summed over layers) no calibration token was routed to: quantized by RTN
   int experts_without_calibration = 0;
+  // Wall seconds per step, summed over layers (load, fuse, stats, weights, hessians, gptq,
+  // propagate, write) in the order they first ran; prepare: the method's learning step.
+  std::vector<std::pair<std::string, double>> step_seconds;
+  void add_step(const std::string& name, double s) {
+    for (auto& [n, v] : step_seconds)
+      if (n == name) {
+        v += s;
+        return;
+      }
+    step_seconds.emplace_back(name, s);
+  }
   std::string r1_kind, r2_kind, r3_kind, r4_kind;  // r4: "hadamard-block-64" with --r4-block 64
 };
 

@@ -317,24 +317,27 @@ Recipe load_validated_recipe(const std::string& dir, const ModelSpec& s) {
   const std::shared_ptr<TensorSource> stp = unfused_source(std::make_shared<SafetensorsDir>(dir), s);
   const TensorSource& st = *stp;
   std::string sf = join_path(dir, "model.safetensors");
-  // kurtail quantize writes one model.safetensors with its format and method in __metadata__.
+  // kurtail quantize writes model.safetensors (or, streaming, one shard per layer) with its format
+  // and method in each file's __metadata__.
   std::string format;
-  if (file_exists(sf)) {
-    SafetensorsFile f(sf);
-    const auto& md = f.metadata();
+  const SafetensorsDir files(dir);
+  if (!file_exists(sf)) sf = st.describe();
+  for (const SafetensorsFile* f : files.files()) {
+    const auto& md = f->metadata();
     auto get = [&](const char* k) {
       auto it = md.find(k);
-      if (it == md.end()) fail(sf, std::string("__metadata__ has no '") + k + "' (not written by kurtail quantize)");
+      if (it == md.end()) fail(f->describe(), std::string("__metadata__ has no '") + k + "' (not written by kurtail quantize)");
       return it->second;
     };
-    format = get("kurtail_format");
-    if (format != "fakequant-1" && format != "packed-1")
-      fail(sf, "__metadata__ kurtail_format is " + quote(format) + "; must be fakequant-1 or packed-1");
+    const std::string fmt = get("kurtail_format");
+    if (fmt != "fakequant-1" && fmt != "packed-1")
+      fail(f->describe(), "__metadata__ kurtail_format is " + quote(fmt) + "; must be fakequant-1 or packed-1");
+    if (!format.empty() && fmt != format)
+      fail(f->describe(), "__metadata__ kurtail_format is " + quote(fmt) + " but another shard says " + quote(format));
+    format = fmt;
     const std::string method = get("kurtail_method");
     if (method != r.method)
-      fail(sf, "__metadata__ kurtail_method is " + quote(method) + " but recipe.json says " + quote(r.method));
-  } else {
-    sf = st.describe();
+      fail(f->describe(), "__metadata__ kurtail_method is " + quote(method) + " but recipe.json says " + quote(r.method));
   }
 
   // Every tensor is one the model or the recipe uses.

@@ -118,7 +118,7 @@ void fuse_down_input(LayerWeights& w, const std::vector<Rotation>& r4) {
 void convert_rope_to_rotate_half(Model& m) {
   if (m.spec.rope_style == RopeStyle::RotateHalf) return;
   const int hd = m.spec.head_dim, half = hd / 2;
-  auto permute = [&](Linear& l, int nheads) {
+  auto permute = [hd, half](Linear& l, int nheads) {
     const int64_t in = l.in();
     Tensor o = l.w;
     for (int h = 0; h < nheads; h++)
@@ -136,15 +136,15 @@ void convert_rope_to_rotate_half(Model& m) {
       l.b = b;
     }
   };
-  const ArchTable& table = arch_table(m.spec);
-  for (int i = 0; i < m.spec.n_layers; i++) {
-    LayerWeights w = *m.layer(i);
+  // at load, layer by layer: a streamed model is converted without holding every layer
+  const ModelSpec spec = m.spec;
+  m.add_load_transform([permute, spec](LayerWeights& w) {
+    const ArchTable& table = arch_table(spec);
     // the rows GGUF permutes (q, k) are the ones whose RoPE pairs differ between the conventions
     w.for_each_linear([&](LinearId id, Linear& l) {
-      if (int heads = permute_heads(table.row(id.field), m.spec)) permute(l, heads);
+      if (int heads = permute_heads(table.row(id.field), spec)) permute(l, heads);
     });
-    m.set_layer(i, std::move(w));
-  }
+  });
   m.spec.rope_style = RopeStyle::RotateHalf;
 }
 
