@@ -74,7 +74,7 @@ class QuantizedTensorSet {
   QuantizedTensorSet(const Model& m, bool packed, bool scale_f16) : m_(m), packed_(packed), scale_f16_(scale_f16) {}
 
   // The embedding (first in every kurtail file).
-  void add_embed() { ts_.emplace_back(table().global(Global::Embed).hf, &m_.embed); }
+  void add_embed() { add(table().global(Global::Embed).hf, m_.embed); }
 
   // Layer l: norms first, then each linear with its bias and scales (the order of the data in
   // the file). Every linear with its table name (each expert's; the routing linears too, which
@@ -82,7 +82,7 @@ class QuantizedTensorSet {
   // the parts concatenated along out: the output keeps the family's on-disk names.
   void add_layer(int l, const LayerWeights& w) {
     w.for_each_tensor(m_.spec, [&](const TensorRow& row, int, TensorRole, const Tensor& t) {
-      if (row.is_norm()) ts_.emplace_back(hf_name(row, l, "weight"), stored_norm(t));
+      if (row.is_norm()) add(hf_name(row, l, "weight"), *stored_norm(t));
     });
     w.for_each_tensor(m_.spec, [&](const TensorRow& row, int expert, TensorRole role, const Tensor&) {
       if (row.is_norm() || role != TensorRole::Weight) return;
@@ -106,7 +106,7 @@ class QuantizedTensorSet {
     const std::string hf = table().global(Global::LmHead).hf;
     if (m_.lm_head.w.empty()) fail(out, "lm_head has no fp32 weights to write (a packed model? save the fake-quant one)");
     if (m_.lm_head.qscale.empty() || hf.size() < 7 || hf.compare(hf.size() - 7, 7, ".weight") != 0)
-      ts_.emplace_back(hf, &m_.lm_head.w);
+      add(hf, m_.lm_head.w);
     else
       add_linear(hf.substr(0, hf.size() - 7), m_.lm_head, true, "lm_head");
   }
@@ -114,29 +114,32 @@ class QuantizedTensorSet {
   // Each ".qscale" so far gets its ".qbits", after everything added before.
   void pair_qbits() {
     size_t i = 0;
-    std::vector<std::pair<std::string, const Tensor*>> extra;
-    for (auto& [n, t] : ts_)
-      if (n.size() > 7 && n.compare(n.size() - 7, 7, ".qscale") == 0)
-        extra.emplace_back(n.substr(0, n.size() - 7) + ".qbits", &qbits_keep_[i++]);
+    std::vector<SafetensorsOut> extra;
+    for (const SafetensorsOut& t : ts_)
+      if (t.name.size() > 7 && t.name.compare(t.name.size() - 7, 7, ".qscale") == 0) {
+        const Tensor& b = qbits_keep_[i++];
+        extra.push_back({t.name.substr(0, t.name.size() - 7) + ".qbits", b.shape, DType::F32, b.data.data(), nullptr});
+      }
     ts_.insert(ts_.end(), extra.begin(), extra.end());
   }
 
-  void add_final_norm() { ts_.emplace_back(table().global(Global::FinalNorm).hf, stored_norm(m_.final_norm)); }
-  void add_recipe_tensor(const std::string& name, const Tensor& t) { ts_.emplace_back("kurtail." + name, &t); }
+  void add_final_norm() { add(table().global(Global::FinalNorm).hf, *stored_norm(m_.final_norm)); }
+  void add_recipe_tensor(const std::string& name, const Tensor& t) { add("kurtail." + name, t); }
 
   // Writes the file; returns the names it holds with their stored bytes.
   std::vector<std::pair<std::string, uint64_t>> write(const std::string& path, const Recipe& r) const {
-    const std::set<std::string> u8(packed_names_.begin(), packed_names_.end()), f16(f16_names_.begin(), f16_names_.end());
     write_safetensors(path, ts_, {{"format", "pt"}, {"kurtail_method", r.method},
-                                  {"kurtail_format", packed_ ? "packed-1" : "fakequant-1"}},
-                      u8, f16);
+                                  {"kurtail_format", packed_ ? "packed-1" : "fakequant-1"}});
     std::vector<std::pair<std::string, uint64_t>> names;
-    for (const auto& [n, t] : ts_) names.emplace_back(n, t->numel() * (u8.count(n) ? 1 : f16.count(n) ? 2 : 4));
+    for (const SafetensorsOut& t : ts_) names.emplace_back(t.name, dtype_nbytes(t.dtype, Tensor::numel_of(t.shape)));
     return names;
   }
 
  private:
   const ArchTable& table() const { return arch_table(m_.spec); }
+  void add(const std::string& name, const Tensor& t, DType d = DType::F32) {
+    ts_.push_back({name, t.shape, d, t.data.data(), nullptr});
+  }
   // Norms are held as multipliers; a family whose checkpoints store multiplier - offset
   // (Gemma's 1 + w) gets its own form back.
   const Tensor* stored_norm(const Tensor& t) {
@@ -147,32 +150,27 @@ class QuantizedTensorSet {
   }
   void add_linear(const std::string& n, const Linear& li, bool may_pack, const std::string& what) {
     // null: no packed form (no recorded grid, or a group size the packed layout cannot hold)
-    const std::shared_ptr<const PackedWeight> pw = packed_ && may_pack ? pack_linear(li, m_.path, what) : nullptr;
-    if (pw) {
-      Tensor bytes({(int64_t)pw->data.size()});
-      for (size_t i = 0; i < pw->data.size(); i++) bytes.data[i] = pw->data[i];
-      packed_keep_.push_back(std::move(bytes));
-      packed_names_.push_back(n + ".qweight");
-      ts_.emplace_back(n + ".qweight", &packed_keep_.back());
+    std::shared_ptr<const PackedWeight> pw = packed_ && may_pack ? pack_linear(li, m_.path, what) : nullptr;
+    if (pw) {  // written straight from the packed bytes (U8)
+      ts_.push_back({n + ".qweight", {(int64_t)pw->data.size()}, DType::U8, nullptr, pw->data.data()});
+      packed_keep_.push_back(std::move(pw));
     } else {
-      ts_.emplace_back(n + ".weight", &li.w);
+      add(n + ".weight", li.w);
     }
-    if (!li.b.empty()) ts_.emplace_back(n + ".bias", &li.b);
+    if (!li.b.empty()) add(n + ".bias", li.b);
     if (!li.qscale.empty()) {
-      ts_.emplace_back(n + ".qscale", &li.qscale);
-      if (scale_f16_) f16_names_.push_back(n + ".qscale");  // fp16-exact by construction
+      add(n + ".qscale", li.qscale, scale_f16_ ? DType::F16 : DType::F32);  // fp16-exact by construction
       qbits_keep_.push_back(Tensor::from({(float)li.qbits}));
     }
   }
 
   const Model& m_;
   const bool packed_, scale_f16_;
-  std::vector<std::pair<std::string, const Tensor*>> ts_;
-  std::deque<Tensor> qbits_keep_;   // stable addresses for the ".qbits" scalars
-  std::deque<Tensor> packed_keep_;  // packed bytes (as floats here, written as U8)
-  std::deque<Linear> fused_keep_;   // the fused linears of a family that stores them so (Phi-3)
+  std::vector<SafetensorsOut> ts_;
+  std::deque<Tensor> qbits_keep_;  // stable addresses for the ".qbits" scalars
+  std::vector<std::shared_ptr<const PackedWeight>> packed_keep_;  // the packed bytes written as U8
+  std::deque<Linear> fused_keep_;  // the fused linears of a family that stores them so (Phi-3)
   std::deque<Tensor> norm_keep_;
-  std::vector<std::string> packed_names_, f16_names_;
 };
 
 namespace {

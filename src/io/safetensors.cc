@@ -8,6 +8,7 @@
 
 #include "io/json_checked.h"
 #include "util/error.h"
+#include "util/output.h"
 
 namespace kt {
 
@@ -292,37 +293,63 @@ std::string file_prefix(const json& h, size_t payload) {
 
 }  // namespace
 
-void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, const Tensor*>>& tensors,
-                       const std::map<std::string, std::string>& metadata, const std::set<std::string>& as_u8,
-                       const std::set<std::string>& as_f16, const std::set<std::string>& as_bf16) {
+void write_safetensors(const std::string& path, const std::vector<SafetensorsOut>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
   json h = json::object();
   if (!metadata.empty()) h["__metadata__"] = metadata;
   size_t off = 0;
-  for (auto& [name, t] : tensors) {
-    const bool u8 = as_u8.count(name) > 0, f16 = as_f16.count(name) > 0, bf16 = as_bf16.count(name) > 0;
-    size_t nb = t->data.size() * (u8 ? 1 : f16 || bf16 ? 2 : 4);
-    h[name] = {{"dtype", u8 ? "U8" : f16 ? "F16" : bf16 ? "BF16" : "F32"}, {"shape", t->shape},
-               {"data_offsets", {off, off + nb}}};
+  for (const SafetensorsOut& t : tensors) {
+    if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16 && t.dtype != DType::U8)
+      fail(path, "internal: tensor " + quote(t.name) + " cannot be written as " + dtype_name(t.dtype));
+    if (Tensor::numel_of(t.shape) > 0 && !t.values && !(t.bytes && t.dtype == DType::U8))
+      fail(path, "internal: tensor " + quote(t.name) + " has no data");
+    const size_t nb = dtype_nbytes(t.dtype, (size_t)Tensor::numel_of(t.shape));
+    h[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {off, off + nb}}};
     off += nb;
   }
-  std::string out = file_prefix(h, off);
+  const std::string prefix = file_prefix(h, 0);
+  write_file_atomic(path, [&](const ChunkSink& put) {
+    put(prefix.data(), prefix.size());
+    std::vector<uint8_t> buf;
+    constexpr size_t kChunk = 1 << 16;  // elements converted at a time
+    for (const SafetensorsOut& t : tensors) {
+      const size_t n = (size_t)Tensor::numel_of(t.shape);
+      if (t.bytes) {
+        put(t.bytes, n);
+        continue;
+      }
+      if (t.dtype == DType::F32) {
+        put(t.values, n * 4);
+        continue;
+      }
+      for (size_t i0 = 0; i0 < n; i0 += kChunk) {
+        const size_t m = std::min(kChunk, n - i0);
+        const float* v = t.values + i0;
+        if (t.dtype == DType::U8) {
+          buf.resize(m);
+          for (size_t i = 0; i < m; i++) buf[i] = (uint8_t)v[i];
+        } else {
+          buf.resize(m * 2);
+          for (size_t i = 0; i < m; i++) {
+            const uint16_t x = t.dtype == DType::F16 ? f32_to_f16(v[i]) : f32_to_bf16(v[i]);
+            std::memcpy(buf.data() + 2 * i, &x, 2);
+          }
+        }
+        put(buf.data(), buf.size());
+      }
+    }
+  });
+}
+
+void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, const Tensor*>>& tensors,
+                       const std::map<std::string, std::string>& metadata, const std::set<std::string>& as_u8,
+                       const std::set<std::string>& as_f16, const std::set<std::string>& as_bf16) {
+  std::vector<SafetensorsOut> out;
   for (auto& [name, t] : tensors) {
-    if (as_u8.count(name)) {
-      for (float v : t->data) out.push_back((char)(uint8_t)v);
-    } else if (as_f16.count(name)) {
-      for (float v : t->data) {
-        uint16_t h16 = f32_to_f16(v);
-        out.append(reinterpret_cast<const char*>(&h16), 2);
-      }
-    } else if (as_bf16.count(name)) {
-      for (float v : t->data) {
-        uint16_t b16 = f32_to_bf16(v);
-        out.append(reinterpret_cast<const char*>(&b16), 2);
-      }
-    } else
-      out.append(reinterpret_cast<const char*>(t->data.data()), t->data.size() * 4);
+    const DType d = as_u8.count(name) ? DType::U8 : as_f16.count(name) ? DType::F16 : as_bf16.count(name) ? DType::BF16 : DType::F32;
+    out.push_back({name, t->shape, d, t->data.data(), nullptr});
   }
-  write_file_atomic(path, out);
+  write_safetensors(path, out, metadata);
 }
 
 void write_safetensors_raw(const std::string& path, const std::vector<RawTensor>& tensors,

@@ -49,6 +49,20 @@ class SafetensorsDir : public TensorSource {
   std::map<std::string, size_t> where_;
 };
 
+// One tensor to write, streamed from the caller's memory: fp32 `values` stored as `dtype` (F32,
+// F16 or BF16 rounded to nearest even, or U8 for values 0..255), or `bytes` already U8.
+struct SafetensorsOut {
+  std::string name;
+  std::vector<int64_t> shape;
+  DType dtype = DType::F32;
+  const float* values = nullptr;
+  const uint8_t* bytes = nullptr;
+};
+// Writes them in order, atomically, converting in small chunks: memory stays what the caller holds
+// (no image of the file is built).
+void write_safetensors(const std::string& path, const std::vector<SafetensorsOut>& tensors,
+                       const std::map<std::string, std::string>& metadata);
+
 // Writes tensors (name -> tensor) plus string metadata atomically: F32, except the names in
 // `as_u8`, whose values (0..255) are stored as U8 bytes, and those in `as_f16` (F16) or
 // `as_bf16` (BF16, round to nearest even).

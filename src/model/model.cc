@@ -171,8 +171,12 @@ void Model::init_globals() {
   if (resident_)
     for (int i = 0; i < s.n_layers; i++) layers_[i] = std::make_shared<LayerWeights>(load_layer(i));
   else  // validate every layer's metadata up front without materialising it
-    for (int i = 0; i < s.n_layers; i++)  // the layer's last tensor (of the last expert)
-      (void)src_->info(hf_name(t.layer.back(), i, "weight", t.layer.back().per_expert() ? s.n_experts - 1 : -1));
+    for (int i = 0; i < s.n_layers; i++) {  // the layer's last tensor (of the last expert), or its packed form
+      const int e = t.layer.back().per_expert() ? s.n_experts - 1 : -1;
+      const std::string w = hf_name(t.layer.back(), i, "weight", e);
+      if (!src_->has(w) && src_->has(hf_name(t.layer.back(), i, nullptr, e) + ".qweight")) continue;
+      (void)src_->info(w);
+    }
 }
 
 LayerWeights Model::load_layer(int i) const {

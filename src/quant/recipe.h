@@ -23,6 +23,7 @@ struct KurtailSettings {
   double lr;
   double momentum;
   bool learn_r1, learn_r2;
+  int exact_up_to;  // CayleyOptions::exact_up_to
 };
 
 // SpinQuant settings (train/spinquant.h); declared once in quant/methods/spinquant.cc.

@@ -82,8 +82,102 @@ double kurtosis_loss(const float* Y, int64_t rows, int n, const KurtosisObjectiv
   return rows ? loss / rows : 0;
 }
 
+namespace {
+
+// C = A B (or with A / B transposed), n x n row-major, on the deterministic GEMM kernels
+void mm(bool ta, bool tb, int n, const float* A, const float* B, float* C) {
+  sgemm(ta, tb, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n);
+}
+
+// R <- 1.5 R - 0.5 R (R^T R): one Newton-Schulz step toward the nearest orthogonal matrix (the
+// polar factor); quadratic when R is already near orthogonal. Returns max |R^T R - I| before.
+double newton_schulz(std::vector<float>& R, int n, std::vector<float>& S, std::vector<float>& T) {
+  mm(true, false, n, R.data(), R.data(), S.data());  // S = R^T R
+  double err = 0;
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) err = std::max(err, std::fabs((double)S[(size_t)i * n + j] - (i == j)));
+  mm(false, false, n, R.data(), S.data(), T.data());  // T = R S
+  for (size_t i = 0; i < R.size(); i++) R[i] = 1.5f * R[i] - 0.5f * T[i];
+  return err;
+}
+
+// The float Cayley SGD of learn_rotation, for large n (CayleyOptions::exact_up_to).
+LearnedRotation learn_rotation_float(const std::vector<float>& X, int64_t rows, int n, const Tensor& init,
+                                     const KurtosisObjective& obj, const CayleyOptions& opt) {
+  auto t0 = std::chrono::steady_clock::now();
+  LearnedRotation out;
+  const size_t nn = (size_t)n * n;
+  std::vector<float> R(init.data.begin(), init.data.end()), M(nn, 0.0f), bestR = R;
+  std::vector<float> Y((size_t)rows * n), G((size_t)rows * n), A(nn), W(nn), P(nn), Q(nn);
+  double best = INFINITY;
+  int since_best = 0;
+  Progress prog(opt.label, opt.iters, opt.progress);
+  for (int it = 0; it <= opt.iters; it++) {
+    sgemm(false, false, rows, n, n, 1.0f, X.data(), n, R.data(), n, 0.0f, Y.data(), n);  // Y = X R
+    double mk = 0;
+    const double loss = kurtosis_loss(Y.data(), rows, n, obj, it < opt.iters ? G.data() : nullptr, &mk);
+    if (it == 0) out.kurt_before = mk;
+    out.kurt_after = mk;
+    out.loss.push_back(loss);
+    if (loss < best * (1 - opt.tol)) {
+      best = loss;
+      bestR = R;
+      since_best = 0;
+    } else if (++since_best >= opt.patience) {
+      break;
+    }
+    if (loss <= best) bestR = R;
+    if (it == opt.iters) break;
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "loss %.5f  mean kurtosis %.4f", loss, mk);
+    prog.update(it + 1, 0, buf);
+    sgemm(true, false, n, n, rows, 1.0f, X.data(), n, G.data(), n, 0.0f, A.data(), n);  // A = X^T G
+    for (size_t i = 0; i < nn; i++) M[i] = (float)opt.momentum * M[i] + A[i];
+    // the skew generator W = M R^T - R M^T = A - A^T with A = M R^T
+    mm(false, true, n, M.data(), R.data(), A.data());
+    double wn = 0;
+    for (int i = 0; i < n; i++)
+      for (int j = 0; j < n; j++) {
+        const float w = A[(size_t)i * n + j] - A[(size_t)j * n + i];
+        W[(size_t)i * n + j] = w;
+        wn += (double)w * w;
+      }
+    const double lr = 0.5 * opt.lr * (1 + std::cos(M_PI * it / opt.iters));
+    const float alpha = (float)std::min(lr, 1.0 / (std::sqrt(wn) + 1e-12));
+    // The exact step's R' = (I + a/2 W)^-1 (I - a/2 W) R solves R' = R - a/2 W (R + R'): iterated
+    // from R' = R - a W R, twice (Li, Fuxin & Todorovic 2020); ||a W|| <= 1 makes it contract
+    mm(false, false, n, W.data(), R.data(), P.data());
+    for (size_t i = 0; i < nn; i++) Q[i] = R[i] - alpha * P[i];
+    for (int k = 0; k < 2; k++) {
+      for (size_t i = 0; i < nn; i++) A[i] = R[i] + Q[i];
+      mm(false, false, n, W.data(), A.data(), P.data());
+      for (size_t i = 0; i < nn; i++) Q[i] = R[i] - 0.5f * alpha * P[i];
+    }
+    R.swap(Q);
+    (void)newton_schulz(R, n, P, Q);  // back onto the group (float drift, the truncated Cayley)
+    // keep the momentum tangent at the new point: M <- (M - R M^T R) / 2
+    mm(true, false, n, M.data(), R.data(), P.data());  // P = M^T R
+    mm(false, false, n, R.data(), P.data(), Q.data());  // Q = R M^T R
+    for (size_t i = 0; i < nn; i++) M[i] = 0.5f * (M[i] - Q[i]);
+    out.steps = it + 1;
+  }
+  prog.finish();
+  // polish: Newton-Schulz until R^T R is the identity to float precision
+  for (int k = 0; k < 6 && newton_schulz(bestR, n, P, Q) > 1e-6; k++) {
+  }
+  out.r = Tensor({n, n});
+  std::copy(bestR.begin(), bestR.end(), out.r.data.begin());
+  sgemm(false, false, rows, n, n, 1.0f, X.data(), n, out.r.data.data(), n, 0.0f, Y.data(), n);
+  kurtosis_loss(Y.data(), rows, n, obj, nullptr, &out.kurt_after);
+  out.seconds = seconds_since(t0);
+  return out;
+}
+
+}  // namespace
+
 LearnedRotation learn_rotation(const std::vector<float>& X, int64_t rows, int n, const Tensor& init,
                                const KurtosisObjective& obj, const CayleyOptions& opt) {
+  if (n > opt.exact_up_to) return learn_rotation_float(X, rows, n, init, obj, opt);
   using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   auto t0 = std::chrono::steady_clock::now();
   LearnedRotation out;

@@ -37,6 +37,11 @@ struct CayleyOptions {
   int patience = 30;
   bool progress = false;
   std::string label = "rotation";
+  // Rotations up to this size take the exact Cayley step in double precision (an LU solve, Eigen);
+  // larger ones the float step: Li et al.'s fixed-point Cayley (2 iterations) followed by one
+  // Newton-Schulz step back onto the orthogonal group, all on the deterministic float GEMM
+  // kernels. At hidden 4096 the double step costs ~100 s an iteration on 2 cores.
+  int exact_up_to = 1024;
 };
 
 struct LearnedRotation {

@@ -233,10 +233,14 @@ void OutputDir::commit() {
 }
 
 void write_file_atomic(const std::string& path, std::string_view bytes) {
+  write_file_atomic(path, [&](const ChunkSink& put) { put(bytes.data(), bytes.size()); });
+}
+
+void write_file_atomic(const std::string& path, const std::function<void(const ChunkSink&)>& produce) {
   int fd = -1;
   const std::string tmp = make_temp(path, /*is_dir=*/false, &fd, "cannot write: ");
   try {
-    write_all(fd, bytes.data(), bytes.size(), tmp);
+    produce([&](const void* p, size_t n) { write_all(fd, p, n, tmp); });
     if (::fsync(fd) != 0) fail(tmp, "write failed: " + errstr(errno));
   } catch (...) {
     ::close(fd);

@@ -77,6 +77,10 @@ class OutputDir {
 // rename over PATH. For files inside a directory kurtail just created (an OutputDir) and for
 // tests; user-named outputs go through OutputFile with a policy.
 void write_file_atomic(const std::string& path, std::string_view bytes);
+// The same, for a file too large to assemble in memory: `produce` hands its bytes in order to the
+// sink it is given (each call appends); an exception from it removes the temp.
+using ChunkSink = std::function<void(const void* p, size_t n)>;
+void write_file_atomic(const std::string& path, const std::function<void(const ChunkSink&)>& produce);
 
 // Removes a directory that holds only regular files (kurtail's own outputs and temps): unlinks
 // each entry through the directory's fd (never following links), then the directory.

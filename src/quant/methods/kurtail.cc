@@ -24,6 +24,11 @@ void visit_kurtail(Recipe& r, OptionVisitor& v) {
   v.real(k.lr, 0.1, {"lr", "--kt-lr", "kurtail: peak learning rate (cosine schedule)"}, {0, 10, /*lo_open=*/true, false, /*load_hi=*/1e6});
   v.real(k.momentum, 0.9, {"momentum", "--kt-momentum", "kurtail: Cayley SGD momentum"},
          {0, 1, false, /*hi_open=*/true});
+  v.integer(k.exact_up_to, 1024,
+            {"cayley_exact_up_to", "--kt-exact-up-to",
+             "kurtail: rotations up to this size take the exact double-precision Cayley step; larger ones the "
+             "float step (fixed-point Cayley + Newton-Schulz on the GEMM kernels)"},
+            {0, 1 << 20});
   v.flag(k.learn_r1, true, {"learn_r1", nullptr, "learn R1 (false: keep the Hadamard)"});
   v.flag(k.learn_r2, true, {"learn_r2", nullptr, "learn each layer's R2 (false: keep the Hadamards)"});
 }
@@ -52,6 +57,7 @@ class Kurtail : public Method {
     co.lr = ks.lr;
     co.momentum = ks.momentum;
     co.progress = ctx.opt.progress;
+    co.exact_up_to = ks.exact_up_to;
     if (r.r1 && ks.learn_r1) {
       std::vector<float> X;
       for (int l = 0; l < s.n_layers; l++) {
