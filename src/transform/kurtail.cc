@@ -101,6 +101,40 @@ double newton_schulz(std::vector<float>& R, int n, std::vector<float>& S, std::v
   return err;
 }
 
+// The loop both Cayley steps share: Y = X R and the loss (with its gradient G while steps
+// remain), best-so-far and plateau bookkeeping, progress. rf() gives the current R in float,
+// keep() records it as the best, step(it) takes one Cayley step from G.
+template <class RF, class Keep, class Step>
+void descend(const std::vector<float>& X, int64_t rows, int n, const KurtosisObjective& obj, const CayleyOptions& opt,
+             LearnedRotation& out, std::vector<float>& Y, std::vector<float>& G, RF rf, Keep keep, Step step) {
+  double best = INFINITY;
+  int since_best = 0;
+  Progress prog(opt.label, opt.iters, opt.progress);
+  for (int it = 0; it <= opt.iters; it++) {
+    sgemm(false, false, rows, n, n, 1.0f, X.data(), n, rf(), n, 0.0f, Y.data(), n);  // Y = X R
+    double mk = 0;
+    const double loss = kurtosis_loss(Y.data(), rows, n, obj, it < opt.iters ? G.data() : nullptr, &mk);
+    if (it == 0) out.kurt_before = mk;
+    out.kurt_after = mk;
+    out.loss.push_back(loss);
+    if (loss < best * (1 - opt.tol)) {
+      best = loss;
+      keep();
+      since_best = 0;
+    } else if (++since_best >= opt.patience) {
+      break;
+    }
+    if (loss <= best) keep();
+    if (it == opt.iters) break;
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "loss %.5f  mean kurtosis %.4f", loss, mk);
+    prog.update(it + 1, 0, buf);
+    step(it);
+    out.steps = it + 1;
+  }
+  prog.finish();
+}
+
 // The float Cayley SGD of learn_rotation, for large n (CayleyOptions::exact_up_to).
 LearnedRotation learn_rotation_float(const std::vector<float>& X, int64_t rows, int n, const Tensor& init,
                                      const KurtosisObjective& obj, const CayleyOptions& opt) {
@@ -109,28 +143,7 @@ LearnedRotation learn_rotation_float(const std::vector<float>& X, int64_t rows, 
   const size_t nn = (size_t)n * n;
   std::vector<float> R(init.data.begin(), init.data.end()), M(nn, 0.0f), bestR = R;
   std::vector<float> Y((size_t)rows * n), G((size_t)rows * n), A(nn), W(nn), P(nn), Q(nn);
-  double best = INFINITY;
-  int since_best = 0;
-  Progress prog(opt.label, opt.iters, opt.progress);
-  for (int it = 0; it <= opt.iters; it++) {
-    sgemm(false, false, rows, n, n, 1.0f, X.data(), n, R.data(), n, 0.0f, Y.data(), n);  // Y = X R
-    double mk = 0;
-    const double loss = kurtosis_loss(Y.data(), rows, n, obj, it < opt.iters ? G.data() : nullptr, &mk);
-    if (it == 0) out.kurt_before = mk;
-    out.kurt_after = mk;
-    out.loss.push_back(loss);
-    if (loss < best * (1 - opt.tol)) {
-      best = loss;
-      bestR = R;
-      since_best = 0;
-    } else if (++since_best >= opt.patience) {
-      break;
-    }
-    if (loss <= best) bestR = R;
-    if (it == opt.iters) break;
-    char buf[96];
-    std::snprintf(buf, sizeof buf, "loss %.5f  mean kurtosis %.4f", loss, mk);
-    prog.update(it + 1, 0, buf);
+  auto step = [&](int it) {
     sgemm(true, false, n, n, rows, 1.0f, X.data(), n, G.data(), n, 0.0f, A.data(), n);  // A = X^T G
     for (size_t i = 0; i < nn; i++) M[i] = (float)opt.momentum * M[i] + A[i];
     // the skew generator W = M R^T - R M^T = A - A^T with A = M R^T
@@ -159,9 +172,8 @@ LearnedRotation learn_rotation_float(const std::vector<float>& X, int64_t rows, 
     mm(true, false, n, M.data(), R.data(), P.data());  // P = M^T R
     mm(false, false, n, R.data(), P.data(), Q.data());  // Q = R M^T R
     for (size_t i = 0; i < nn; i++) M[i] = 0.5f * (M[i] - Q[i]);
-    out.steps = it + 1;
-  }
-  prog.finish();
+  };
+  descend(X, rows, n, obj, opt, out, Y, G, [&] { return R.data(); }, [&] { bestR = R; }, step);
   // polish: Newton-Schulz until R^T R is the identity to float precision
   for (int k = 0; k < 6 && newton_schulz(bestR, n, P, Q) > 1e-6; k++) {
   }
@@ -186,31 +198,12 @@ LearnedRotation learn_rotation(const std::vector<float>& X, int64_t rows, int n,
   Mat M = Mat::Zero(n, n);  // momentum (tangent vector at the current point)
   std::vector<float> Y((size_t)rows * n), G((size_t)rows * n), Rf((size_t)n * n), Gr((size_t)n * n);
   const Mat I = Mat::Identity(n, n);
-  double best = INFINITY;
-  int since_best = 0;
   Mat bestR = R;
-  Progress prog(opt.label, opt.iters, opt.progress);
-  for (int it = 0; it <= opt.iters; it++) {
+  auto rf = [&] {  // the current R in float, for the float GEMM of the loss
     for (int64_t i = 0; i < (int64_t)n * n; i++) Rf[i] = (float)R.data()[i];
-    // Y = X R  (sgemm: X [rows,n] times R: use R^T as the "weight" in sgemm_nt)
-    sgemm(false, false, rows, n, n, 1.0f, X.data(), n, Rf.data(), n, 0.0f, Y.data(), n);  // Y = X R
-    double mk = 0;
-    double loss = kurtosis_loss(Y.data(), rows, n, obj, it < opt.iters ? G.data() : nullptr, &mk);
-    if (it == 0) out.kurt_before = mk;
-    out.kurt_after = mk;
-    out.loss.push_back(loss);
-    if (loss < best * (1 - opt.tol)) {
-      best = loss;
-      bestR = R;
-      since_best = 0;
-    } else if (++since_best >= opt.patience) {
-      break;
-    }
-    if (loss <= best) bestR = R;
-    if (it == opt.iters) break;
-    char buf[96];
-    std::snprintf(buf, sizeof buf, "loss %.5f  mean kurtosis %.4f", loss, mk);
-    prog.update(it + 1, 0, buf);
+    return Rf.data();
+  };
+  auto step = [&](int it) {
     // Euclidean gradient dL/dR = X^T G
     sgemm(true, false, n, n, rows, 1.0f, X.data(), n, G.data(), n, 0.0f, Gr.data(), n);  // X^T G
     Mat Ge(n, n);
@@ -223,9 +216,8 @@ LearnedRotation learn_rotation(const std::vector<float>& X, int64_t rows, int n,
     // Cayley retraction: R <- (I + a/2 W)^-1 (I - a/2 W) R  (exactly orthogonal for skew W)
     R = (I + 0.5 * alpha * W).partialPivLu().solve((I - 0.5 * alpha * W) * R);
     M = 0.5 * (M - R * M.transpose() * R);  // keep the momentum tangent at the new point
-    out.steps = it + 1;
-  }
-  prog.finish();
+  };
+  descend(X, rows, n, obj, opt, out, Y, G, rf, [&] { bestR = R; }, step);
   // re-orthonormalise away float drift (polar factor via SVD is exact; it is tiny here)
   Eigen::JacobiSVD<Mat> svd(bestR, Eigen::ComputeFullU | Eigen::ComputeFullV);
   bestR = svd.matrixU() * svd.matrixV().transpose();
