@@ -73,7 +73,7 @@ class QuantizedTensorSet {
  public:
   QuantizedTensorSet(const Model& m, bool packed, bool scale_f16) : m_(m), packed_(packed), scale_f16_(scale_f16) {}
 
-  // The embedding (first in every kurtail file).
+  // The embedding (first in model.safetensors, alone with the head in a streamed model's shard 1).
   void add_embed() { add(table().global(Global::Embed).hf, m_.embed); }
 
   // Layer l: norms first, then each linear with its bias and scales (the order of the data in
