@@ -55,8 +55,10 @@ void BM_Sgemm(benchmark::State& st) {
 }
 
 // prefill (M = 128, 512) and decode (M = 1) at Llama-7B-like and tinyllama shapes
-#define LLM_SHAPES Args({512, 4096, 4096})->Args({128, 4096, 4096})->Args({128, 11008, 4096})->Args({1, 4096, 4096})->Args({512, 704, 256})->Unit(benchmark::kMillisecond)->UseRealTime()
+#define LLM_SHAPES Args({512, 4096, 4096})->Args({512, 11008, 4096})->Args({512, 4096, 11008})->Args({128, 4096, 4096})->Args({128, 11008, 4096})->Args({1, 4096, 4096})->Args({512, 704, 256})->Unit(benchmark::kMillisecond)->UseRealTime()
 BENCHMARK(BM_Sgemm)->Name("linear_fp32_openblas")->LLM_SHAPES;
+BENCHMARK_CAPTURE(BM_QLinear, w4a4_amx, Kernel::Amx, QType::Q4, 4)->LLM_SHAPES;
+BENCHMARK_CAPTURE(BM_QLinear, w8a8_amx, Kernel::Amx, QType::Q8, 8)->LLM_SHAPES;
 BENCHMARK_CAPTURE(BM_QLinear, w4a8_vnni, Kernel::Vnni, QType::Q4, 8)->LLM_SHAPES;
 BENCHMARK_CAPTURE(BM_QLinear, w4a4_vnni, Kernel::Vnni, QType::Q4, 4)->LLM_SHAPES;
 BENCHMARK_CAPTURE(BM_QLinear, w8a8_vnni, Kernel::Vnni, QType::Q8, 8)->LLM_SHAPES;

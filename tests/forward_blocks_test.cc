@@ -123,7 +123,7 @@ TEST(ForwardBlocks, AttendCacheEqualsAttendOverTheDequantizedView) {
                         {8, 2, 32, 4, 5, 2, 0}, {4, 2, 16, 4, 0, 16, 30}, {2, 1, 7, 4, 0, 2, 0},
                         {2, 1, 7, 0, 3, 1, 0}};
   const Kernel before = active_kernel();
-  for (Kernel kern : {Kernel::Scalar, Kernel::Avx2, Kernel::Vnni}) {
+  for (Kernel kern : {Kernel::Scalar, Kernel::Avx2, Kernel::Vnni, Kernel::Amx}) {
     if (!kernel_supported(kern)) continue;
     set_active_kernel(kern);
     for (const Case& cs : cases) {

@@ -56,6 +56,34 @@ TEST(ForwardGolden, KVCacheDecodeEqualsPrefill) {
   }
 }
 
+// LogitRows::Last (prompt prefill, `bench`'s pp) gives each sequence's last row of the full logits,
+// with and without a cache and after a cached prefix.
+TEST(ForwardGolden, LastRowLogitsAreTheFullLogitsLastRows) {
+  auto m = Model::open(test::tinyllama());
+  auto ids = golden_ids();
+  const int T = 12, V = m->spec.vocab, B = 2;  // two sequences: ids[0..12) and ids[12..24)
+  auto full = forward(*m, ids.data(), B, T, nullptr, nullptr);
+  auto check = [&](const std::vector<float>& last, const char* what) {
+    ASSERT_EQ(last.size(), (size_t)B * V) << what;
+    for (int b = 0; b < B; b++) {
+      const float* want = &full[((size_t)b * T + T - 1) * V];
+      EXPECT_LT(test::max_rel_diff(&last[(size_t)b * V], want, V), 1e-5) << what << " sequence " << b;
+    }
+  };
+  check(forward(*m, ids.data(), B, T, nullptr, nullptr, LogitRows::Last), "no cache");
+  KVCache cache(m->spec, B, T);
+  check(forward(*m, ids.data(), B, T, &cache, nullptr, LogitRows::Last), "cache");
+  // a 4-token prefix cached first, then the other 8 tokens of each sequence
+  std::vector<int32_t> head, tail;
+  for (int b = 0; b < B; b++) {
+    head.insert(head.end(), ids.begin() + b * T, ids.begin() + b * T + 4);
+    tail.insert(tail.end(), ids.begin() + b * T + 4, ids.begin() + (b + 1) * T);
+  }
+  KVCache c2(m->spec, B, T);
+  EXPECT_EQ(forward(*m, head.data(), B, 4, &c2, nullptr, LogitRows::Last).size(), (size_t)B * V);
+  check(forward(*m, tail.data(), B, T - 4, &c2, nullptr, LogitRows::Last), "after a cached prefix");
+}
+
 TEST(ForwardGolden, ValidationPerplexityMatchesGolden) {
   auto m = Model::open(test::tinyllama());
   auto summary = nlohmann::json::parse(read_file(test::golden("summary.json"), SIZE_MAX));

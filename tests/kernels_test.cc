@@ -20,7 +20,7 @@ struct Case {
 
 std::vector<Kernel> kernels() {
   std::vector<Kernel> v;
-  for (Kernel k : {Kernel::Scalar, Kernel::Avx2, Kernel::Vnni})
+  for (Kernel k : {Kernel::Scalar, Kernel::Avx2, Kernel::Vnni, Kernel::Amx})
     if (kernel_supported(k)) v.push_back(k);
   return v;
 }
@@ -215,6 +215,57 @@ TEST(Kernels, FusedEpilogueMatchesReferenceEpilogue) {
     for (size_t i = 0; i < want.size(); i++)
       ASSERT_NEAR(got[i], want[i], 1e-5f * (1 + std::fabs(want[i]))) << "M=" << c.M << " N=" << c.N << " i=" << i;
   }
+}
+
+// The AMX tile GEMM gives the VNNI kernel's floats bit for bit: both take exact int32 dot
+// products and apply the same float operations in the same order. Cases cover row counts below,
+// at and past the 32-row block (padded tails), an odd number of 16-column tiles, N not a multiple
+// of 16, per-channel and grouped scales, 4- and 8-bit activations, Q8 weights, bias, and a K long
+// enough that the columns are split over several panels.
+TEST(Kernels, AmxTileGemmEqualsVnniBitForBit) {
+  if (!kernel_supported(Kernel::Amx)) GTEST_SKIP() << "no AMX-INT8 on this CPU (or the OS did not grant it)";
+  std::mt19937 g(9);
+  std::normal_distribution<float> nd;
+  struct AmxCase {
+    QType t;
+    int M, N, K, group, abits;
+    bool bias;
+  };
+  const AmxCase cases[] = {{QType::Q4, 16, 48, 256, 0, 4, false},   {QType::Q4, 33, 100, 704, 64, 8, true},
+                           {QType::Q4, 77, 130, 512, 128, 4, true}, {QType::Q8, 40, 64, 384, 128, 8, true},
+                           {QType::Q8, 32, 17, 192, 0, 8, false},   {QType::Q4, 45, 100, 11008, 0, 4, true},
+                           {QType::Q4, 20, 1100, 1024, 0, 8, false}};
+  for (const AmxCase& c : cases) {
+    const int lo = c.t == QType::Q4 ? -8 : -128, hi = c.t == QType::Q4 ? 7 : 127;
+    std::uniform_int_distribution<int> wd(lo, hi);
+    std::vector<int8_t> w((size_t)c.N * c.K);
+    for (auto& v : w) v = (int8_t)wd(g);
+    const int G = c.group > 0 ? c.K / c.group : 1;
+    std::vector<float> sc((size_t)c.N * G), bias(c.N), x((size_t)c.M * c.K);
+    for (auto& v : sc) v = 0.01f * (1 + std::fabs(nd(g)));
+    for (auto& v : bias) v = nd(g);
+    for (auto& v : x) v = nd(g) * (g() % 50 == 0 ? 20.0f : 1.0f);
+    PackedWeight p = pack_weights_ref(c.t, w.data(), c.N, c.K, c.group, sc.data());
+    QuantizedActs a;
+    quantize_acts(Kernel::Vnni, x.data(), c.M, c.K, p.Kp, c.abits, 1.0f, c.group, &a);
+    ASSERT_TRUE(amx_fits(a, p)) << "M=" << c.M << " K=" << c.K;
+    std::vector<float> want((size_t)c.M * c.N, NAN), got(want.size(), NAN);
+    gemm_q(Kernel::Vnni, a, p, c.bias ? bias.data() : nullptr, want.data());
+    gemm_q(Kernel::Amx, a, p, c.bias ? bias.data() : nullptr, got.data());
+    for (size_t i = 0; i < want.size(); i++)
+      ASSERT_EQ(std::memcmp(&got[i], &want[i], 4), 0)
+          << "M=" << c.M << " N=" << c.N << " K=" << c.K << " i=" << i << ": " << got[i] << " vs " << want[i];
+  }
+  // below 16 rows, or K tiles that would straddle groups of 32, the VNNI kernel runs
+  QuantizedActs a;
+  std::vector<float> x(8 * 64, 0.5f);
+  quantize_acts(Kernel::Vnni, x.data(), 8, 64, 64, 8, 1.0f, 0, &a);
+  std::vector<int8_t> w(16 * 64, 1);
+  std::vector<float> sc(16, 1.0f), sc2(32, 1.0f);
+  EXPECT_FALSE(amx_fits(a, pack_weights_ref(QType::Q4, w.data(), 16, 64, 0, sc.data())));
+  std::vector<float> x2(16 * 64, 0.5f);
+  quantize_acts(Kernel::Vnni, x2.data(), 16, 64, 64, 8, 1.0f, 32, &a);
+  EXPECT_FALSE(amx_fits(a, pack_weights_ref(QType::Q4, w.data(), 16, 64, 32, sc2.data())));
 }
 
 }  // namespace

@@ -43,7 +43,7 @@ void check(int wbits, int abits, int wgroup) {
   ASSERT_TRUE(fake.quantized());
   const Recipe r = *fake.recipe();
   double ppl_fake = perplexity(fake, w, eo).ppl;
-  for (Kernel k : {Kernel::Scalar, Kernel::Avx2, Kernel::Vnni}) {
+  for (Kernel k : {Kernel::Scalar, Kernel::Avx2, Kernel::Vnni, Kernel::Amx}) {
     if (!kernel_supported(k)) continue;
     set_active_kernel(k);
     std::shared_ptr<Model> real = Model::open(out);
@@ -135,7 +135,7 @@ TEST(RealKernels, FusedRotationsEqualHookRotationsBitForBit) {
   save_quantized(*m, o.recipe, dir + "/q", false, true);
   std::vector<int32_t> toks = {1, 2, 300, 4000, 5, 6, 7, 8, 9, 10, 11, 12, 13};
   const int n = (int)toks.size();
-  for (Kernel k : {Kernel::Scalar, Kernel::Avx2, Kernel::Vnni}) {
+  for (Kernel k : {Kernel::Scalar, Kernel::Avx2, Kernel::Vnni, Kernel::Amx}) {
     if (!kernel_supported(k)) continue;
     set_active_kernel(k);
     RealModel fused = load_real(dir + "/q");

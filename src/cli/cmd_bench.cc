@@ -1,7 +1,8 @@
 // `kurtail bench`: prefill and decode throughput in llama-bench's terms, so the two tools'
 // tables can be pasted side by side: tests ppN and tgN, optionally at a depth ("pp512 @ d2048":
 // d tokens are prefilled into the cache untimed first), for each thread count; one untimed
-// warm-up run of each test before its timed repetitions; t/s as mean ± standard deviation.
+// warm-up run of each test before its timed repetitions; t/s as mean ± standard deviation. A
+// prefill computes the logits of its last token only, as llama-bench's does.
 // Configurations: the FP model, or the model quantized in memory (fp32, w8a8, w4a8, w4a4 with
 // the chosen method's online transforms), or a quantized directory as stored.
 #include <omp.h>
@@ -112,10 +113,10 @@ double run_test(const RealModel& rm, int depth, int n, bool gen) {
   std::vector<int32_t> toks(std::max(depth, n));
   for (size_t i = 0; i < toks.size(); i++) toks[i] = 1 + (int32_t)((i * 7919) % (s.vocab - 1));
   KVCache cache = rm.session.new_cache(1, depth + n + 1);
-  if (depth > 0) forward(m, toks.data(), 1, depth, &cache, rm.session.hooks());
+  if (depth > 0) forward(m, toks.data(), 1, depth, &cache, rm.session.hooks(), LogitRows::Last);
   auto t0 = std::chrono::steady_clock::now();
   if (!gen) {
-    forward(m, toks.data(), 1, n, &cache, rm.session.hooks());
+    forward(m, toks.data(), 1, n, &cache, rm.session.hooks(), LogitRows::Last);
   } else {
     int32_t t = s.bos_id >= 0 ? s.bos_id : 1;
     for (int i = 0; i < n; i++) {

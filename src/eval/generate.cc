@@ -45,7 +45,7 @@ std::vector<int> generate(const Session& s, const std::vector<int>& prompt, cons
   KVCache cache = s.new_cache(1, max_len);
   std::vector<int32_t> toks(prompt.begin(), prompt.end());
   auto t0 = std::chrono::steady_clock::now();
-  std::vector<float> logits = forward(m, toks.data(), 1, (int)toks.size(), &cache, s.hooks());
+  std::vector<float> logits = forward(m, toks.data(), 1, (int)toks.size(), &cache, s.hooks(), LogitRows::Last);
   if (opt.prefill_seconds) *opt.prefill_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (opt.kv_bytes) *opt.kv_bytes = cache.bytes();
   std::vector<int> out = prompt;

@@ -4,10 +4,16 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <mutex>
 #include <vector>
 
-extern "C" void openblas_set_num_threads(int);
+extern "C" {
+void openblas_set_num_threads(int);
+// LAPACK (OpenBLAS exports it), column-major
+void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
+void dtrtri_(const char* uplo, const char* diag, const int* n, double* a, const int* lda, int* info);
+}
 
 namespace kt {
 
@@ -53,14 +59,27 @@ void sgemm_row(bool trans_a, bool trans_b, int64_t N, int64_t K, float alpha, co
   }
 }
 
-}  // namespace
-
-void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-           const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+// OpenBLAS runs single-threaded; kurtail's own tiles carry the threads (see gemm.h).
+void blas_single_threaded() {
   static std::once_flag once;
   std::call_once(once, [] { openblas_set_num_threads(1); });
-  if (M <= 0 || N <= 0) return;
-  if (M == 1) return sgemm_row(trans_a, trans_b, N, K, alpha, A, lda, B, ldb, beta, C);
+}
+
+void blas_gemm_tile(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b, int ldb,
+                    float beta, float* c, int ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b,
+              ldb, beta, c, ldc);
+}
+void blas_gemm_tile(bool ta, bool tb, int m, int n, int k, double alpha, const double* a, int lda, const double* b,
+                    int ldb, double beta, double* c, int ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b,
+              ldb, beta, c, ldc);
+}
+
+// C cut into fixed kGemmTileM x kGemmTileN tiles, one BLAS call per tile, tiles over threads.
+template <typename T>
+void gemm_tiled(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+                const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
   const int64_t tm = (M + kGemmTileM - 1) / kGemmTileM, tn = (N + kGemmTileN - 1) / kGemmTileN;
   const int64_t tiles = tm * tn;
   // Threads only pay off above ~1 MFLOP; the tiles (and so the bits) are the same either way.
@@ -69,11 +88,48 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   for (int64_t t = 0; t < tiles; t++) {
     const int64_t i0 = (t / tn) * kGemmTileM, j0 = (t % tn) * kGemmTileN;
     const int64_t m = M - i0 < kGemmTileM ? M - i0 : kGemmTileM, n = N - j0 < kGemmTileN ? N - j0 : kGemmTileN;
-    const float* a = trans_a ? A + i0 : A + i0 * lda;
-    const float* b = trans_b ? B + j0 * ldb : B + j0;
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n,
-                (int)K, alpha, a, (int)lda, b, (int)ldb, beta, C + i0 * ldc + j0, (int)ldc);
+    const T* a = trans_a ? A + i0 : A + i0 * lda;
+    const T* b = trans_b ? B + j0 * ldb : B + j0;
+    blas_gemm_tile(trans_a, trans_b, (int)m, (int)n, (int)K, alpha, a, (int)lda, b, (int)ldb, beta, C + i0 * ldc + j0,
+                   (int)ldc);
   }
+}
+
+}  // namespace
+
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  blas_single_threaded();
+  if (M <= 0 || N <= 0) return;
+  if (M == 1) return sgemm_row(trans_a, trans_b, N, K, alpha, A, lda, B, ldb, beta, C);
+  gemm_tiled(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void dgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
+           const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
+  blas_single_threaded();
+  if (M <= 0 || N <= 0) return;
+  gemm_tiled(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+bool inverse_upper_cholesky(double* h, int64_t n) {
+  blas_single_threaded();
+  if (n <= 0) return true;
+  if (n > INT32_MAX / 2) return false;
+  const size_t nn = (size_t)n * (size_t)n;
+  std::reverse(h, h + nn);  // J H J: element (i, j) moves to (n-1-i, n-1-j)
+  // The row-major buffer read column-major is the same symmetric matrix; LAPACK's upper factor R
+  // (A = R^T R, column-major) is, read row-major, the lower L with A = L L^T.
+  const int ni = (int)n;
+  int info = 0;
+  dpotrf_("U", &ni, h, &ni, &info);
+  if (info != 0) return false;
+  dtrtri_("U", "N", &ni, h, &ni, &info);  // R^-1, i.e. L^-1 read row-major
+  if (info != 0) return false;
+  for (int64_t i = 0; i < n; i++)  // LAPACK leaves the other triangle as it was
+    std::fill(h + (size_t)i * n + i + 1, h + (size_t)(i + 1) * n, 0.0);
+  std::reverse(h, h + nn);  // J L^-1 J: upper triangular
+  return true;
 }
 
 }  // namespace kt

@@ -15,4 +15,16 @@ inline constexpr int64_t kGemmTileM = 64, kGemmTileN = 256;
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
            const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
+// The same in double precision, with the same fixed tiles (GPTQ's lazy-batch updates).
+void dgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
+           const double* B, int64_t ldb, double beta, double* C, int64_t ldc);
+
+// In place: a symmetric positive definite H [n, n] (row-major) becomes the upper triangular U
+// with U^T U = H^-1 (zeros below the diagonal), the factor GPTQ propagates errors with. One
+// Cholesky and one triangular inverse of the index-reversed matrix (LAPACK dpotrf + dtrtri,
+// 2n^3/3 flops) instead of inverting H and factoring the inverse (8n^3/3): with J the reversal,
+// J H J = L L^T gives H^-1 = (J L^-1 J)^T (J L^-1 J), and J L^-1 J is upper triangular. Returns
+// false when H is not positive definite.
+bool inverse_upper_cholesky(double* h, int64_t n);
+
 }  // namespace kt

@@ -27,7 +27,7 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
-#define KT_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vnni")))
+#define KT_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vnni,fma")))
 
 namespace kt {
 namespace {
@@ -111,9 +111,10 @@ KT_VNNI_TARGET static inline void micro(const GemmArgs& g, int m0, int tile0) {
           int32_t* dst = &g.acc[((size_t)(m0 + r) * w.Np + n0) * G + gi];
           for (int c = 0; c < 16; c++) dst[(size_t)c * G] = v[c];
         } else {
-          const __m512 f = _mm512_mul_ps(_mm512_loadu_ps(&w.scales_gn[(size_t)gi * w.Np + n0]),
-                                         _mm512_cvtepi32_ps(s[r][t]));
-          _mm512_store_ps(fsum[r][t], gi == 0 ? f : _mm512_add_ps(_mm512_load_ps(fsum[r][t]), f));
+          // fsum = s_w * acc (first group) or fma(s_w, acc, fsum): written out, and the file built
+          // with -ffp-contract=off, so the AMX kernel can repeat it bit for bit
+          const __m512 sw = _mm512_loadu_ps(&w.scales_gn[(size_t)gi * w.Np + n0]), acc = _mm512_cvtepi32_ps(s[r][t]);
+          _mm512_store_ps(fsum[r][t], gi == 0 ? _mm512_mul_ps(sw, acc) : _mm512_fmadd_ps(sw, acc, _mm512_load_ps(fsum[r][t])));
         }
       }
   }
@@ -127,8 +128,8 @@ KT_VNNI_TARGET static inline void micro(const GemmArgs& g, int m0, int tile0) {
         const int n0 = (tile0 + t) * 16;
         if (n0 >= w.N) continue;
         const __mmask16 mask = w.N - n0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (w.N - n0)) - 1);
-        __m512 v = _mm512_mul_ps(sx, _mm512_load_ps(fsum[r][t]));
-        if (g.bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, g.bias + n0));
+        const __m512 v = g.bias ? _mm512_fmadd_ps(sx, _mm512_load_ps(fsum[r][t]), _mm512_maskz_loadu_ps(mask, g.bias + n0))
+                                : _mm512_mul_ps(sx, _mm512_load_ps(fsum[r][t]));
         _mm512_mask_storeu_ps(g.y + (size_t)(m0 + r) * w.N + n0, mask, v);
       }
     }

@@ -15,6 +15,7 @@ const char* kernel_name(Kernel k) {
     case Kernel::Scalar: return "scalar";
     case Kernel::Avx2: return "avx2";
     case Kernel::Vnni: return "avx512-vnni";
+    case Kernel::Amx: return "avx512-vnni+amx";
   }
   return "?";
 }
@@ -27,6 +28,7 @@ bool kernel_supported(Kernel k) {
     case Kernel::Vnni:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vnni");
+    case Kernel::Amx: return kernel_supported(Kernel::Vnni) && amx_usable();
   }
   return false;
 }
@@ -44,11 +46,16 @@ Kernel active_kernel() {
     const char* e = std::getenv("KURTAIL_KERNEL");
     if (e && *e) {
       std::string s = e;
-      Kernel want = s == "scalar" ? Kernel::Scalar : s == "avx2" ? Kernel::Avx2 : s == "vnni" ? Kernel::Vnni : (Kernel)-1;
-      if ((int)want < 0) fail("KURTAIL_KERNEL", quote(s) + " is not one of scalar, avx2, vnni");
+      Kernel want = s == "scalar" ? Kernel::Scalar
+                    : s == "avx2" ? Kernel::Avx2
+                    : s == "vnni" ? Kernel::Vnni
+                    : s == "amx"  ? Kernel::Amx
+                                  : (Kernel)-1;
+      if ((int)want < 0) fail("KURTAIL_KERNEL", quote(s) + " is not one of scalar, avx2, vnni, amx");
       if (!kernel_supported(want)) fail("KURTAIL_KERNEL", s + ": this CPU does not support it");
       return want;
     }
+    if (kernel_supported(Kernel::Amx)) return Kernel::Amx;
     if (kernel_supported(Kernel::Vnni)) return Kernel::Vnni;
     if (kernel_supported(Kernel::Avx2)) return Kernel::Avx2;
     return Kernel::Scalar;
@@ -175,7 +182,8 @@ void quantize_acts_ref(const float* x, int M, int K, int Kp, int bits, float cli
 
 void quantize_acts(Kernel kern, const float* x, int M, int K, int Kp, int bits, float clip, int group,
                    QuantizedActs* out, const RowTransform* pre) {
-  QuantizeRowFn row_fn = kern == Kernel::Vnni && kernel_supported(Kernel::Vnni)   ? &quantize_row_avx512
+  const bool avx512 = (kern == Kernel::Vnni || kern == Kernel::Amx) && kernel_supported(Kernel::Vnni);
+  QuantizeRowFn row_fn = avx512                                          ? &quantize_row_avx512
                          : kern == Kernel::Avx2 && kernel_supported(Kernel::Avx2) ? &quantize_row_avx2
                                                                                   : &quantize_row_ref;
   quantize_rows(row_fn, x, M, K, Kp, bits, clip, group, out, pre);
@@ -238,13 +246,19 @@ void gemm_acc(Kernel k, const QuantizedActs& a, const PackedWeight& w, int32_t* 
   switch (k) {
     case Kernel::Scalar: return gemm_acc_scalar(a, w, acc);
     case Kernel::Avx2: return gemm_acc_avx2(a, w, acc);
-    case Kernel::Vnni: return gemm_acc_vnni(a, w, acc);
+    case Kernel::Vnni:
+    case Kernel::Amx: return gemm_acc_vnni(a, w, acc);  // integer sums: the tile GEMM only serves gemm_q
   }
 }
 
 void gemm_f32_vnni(const QuantizedActs& a, const PackedWeight& w, const float* bias, float* y);
+void gemm_f32_amx(const QuantizedActs& a, const PackedWeight& w, const float* bias, float* y);
 
 void gemm_q(Kernel k, const QuantizedActs& a, const PackedWeight& w, const float* bias, float* y) {
+  if (k == Kernel::Amx) {
+    check_gemm_args(k, a, w);
+    return amx_fits(a, w) ? gemm_f32_amx(a, w, bias, y) : gemm_f32_vnni(a, w, bias, y);
+  }
   if (k == Kernel::Vnni) {
     check_gemm_args(k, a, w);
     return gemm_f32_vnni(a, w, bias, y);

@@ -23,9 +23,11 @@ namespace kt {
 // name them QType. A PackedWeight's type is always a packed row (Q4 or Q8), never F32.
 using QType = WType;
 
-enum class Kernel { Scalar, Avx2, Vnni };
+// Amx: the VNNI kernels, with the AMX-INT8 tile GEMM for products of kAmxMinRows rows or more
+// (prefill); it gives the VNNI kernel's float results bit for bit.
+enum class Kernel { Scalar, Avx2, Vnni, Amx };
 const char* kernel_name(Kernel k);
-// Best kernel this CPU supports, unless KURTAIL_KERNEL=scalar|avx2|vnni forces one.
+// Best kernel this CPU supports, unless KURTAIL_KERNEL=scalar|avx2|vnni|amx forces one.
 Kernel active_kernel();
 // Forces the kernel used by active_kernel() (tests run every supported one).
 void set_active_kernel(Kernel k);
@@ -111,5 +113,11 @@ void gemm_acc(Kernel k, const QuantizedActs& a, const PackedWeight& w, int32_t* 
 // epilogue in registers; the others go through gemm_acc and gemm_epilogue_ref.
 void gemm_epilogue_ref(const QuantizedActs& a, const PackedWeight& w, const int32_t* acc, const float* bias, float* y);
 void gemm_q(Kernel k, const QuantizedActs& a, const PackedWeight& w, const float* bias, float* y /* [M, N] */);
+
+// AMX: the CPU has AMX-TILE and AMX-INT8 and the OS granted this process the tile state.
+bool amx_usable();
+inline constexpr int kAmxMinRows = 16;
+// The tile GEMM takes M >= kAmxMinRows and K tiles of 64 that do not straddle weight groups.
+bool amx_fits(const QuantizedActs& a, const PackedWeight& w);
 
 }  // namespace kt

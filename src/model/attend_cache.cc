@@ -39,7 +39,8 @@ void attend_cache(const ModelSpec& s, const float* q, const KVCache& cache, int 
       s.head_dim != cache.head_dim || s.kv_dim() != cache.kv_dim || s.n_heads % s.n_kv_heads != 0)
     fail("attend_cache: queries or model shape do not fit the cache");
   switch (active_kernel()) {
-    case Kernel::Vnni: return attend_avx512::attend_cache(s, q, cache, layer, nseq, ntok, qpos0, window, out);
+    case Kernel::Vnni:
+    case Kernel::Amx: return attend_avx512::attend_cache(s, q, cache, layer, nseq, ntok, qpos0, window, out);
     case Kernel::Avx2: return attend_avx2::attend_cache(s, q, cache, layer, nseq, ntok, qpos0, window, out);
     case Kernel::Scalar: break;
   }

@@ -285,7 +285,8 @@ void final_logits(const Model& m, float* x, int64_t rows, float* logits, Hooks* 
   }
 }
 
-std::vector<float> forward(const Model& m, const int32_t* tokens, int nseq, int ntok, KVCache* cache, Hooks* hooks) {
+std::vector<float> forward(const Model& m, const int32_t* tokens, int nseq, int ntok, KVCache* cache, Hooks* hooks,
+                           LogitRows which) {
   const int64_t rows = (int64_t)nseq * ntok;
   const int pos0 = cache ? cache->len : 0;
   std::vector<float> x((size_t)rows * m.spec.hidden);
@@ -295,8 +296,15 @@ std::vector<float> forward(const Model& m, const int32_t* tokens, int nseq, int 
     decoder_layer(m.spec, *w, l, x.data(), nseq, ntok, pos0, cache, hooks);
   }
   if (cache) cache->len = pos0 + ntok;
-  std::vector<float> logits((size_t)rows * m.spec.vocab);
-  final_logits(m, x.data(), rows, logits.data(), hooks);
+  int64_t out_rows = rows;
+  if (which == LogitRows::Last && ntok > 1) {  // keep each sequence's last row, in order
+    const int64_t d = m.spec.hidden;
+    for (int b = 0; b < nseq; b++)
+      std::copy_n(x.data() + ((int64_t)b * ntok + ntok - 1) * d, d, x.data() + (int64_t)b * d);
+    out_rows = nseq;
+  }
+  std::vector<float> logits((size_t)out_rows * m.spec.vocab);
+  final_logits(m, x.data(), out_rows, logits.data(), hooks);
   return logits;
 }
 

@@ -69,9 +69,15 @@ void for_each_layer_chunk(const ModelSpec& s, const LayerWeights& w, int layer, 
 // Final norm + lm_head: x [rows, hidden] (overwritten with the normed values) -> logits [rows, vocab].
 void final_logits(const Model& m, float* x, int64_t rows, float* logits, Hooks* hooks);
 
+// Which positions forward() computes logits for. A prompt before generation needs only its last
+// position's: the head is vocab x hidden per row, which at a 7B shape is a third of a 2-layer
+// prefill's multiply-adds when done for all 512 rows (llama.cpp's llama_batch_get_one does the same).
+enum class LogitRows { All, Last };
+
 // Whole model on nseq sequences of ntok tokens (prefill or one decode step when cache != null).
-// Returns logits [nseq*ntok, vocab].
-std::vector<float> forward(const Model& m, const int32_t* tokens, int nseq, int ntok, KVCache* cache, Hooks* hooks);
+// Returns logits [nseq*ntok, vocab] (All) or [nseq, vocab] of each sequence's last token (Last).
+std::vector<float> forward(const Model& m, const int32_t* tokens, int nseq, int ntok, KVCache* cache, Hooks* hooks,
+                           LogitRows which = LogitRows::All);
 
 // Building blocks, exposed for transforms and tests.
 void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t cols, double eps);

@@ -1,8 +1,5 @@
 #include "quant/gptq.h"
 
-
-
-#include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -56,60 +53,65 @@ void rtn_quantize(Linear& l, const QuantSpec& ws) {
     }
 }
 
+// Layout: the weights are held transposed, Wt [cols, rows] in double, so the column GPTQ
+// quantizes next is one contiguous row and the error spread within a block is a row axpy. The
+// rows of W are independent in everything but the block update (a tiled dgemm), so threads
+// take fixed row ranges: the bits are the same for any thread count.
 void gptq_quantize(Linear& l, const Hessian& hs, const QuantSpec& ws, const GptqOptions& opt) {
   if (!ws.enabled()) return;
   const int64_t rows = l.out(), cols = l.in();
   if (hs.n() != cols) fail("GPTQ: Hessian size does not match the layer input");
-  using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  Mat H = Eigen::Map<const Mat>(hs.data().data(), cols, cols) / std::max<int64_t>(1, hs.samples());
-  Mat W(rows, cols);
-  for (int64_t i = 0; i < rows * cols; i++) W.data()[i] = l.w.data[i];
+  const double inv_n = 1.0 / (double)std::max<int64_t>(1, hs.samples());
+  std::vector<double> H(hs.data().size());
+  for (size_t i = 0; i < H.size(); i++) H[i] = hs.data()[i] * inv_n;
+  auto h = [&](int64_t i, int64_t j) -> double& { return H[(size_t)i * cols + j]; };
 
-  // dead inputs (never active): H_ii = 1, W column = 0
+  // dead inputs (never active): H_ii = 1 and that column of W zero
+  std::vector<char> dead(cols);
   for (int64_t j = 0; j < cols; j++)
-    if (H(j, j) == 0) {
-      H(j, j) = 1;
-      W.col(j).setZero();
-    }
+    if (h(j, j) == 0) dead[j] = 1, h(j, j) = 1;
   std::vector<int64_t> perm(cols);
   std::iota(perm.begin(), perm.end(), 0);
   if (opt.act_order) {
-    std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return H(a, a) > H(b, b); });
-    Mat H2(cols, cols), W2(rows, cols);
-    for (int64_t i = 0; i < cols; i++) {
-      W2.col(i) = W.col(perm[i]);
-      for (int64_t j = 0; j < cols; j++) H2(i, j) = H(perm[i], perm[j]);
-    }
-    H = H2;
-    W = W2;
+    std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return h(a, a) > h(b, b); });
+    std::vector<double> H2(H.size());
+    for (int64_t i = 0; i < cols; i++)
+      for (int64_t j = 0; j < cols; j++) H2[(size_t)i * cols + j] = h(perm[i], perm[j]);
+    H.swap(H2);
   }
-  const double damp = opt.percdamp * H.diagonal().mean();
-  H.diagonal().array() += damp;
-  // Hinv = upper Cholesky factor of H^-1 (GPTQ's formulation)
-  Eigen::LLT<Mat> llt(H);
-  if (llt.info() != Eigen::Success) fail("--percdamp", "GPTQ Hessian is not positive definite even after dampening (raise --percdamp)");
-  Mat Hinv = llt.solve(Mat::Identity(cols, cols));
-  Eigen::LLT<Mat> llt2(Hinv);
-  if (llt2.info() != Eigen::Success) fail("GPTQ: inverse Hessian Cholesky failed");
-  Mat U = llt2.matrixU();
+  // Wt row i = column perm[i] of W
+  std::vector<double> Wt((size_t)cols * rows);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < cols; i++)
+    for (int64_t r = 0; r < rows; r++) Wt[(size_t)i * rows + r] = dead[perm[i]] ? 0.0 : l.w.data[(size_t)r * cols + perm[i]];
+  double mean_diag = 0;
+  for (int64_t i = 0; i < cols; i++) mean_diag += h(i, i);
+  mean_diag /= (double)cols;
+  const double damp = opt.percdamp * mean_diag;
+  for (int64_t i = 0; i < cols; i++) h(i, i) += damp;
+  // U: upper Cholesky factor of H^-1 (GPTQ's formulation), in place of H
+  if (!inverse_upper_cholesky(H.data(), cols))
+    fail("--percdamp", "GPTQ Hessian is not positive definite even after dampening (raise --percdamp)");
+  const std::vector<double>& U = H;
+  auto u = [&](int64_t i, int64_t j) { return U[(size_t)i * cols + j]; };
 
-  // Per-row quantizer params from the full (permuted) rows unless grouped.
   const bool grouped = ws.gran == Granularity::PerGroup && ws.group > 0;
   std::vector<QParams> params(rows);
-  auto find_row_params = [&](int64_t c0, int64_t n) {
+  // Per-row quantizer params of columns [c0, c0 + n) as they are now (the full rows unless grouped).
+  auto find_row_params = [&](int64_t c0, int64_t n, int64_t r0, int64_t r1) {
     std::vector<float> tmp(n);
-    for (int64_t r = 0; r < rows; r++) {
-      for (int64_t j = 0; j < n; j++) tmp[j] = (float)W(r, c0 + j);
+    for (int64_t r = r0; r < r1; r++) {
+      for (int64_t j = 0; j < n; j++) tmp[j] = (float)Wt[(size_t)(c0 + j) * rows + r];
       params[r] = find_params_ref(tmp.data(), n, ws);
     }
   };
   if (ws.gran == Granularity::PerTensor) {
-    std::vector<float> all(W.data(), W.data() + rows * cols);
-    for (int64_t i = 0; i < rows * cols; i++) all[i] = (float)W.data()[i];
-    QParams p = find_params_ref(all.data(), rows * cols, ws);
-    std::fill(params.begin(), params.end(), p);
+    std::vector<float> all((size_t)rows * cols);
+    for (size_t i = 0; i < all.size(); i++) all[i] = (float)Wt[i];
+    std::fill(params.begin(), params.end(), find_params_ref(all.data(), rows * cols, ws));
   } else if (!grouped) {
-    find_row_params(0, cols);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t r0 = 0; r0 < rows; r0 += 64) find_row_params(0, cols, r0, std::min(rows, r0 + 64));
   }
 
   const int64_t G = grouped ? (cols + ws.group - 1) / ws.group : 1;
@@ -117,36 +119,44 @@ void gptq_quantize(Linear& l, const Hessian& hs, const QuantSpec& ws, const Gptq
   std::vector<float> scales(rec ? rows * G : 0);
   if (rec && !grouped)
     for (int64_t r = 0; r < rows; r++) scales[r] = params[r].scale;
-  Mat Q = Mat::Zero(rows, cols);
   const int64_t B = std::max(1, opt.block);
+  constexpr int64_t kRowChunk = 256;  // rows per thread task: fixed, so the bits do not depend on threads
+  std::vector<double> Err((size_t)std::min(B, cols) * rows);  // [cnt, rows]: scaled errors of the block
   for (int64_t i1 = 0; i1 < cols; i1 += B) {
     const int64_t i2 = std::min(i1 + B, cols), cnt = i2 - i1;
-    Mat Err(rows, cnt);
-    for (int64_t i = 0; i < cnt; i++) {
-      const int64_t c = i1 + i;
-      if (grouped && c % ws.group == 0) {
-        find_row_params(c, std::min<int64_t>(ws.group, cols - c));
-        if (rec)
-          for (int64_t r = 0; r < rows; r++) scales[r * G + c / ws.group] = params[r].scale;
-      }
-      const double d = U(c, c);
-      for (int64_t r = 0; r < rows; r++) {
-        double wv = W(r, c);
-        double q = dequantize_level(quantize_level((float)wv, params[r], ws), params[r]);
-        Q(r, c) = q;
-        Err(r, i) = (wv - q) / d;
-      }
-      // propagate within the block
-      for (int64_t j = c + 1; j < i2; j++) {
-        double u = U(c, j);
-        if (u != 0) W.col(j) -= Err.col(i) * u;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t r0 = 0; r0 < rows; r0 += kRowChunk) {
+      const int64_t r1 = std::min(rows, r0 + kRowChunk);
+      for (int64_t i = 0; i < cnt; i++) {
+        const int64_t c = i1 + i;
+        if (grouped && c % ws.group == 0) {
+          find_row_params(c, std::min<int64_t>(ws.group, cols - c), r0, r1);
+          if (rec)
+            for (int64_t r = r0; r < r1; r++) scales[r * G + c / ws.group] = params[r].scale;
+        }
+        const double d = u(c, c);
+        double* wc = &Wt[(size_t)c * rows];
+        double* e = &Err[(size_t)i * rows];
+        for (int64_t r = r0; r < r1; r++) {
+          const double wv = wc[r];
+          const float q = dequantize_level(quantize_level((float)wv, params[r], ws), params[r]);
+          l.w.data[(size_t)r * cols + perm[c]] = q;  // exact dequantized value (float of q * scale)
+          e[r] = (wv - (double)q) / d;
+        }
+        // spread this column's error over the block's later columns
+        for (int64_t j = c + 1; j < i2; j++) {
+          const double uj = u(c, j);
+          if (uj == 0) continue;
+          double* wj = &Wt[(size_t)j * rows];
+          for (int64_t r = r0; r < r1; r++) wj[r] -= e[r] * uj;
+        }
       }
     }
-    if (i2 < cols) W.rightCols(cols - i2) -= Err * U.block(i1, i2, cnt, cols - i2);
+    // and over the columns after the block: Wt[i2:] -= U[i1:i2, i2:]^T Err
+    if (i2 < cols)
+      dgemm(true, false, cols - i2, rows, cnt, -1.0, &U[(size_t)i1 * cols + i2], cols, Err.data(), rows, 1.0,
+            &Wt[(size_t)i2 * rows], rows);
   }
-  // undo the permutation; Q holds exact dequantized values (float of q * scale)
-  for (int64_t i = 0; i < cols; i++)
-    for (int64_t r = 0; r < rows; r++) l.w.data[(size_t)r * cols + perm[i]] = (float)Q(r, i);
   if (rec) {
     l.qscale = Tensor({rows, G});
     l.qscale.data = scales;
