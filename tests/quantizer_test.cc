@@ -327,10 +327,11 @@ TEST(Hadamard, RotationsAreOrthogonalAndInverse) {
 // The fast path (FWHT + blocked H_m part) equals the Kronecker product written out:
 // Q[i][j] = A[i / P][j / P] * B[i % P][j % P] / sqrt(n), A = Paley H_m, B = Sylvester H_P.
 TEST(Hadamard, FastApplyEqualsExplicitKroneckerProduct) {
-  for (int n : {176, 704, 48, 88}) {
+  for (int n : {176, 704, 48, 88, 1280, 1536, 384}) {  // the last three run the wide AVX-512 blocks
     int P, m;
     hadamard_factor(n, &P, &m);
     ASSERT_GT(m, 1) << n;
+    if (n >= 1280) EXPECT_EQ(P % 32, 0) << n;
     const std::vector<int8_t> A = m > 2 ? paley_hadamard(m) : std::vector<int8_t>{1, 1, 1, -1};
     ASSERT_EQ(A.size(), (size_t)m * m) << n;
     Tensor q = Rotation::hadamard(n, false, 0).matrix();

@@ -1,6 +1,7 @@
 #include "transform/rotation.h"
 
 #include <Eigen/Dense>
+#include <immintrin.h>
 #include <cmath>
 #include <random>
 
@@ -243,6 +244,45 @@ namespace {
 // Built for AVX-512 / AVX2 / baseline and picked at load time: this loop is most of an online
 // Hadamard whose order has an odd factor (e.g. R4 on ffn 704 = 16 * 44). Lanes are independent
 // and c * src is exact for c = +-1, so every clone gives the same bits.
+// AVX-512, P a multiple of 16 * NV (R4 on ffn 11008 = 344 * 32 takes NV = 2): AO = 16 / NV
+// outputs x NV vectors of 16 columns per pass, so each a' step loads NV source vectors and AO
+// coefficients for 16 FMAs (the loop below does one load pair per FMA). Per output the sum runs
+// over a' in the same order and c * src is exact (c = +-1), so the bits are the loop's.
+template <int NV>
+__attribute__((target("avx512f"))) void hadamard_blocks_wide(const float* A, const float* v, float* tmp, int M, int P,
+                                                            bool transpose) {
+  constexpr int AO = 16 / NV, W = 16 * NV;
+  auto coef = [&](int a, int a2) { return transpose ? A[(size_t)a * M + a2] : A[(size_t)a2 * M + a]; };
+  for (int b0 = 0; b0 < P; b0 += W) {
+    int a = 0;
+    for (; a + AO <= M; a += AO) {
+      __m512 acc[AO][NV];
+      for (int i = 0; i < AO; i++)
+        for (int j = 0; j < NV; j++) acc[i][j] = _mm512_setzero_ps();
+      for (int a2 = 0; a2 < M; a2++) {
+        const float* src = v + (size_t)a2 * P + b0;
+        __m512 s[NV];
+        for (int j = 0; j < NV; j++) s[j] = _mm512_loadu_ps(src + 16 * j);
+        for (int i = 0; i < AO; i++) {
+          const __m512 c = _mm512_set1_ps(coef(a + i, a2));
+          for (int j = 0; j < NV; j++) acc[i][j] = _mm512_fmadd_ps(c, s[j], acc[i][j]);
+        }
+      }
+      for (int i = 0; i < AO; i++)
+        for (int j = 0; j < NV; j++) _mm512_storeu_ps(tmp + (size_t)(a + i) * P + b0 + 16 * j, acc[i][j]);
+    }
+    for (; a < M; a++) {
+      __m512 acc[NV];
+      for (int j = 0; j < NV; j++) acc[j] = _mm512_setzero_ps();
+      for (int a2 = 0; a2 < M; a2++) {
+        const __m512 c = _mm512_set1_ps(coef(a, a2));
+        for (int j = 0; j < NV; j++) acc[j] = _mm512_fmadd_ps(c, _mm512_loadu_ps(v + (size_t)a2 * P + b0 + 16 * j), acc[j]);
+      }
+      for (int j = 0; j < NV; j++) _mm512_storeu_ps(tmp + (size_t)a * P + b0 + 16 * j, acc[j]);
+    }
+  }
+}
+
 __attribute__((target_clones("avx512f", "avx2", "default"))) void hadamard_blocks(const float* A, const float* v,
                                                                                 float* tmp, int M, int P,
                                                                                 bool transpose) {
@@ -281,6 +321,7 @@ void Rotation::apply_hadamard(float* x, int64_t rows, bool transpose) const {
   fwht_rows(x, rows * (n_ / pow2_), pow2_);  // n_ / pow2_ = m_ unless block-diagonal (then m_ = 1)
   if (m_ > 1) {
     const int P = pow2_, M = m_;
+    static const bool wide = __builtin_cpu_supports("avx512f");
     // one row (the fused R4 path calls this per row from inside a parallel loop): no team
 #pragma omp parallel if (rows > 1)
     {
@@ -288,7 +329,9 @@ void Rotation::apply_hadamard(float* x, int64_t rows, bool transpose) const {
 #pragma omp for
       for (int64_t r = 0; r < rows; r++) {
         float* v = x + r * n_;
-        hadamard_blocks(hm_.data(), v, tmp.data(), M, P, transpose);
+        if (P % 64 == 0 && wide) hadamard_blocks_wide<4>(hm_.data(), v, tmp.data(), M, P, transpose);
+        else if (P % 32 == 0 && wide) hadamard_blocks_wide<2>(hm_.data(), v, tmp.data(), M, P, transpose);
+        else hadamard_blocks(hm_.data(), v, tmp.data(), M, P, transpose);
         std::copy(tmp.begin(), tmp.end(), v);
       }
     }
