@@ -121,7 +121,8 @@ TEST(ForwardBlocks, AttendCacheEqualsAttendOverTheDequantizedView) {
   };
   const Case cases[] = {{4, 2, 16, 4, 0, 1, 0}, {4, 2, 16, 8, 0, 3, 0}, {4, 4, 16, 0, 0, 1, 0},
                         {8, 2, 32, 4, 5, 2, 0}, {4, 2, 16, 4, 0, 16, 30}, {2, 1, 7, 4, 0, 2, 0},
-                        {2, 1, 7, 0, 3, 1, 0}};
+                        {2, 1, 7, 0, 3, 1, 0},   {4, 2, 64, 4, 0, 1, 0}, {2, 2, 128, 4, 7, 3, 0}};
+  // (4-bit heads of 32 or more dims: the AVX-512 copy reads the codes in place, no unpacking)
   const Kernel before = active_kernel();
   for (Kernel kern : {Kernel::Scalar, Kernel::Avx2, Kernel::Vnni, Kernel::Amx}) {
     if (!kernel_supported(kern)) continue;

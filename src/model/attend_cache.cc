@@ -1,4 +1,7 @@
 #pragma GCC diagnostic ignored "-Wpsabi"  // 64-byte vectors passed between static inline functions only
+// GCC 12 reports the undefined pass-through operands inside its own AVX-512 intrinsics
+// (_mm512_cvtepi32_ps and friends) as maybe-uninitialized.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include "model/attend_cache.h"
 
 #include <algorithm>
@@ -15,21 +18,29 @@
 namespace kt {
 
 // One copy of the loops per instruction set, chosen at run time like the GEMM kernels.
+// KT_ATTEND_ISA tells the copy which intrinsics it may use (0 none, 1 AVX2, 2 AVX-512): GCC's
+// target pragma enables the instructions but does not define __AVX2__ / __AVX512F__.
 #define KT_ATTEND_NS attend_portable
+#define KT_ATTEND_ISA 0
 #include "model/attend_cache_impl.inc"
+#undef KT_ATTEND_ISA
 #undef KT_ATTEND_NS
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #define KT_ATTEND_NS attend_avx2
+#define KT_ATTEND_ISA 1
 #include "model/attend_cache_impl.inc"
+#undef KT_ATTEND_ISA
 #undef KT_ATTEND_NS
 #pragma GCC pop_options
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,fma")
 #define KT_ATTEND_NS attend_avx512
+#define KT_ATTEND_ISA 2
 #include "model/attend_cache_impl.inc"
+#undef KT_ATTEND_ISA
 #undef KT_ATTEND_NS
 #pragma GCC pop_options
 
