@@ -51,6 +51,40 @@ TEST(ForwardBlocks, DecoderLayerIsAttentionThenMlp) {
   EXPECT_EQ(a.seen, b.seen);
 }
 
+// A statistics pass that ends at a site (GPTQ's Hessian captures) sees every site up to it with
+// the same values as the whole layer, and none after it.
+TEST(ForwardBlocks, PassEndsAtTheSiteItsHooksName) {
+  auto m = Model::open(test::tinyllama());
+  const auto& s = m->spec;
+  struct Recording : Hooks {
+    Site last;
+    std::vector<std::pair<Site, std::vector<float>>> seen;
+    explicit Recording(Site l) : last(l) {}
+    void on_activation(int, Site site, float* x, int64_t rows, int64_t cols) override {
+      seen.push_back({site, std::vector<float>(x, x + rows * cols)});
+    }
+    bool pass_ends_at(Site site) const override { return site == last; }
+  };
+  const Site order[] = {Site::AttnIn, Site::Q, Site::K, Site::V, Site::OIn, Site::MlpIn, Site::DownIn};
+  const auto x0 = embedded(*m, 2 * 16, 3);
+  Recording whole(Site::LmHeadIn);  // never reached inside a layer: the whole layer runs
+  auto x = x0;
+  decoder_layer(s, *m->layer(0), 0, x.data(), 2, 16, 0, nullptr, &whole);
+  ASSERT_EQ(whole.seen.size(), 7u);
+  const size_t ends[] = {1, 5, 6, 7};  // sites seen when the pass ends at attn_in, o_in, mlp_in, down_in
+  const Site at[] = {Site::AttnIn, Site::OIn, Site::MlpIn, Site::DownIn};
+  for (int i = 0; i < 4; i++) {
+    Recording part(at[i]);
+    auto y = x0;
+    decoder_layer(s, *m->layer(0), 0, y.data(), 2, 16, 0, nullptr, &part);
+    ASSERT_EQ(part.seen.size(), ends[i]) << site_name(at[i]);
+    for (size_t j = 0; j < ends[i]; j++) {
+      EXPECT_EQ(part.seen[j].first, order[j]);
+      EXPECT_TRUE(same_bits(part.seen[j].second, whole.seen[j].second)) << site_name(order[j]);
+    }
+  }
+}
+
 TEST(ForwardBlocks, Fp32CacheViewIsTheAppendedValuesInPlace) {
   ModelSpec s;
   s.hidden = 16, s.n_layers = 2, s.n_heads = 2, s.n_kv_heads = 1, s.head_dim = 8, s.ffn = 32, s.vocab = 10;

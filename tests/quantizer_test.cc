@@ -331,7 +331,9 @@ TEST(Hadamard, FastApplyEqualsExplicitKroneckerProduct) {
     int P, m;
     hadamard_factor(n, &P, &m);
     ASSERT_GT(m, 1) << n;
-    if (n >= 1280) EXPECT_EQ(P % 32, 0) << n;
+    if (n >= 1280) {
+      EXPECT_EQ(P % 32, 0) << n;
+    }
     const std::vector<int8_t> A = m > 2 ? paley_hadamard(m) : std::vector<int8_t>{1, 1, 1, -1};
     ASSERT_EQ(A.size(), (size_t)m * m) << n;
     Tensor q = Rotation::hadamard(n, false, 0).matrix();

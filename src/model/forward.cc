@@ -93,6 +93,7 @@ struct SiteHook {
   void operator()(Site site, float* p, int64_t cols) const {
     if (hooks) hooks->on_activation(layer, site, p, rows, cols);
   }
+  bool ends_pass(Site site) const { return hooks && hooks->pass_ends_at(site); }
 };
 
 // Gemma 2's post-norm of a block output y [rows, hidden] before its residual add, in place; then
@@ -166,13 +167,14 @@ void attend(const ModelSpec& s, const float* q, const KVView& kv, int nseq, int 
     }
 }
 
-void attention(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int nseq, int ntok, int pos0,
+bool attention(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int nseq, int ntok, int pos0,
                KVCache* cache, Hooks* hooks) {
   const int64_t rows = (int64_t)nseq * ntok, d = s.hidden, qd = s.q_dim(), kvd = s.kv_dim(), hd = s.head_dim;
   const SiteHook hook{hooks, layer, rows};
   std::vector<float> h((size_t)rows * d);
   rms_norm(x, w.attn_norm.ptr(), h.data(), rows, d, s.rms_eps);
   hook(Site::AttnIn, h.data(), d);
+  if (hook.ends_pass(Site::AttnIn)) return true;
   std::vector<float> q((size_t)rows * qd), k((size_t)rows * kvd), v((size_t)rows * kvd);
   linear_forward(h.data(), rows, w.q, q.data());
   linear_forward(h.data(), rows, w.k, k.data());
@@ -206,9 +208,11 @@ void attention(const ModelSpec& s, const LayerWeights& w, int layer, float* x, i
     attend(s, q.data(), kv, nseq, ntok, cache ? pos0 : 0, L, s.window(layer), att.data());
   }
   hook(Site::OIn, att.data(), qd);
+  if (hook.ends_pass(Site::OIn)) return true;
   linear_forward(att.data(), rows, w.o, h.data());
   if (!w.post_attn_norm.empty()) post_norm(s, w.post_attn_norm, w.post_norm_r1.get(), h.data(), rows);
   add_residual(x, h.data(), rows * d);
+  return false;
 }
 
 void gated_activation(const ModelSpec& s, float* g, const float* u, int64_t n) {
@@ -224,7 +228,7 @@ void gated_activation(const ModelSpec& s, float* g, const float* u, int64_t n) {
   }
 }
 
-void mlp(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int64_t rows, Hooks* hooks) {
+bool mlp(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int64_t rows, Hooks* hooks) {
   const int64_t d = s.hidden, f = s.ffn;
   const SiteHook hook{hooks, layer, rows};
   std::vector<float> h((size_t)rows * d);
@@ -233,17 +237,20 @@ void mlp(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int64_t
     std::vector<float> y((size_t)rows * d);
     moe_mlp(s, w, layer, h.data(), rows, hooks, y.data());
     add_residual_checked(x, y.data(), rows * d, layer);
-    return;
+    return false;
   }
   hook(Site::MlpIn, h.data(), d);
+  if (hook.ends_pass(Site::MlpIn)) return true;
   std::vector<float> g((size_t)rows * f), u((size_t)rows * f);
   linear_forward(h.data(), rows, w.gate, g.data());
   linear_forward(h.data(), rows, w.up, u.data());
   gated_activation(s, g.data(), u.data(), rows * f);
   hook(Site::DownIn, g.data(), f);
+  if (hook.ends_pass(Site::DownIn)) return true;
   linear_forward(g.data(), rows, w.down, h.data());
   if (!w.post_mlp_norm.empty()) post_norm(s, w.post_mlp_norm, w.post_norm_r1.get(), h.data(), rows);
   add_residual_checked(x, h.data(), rows * d, layer);
+  return false;
 }
 
 void decoder_layer(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int nseq, int ntok, int pos0,
@@ -251,7 +258,7 @@ void decoder_layer(const ModelSpec& s, const LayerWeights& w, int layer, float* 
   if (!cache && pos0 != 0) fail("decoder_layer: pos0 != 0 needs a KV cache");
   if (cache && pos0 + ntok > cache->max_len) fail("KV cache too small for the requested positions");
   const int64_t rows = (int64_t)nseq * ntok;
-  attention(s, w, layer, x, nseq, ntok, pos0, cache, hooks);
+  if (attention(s, w, layer, x, nseq, ntok, pos0, cache, hooks)) return;
   mlp(s, w, layer, x, rows, hooks);
 }
 

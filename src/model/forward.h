@@ -31,6 +31,10 @@ class Hooks {
   // expert. Read-only; for per-expert statistics (GPTQ Hessians, diagnostics).
   virtual void on_expert_input(int /*layer*/, int /*expert*/, Site /*site*/, const float* /*x*/, int64_t /*rows*/,
                                int64_t /*cols*/) {}
+  // True when this pass needs nothing after on_activation(site): decoder_layer then returns right
+  // there (at attn_in, o_in, and a dense MLP's mlp_in and down_in), leaving x half-updated. Only
+  // for statistics passes whose output is discarded (GPTQ's Hessian captures).
+  virtual bool pass_ends_at(Site /*site*/) const { return false; }
 };
 
 // Embedding lookup: tokens[n] -> x[n, hidden]. Token ids are checked against the vocab.
@@ -44,9 +48,10 @@ void decoder_layer(const ModelSpec& s, const LayerWeights& w, int layer, float* 
                    KVCache* cache, Hooks* hooks);
 // The two blocks of decoder_layer, each adding its output to the residual x (mlp's update
 // fails naming the layer if the result is not finite).
-void attention(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int nseq, int ntok, int pos0,
+// attention and mlp return true when the hooks ended the pass inside them (Hooks::pass_ends_at).
+bool attention(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int nseq, int ntok, int pos0,
                KVCache* cache, Hooks* hooks);
-void mlp(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int64_t rows, Hooks* hooks);
+bool mlp(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int64_t rows, Hooks* hooks);
 // The mixture-of-experts MLP (model/moe.cc) on the normed input h [rows, hidden]: routing, the
 // routed experts and the shared expert; writes the block's output y [rows, hidden]. It calls the
 // MlpIn hook on h itself, after routing (the router reads h in full precision).

@@ -57,33 +57,28 @@ void rtn_quantize(Linear& l, const QuantSpec& ws) {
 // quantizes next is one contiguous row and the error spread within a block is a row axpy. The
 // rows of W are independent in everything but the block update (a tiled dgemm), so threads
 // take fixed row ranges: the bits are the same for any thread count.
-void gptq_quantize(Linear& l, const Hessian& hs, const QuantSpec& ws, const GptqOptions& opt) {
-  if (!ws.enabled()) return;
-  const int64_t rows = l.out(), cols = l.in();
-  if (hs.n() != cols) fail("GPTQ: Hessian size does not match the layer input");
+GptqFactor gptq_factor(const Hessian& hs, const GptqOptions& opt) {
+  GptqFactor f;
+  const int64_t cols = f.n = hs.n();
+  if ((int64_t)hs.data().size() != cols * cols) fail("internal: GPTQ Hessian already released");
   const double inv_n = 1.0 / (double)std::max<int64_t>(1, hs.samples());
-  std::vector<double> H(hs.data().size());
+  std::vector<double>& H = f.U;  // becomes U in place
+  H.resize(hs.data().size());
   for (size_t i = 0; i < H.size(); i++) H[i] = hs.data()[i] * inv_n;
   auto h = [&](int64_t i, int64_t j) -> double& { return H[(size_t)i * cols + j]; };
-
   // dead inputs (never active): H_ii = 1 and that column of W zero
-  std::vector<char> dead(cols);
+  f.dead.assign(cols, 0);
   for (int64_t j = 0; j < cols; j++)
-    if (h(j, j) == 0) dead[j] = 1, h(j, j) = 1;
-  std::vector<int64_t> perm(cols);
-  std::iota(perm.begin(), perm.end(), 0);
+    if (h(j, j) == 0) f.dead[j] = 1, h(j, j) = 1;
+  f.perm.resize(cols);
+  std::iota(f.perm.begin(), f.perm.end(), 0);
   if (opt.act_order) {
-    std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return h(a, a) > h(b, b); });
+    std::stable_sort(f.perm.begin(), f.perm.end(), [&](int64_t a, int64_t b) { return h(a, a) > h(b, b); });
     std::vector<double> H2(H.size());
     for (int64_t i = 0; i < cols; i++)
-      for (int64_t j = 0; j < cols; j++) H2[(size_t)i * cols + j] = h(perm[i], perm[j]);
+      for (int64_t j = 0; j < cols; j++) H2[(size_t)i * cols + j] = h(f.perm[i], f.perm[j]);
     H.swap(H2);
   }
-  // Wt row i = column perm[i] of W
-  std::vector<double> Wt((size_t)cols * rows);
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < cols; i++)
-    for (int64_t r = 0; r < rows; r++) Wt[(size_t)i * rows + r] = dead[perm[i]] ? 0.0 : l.w.data[(size_t)r * cols + perm[i]];
   double mean_diag = 0;
   for (int64_t i = 0; i < cols; i++) mean_diag += h(i, i);
   mean_diag /= (double)cols;
@@ -92,7 +87,31 @@ void gptq_quantize(Linear& l, const Hessian& hs, const QuantSpec& ws, const Gptq
   // U: upper Cholesky factor of H^-1 (GPTQ's formulation), in place of H
   if (!inverse_upper_cholesky(H.data(), cols))
     fail("--percdamp", "GPTQ Hessian is not positive definite even after dampening (raise --percdamp)");
-  const std::vector<double>& U = H;
+  return f;
+}
+
+void gptq_quantize(Linear& l, const Hessian& hs, const QuantSpec& ws, const GptqOptions& opt) {
+  if (!ws.enabled()) return;
+  if (hs.n() != l.in()) fail("GPTQ: Hessian size does not match the layer input");
+  gptq_quantize(l, gptq_factor(hs, opt), ws, opt);
+}
+
+// Layout: the weights are held transposed, Wt [cols, rows] in double, so the column GPTQ
+// quantizes next is one contiguous row and the error spread within a block is a row axpy. The
+// rows of W are independent in everything but the block update (a tiled dgemm), so threads
+// take fixed row ranges: the bits are the same for any thread count.
+void gptq_quantize(Linear& l, const GptqFactor& f, const QuantSpec& ws, const GptqOptions& opt) {
+  if (!ws.enabled()) return;
+  const int64_t rows = l.out(), cols = l.in();
+  if (f.n != cols || (int64_t)f.U.size() != cols * cols) fail("GPTQ: Hessian size does not match the layer input");
+  const std::vector<int64_t>& perm = f.perm;
+  // Wt row i = column perm[i] of W
+  std::vector<double> Wt((size_t)cols * rows);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < cols; i++)
+    for (int64_t r = 0; r < rows; r++)
+      Wt[(size_t)i * rows + r] = f.dead[perm[i]] ? 0.0 : l.w.data[(size_t)r * cols + perm[i]];
+  const std::vector<double>& U = f.U;
   auto u = [&](int64_t i, int64_t j) { return U[(size_t)i * cols + j]; };
 
   const bool grouped = ws.gran == Granularity::PerGroup && ws.group > 0;

@@ -64,6 +64,8 @@ class CaptureHooks : public Hooks {
     if (site == site_) add(expert, x, rows);
   }
   int64_t rows(size_t i) const { return rows_[i]; }
+  // The capture pass stops at its site (a MoE site's expert inputs come later: never ended there).
+  bool pass_ends_at(Site site) const override { return site == site_; }
 
  private:
   void add(int expert, const float* x, int64_t rows) {
@@ -102,10 +104,16 @@ void gptq_layer(LayerWeights& w, const Recipe& r, const QuantizeOptions& opt, Ho
     for (size_t i = 0; i < experts.size(); i++) {
       const bool none = experts[i] >= 0 && cap.rows(i) == 0;
       if (none) rep.experts_without_calibration++;
+      // one factorisation per Hessian, shared by the linears reading it (q/k/v, gate/up)
+      GptqFactor f;
+      if (!none && r.w.enabled()) {
+        f = gptq_factor(h[i], opt.gptq);
+        h[i].release();
+      }
       for (auto& c : g.linears)
         if (!c.routing && c.expert == experts[i]) {
           if (none) rtn_quantize(*c.lin, r.w);
-          else gptq_quantize(*c.lin, h[i], r.w, opt.gptq);
+          else gptq_quantize(*c.lin, f, r.w, opt.gptq);
         }
     }
     rep.add_step("gptq", seconds_since(t));
