@@ -53,10 +53,7 @@ void rtn_quantize(Linear& l, const QuantSpec& ws) {
     }
 }
 
-// Layout: the weights are held transposed, Wt [cols, rows] in double, so the column GPTQ
-// quantizes next is one contiguous row and the error spread within a block is a row axpy. The
-// rows of W are independent in everything but the block update (a tiled dgemm), so threads
-// take fixed row ranges: the bits are the same for any thread count.
+// H / n with dead inputs set to 1, permuted (act_order), dampened, then turned into U in place.
 GptqFactor gptq_factor(const Hessian& hs, const GptqOptions& opt) {
   GptqFactor f;
   const int64_t cols = f.n = hs.n();
