@@ -128,8 +128,11 @@ KT_AMX_TARGET void group_block(const int8_t* A, size_t lda, const int8_t* B0, co
   }
 }
 
+// One thread's share: the tile state is per thread, so each thread configures its tiles and
+// takes panels from the enclosing parallel region's worksharing loop. (A separate function, not
+// the region's body: clang outlines a parallel region into a function without this target.)
 template <QType T>
-KT_AMX_TARGET void gemm_f32_amx_t(const QuantizedActs& a, const PackedWeight& w, const float* bias, float* y) {
+KT_AMX_TARGET void amx_thread(const QuantizedActs& a, const PackedWeight& w, const float* bias, float* y) {
   const int tiles = w.Np / 16, KT = w.Kp / 64, G = w.groups(), gkt = w.group / 64;
   // columns per panel: whole pairs of 16-column tiles whose unpacked K fits the budget
   const int pair_bytes = 2 * KT * kTileBytes;
@@ -137,53 +140,56 @@ KT_AMX_TARGET void gemm_f32_amx_t(const QuantizedActs& a, const PackedWeight& w,
   const int panel_tiles = 2 * pairs_per_panel, panels = (tiles + panel_tiles - 1) / panel_tiles;
   const int mblocks = (a.M + 31) / 32;
   const size_t lda = (size_t)a.Kp;
-#pragma omp parallel if ((int64_t)a.M * w.Np * w.Kp > (1 << 20))
-  {
-    configure_tiles();
-    std::vector<int8_t> panel_buf((size_t)panel_tiles * KT * kTileBytes + 64);
-    int8_t* panel = (int8_t*)(((uintptr_t)panel_buf.data() + 63) & ~(uintptr_t)63);
-    std::vector<int8_t> tail;  // the last rows, zero-padded to 32
-    alignas(64) float fsum[32][32];
+  configure_tiles();
+  std::vector<int8_t> panel_buf((size_t)panel_tiles * KT * kTileBytes + 64);
+  int8_t* panel = (int8_t*)(((uintptr_t)panel_buf.data() + 63) & ~(uintptr_t)63);
+  std::vector<int8_t> tail;  // the last rows, zero-padded to 32
+  alignas(64) float fsum[32][32];
 #pragma omp for schedule(static)
-    for (int p = 0; p < panels; p++) {
-      const int t0 = p * panel_tiles, nt = std::min(panel_tiles, tiles - t0);
-      for (int t = 0; t < nt; t++) unpack_b<T>(w, t0 + t, KT, panel + (size_t)t * KT * kTileBytes);
-      for (int mb = 0; mb < mblocks; mb++) {
-        const int m0 = mb * 32, mr = std::min(32, a.M - m0);
-        const int8_t* A = &a.q[(size_t)m0 * lda];
-        if (mr < 32) {
-          if (tail.empty()) tail.assign(32 * lda, 0);
-          std::memcpy(tail.data(), A, (size_t)mr * lda);
-          std::memset(tail.data() + (size_t)mr * lda, 0, (32 - mr) * lda);
-          A = tail.data();
+  for (int p = 0; p < panels; p++) {
+    const int t0 = p * panel_tiles, nt = std::min(panel_tiles, tiles - t0);
+    for (int t = 0; t < nt; t++) unpack_b<T>(w, t0 + t, KT, panel + (size_t)t * KT * kTileBytes);
+    for (int mb = 0; mb < mblocks; mb++) {
+      const int m0 = mb * 32, mr = std::min(32, a.M - m0);
+      const int8_t* A = &a.q[(size_t)m0 * lda];
+      if (mr < 32) {
+        if (tail.empty()) tail.assign(32 * lda, 0);
+        std::memcpy(tail.data(), A, (size_t)mr * lda);
+        std::memset(tail.data() + (size_t)mr * lda, 0, (32 - mr) * lda);
+        A = tail.data();
+      }
+      for (int tp = 0; tp < nt; tp += 2) {
+        const int nb = std::min(2, nt - tp);
+        const int8_t* B0 = panel + (size_t)tp * KT * kTileBytes;
+        const int8_t* B1 = B0 + (size_t)KT * kTileBytes;
+        const int n0 = (t0 + tp) * 16;
+        for (int gi = 0; gi < G; gi++) {
+          const float* sg = &w.scales_gn[(size_t)gi * w.Np + n0];
+          if (nb == 2) group_block<2>(A, lda, B0, B1, gi * gkt, (gi + 1) * gkt, sg, gi, fsum);
+          else group_block<1>(A, lda, B0, B1, gi * gkt, (gi + 1) * gkt, sg, gi, fsum);
         }
-        for (int tp = 0; tp < nt; tp += 2) {
-          const int nb = std::min(2, nt - tp);
-          const int8_t* B0 = panel + (size_t)tp * KT * kTileBytes;
-          const int8_t* B1 = B0 + (size_t)KT * kTileBytes;
-          const int n0 = (t0 + tp) * 16;
-          for (int gi = 0; gi < G; gi++) {
-            const float* sg = &w.scales_gn[(size_t)gi * w.Np + n0];
-            if (nb == 2) group_block<2>(A, lda, B0, B1, gi * gkt, (gi + 1) * gkt, sg, gi, fsum);
-            else group_block<1>(A, lda, B0, B1, gi * gkt, (gi + 1) * gkt, sg, gi, fsum);
-          }
-          // y = s_x[m] * fsum (+ bias), masked past N, as the VNNI kernel
-          for (int r = 0; r < mr; r++) {
-            const __m512 sx = _mm512_set1_ps(a.scale[m0 + r]);
-            for (int t = 0; t < nb; t++) {
-              const int c0 = n0 + 16 * t;
-              if (c0 >= w.N) continue;
-              const __mmask16 mask = w.N - c0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (w.N - c0)) - 1);
-              const __m512 f = _mm512_load_ps(&fsum[r][16 * t]);
-              const __m512 v = bias ? _mm512_fmadd_ps(sx, f, _mm512_maskz_loadu_ps(mask, bias + c0)) : _mm512_mul_ps(sx, f);
-              _mm512_mask_storeu_ps(y + (size_t)(m0 + r) * w.N + c0, mask, v);
-            }
+        // y = s_x[m] * fsum (+ bias), masked past N, as the VNNI kernel
+        for (int r = 0; r < mr; r++) {
+          const __m512 sx = _mm512_set1_ps(a.scale[m0 + r]);
+          for (int t = 0; t < nb; t++) {
+            const int c0 = n0 + 16 * t;
+            if (c0 >= w.N) continue;
+            const __mmask16 mask = w.N - c0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (w.N - c0)) - 1);
+            const __m512 f = _mm512_load_ps(&fsum[r][16 * t]);
+            const __m512 v = bias ? _mm512_fmadd_ps(sx, f, _mm512_maskz_loadu_ps(mask, bias + c0)) : _mm512_mul_ps(sx, f);
+            _mm512_mask_storeu_ps(y + (size_t)(m0 + r) * w.N + c0, mask, v);
           }
         }
       }
     }
-    _tile_release();
   }
+  _tile_release();
+}
+
+template <QType T>
+void gemm_f32_amx_t(const QuantizedActs& a, const PackedWeight& w, const float* bias, float* y) {
+#pragma omp parallel if ((int64_t)a.M * w.Np * w.Kp > (1 << 20))
+  amx_thread<T>(a, w, bias, y);
 }
 
 }  // namespace

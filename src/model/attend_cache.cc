@@ -19,7 +19,15 @@ namespace kt {
 
 // One copy of the loops per instruction set, chosen at run time like the GEMM kernels.
 // KT_ATTEND_ISA tells the copy which intrinsics it may use (0 none, 1 AVX2, 2 AVX-512): GCC's
-// target pragma enables the instructions but does not define __AVX2__ / __AVX512F__.
+// target pragma enables the instructions but does not define __AVX2__ / __AVX512F__. clang
+// ignores that pragma (it builds only the sanitizer CI step here), so its copies use none.
+#if defined(__clang__)
+#define KT_ATTEND_ISA_AVX2 0
+#define KT_ATTEND_ISA_AVX512 0
+#else
+#define KT_ATTEND_ISA_AVX2 1
+#define KT_ATTEND_ISA_AVX512 2
+#endif
 #define KT_ATTEND_NS attend_portable
 #define KT_ATTEND_ISA 0
 #include "model/attend_cache_impl.inc"
@@ -29,7 +37,7 @@ namespace kt {
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #define KT_ATTEND_NS attend_avx2
-#define KT_ATTEND_ISA 1
+#define KT_ATTEND_ISA KT_ATTEND_ISA_AVX2
 #include "model/attend_cache_impl.inc"
 #undef KT_ATTEND_ISA
 #undef KT_ATTEND_NS
@@ -38,7 +46,7 @@ namespace kt {
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,fma")
 #define KT_ATTEND_NS attend_avx512
-#define KT_ATTEND_ISA 2
+#define KT_ATTEND_ISA KT_ATTEND_ISA_AVX512
 #include "model/attend_cache_impl.inc"
 #undef KT_ATTEND_ISA
 #undef KT_ATTEND_NS
