@@ -12,17 +12,12 @@
 #include "core/quantizer.h"
 #include "kernels/gemm.h"
 #include "quant/gptq.h"
+#include "test_util.h"
 
 namespace kt {
 namespace {
 
-std::vector<float> randn(size_t n, unsigned seed, float sd = 1.0f) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> d(0, sd);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(g);
-  return v;
-}
+using test::randn;
 
 // Gauss-Jordan inverse with partial pivoting (n small).
 std::vector<double> inverse(std::vector<double> a, int n) {

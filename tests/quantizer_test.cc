@@ -9,6 +9,7 @@
 
 #include "model/forward.h"
 #include "quant/gptq.h"
+#include "test_util.h"
 #include "core/mse_clip.h"
 #include "core/quantizer.h"
 #include "quant/recipe.h"
@@ -18,13 +19,7 @@
 namespace kt {
 namespace {
 
-std::vector<float> randn(size_t n, unsigned seed, float sd = 1.0f) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> d(0, sd);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(g);
-  return v;
-}
+using test::randn;
 
 TEST(Quantizer, SymmetricLevelsAndScale) {
   QuantSpec s;

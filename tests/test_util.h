@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,15 @@ inline std::vector<float> read_f32(const std::string& path) {
 }
 
 // max |a - b| / max |b|: relative to the tensor's scale, so near-zero entries do not dominate.
+// n normal(0, sd) floats from mt19937(seed): the same values for the same seed everywhere.
+inline std::vector<float> randn(size_t n, unsigned seed, float sd = 1.0f) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> d(0, sd);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+
 inline double max_rel_diff(const float* a, const float* b, size_t n) {
   double num = 0, den = 0;
   for (size_t i = 0; i < n; i++) {
