@@ -144,6 +144,37 @@ TEST(ForwardBlocks, QuantizedCacheViewIsEachHeadFakeQuantized) {
   }
 }
 
+// Sequence 0's first n positions copied to the other sequences, in every layout (fp32
+// position-major, integer head-major); later positions and sequence 0 untouched.
+TEST(ForwardBlocks, KVCacheBroadcastCopiesTheFirstSequencesPrefix) {
+  ModelSpec s;
+  s.n_heads = 4, s.n_kv_heads = 2, s.head_dim = 8, s.hidden = 32, s.n_layers = 2, s.ffn = 8, s.vocab = 10;
+  const int nseq = 3, len = 5, n = 3, kvd = (int)s.kv_dim();
+  for (int bits : {0, 4, 8}) {
+    QuantSpec q;
+    q.bits = bits, q.symmetric = false, q.gran = Granularity::PerGroup, q.group = s.head_dim;
+    KVCache c = bits ? KVCache(s, nseq, len + 1, q, q) : KVCache(s, nseq, len + 1);
+    const std::vector<float> k = test::randn((size_t)nseq * len * kvd, 5), v = test::randn(k.size(), 6);
+    for (int l = 0; l < s.n_layers; l++) c.append(l, nseq, 0, len, k.data(), v.data(), nullptr);
+    std::vector<std::vector<float>> before(nseq, std::vector<float>((size_t)len * kvd));
+    for (int b = 0; b < nseq; b++) c.read(1, true, b, len, before[b].data());
+    c.broadcast_first_sequence(n);
+    for (int l = 0; l < s.n_layers; l++)
+      for (bool is_v : {false, true})
+        for (int b = 0; b < nseq; b++) {
+          std::vector<float> got((size_t)len * kvd), first((size_t)len * kvd);
+          c.read(l, is_v, b, len, got.data());
+          c.read(l, is_v, 0, len, first.data());
+          const float* own = (is_v ? v : k).data() + (size_t)b * len * kvd;
+          for (size_t i = 0; i < got.size(); i++) {
+            if (b > 0 && i < (size_t)n * kvd) ASSERT_EQ(got[i], first[i]) << bits << " bits, seq " << b << " value " << i;
+            else if (!bits) ASSERT_EQ(got[i], own[i]) << "seq " << b << " value " << i;
+            else if (l == 1 && is_v) ASSERT_EQ(got[i], before[b][i]) << bits << " bits, seq " << b << " value " << i;
+          }
+        }
+  }
+}
+
 // The decode path (attend_cache, reading the stored rows in place) against the prefill path
 // (attend over the dequantized view): fp32, 8-bit and 4-bit caches; GQA; a sliding window and
 // Gemma 2's soft-cap; one and several queries per sequence at a nonzero position; two
@@ -155,8 +186,10 @@ TEST(ForwardBlocks, AttendCacheEqualsAttendOverTheDequantizedView) {
   };
   const Case cases[] = {{4, 2, 16, 4, 0, 1, 0}, {4, 2, 16, 8, 0, 3, 0}, {4, 4, 16, 0, 0, 1, 0},
                         {8, 2, 32, 4, 5, 2, 0}, {4, 2, 16, 4, 0, 16, 30}, {2, 1, 7, 4, 0, 2, 0},
-                        {2, 1, 7, 0, 3, 1, 0},   {4, 2, 64, 4, 0, 1, 0}, {2, 2, 128, 4, 7, 3, 0}};
-  // (4-bit heads of 32 or more dims: the AVX-512 copy reads the codes in place, no unpacking)
+                        {2, 1, 7, 0, 3, 1, 0},   {4, 2, 64, 4, 0, 1, 0}, {2, 2, 128, 4, 7, 3, 0},
+                        {8, 2, 128, 4, 0, 1, 0}, {4, 2, 256, 4, 5, 2, 0}, {2, 1, 128, 4, 0, 16, 50}};
+  // (4-bit heads of 32 or more dims: the AVX-512 copy reads the codes in place, no unpacking;
+  // of 128 and 256 dims, as 32-bit words, 16 rows at a time: 23 positions are a block and a tail)
   const Kernel before = active_kernel();
   for (Kernel kern : {Kernel::Scalar, Kernel::Avx2, Kernel::Vnni, Kernel::Amx}) {
     if (!kernel_supported(kern)) continue;

@@ -114,7 +114,7 @@ int run_quantize() {
   if (qa.json) {
     nlohmann::json j = {{"out", qa.out}, {"method", r.method}, {"weights", r.weight_algo},
                         {"w", r.w.describe()}, {"a", r.a.describe()}, {"k", r.k.describe()}, {"v", r.v.describe()},
-                        {"seconds", rep.seconds}, {"peak_rss_mib", rep.peak_rss_mib}, {"nsamples", rep.nsamples},
+                        {"seconds", rep.seconds}, {"peak_rss_mib", rep.peak_rss_mib}, {"peak_step", rep.peak_step}, {"nsamples", rep.nsamples},
                         {"seqlen", rep.seqlen}, {"r1", rep.r1_kind}, {"r2", rep.r2_kind}, {"r3", rep.r3_kind},
                         {"r4", rep.r4_kind}, {"streamed", stream}};
     nlohmann::json steps = nlohmann::json::object();
@@ -152,8 +152,9 @@ int run_quantize() {
       std::printf("gptq: %d experts (over all layers) received no calibration token and were quantized by RTN; "
                   "more calibration (--nsamples) reaches more experts\n",
                   rep.experts_without_calibration);
-    std::printf("quantize time %.1fs, peak RSS %.0f MiB%s\n", rep.seconds, rep.peak_rss_mib,
-                stream ? " (streamed: one layer at a time, written as shards)" : "");
+    std::printf("quantize time %.1fs, peak RSS %.0f MiB%s%s\n", rep.seconds, rep.peak_rss_mib,
+                stream ? " (streamed: one layer at a time, written as shards)" : "",
+                rep.peak_step.empty() ? "" : (", reached by the end of step " + rep.peak_step).c_str());
     std::string steps;
     for (const auto& [n, v] : rep.step_seconds) steps += (steps.empty() ? "" : ", ") + n + " " + fmt_seconds(v);
     std::printf("steps (wall, all layers): %s\n", steps.c_str());

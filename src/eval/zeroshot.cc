@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -188,21 +187,6 @@ Prepared prepare(const Session& s, const Request& r, const ScoreOptions& o, size
   return p;
 }
 
-// Copies sequence 0's first n positions of every layer to sequences 1..nseq-1. The cache's
-// buffers are sequence-major [nseq * max_len * X] (model/kv_cache.h), X per buffer.
-void broadcast_first_sequence(KVCache& c, int n) {
-  auto spread = [&](auto& per_layer) {
-    for (auto& buf : per_layer) {
-      if (buf.empty()) continue;
-      const size_t per_seq = buf.size() / c.nseq, per_pos = per_seq / c.max_len;
-      for (int b = 1; b < c.nseq; b++)
-        std::memcpy(buf.data() + b * per_seq, buf.data(), n * per_pos * sizeof(buf[0]));
-    }
-  };
-  spread(c.k), spread(c.v), spread(c.kq), spread(c.vq);
-  spread(c.kscale), spread(c.kzero), spread(c.vscale), spread(c.vzero);
-}
-
 }  // namespace
 
 void encode_pair(const Tokenizer& tok, std::string context, std::string continuation, BosMode bos,
@@ -265,7 +249,7 @@ std::vector<ChoiceScore> score_requests(const Session& s, const std::vector<Requ
   std::vector<float> head;  // logits of the shared positions [pre, V]
   if (pre > 0) {
     head = forward(m, P[0].ids.data(), 1, (int)pre, &cache, s.hooks());
-    broadcast_first_sequence(cache, (int)pre);
+    cache.broadcast_first_sequence((int)pre);
   }
   std::vector<float> tail;  // [B * T, V]
   if (T > 0) {

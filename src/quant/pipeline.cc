@@ -320,6 +320,17 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   return rep;
 }
 
+void QuantizeReport::add_step(const std::string& name, double s) {
+  const double rss = peak_rss_mib();
+  if (rss > peak_step_rss_mib) peak_step = name, peak_step_rss_mib = rss;
+  for (auto& [n, v] : step_seconds)
+    if (n == name) {
+      v += s;
+      return;
+    }
+  step_seconds.emplace_back(name, s);
+}
+
 // R4's block size in recipe.json ("r4": {"block": N}) and on the CLI (--r4-block), declared once
 // (quant/options.h). Power of two and divisibility are checked against the model (above, and
 // validate_quantized_model when a recipe loads): they need its down_proj widths.

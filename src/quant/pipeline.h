@@ -59,14 +59,11 @@ struct QuantizeReport {
   // Wall seconds per step, summed over layers (load, fuse, stats, weights, hessians, gptq,
   // propagate, write) in the order they first ran; prepare: the method's learning step.
   std::vector<std::pair<std::string, double>> step_seconds;
-  void add_step(const std::string& name, double s) {
-    for (auto& [n, v] : step_seconds)
-      if (n == name) {
-        v += s;
-        return;
-      }
-    step_seconds.emplace_back(name, s);
-  }
+  // The step that ended with the highest peak RSS so far (the process's high-water mark, read
+  // as each step ends), and that peak: where a memory bound is set.
+  std::string peak_step;
+  double peak_step_rss_mib = 0;
+  void add_step(const std::string& name, double s);
   std::string r1_kind, r2_kind, r3_kind, r4_kind;  // r4: "hadamard-block-64" with --r4-block 64
 };
 

@@ -2,6 +2,7 @@
 
 #include <Eigen/Dense>
 #include <immintrin.h>
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -342,16 +343,28 @@ void Rotation::apply_hadamard(float* x, int64_t rows, bool transpose) const {
       for (int j = 0; j < n_; j++) x[r * n_ + j] *= signs_[j];
 }
 
+// x (rows x n) <- x M^T for a dense n x n M, a block of rows at a time: the copy the product
+// needs stays small whatever the number of rows (an embedding of 128k rows would otherwise
+// double for the time of the product).
+static void apply_dense_rows(float* x, int64_t rows, int n, const float* mt) {
+  const int64_t block = std::max<int64_t>(1, std::min<int64_t>(rows, (int64_t{1} << 22) / n));
+  std::vector<float> tmp((size_t)block * n);
+  for (int64_t r0 = 0; r0 < rows; r0 += block) {
+    const int64_t nr = std::min(block, rows - r0);
+    float* xr = x + r0 * n;
+    std::copy(xr, xr + nr * n, tmp.begin());
+    sgemm_nt(tmp.data(), mt, xr, nr, n, n);
+  }
+}
+
 void Rotation::apply(float* x, int64_t rows) const {
   if (kind_ == "hadamard") return apply_hadamard(x, rows, false);
-  std::vector<float> tmp(x, x + rows * n_);
-  sgemm_nt(tmp.data(), qt_.ptr(), x, rows, n_, n_);  // x Q = x (Q^T)^T
+  apply_dense_rows(x, rows, n_, qt_.ptr());  // x Q = x (Q^T)^T
 }
 
 void Rotation::apply_inverse(float* x, int64_t rows) const {
   if (kind_ == "hadamard") return apply_hadamard(x, rows, true);
-  std::vector<float> tmp(x, x + rows * n_);
-  sgemm_nt(tmp.data(), q_.ptr(), x, rows, n_, n_);  // x Q^T
+  apply_dense_rows(x, rows, n_, q_.ptr());  // x Q^T
 }
 
 Tensor Rotation::matrix() const {
