@@ -321,7 +321,7 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
 }
 
 void QuantizeReport::add_step(const std::string& name, double s) {
-  const double rss = peak_rss_mib();
+  const double rss = kt::peak_rss_mib();  // the process-wide reader, not the member
   if (rss > peak_step_rss_mib) peak_step = name, peak_step_rss_mib = rss;
   for (auto& [n, v] : step_seconds)
     if (n == name) {
