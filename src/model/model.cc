@@ -265,6 +265,11 @@ void Model::set_post_norm_r1(std::shared_ptr<const RowTransform> r1) {
     if (l) l->post_norm_r1 = r1;
 }
 
+bool Model::has_post_norm_r1(int i) const {
+  if (i < 0 || i >= spec.n_layers) fail("layer index " + std::to_string(i) + " out of range");
+  return layers_[i] ? layers_[i]->post_norm_r1 != nullptr : post_norm_r1_ != nullptr;
+}
+
 void Model::untie_lm_head() {
   if (tied()) lm_head.w = embed;
 }

@@ -250,6 +250,9 @@ class Model {
   // The online R1 of a rotated post-norm model (LayerWeights::post_norm_r1), set on every
   // layer, loaded now or later (a quantized directory: open_model rebuilds it from the recipe).
   void set_post_norm_r1(std::shared_ptr<const RowTransform> r1);
+  // Whether layer i runs an online post-norm R1, without loading a layer that is not in memory
+  // (a streamed model's layer is hundreds of MiB).
+  bool has_post_norm_r1(int i) const;
 
  private:
   std::shared_ptr<TensorSource> src_;

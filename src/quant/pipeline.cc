@@ -157,7 +157,7 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   const ModelSpec& s = m.spec;
   QuantizeReport rep;
   // Its R1 would have to be composed with this run's; the recipe written could not say so.
-  if (s.n_layers > 0 && m.layer(0)->post_norm_r1)
+  if (s.n_layers > 0 && m.has_post_norm_r1(0))
     fail(m.path, "re-quantizing a model whose R1 runs online after its post-norms is not supported (quantize the original checkpoint)");
   // An HF-valid output needs rotate_half RoPE; converting is exact.
   convert_rope_to_rotate_half(m);
@@ -259,7 +259,7 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
     opt.sink->globals(m, r);
     m.embed = Tensor();
     m.lm_head = Linear();
-    lap("write");
+    lap("write globals");
   }
 
   Progress prog("quantize layers", s.n_layers, opt.progress);
