@@ -53,15 +53,17 @@ void rtn_quantize(Linear& l, const QuantSpec& ws) {
     }
 }
 
-// H / n with dead inputs set to 1, permuted (act_order), dampened, then turned into U in place.
-GptqFactor gptq_factor(const Hessian& hs, const GptqOptions& opt) {
+namespace {
+// The Hessian's sums H (n x n, summed over `samples` rows): H / samples with dead inputs set to
+// 1, permuted (act_order), dampened, then turned into U in place.
+GptqFactor factor_sums(std::vector<double> sums, int64_t cols, int64_t samples, const GptqOptions& opt) {
   GptqFactor f;
-  const int64_t cols = f.n = hs.n();
-  if ((int64_t)hs.data().size() != cols * cols) fail("internal: GPTQ Hessian already released");
-  const double inv_n = 1.0 / (double)std::max<int64_t>(1, hs.samples());
+  f.n = cols;
+  if ((int64_t)sums.size() != cols * cols) fail("internal: GPTQ Hessian already released");
+  const double inv_n = 1.0 / (double)std::max<int64_t>(1, samples);
   std::vector<double>& H = f.U;  // becomes U in place
-  H.resize(hs.data().size());
-  for (size_t i = 0; i < H.size(); i++) H[i] = hs.data()[i] * inv_n;
+  H = std::move(sums);
+  for (double& v : H) v *= inv_n;
   auto h = [&](int64_t i, int64_t j) -> double& { return H[(size_t)i * cols + j]; };
   // dead inputs (never active): H_ii = 1 and that column of W zero
   f.dead.assign(cols, 0);
@@ -85,6 +87,14 @@ GptqFactor gptq_factor(const Hessian& hs, const GptqOptions& opt) {
   if (!inverse_upper_cholesky(H.data(), cols))
     fail("--percdamp", "GPTQ Hessian is not positive definite even after dampening (raise --percdamp)");
   return f;
+}
+}  // namespace
+
+GptqFactor gptq_factor(const Hessian& hs, const GptqOptions& opt) { return factor_sums(hs.data(), hs.n(), hs.samples(), opt); }
+
+GptqFactor gptq_factor(Hessian&& hs, const GptqOptions& opt) {
+  const int64_t n = hs.n(), samples = hs.samples();
+  return factor_sums(hs.take(), n, samples, opt);
 }
 
 void gptq_quantize(Linear& l, const Hessian& hs, const QuantSpec& ws, const GptqOptions& opt) {

@@ -24,6 +24,9 @@ class Hessian {
   int64_t samples() const { return count_; }
   const std::vector<double>& data() const { return h_; }
   void release() { std::vector<double>().swap(h_); }  // once factored: frees the n^2 doubles
+  // The n^2 sums themselves, moved out (the Hessian is released): gptq_factor(Hessian&&) turns
+  // them into U in place instead of holding a copy next to them.
+  std::vector<double> take() { return std::move(h_); }
 
  private:
   int64_t n_, count_ = 0;
@@ -41,6 +44,8 @@ struct GptqFactor {
 };
 // Fails naming --percdamp when the dampened Hessian is not positive definite.
 GptqFactor gptq_factor(const Hessian& h, const GptqOptions& opt);
+// The same, factored in the Hessian's own storage (released): one n x n buffer, not two.
+GptqFactor gptq_factor(Hessian&& h, const GptqOptions& opt);
 
 // Quantizes l.w in place (fake-quantized values). Per-row quantizer params are found on the
 // full rows (or per group as columns are reached, for grouped specs), as GPTQ does.

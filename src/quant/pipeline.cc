@@ -107,8 +107,7 @@ void gptq_layer(LayerWeights& w, const Recipe& r, const QuantizeOptions& opt, Ho
       // one factorisation per Hessian, shared by the linears reading it (q/k/v, gate/up)
       GptqFactor f;
       if (!none && r.w.enabled()) {
-        f = gptq_factor(h[i], opt.gptq);
-        h[i].release();
+        f = gptq_factor(std::move(h[i]), opt.gptq);  // factored in the Hessian's storage
       }
       for (auto& c : g.linears)
         if (!c.routing && c.expert == experts[i]) {
