@@ -167,9 +167,13 @@ TEST(ForwardBlocks, KVCacheBroadcastCopiesTheFirstSequencesPrefix) {
           c.read(l, is_v, 0, len, first.data());
           const float* own = (is_v ? v : k).data() + (size_t)b * len * kvd;
           for (size_t i = 0; i < got.size(); i++) {
-            if (b > 0 && i < (size_t)n * kvd) ASSERT_EQ(got[i], first[i]) << bits << " bits, seq " << b << " value " << i;
-            else if (!bits) ASSERT_EQ(got[i], own[i]) << "seq " << b << " value " << i;
-            else if (l == 1 && is_v) ASSERT_EQ(got[i], before[b][i]) << bits << " bits, seq " << b << " value " << i;
+            if (b > 0 && i < (size_t)n * kvd) {
+              ASSERT_EQ(got[i], first[i]) << bits << " bits, seq " << b << " value " << i;
+            } else if (!bits) {
+              ASSERT_EQ(got[i], own[i]) << "seq " << b << " value " << i;
+            } else if (l == 1 && is_v) {
+              ASSERT_EQ(got[i], before[b][i]) << bits << " bits, seq " << b << " value " << i;
+            }
           }
         }
   }
