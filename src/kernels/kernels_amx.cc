@@ -24,6 +24,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/int_gemm_epilogue.h"
 #include "kernels/packed.h"
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -117,14 +118,10 @@ KT_AMX_TARGET void group_block(const int8_t* A, size_t lda, const int8_t* B0, co
     _tile_stored(2, c[2], 64);
     _tile_stored(3, c[3], 64);
   }
-  // as the VNNI kernel: fsum = s_w * acc (first group) or fma(s_w, acc, fsum)
+  // the VNNI kernel's per-group step (int_gemm_epilogue.h)
   for (int t = 0; t < NB; t++) {
     const __m512 sw = _mm512_loadu_ps(scales_g + 16 * t);
-    for (int r = 0; r < 32; r++) {
-      const __m512 acc = _mm512_cvtepi32_ps(_mm512_load_si512(c[2 * t + r / 16][r % 16]));
-      float* fs = &fsum[r][16 * t];
-      _mm512_store_ps(fs, gi == 0 ? _mm512_mul_ps(sw, acc) : _mm512_fmadd_ps(sw, acc, _mm512_load_ps(fs)));
-    }
+    for (int r = 0; r < 32; r++) int_epilogue_group(&fsum[r][16 * t], sw, _mm512_load_si512(c[2 * t + r / 16][r % 16]), gi);
   }
 }
 
@@ -168,16 +165,14 @@ KT_AMX_TARGET void amx_thread(const QuantizedActs& a, const PackedWeight& w, con
           if (nb == 2) group_block<2>(A, lda, B0, B1, gi * gkt, (gi + 1) * gkt, sg, gi, fsum);
           else group_block<1>(A, lda, B0, B1, gi * gkt, (gi + 1) * gkt, sg, gi, fsum);
         }
-        // y = s_x[m] * fsum (+ bias), masked past N, as the VNNI kernel
+        // y = s_x[m] * fsum (+ bias), masked past N, as the VNNI kernel does it
         for (int r = 0; r < mr; r++) {
           const __m512 sx = _mm512_set1_ps(a.scale[m0 + r]);
           for (int t = 0; t < nb; t++) {
             const int c0 = n0 + 16 * t;
             if (c0 >= w.N) continue;
             const __mmask16 mask = w.N - c0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (w.N - c0)) - 1);
-            const __m512 f = _mm512_load_ps(&fsum[r][16 * t]);
-            const __m512 v = bias ? _mm512_fmadd_ps(sx, f, _mm512_maskz_loadu_ps(mask, bias + c0)) : _mm512_mul_ps(sx, f);
-            _mm512_mask_storeu_ps(y + (size_t)(m0 + r) * w.N + c0, mask, v);
+            int_epilogue_store(y + (size_t)(m0 + r) * w.N + c0, sx, &fsum[r][16 * t], bias ? bias + c0 : nullptr, mask);
           }
         }
       }

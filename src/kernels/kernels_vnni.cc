@@ -17,6 +17,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/int_gemm_epilogue.h"
 #include "kernels/packed.h"
 
 // GCC 12 reports the deliberately undefined pass-through operands inside its own intrinsics
@@ -111,10 +112,7 @@ KT_VNNI_TARGET static inline void micro(const GemmArgs& g, int m0, int tile0) {
           int32_t* dst = &g.acc[((size_t)(m0 + r) * w.Np + n0) * G + gi];
           for (int c = 0; c < 16; c++) dst[(size_t)c * G] = v[c];
         } else {
-          // fsum = s_w * acc (first group) or fma(s_w, acc, fsum): written out, and the file built
-          // with -ffp-contract=off, so the AMX kernel can repeat it bit for bit
-          const __m512 sw = _mm512_loadu_ps(&w.scales_gn[(size_t)gi * w.Np + n0]), acc = _mm512_cvtepi32_ps(s[r][t]);
-          _mm512_store_ps(fsum[r][t], gi == 0 ? _mm512_mul_ps(sw, acc) : _mm512_fmadd_ps(sw, acc, _mm512_load_ps(fsum[r][t])));
+          int_epilogue_group(fsum[r][t], _mm512_loadu_ps(&w.scales_gn[(size_t)gi * w.Np + n0]), s[r][t], gi);
         }
       }
   }
@@ -128,9 +126,7 @@ KT_VNNI_TARGET static inline void micro(const GemmArgs& g, int m0, int tile0) {
         const int n0 = (tile0 + t) * 16;
         if (n0 >= w.N) continue;
         const __mmask16 mask = w.N - n0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (w.N - n0)) - 1);
-        const __m512 v = g.bias ? _mm512_fmadd_ps(sx, _mm512_load_ps(fsum[r][t]), _mm512_maskz_loadu_ps(mask, g.bias + n0))
-                                : _mm512_mul_ps(sx, _mm512_load_ps(fsum[r][t]));
-        _mm512_mask_storeu_ps(g.y + (size_t)(m0 + r) * w.N + n0, mask, v);
+        int_epilogue_store(g.y + (size_t)(m0 + r) * w.N + n0, sx, fsum[r][t], g.bias ? g.bias + n0 : nullptr, mask);
       }
     }
   }
