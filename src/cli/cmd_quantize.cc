@@ -52,7 +52,8 @@ void check_model_dependent_options(const ModelSpec& s) {
 
 int run_quantize() {
   if (qa.out.empty()) fail("--out DIR is required");
-  auto m = open_model(qa.model, /*resident=*/0, qa.tokenizer);  // streamed until the budget says otherwise
+  // streamed until the budget says otherwise, the embedding and head left in the checkpoint
+  auto m = open_model(qa.model, /*resident=*/0, qa.tokenizer, nullptr, /*defer_globals=*/true);
   if (qa.truncate > m->spec.n_layers)
     fail("--truncate-layers: " + std::to_string(qa.truncate) + " exceeds the model's " +
          std::to_string(m->spec.n_layers) + " layers");
@@ -61,7 +62,10 @@ int run_quantize() {
   // A model that fits the budget in fp32 is held whole and written as one model.safetensors;
   // a larger one is streamed: one layer in memory, each written to its own shard when done.
   const bool stream = (double)m->fp32_bytes() > qa.memory_budget_gib * (1 << 30);
-  if (!stream) m->set_resident(true);
+  if (!stream) {
+    m->load_globals();
+    m->set_resident(true);
+  }
   QuantizeOptions o;
   qa.opt_flags->commit();
   o.recipe = qa.opts;  // the method and GPTQ options; everything else is set below

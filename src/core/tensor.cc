@@ -11,13 +11,19 @@
 
 namespace kt {
 
+namespace {
+// only the pages wholly inside [p, p + n): a neighbour sharing an edge page may still be in use
+void release_mapped_bytes(const uint8_t* p, size_t n) {
+  const uintptr_t page = (uintptr_t)::sysconf(_SC_PAGESIZE);
+  const uintptr_t lo = ((uintptr_t)p + page - 1) / page * page;
+  const uintptr_t hi = ((uintptr_t)p + n) / page * page;
+  if (hi > lo) (void)::madvise((void*)lo, hi - lo, MADV_DONTNEED);  // advisory: a failure only costs RSS
+}
+}  // namespace
+
 void release_mapped_pages(const TensorInfo& ti) {
   if (!ti.mapped || !ti.data || ti.nbytes == 0) return;
-  // only the pages wholly inside the tensor: a neighbour sharing an edge page may still be in use
-  const uintptr_t page = (uintptr_t)::sysconf(_SC_PAGESIZE);
-  const uintptr_t lo = ((uintptr_t)ti.data + page - 1) / page * page;
-  const uintptr_t hi = ((uintptr_t)ti.data + ti.nbytes) / page * page;
-  if (hi > lo) (void)::madvise((void*)lo, hi - lo, MADV_DONTNEED);  // advisory: a failure only costs RSS
+  release_mapped_bytes(ti.data, ti.nbytes);
 }
 
 const char* dtype_name(DType t) {
@@ -124,35 +130,33 @@ void quantize_row_q8_0_ref(const float* x, BlockQ8_0* y, size_t n) {
   }
 }
 
-Tensor to_f32(const TensorInfo& ti) {
-  Tensor t(ti.shape);
-  size_t n = t.data.size();
-  if (dtype_nbytes(ti.dtype, n) != ti.nbytes || (n > 0 && ti.nbytes == 0))
-    fail(ti.file, "tensor " + quote(ti.name) + " byte size does not match its shape");
-  const uint8_t* p = ti.data;
-  float* out = t.data.data();
+namespace {
+
+// Elements [first, first + n) of a stored tensor as fp32; first and n are whole blocks for a
+// block type (Q8_0). The caller has checked the byte size against the shape.
+void convert_f32(const TensorInfo& ti, size_t first, size_t n, float* out) {
   switch (ti.dtype) {
     case DType::F32:
-      std::memcpy(out, p, n * 4);
+      std::memcpy(out, ti.data + 4 * first, n * 4);
       break;
     case DType::F16:
       for (size_t i = 0; i < n; i++) {
         uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
+        std::memcpy(&h, ti.data + 2 * (first + i), 2);
         out[i] = f16_to_f32(h);
       }
       break;
     case DType::BF16:
       for (size_t i = 0; i < n; i++) {
         uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
+        std::memcpy(&h, ti.data + 2 * (first + i), 2);
         out[i] = bf16_to_f32(h);
       }
       break;
     case DType::F64:
       for (size_t i = 0; i < n; i++) {
         double d;
-        std::memcpy(&d, p + 8 * i, 8);
+        std::memcpy(&d, ti.data + 8 * (first + i), 8);
         // out of float range is UB to cast: make it Inf, which the loader then reports
         out[i] = std::fabs(d) <= 3.4028234663852886e38 || d != d ? (float)d : (d > 0 ? INFINITY : -INFINITY);
       }
@@ -160,7 +164,7 @@ Tensor to_f32(const TensorInfo& ti) {
     case DType::Q8_0:
       for (size_t b = 0; b < n / 32; b++) {
         BlockQ8_0 blk;
-        std::memcpy(&blk, p + b * sizeof blk, sizeof blk);
+        std::memcpy(&blk, ti.data + (first / 32 + b) * sizeof blk, sizeof blk);
         const float d = f16_to_f32(blk.d);
         for (int i = 0; i < 32; i++) out[b * 32 + i] = d * (float)blk.qs[i];
       }
@@ -169,6 +173,21 @@ Tensor to_f32(const TensorInfo& ti) {
       fail(ti.file, "tensor " + quote(ti.name) + " has dtype " + dtype_name(ti.dtype) +
                         ", expected a floating-point type (F32/F16/BF16/Q8_0)");
   }
+}
+
+void check_nbytes(const TensorInfo& ti, size_t n) {
+  if (dtype_nbytes(ti.dtype, n) != ti.nbytes || (n > 0 && ti.nbytes == 0))
+    fail(ti.file, "tensor " + quote(ti.name) + " byte size does not match its shape");
+}
+
+}  // namespace
+
+Tensor to_f32(const TensorInfo& ti) {
+  Tensor t(ti.shape);
+  size_t n = t.data.size();
+  check_nbytes(ti, n);
+  float* out = t.data.data();
+  convert_f32(ti, 0, n, out);
   if (ti.unpermute_heads > 0) {
     const int64_t rows = ti.shape.empty() ? 0 : ti.shape[0], cols = rows ? (int64_t)n / rows : 0;
     const int64_t hd = rows / ti.unpermute_heads;
@@ -177,6 +196,32 @@ Tensor to_f32(const TensorInfo& ti) {
     permute_qk_rows(src.data(), out, rows, cols, ti.unpermute_heads, /*to_gguf=*/false);
   }
   return t;
+}
+
+bool readable_by_rows(const TensorInfo& ti) {
+  if (ti.shape.size() != 2 || ti.shape[0] < 0 || ti.shape[1] < 0 || ti.unpermute_heads > 0) return false;
+  switch (ti.dtype) {
+    case DType::F32: case DType::F16: case DType::BF16: case DType::F64: case DType::Q8_0: break;
+    default: return false;
+  }
+  // whole blocks per row, and the bytes the shape implies
+  const size_t n = Tensor::numel_of(ti.shape);
+  return dtype_nbytes(ti.dtype, (size_t)ti.shape[1]) > 0 && dtype_nbytes(ti.dtype, n) == ti.nbytes && (n == 0 || ti.data);
+}
+
+void to_f32_rows(const TensorInfo& ti, int64_t row0, int64_t n, float* dst) {
+  if (!readable_by_rows(ti)) fail(ti.file, "tensor " + quote(ti.name) + " cannot be read by rows");
+  const int64_t rows = ti.shape[0], cols = ti.shape[1];
+  if (row0 < 0 || n < 0 || row0 > rows || n > rows - row0)
+    fail(ti.file, "internal: rows " + std::to_string(row0) + "+" + std::to_string(n) + " of tensor " + quote(ti.name) +
+                      " with " + std::to_string(rows));
+  convert_f32(ti, (size_t)(row0 * cols), (size_t)(n * cols), dst);
+}
+
+void release_mapped_rows(const TensorInfo& ti, int64_t row0, int64_t n) {
+  if (!ti.mapped || !ti.data || ti.shape.size() != 2 || n <= 0) return;
+  const size_t row_bytes = dtype_nbytes(ti.dtype, (size_t)ti.shape[1]);
+  release_mapped_bytes(ti.data + (size_t)row0 * row_bytes, (size_t)n * row_bytes);
 }
 
 void permute_qk_rows(const float* src, float* dst, int64_t rows, int64_t cols, int heads, bool to_gguf) {

@@ -83,6 +83,14 @@ void permute_qk_rows(const float* src, float* dst, int64_t rows, int64_t cols, i
 
 // Converts a stored tensor to fp32 (F32/F16/BF16/F64/Q8_0 accepted).
 Tensor to_f32(const TensorInfo& ti);
+// Rows [row0, row0 + n) of a stored matrix in fp32 into dst (n x cols), without converting the
+// rest: an embedding of 128k rows is read a block at a time. Only for a tensor readable_by_rows:
+// a matrix of whole-block rows in a dtype to_f32 takes, whose bytes match its shape, stored in
+// the order it is used (not a GGUF q/k that to_f32 unpermutes); to_f32_rows fails on another.
+bool readable_by_rows(const TensorInfo& ti);
+void to_f32_rows(const TensorInfo& ti, int64_t row0, int64_t n, float* dst);
+// release_mapped_pages for rows [row0, row0 + n) of a mapped matrix.
+void release_mapped_rows(const TensorInfo& ti, int64_t row0, int64_t n);
 
 // A set of named tensors that can be materialised one at a time (so a model larger
 // than RAM in fp32 can be processed layer by layer).

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <deque>
 #include <filesystem>
+#include <functional>
+#include <optional>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -14,6 +16,7 @@
 #include "kernels/packed.h"
 #include "model/fused.h"
 #include "model/pack_linear.h"
+#include "quant/pipeline.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "util/interrupt.h"
@@ -74,7 +77,13 @@ class QuantizedTensorSet {
   QuantizedTensorSet(const Model& m, bool packed, bool scale_f16) : m_(m), packed_(packed), scale_f16_(scale_f16) {}
 
   // The embedding (first in model.safetensors, alone with the head in a streamed model's shard 1).
-  void add_embed() { add(table().global(Global::Embed).hf, m_.embed); }
+  // Deferred (Model::globals_deferred): read, transformed and written a block of rows at a time.
+  void add_embed() {
+    const std::string name = table().global(Global::Embed).hf;
+    if (!m_.globals_deferred()) return add(name, m_.embed);
+    const int64_t d = m_.spec.hidden;
+    add_rows(name, [this, d](size_t first, size_t n, float* dst) { m_.embed_rows((int64_t)(first / d), (int64_t)(n / d), dst); });
+  }
 
   // Layer l: norms first, then each linear with its bias and scales (the order of the data in
   // the file). Every linear with its table name (each expert's; the routing linears too, which
@@ -101,9 +110,10 @@ class QuantizedTensorSet {
   }
 
   // The head, a linear named by its weight ("lm_head.weight" -> "lm_head"); nothing when tied.
-  void add_head(const std::string& out) {
+  void add_head(const std::string& out, const Recipe& r) {
     if (m_.tied()) return;
     const std::string hf = table().global(Global::LmHead).hf;
+    if (m_.globals_deferred()) return add_head_by_rows(hf, r);
     if (m_.lm_head.w.empty()) fail(out, "lm_head has no fp32 weights to write (a packed model? save the fake-quant one)");
     if (m_.lm_head.qscale.empty() || hf.size() < 7 || hf.compare(hf.size() - 7, 7, ".weight") != 0)
       add(hf, m_.lm_head.w);
@@ -137,6 +147,64 @@ class QuantizedTensorSet {
 
  private:
   const ArchTable& table() const { return arch_table(m_.spec); }
+
+  // Rows of the embedding or head written per piece: whole 16-row tiles of packed weights,
+  // ~3 MiB of fp32 (a vocabulary rarely a multiple of it: the last piece is short).
+  int64_t piece_rows() const {
+    return std::max<int64_t>(1, ((int64_t{3} << 20) / (4 * m_.spec.hidden)) / kTileN) * kTileN;
+  }
+  // A [vocab, hidden] fp32 tensor made by `rows` a piece at a time.
+  void add_rows(const std::string& name, std::function<void(size_t, size_t, float*)> rows) {
+    const int64_t d = m_.spec.hidden;
+    SafetensorsOut t{name, {m_.spec.vocab, d}, DType::F32, nullptr, nullptr};
+    t.piece = (size_t)(piece_rows() * d);
+    t.produce = std::move(rows);
+    ts_.push_back(std::move(t));
+  }
+
+  // A deferred head (see add_embed): each piece of rows read, transformed and quantized by
+  // head_block, then packed or written as fp32 on its grid, as add_linear writes a held head; its
+  // scales (vocab x groups: small) are kept from each piece for the .qscale written after it.
+  void add_head_by_rows(const std::string& hf, const Recipe& r) {
+    const int64_t V = m_.spec.vocab, d = m_.spec.hidden, R = piece_rows();
+    const Linear probe = head_block(m_, r, 0, std::min<int64_t>(V, kTileN));  // the scales' layout
+    const bool linear = hf.size() > 7 && hf.compare(hf.size() - 7, 7, ".weight") == 0;
+    if (probe.qscale.empty() || !linear)  // unquantized, or on a grid without recorded scales
+      return add_rows(hf, [this, &r, d](size_t first, size_t n, float* dst) {
+        const Linear b = head_block(m_, r, (int64_t)(first / d), (int64_t)(n / d));
+        std::copy(b.w.data.begin(), b.w.data.end(), dst);
+      });
+    const std::string base = hf.substr(0, hf.size() - 7);
+    const int64_t G = probe.qscale.dim(1);
+    scales_keep_.push_back(Tensor({V, G}));
+    Tensor* scales = &scales_keep_.back();
+    auto keep_scales = [scales, G](const Linear& b, int64_t row0) {
+      std::copy(b.qscale.data.begin(), b.qscale.data.end(), scales->data.begin() + row0 * G);
+    };
+    const std::optional<WType> wt = packed_ ? linear_wtype(probe) : std::nullopt;
+    if (wt) {
+      const size_t tile = wtype_traits(*wt).packed_bytes(kTileN, (int)d);  // bytes of 16 rows
+      SafetensorsOut t{base + ".qweight", {(int64_t)(tile * ((V + kTileN - 1) / kTileN))}, DType::U8, nullptr, nullptr};
+      t.piece = tile * (size_t)(R / kTileN);
+      t.produce_bytes = [this, &r, tile, V, keep_scales](size_t first, size_t n, uint8_t* dst) {
+        const int64_t row0 = (int64_t)(first / tile) * kTileN, rows = std::min<int64_t>(V - row0, (int64_t)(n / tile) * kTileN);
+        const Linear b = head_block(m_, r, row0, rows);
+        keep_scales(b, row0);
+        const std::shared_ptr<const PackedWeight> pw = pack_linear(b, m_.path, "lm_head");
+        if (!pw || pw->data.size() != n) fail(m_.path, "internal: lm_head rows packed to an unexpected size");
+        std::copy(pw->data.begin(), pw->data.end(), dst);
+      };
+      ts_.push_back(std::move(t));
+    } else {
+      add_rows(base + ".weight", [this, &r, d, keep_scales](size_t first, size_t n, float* dst) {
+        const Linear b = head_block(m_, r, (int64_t)(first / d), (int64_t)(n / d));
+        keep_scales(b, (int64_t)(first / d));
+        std::copy(b.w.data.begin(), b.w.data.end(), dst);
+      });
+    }
+    add(base + ".qscale", *scales, scale_f16_ ? DType::F16 : DType::F32);  // filled by the time it is written
+    qbits_keep_.push_back(Tensor::from({(float)probe.qbits}));
+  }
   void add(const std::string& name, const Tensor& t, DType d = DType::F32) {
     ts_.push_back({name, t.shape, d, t.data.data(), nullptr});
   }
@@ -171,6 +239,7 @@ class QuantizedTensorSet {
   std::vector<std::shared_ptr<const PackedWeight>> packed_keep_;  // the packed bytes written as U8
   std::deque<Linear> fused_keep_;  // the fused linears of a family that stores them so (Phi-3)
   std::deque<Tensor> norm_keep_;
+  std::deque<Tensor> scales_keep_;  // a deferred head's scales, filled as its rows are written
 };
 
 namespace {
@@ -207,6 +276,7 @@ void check_online_r1(const LayerWeights& w0, const Model& m, const Recipe& r, co
 void save_quantized(const Model& m, const Recipe& r, const std::string& out, bool force, bool packed,
                     const std::vector<std::string>& inputs) {
   const OutputPolicy policy = model_dir_policy(m, force, inputs);
+  if (m.globals_deferred()) fail(out, "internal: a whole model written with its globals deferred");
   if (m.spec.n_layers > 0) check_online_r1(*m.layer(0), m, r, out);
   check_output(out, policy, /*is_dir=*/true);
   OutputDir dir(out, policy);
@@ -219,7 +289,7 @@ void save_quantized(const Model& m, const Recipe& r, const std::string& out, boo
       keep.push_back(m.layer(l));
       set.add_layer(l, *keep.back());
     }
-    set.add_head(out);
+    set.add_head(out, r);
     set.pair_qbits();
     set.add_final_norm();
     for (auto& [name, t] : r.tensors) set.add_recipe_tensor(name, t);
@@ -275,7 +345,7 @@ void QuantizedModelWriter::globals(const Model& m, const Recipe& r) {
   tied_ = m.tied();
   write_set(m, r, 0, false, [&](QuantizedTensorSet& s) {
     s.add_embed();
-    s.add_head(out_);
+    s.add_head(out_, r);
   });
   globals_done_ = true;
 }

@@ -293,6 +293,32 @@ std::string file_prefix(const json& h, size_t payload) {
 
 }  // namespace
 
+namespace {
+// n fp32 values stored as `dtype`: F32 as they are, F16/BF16 (round to nearest even) or U8
+// (values 0..255) converted a chunk at a time in buf.
+void put_values(const ChunkSink& put, DType dtype, const float* v, size_t n, std::vector<uint8_t>& buf) {
+  if (dtype == DType::F32) {
+    put(v, n * 4);
+    return;
+  }
+  constexpr size_t kChunk = 1 << 16;  // elements converted at a time
+  for (size_t i0 = 0; i0 < n; i0 += kChunk) {
+    const size_t m = std::min(kChunk, n - i0);
+    if (dtype == DType::U8) {
+      buf.resize(m);
+      for (size_t i = 0; i < m; i++) buf[i] = (uint8_t)v[i0 + i];
+    } else {
+      buf.resize(m * 2);
+      for (size_t i = 0; i < m; i++) {
+        const uint16_t x = dtype == DType::F16 ? f32_to_f16(v[i0 + i]) : f32_to_bf16(v[i0 + i]);
+        std::memcpy(buf.data() + 2 * i, &x, 2);
+      }
+    }
+    put(buf.data(), buf.size());
+  }
+}
+}  // namespace
+
 void write_safetensors(const std::string& path, const std::vector<SafetensorsOut>& tensors,
                        const std::map<std::string, std::string>& metadata) {
   json h = json::object();
@@ -301,7 +327,8 @@ void write_safetensors(const std::string& path, const std::vector<SafetensorsOut
   for (const SafetensorsOut& t : tensors) {
     if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16 && t.dtype != DType::U8)
       fail(path, "internal: tensor " + quote(t.name) + " cannot be written as " + dtype_name(t.dtype));
-    if (Tensor::numel_of(t.shape) > 0 && !t.values && !(t.bytes && t.dtype == DType::U8))
+    const bool made = (t.produce || (t.produce_bytes && t.dtype == DType::U8)) && t.piece > 0;
+    if (Tensor::numel_of(t.shape) > 0 && !t.values && !(t.bytes && t.dtype == DType::U8) && !made)
       fail(path, "internal: tensor " + quote(t.name) + " has no data");
     const size_t nb = dtype_nbytes(t.dtype, (size_t)Tensor::numel_of(t.shape));
     h[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {off, off + nb}}};
@@ -311,31 +338,25 @@ void write_safetensors(const std::string& path, const std::vector<SafetensorsOut
   write_file_atomic(path, [&](const ChunkSink& put) {
     put(prefix.data(), prefix.size());
     std::vector<uint8_t> buf;
-    constexpr size_t kChunk = 1 << 16;  // elements converted at a time
+    std::vector<float> piece;
     for (const SafetensorsOut& t : tensors) {
       const size_t n = (size_t)Tensor::numel_of(t.shape);
-      if (t.bytes) {
+      if (t.bytes && t.dtype == DType::U8) {
         put(t.bytes, n);
-        continue;
-      }
-      if (t.dtype == DType::F32) {
-        put(t.values, n * 4);
-        continue;
-      }
-      for (size_t i0 = 0; i0 < n; i0 += kChunk) {
-        const size_t m = std::min(kChunk, n - i0);
-        const float* v = t.values + i0;
-        if (t.dtype == DType::U8) {
-          buf.resize(m);
-          for (size_t i = 0; i < m; i++) buf[i] = (uint8_t)v[i];
-        } else {
-          buf.resize(m * 2);
-          for (size_t i = 0; i < m; i++) {
-            const uint16_t x = t.dtype == DType::F16 ? f32_to_f16(v[i]) : f32_to_bf16(v[i]);
-            std::memcpy(buf.data() + 2 * i, &x, 2);
-          }
+      } else if (t.values) {
+        put_values(put, t.dtype, t.values, n, buf);
+      } else if (t.produce_bytes && t.dtype == DType::U8) {
+        for (size_t i0 = 0; i0 < n; i0 += t.piece) {
+          buf.resize(std::min(t.piece, n - i0));
+          t.produce_bytes(i0, buf.size(), buf.data());
+          put(buf.data(), buf.size());
         }
-        put(buf.data(), buf.size());
+      } else {  // produced values, each piece stored as held values would be
+        for (size_t i0 = 0; i0 < n; i0 += t.piece) {
+          piece.resize(std::min(t.piece, n - i0));
+          t.produce(i0, piece.size(), piece.data());
+          put_values(put, t.dtype, piece.data(), piece.size(), buf);
+        }
       }
     }
   });

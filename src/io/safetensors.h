@@ -1,5 +1,6 @@
 // safetensors reader (single file or sharded via model.safetensors.index.json) and writer.
 #pragma once
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -57,6 +58,13 @@ struct SafetensorsOut {
   DType dtype = DType::F32;
   const float* values = nullptr;
   const uint8_t* bytes = nullptr;
+  // Or made a piece at a time (a tensor too large to hold whole: a streamed model's embedding
+  // and head): fills elements [first, first + n) with fp32 values (produce; stored as `dtype`) or
+  // with U8 bytes (produce_bytes), asked for in order in pieces of `piece` elements (the last
+  // may be shorter).
+  std::function<void(size_t first, size_t n, float* dst)> produce;
+  std::function<void(size_t first, size_t n, uint8_t* dst)> produce_bytes;
+  size_t piece = 0;
 };
 // Writes them in order, atomically, converting in small chunks: memory stays what the caller holds
 // (no image of the file is built).

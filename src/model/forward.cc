@@ -77,10 +77,10 @@ void embed_tokens(const Model& m, const int32_t* tokens, int64_t n, float* x) {
       fail(m.tokenizer_path.empty() ? m.path : m.tokenizer_path,
            "tokenizer produced token id " + std::to_string(tokens[i]) + ", out of range for the model's vocab of " +
                std::to_string(m.spec.vocab));
-    std::copy(m.embed.ptr() + tokens[i] * d, m.embed.ptr() + (tokens[i] + 1) * d, x + i * d);
-    if (m.spec.embed_scale != 1.0f)
-      for (int64_t j = 0; j < d; j++) x[i * d + j] *= m.spec.embed_scale;
   }
+  m.embed_rows_of(tokens, n, x);  // a streamed quantization's deferred embedding: read from the checkpoint
+  if (m.spec.embed_scale != 1.0f)
+    for (int64_t i = 0; i < n * d; i++) x[i] *= m.spec.embed_scale;
 }
 
 namespace {

@@ -1,6 +1,7 @@
 #include "io/hf_config.h"
 #include "model/model.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "io/gguf_model.h"
@@ -53,17 +54,19 @@ std::string find_llama2c_tokenizer(const std::string& bin) {
 
 }  // namespace
 
-std::unique_ptr<Model> Model::from_source(ModelSpec spec, std::shared_ptr<TensorSource> src, bool resident) {
+std::unique_ptr<Model> Model::from_source(ModelSpec spec, std::shared_ptr<TensorSource> src, bool resident,
+                                          bool defer_globals) {
   auto m = std::make_unique<Model>();
   m->spec = std::move(spec);
   m->src_ = unfused_source(std::move(src), m->spec);  // a fused checkpoint (Phi-3) read as its parts
   m->path = m->src_->describe();
   m->resident_ = resident;
-  m->init_globals();
+  m->init_globals(defer_globals);
   return m;
 }
 
-std::unique_ptr<Model> Model::open(const std::string& path, int resident, const std::string& tokenizer_path) {
+std::unique_ptr<Model> Model::open(const std::string& path, int resident, const std::string& tokenizer_path,
+                                   bool defer_globals) {
   std::unique_ptr<Model> m;
   if (is_directory(path)) {
     std::string cfg = join_path(path, "config.json");
@@ -72,7 +75,7 @@ std::unique_ptr<Model> Model::open(const std::string& path, int resident, const 
     // A quantized model (with recipe.json) is checked whole against its recipe by
     // quant/open_model.h before this runs; here each layer's grid tensors are checked as it loads.
     auto src = std::make_shared<SafetensorsDir>(path);
-    m = from_source(spec, src, keep_resident(*src, resident));
+    m = from_source(spec, src, keep_resident(*src, resident), defer_globals);
     // HF tokenizer files win; a directory without them may carry a converted model's vocabulary
     const bool hf_tok = file_exists(join_path(path, "tokenizer.model")) || file_exists(join_path(path, "tokenizer.json"));
     if (!tokenizer_path.empty()) {
@@ -92,12 +95,12 @@ std::unique_ptr<Model> Model::open(const std::string& path, int resident, const 
     auto f = std::make_shared<const GGUFFile>(path);
     ModelSpec spec = gguf_model_spec(*f);
     auto src = std::make_shared<GGUFSource>(f, spec);
-    m = from_source(spec, src, keep_resident(*src, resident));
+    m = from_source(spec, src, keep_resident(*src, resident), defer_globals);
     m->tokenizer = tokenizer_path.empty() ? load_gguf_tokenizer(*f) : load_sentencepiece(tokenizer_path);
     m->tokenizer_path = tokenizer_path.empty() ? path : tokenizer_path;
   } else if (file_exists(path)) {
     auto ck = read_llama2c(path);
-    m = from_source(ck.spec, std::shared_ptr<TensorSource>(std::move(ck.tensors)), true);
+    m = from_source(ck.spec, std::shared_ptr<TensorSource>(std::move(ck.tensors)), true, defer_globals);
     std::string tp = tokenizer_path.empty() ? find_llama2c_tokenizer(path) : tokenizer_path;
     if (tp.empty()) fail(path, "missing tokenizer (no tokenizer.bin or tok*.bin beside the checkpoint; pass --tokenizer)");
     m->tokenizer = load_llama2c_tokenizer(tp, m->spec.vocab);
@@ -143,10 +146,46 @@ void load_linear(const TensorSource& src, const std::string& n, int64_t out, int
 }
 }  // namespace
 
-void Model::init_globals() {
+namespace {
+// "lm_head.weight" -> "lm_head": the head is a linear named by its weight (+ .qscale, .qbits, .qweight)
+std::string head_base(const std::string& hf) {
+  const std::string wsuf = ".weight";
+  const bool named = hf.size() > wsuf.size() && hf.compare(hf.size() - wsuf.size(), wsuf.size(), wsuf) == 0;
+  return named ? hf.substr(0, hf.size() - wsuf.size()) : "";
+}
+}  // namespace
+
+bool Model::can_defer_globals() const {
+  for (const GlobalRow& g : arch_table(spec).globals) {
+    if (g.id == Global::FinalNorm) continue;
+    if (g.id == Global::LmHead) {
+      const std::string base = head_base(g.hf);
+      if (!base.empty() && (src_->has(base + ".qweight") || src_->has(base + ".qscale"))) return false;
+      if (!src_->has(g.hf)) continue;  // tied (or missing: the usual load says which)
+    }
+    if (!src_->has(g.hf)) return false;
+    const TensorInfo& ti = src_->info(g.hf);
+    // anything unusual loads as usual, which names what is wrong
+    if (ti.shape != global_shape(g, spec) || !readable_by_rows(ti)) return false;
+  }
+  return true;
+}
+
+void Model::init_globals(bool defer) {
   const auto& s = spec;
   const ArchTable& t = arch_table(s);
+  deferred_ = defer && can_defer_globals();
   for (const GlobalRow& g : t.globals) {
+    if (deferred_ && g.id != Global::FinalNorm) {
+      if (g.id == Global::Embed) embed_name_ = g.hf;
+      if (g.id == Global::LmHead) {
+        head_name_ = g.hf;
+        head_stored_ = src_->has(g.hf);
+        if (!head_stored_ && !s.tie_embeddings)
+          fail(src_->describe(), "missing tensor " + quote(g.hf) + " (and tie_word_embeddings is false)");
+      }
+      continue;
+    }
     if (g.id == Global::LmHead) {
       // a linear named by its weight: "lm_head.weight" -> "lm_head" (+ .qscale, .qbits, .qweight)
       const std::string hf = g.hf, wsuf = ".weight";
@@ -271,7 +310,100 @@ bool Model::has_post_norm_r1(int i) const {
 }
 
 void Model::untie_lm_head() {
-  if (tied()) lm_head.w = embed;
+  if (!tied()) return;
+  if (deferred_) {  // the head reads the embedding's rows with the transforms the embedding had so far
+    head_untied_ = true;
+    head_fns_ = embed_fns_;
+    return;
+  }
+  lm_head.w = embed;
+}
+
+void Model::read_rows(const std::string& name, int64_t row0, int64_t n, float* dst) const {
+  const TensorInfo& ti = src_->info(name);
+  to_f32_rows(ti, row0, n, dst);
+  release_mapped_rows(ti, row0, n);  // the rows are converted: the file's pages need not stay counted
+  const int64_t d = ti.shape[1];
+  for (int64_t i = 0; i < n * d; i++)
+    if (!std::isfinite(dst[i]))
+      fail(ti.file, "tensor " + quote(name) + " holds a NaN or Inf (row " + std::to_string(row0 + i / d) + ")");
+}
+
+namespace {
+void check_rows(const ModelSpec& s, int64_t row0, int64_t n) {
+  if (row0 < 0 || n < 0 || row0 > s.vocab || n > s.vocab - row0)
+    fail("internal: rows " + std::to_string(row0) + "+" + std::to_string(n) + " of a vocabulary of " + std::to_string(s.vocab));
+}
+}  // namespace
+
+void Model::embed_rows(int64_t row0, int64_t n, float* dst) const {
+  check_rows(spec, row0, n);
+  const int64_t d = spec.hidden;
+  if (!deferred_) {
+    std::copy(embed.ptr() + row0 * d, embed.ptr() + (row0 + n) * d, dst);
+    return;
+  }
+  read_rows(embed_name_, row0, n, dst);
+  for (const GlobalRowsFn& f : embed_fns_) f(dst, n);
+}
+
+void Model::head_rows(int64_t row0, int64_t n, float* dst) const {
+  check_rows(spec, row0, n);
+  const int64_t d = spec.hidden;
+  if (!deferred_) {
+    const Tensor& h = head();
+    if (h.numel() != spec.vocab * d) fail(path, "internal: the head has no fp32 rows to read");
+    std::copy(h.ptr() + row0 * d, h.ptr() + (row0 + n) * d, dst);
+    return;
+  }
+  if (tied()) return embed_rows(row0, n, dst);
+  read_rows(head_stored_ ? head_name_ : embed_name_, row0, n, dst);
+  for (const GlobalRowsFn& f : head_fns_) f(dst, n);
+}
+
+void Model::embed_rows_of(const int32_t* ids, int64_t n, float* dst) const {
+  const int64_t d = spec.hidden;
+  for (int64_t i = 0; i < n; i++) check_rows(spec, ids[i], 1);
+  if (!deferred_) {
+    for (int64_t i = 0; i < n; i++) std::copy(embed.ptr() + ids[i] * d, embed.ptr() + (ids[i] + 1) * d, dst + i * d);
+    return;
+  }
+  std::vector<int32_t> u(ids, ids + n);  // each distinct row read once, all transformed together
+  std::sort(u.begin(), u.end());
+  u.erase(std::unique(u.begin(), u.end()), u.end());
+  std::vector<float> rows(u.size() * (size_t)d);
+  for (size_t i = 0; i < u.size(); i++) read_rows(embed_name_, u[i], 1, rows.data() + i * d);
+  for (const GlobalRowsFn& f : embed_fns_) f(rows.data(), (int64_t)u.size());
+  for (int64_t i = 0; i < n; i++) {
+    const size_t k = std::lower_bound(u.begin(), u.end(), ids[i]) - u.begin();
+    std::copy(rows.data() + k * d, rows.data() + (k + 1) * d, dst + i * d);
+  }
+}
+
+void Model::transform_embed_rows(const GlobalRowsFn& f) {
+  if (deferred_) return embed_fns_.push_back(f);
+  if (!embed.empty()) f(embed.ptr(), embed.dim(0));
+}
+
+void Model::transform_head_rows(const GlobalRowsFn& f) {
+  if (tied()) fail(path, "internal: the head is transformed while tied to the embedding (untie it first)");
+  if (deferred_) return head_fns_.push_back(f);
+  if (!lm_head.w.empty()) f(lm_head.w.ptr(), lm_head.w.dim(0));
+}
+
+void Model::load_globals() {
+  if (!deferred_) return;
+  const int64_t V = spec.vocab, d = spec.hidden;
+  Tensor e({V, d});
+  embed_rows(0, V, e.ptr());
+  if (!tied()) {
+    lm_head.w = Tensor({V, d});
+    head_rows(0, V, lm_head.w.ptr());
+  }
+  embed = std::move(e);
+  deferred_ = false;
+  embed_fns_.clear();
+  head_fns_.clear();
 }
 
 }  // namespace kt

@@ -203,9 +203,12 @@ class Model {
  public:
   // Opens an HF checkpoint directory or a llama2.c .bin (with tokenizer.bin / tok*.bin beside it,
   // or `tokenizer_path`). `resident`: -1 decide by size (fp32 <= 8 GiB), 0 stream, 1 keep all.
-  static std::unique_ptr<Model> open(const std::string& path, int resident = -1, const std::string& tokenizer_path = "");
+  // `defer_globals`: see globals_deferred().
+  static std::unique_ptr<Model> open(const std::string& path, int resident = -1, const std::string& tokenizer_path = "",
+                                     bool defer_globals = false);
   // A model over an arbitrary tensor source (tests, generated models). No tokenizer.
-  static std::unique_ptr<Model> from_source(ModelSpec spec, std::shared_ptr<TensorSource> src, bool resident = true);
+  static std::unique_ptr<Model> from_source(ModelSpec spec, std::shared_ptr<TensorSource> src, bool resident = true,
+                                            bool defer_globals = false);
 
   ModelSpec spec;
   std::string path;
@@ -217,7 +220,7 @@ class Model {
   std::unique_ptr<Tokenizer> tokenizer;
   std::string tokenizer_path;  // HF directory or llama2.c tokenizer file the tokenizer came from
 
-  bool tied() const { return lm_head.w.empty() && !lm_head.packed; }
+  bool tied() const { return deferred_ ? !(head_stored_ || head_untied_) : lm_head.w.empty() && !lm_head.packed; }
   // The head's fp32 weights: lm_head's, or the embedding when tied (empty for a head stored
   // packed only; final_logits runs that one through linear_forward).
   const Tensor& head() const { return tied() ? embed : lm_head.w; }
@@ -247,6 +250,28 @@ class Model {
   void truncate_layers(int n);
   // Materialises the tied lm_head as its own tensor (needed before R1 or norm folding).
   void untie_lm_head();
+
+  // Deferred globals (opened with defer_globals, for a streamed quantization): `embed` and
+  // `lm_head` stay empty and in the checkpoint, which is read a block of rows at a time
+  // (embed_rows, head_rows) with the row transforms recorded so far applied as the rows are read;
+  // so the embedding and head of a 128k vocabulary (2 GiB each in fp32) are never held whole. Only
+  // a plain stored form is deferred (no quantized or packed head, no GGUF row permutation);
+  // otherwise they load as usual and globals_deferred() is false.
+  bool globals_deferred() const { return deferred_; }
+  // Materialises deferred globals (with their transforms) for code that needs them whole.
+  void load_globals();
+  // fp32 rows [row0, row0 + n) of the embedding / the untied head as the model holds them (n x hidden).
+  void embed_rows(int64_t row0, int64_t n, float* dst) const;
+  void head_rows(int64_t row0, int64_t n, float* dst) const;
+  // The embedding rows of `n` token ids (in range), read as embed_rows would (deferred: the
+  // distinct rows read and transformed together).
+  void embed_rows_of(const int32_t* ids, int64_t n, float* dst) const;
+  // A change of every row of the embedding / the untied head (R1, the final norm folded in):
+  // applied now to held globals, at each read to deferred ones. f(rows, n) must treat each row
+  // on its own: the same row gives the same bits whichever rows it is transformed with.
+  using GlobalRowsFn = std::function<void(float* rows, int64_t n)>;
+  void transform_embed_rows(const GlobalRowsFn& f);
+  void transform_head_rows(const GlobalRowsFn& f);
   // The online R1 of a rotated post-norm model (LayerWeights::post_norm_r1), set on every
   // layer, loaded now or later (a quantized directory: open_model rebuilds it from the recipe).
   void set_post_norm_r1(std::shared_ptr<const RowTransform> r1);
@@ -261,7 +286,13 @@ class Model {
   std::vector<bool> pinned_;
   std::shared_ptr<const RowTransform> post_norm_r1_;
   std::vector<std::function<void(LayerWeights&)>> load_transforms_;
-  void init_globals();
+  // deferred globals: the head is stored (else read from the embedding once untied)
+  bool deferred_ = false, head_stored_ = false, head_untied_ = false;
+  std::string embed_name_, head_name_;
+  std::vector<GlobalRowsFn> embed_fns_, head_fns_;
+  void init_globals(bool defer);
+  bool can_defer_globals() const;
+  void read_rows(const std::string& name, int64_t row0, int64_t n, float* dst) const;
 };
 
 }  // namespace kt

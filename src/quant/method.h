@@ -29,6 +29,7 @@ struct Needs {
   bool layer_stats = false;  // per-layer channel statistics of the linear inputs (implies calibration)
   int sample_rows = 0;       // with layer_stats: also the first N rows of each linear-input site
   bool fold_norms = false;   // fold the RMSNorm weights into the linears even without rotations
+  bool whole_globals = false;  // prepare() reads the embedding and head whole (end-to-end training)
 };
 
 // Statistics of one layer's linear-input sites (AttnIn, OIn, MlpIn, DownIn), captured on the

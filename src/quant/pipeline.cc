@@ -170,6 +170,9 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   const bool need_stream = gptq || needs.layer_stats;  // calibration activations flow through the layers
   std::string why;
   if (!method_runs_on(*info, s, &why)) fail(why);
+  // Deferred globals (a streamed run) are read by row blocks as they are written; what needs them
+  // whole, or a head quantizer that is not per row (one scale for the whole head), loads them.
+  if (m.globals_deferred() && (!opt.sink || needs.whole_globals || !head_quant_by_rows(r))) m.load_globals();
   if (s.moe() && r.online_had_inputs)
     fail("online input Hadamards (online_hadamard_inputs) are not supported on mixture-of-experts models yet");
   if (r.r4_block > 0 && !r.r4) fail("--r4-block " + std::to_string(r.r4_block) + " needs R4 (a method with it, without --no-r4)");
@@ -230,11 +233,12 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
     r.tensors[kOnlineR1Tensor] = rot.r1.matrix();  // a learned R1 runs online: the recipe carries it
   if (rotate || r.r3) {
     fold_final_norm(m);
-    if (r.r1) rotate_residual_globals(m, rot.r1);
+    if (r.r1) rotate_residual_globals(m, r1);
   }
   if (r.quant_lm_head && r.w.enabled()) {
     m.untie_lm_head();
-    rtn_quantize(m.lm_head, r.lm_head_w());  // records its scales like the layers' (packable)
+    // records its scales like the layers' (packable); deferred: by head_block, as it is written
+    if (!m.globals_deferred()) rtn_quantize(m.lm_head, r.lm_head_w());
   }
 
   std::vector<float> x;
@@ -317,6 +321,21 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   rep.seconds = seconds_since(t0);
   rep.peak_rss_mib = peak_rss_mib();
   return rep;
+}
+
+bool head_quant_by_rows(const Recipe& r) {
+  return !(r.quant_lm_head && r.w.enabled()) || r.lm_head_w().gran != Granularity::PerTensor;
+}
+
+Linear head_block(const Model& m, const Recipe& r, int64_t row0, int64_t n) {
+  Linear l;
+  l.w = Tensor({n, (int64_t)m.spec.hidden});
+  m.head_rows(row0, n, l.w.ptr());
+  if (r.quant_lm_head && r.w.enabled()) {
+    if (!head_quant_by_rows(r)) fail("internal: a per-tensor head quantizer applied by blocks of rows");
+    rtn_quantize(l, r.lm_head_w());  // per row: the block's rows get the bits the whole head would
+  }
+  return l;
 }
 
 void QuantizeReport::add_step(const std::string& name, double s) {

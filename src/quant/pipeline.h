@@ -27,6 +27,14 @@ class QuantizedSink {
   virtual void layer(int l, const LayerWeights& w, const Model& m, const Recipe& r) = 0;
 };
 
+// Whether the recipe's head quantizer works row by row (none, per channel or per group), so that
+// a streamed run's deferred head (Model::globals_deferred) is quantized a block of rows at a time.
+bool head_quant_by_rows(const Recipe& r);
+// Rows [row0, row0 + n) of the head as the quantized model stores it: the model's head rows
+// (Model::head_rows), quantized by the recipe's head quantizer with its scales recorded when the
+// recipe quantizes the head: bit for bit the rows of the head quantized whole.
+Linear head_block(const Model& m, const Recipe& r, int64_t row0, int64_t n);
+
 struct QuantizeOptions {
   Recipe recipe;
   std::string calib_path;  // needed for GPTQ

@@ -430,14 +430,14 @@ std::unique_ptr<Model> open_model(const std::string& path, int resident, const s
 }
 
 std::unique_ptr<Model> open_model(const std::string& path, int resident, const std::string& tokenizer_path,
-                                  std::optional<Recipe>* recipe) {
+                                  std::optional<Recipe>* recipe, bool defer_globals) {
   // vLLM's format (kurtail export --format compressed-tensors, or another writer's checkpoint)
   if (is_compressed_tensors_dir(path)) return open_compressed_tensors(path, tokenizer_path, recipe);
   const std::string cfg = join_path(path, "config.json");
   const bool has_recipe = is_directory(path) && file_exists(join_path(path, "recipe.json"));
   std::optional<Recipe> r;
   if (has_recipe && file_exists(cfg)) r = load_validated_recipe(path, read_hf_config(cfg));
-  auto m = Model::open(path, resident, tokenizer_path);
+  auto m = Model::open(path, resident, tokenizer_path, defer_globals);
   // (a directory with recipe.json but no config.json: validated against what Model::open read)
   if (has_recipe && !r) r = load_validated_recipe(path, m->spec);
   if (r) attach_online_r1(*m, *r);  // whoever opens it, never without its online R1

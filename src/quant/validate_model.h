@@ -96,8 +96,9 @@ void attach_online_r1(Model& m, const Recipe& r);
 std::unique_ptr<Model> open_model(const std::string& path, int resident = -1, const std::string& tokenizer_path = "");
 // The same, also handing back the validated recipe (nullopt for a model without recipe.json),
 // so callers that need it do not validate the directory a second time.
+// defer_globals: Model::globals_deferred (a streamed quantization).
 std::unique_ptr<Model> open_model(const std::string& path, int resident, const std::string& tokenizer_path,
-                                  std::optional<Recipe>* recipe);
+                                  std::optional<Recipe>* recipe, bool defer_globals = false);
 
 
 }  // namespace kt

@@ -50,16 +50,24 @@ void fold_layer_norms(LayerWeights& w) {
 
 void fold_final_norm(Model& m) {
   m.untie_lm_head();
-  const int64_t V = m.lm_head.w.dim(0), d = m.lm_head.w.dim(1);
-  for (int64_t i = 0; i < V; i++)
-    for (int64_t j = 0; j < d; j++) m.lm_head.w.data[(size_t)i * d + j] *= m.final_norm.data[j];
+  const int64_t d = m.spec.hidden;
+  m.transform_head_rows([norm = m.final_norm.data, d](float* rows, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t j = 0; j < d; j++) rows[i * d + j] *= norm[j];
+  });
   set_ones(m.final_norm);
 }
 
 void rotate_residual_globals(Model& m, const Rotation& r1) {
+  rotate_residual_globals(m, std::make_shared<const Rotation>(r1));
+}
+
+void rotate_residual_globals(Model& m, std::shared_ptr<const Rotation> r1) {
   m.untie_lm_head();
-  r1.apply(m.embed.ptr(), m.embed.dim(0));
-  r1.apply(m.lm_head.w.ptr(), m.lm_head.w.dim(0));
+  // kept by a model whose globals are deferred: applied as their rows are read
+  const Model::GlobalRowsFn f = [r1](float* rows, int64_t n) { r1->apply(rows, n); };
+  m.transform_embed_rows(f);
+  m.transform_head_rows(f);
 }
 
 void rotate_residual_layer(LayerWeights& w, const std::shared_ptr<const Rotation>& r1) {

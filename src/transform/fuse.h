@@ -18,6 +18,8 @@ void fold_final_norm(Model& m);
 
 // R1 on the residual stream: embeddings and lm_head (model-level) ...
 void rotate_residual_globals(Model& m, const Rotation& r1);
+// The same, sharing r1 with a model whose globals are deferred (Model::globals_deferred).
+void rotate_residual_globals(Model& m, std::shared_ptr<const Rotation> r1);
 // ... and each layer: q/k/v/gate/up inputs, o/down outputs. Needs folded norms.
 // A layer with post-norms (Gemma 2: y = RMSNorm(o) * g is added to the residual) keeps o/down
 // unrotated on their output: RMSNorm commutes with R1 but the elementwise g does not, so the

@@ -46,6 +46,7 @@ class Spinquant : public Method {
   Needs needs() const override {
     Needs n;
     n.calibration = true;
+    n.whole_globals = true;  // the end-to-end loss runs the embedding and head
     return n;
   }
   std::string unsupported(const ModelSpec& s) const override { return train::unsupported(s); }
