@@ -90,6 +90,8 @@ INSTANTIATE_TEST_SUITE_P(
                       // per-layer recipe tensors travel in their layer's shard
                       Case{"CrossQuant", "--method crossquant --a 8", false},
                       Case{"KurtailFake", "--method kurtail --kt-iters 2 --fake --lm-head-bits 8", false},
+                      // the calibration embedded through a learned (dense) R1 read by rows
+                      Case{"KurtailGptq", "--method kurtail --kt-iters 2 --weights gptq", false},
                       // a deferred head packed a piece of rows at a time, with per-group scales
                       Case{"QuarotPackedHead", "--method quarot --lm-head-bits 4 --w-group 64", false},
                       Case{"QuarotFromGguf", "--method quarot", true}),

@@ -148,10 +148,11 @@ class QuantizedTensorSet {
  private:
   const ArchTable& table() const { return arch_table(m_.spec); }
 
-  // Rows of the embedding or head written per piece: whole 16-row tiles of packed weights,
-  // ~3 MiB of fp32 (a vocabulary rarely a multiple of it: the last piece is short).
+  // Rows of the embedding or head written per piece: ~3 MiB of fp32 in whole blocks of the rows
+  // the model transforms together (each read once) and so whole 16-row tiles of packed weights.
   int64_t piece_rows() const {
-    return std::max<int64_t>(1, ((int64_t{3} << 20) / (4 * m_.spec.hidden)) / kTileN) * kTileN;
+    static_assert(kGlobalRowBlock % kTileN == 0, "a piece of rows is whole packed tiles");
+    return std::max<int64_t>(1, ((int64_t{3} << 20) / (4 * m_.spec.hidden)) / kGlobalRowBlock) * kGlobalRowBlock;
   }
   // A [vocab, hidden] fp32 tensor made by `rows` a piece at a time.
   void add_rows(const std::string& name, std::function<void(size_t, size_t, float*)> rows) {

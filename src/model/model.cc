@@ -336,6 +336,22 @@ void check_rows(const ModelSpec& s, int64_t row0, int64_t n) {
 }
 }  // namespace
 
+void Model::read_transformed(const std::string& name, const std::vector<GlobalRowsFn>& fns, int64_t row0, int64_t n,
+                             float* dst) const {
+  if (fns.empty()) return read_rows(name, row0, n, dst);
+  const int64_t d = spec.hidden, B = kGlobalRowBlock, V = spec.vocab;
+  std::vector<float> tmp;
+  for (int64_t b0 = row0 / B * B; b0 < row0 + n; b0 += B) {  // the transforms see whole aligned blocks
+    const int64_t nb = std::min(B, V - b0), lo = std::max(row0, b0), hi = std::min(row0 + n, b0 + nb);
+    const bool whole = lo == b0 && hi == b0 + nb;
+    if (!whole) tmp.resize((size_t)(nb * d));
+    float* blk = whole ? dst + (b0 - row0) * d : tmp.data();
+    read_rows(name, b0, nb, blk);
+    for (const GlobalRowsFn& f : fns) f(blk, nb);
+    if (!whole) std::copy(tmp.data() + (lo - b0) * d, tmp.data() + (hi - b0) * d, dst + (lo - row0) * d);
+  }
+}
+
 void Model::embed_rows(int64_t row0, int64_t n, float* dst) const {
   check_rows(spec, row0, n);
   const int64_t d = spec.hidden;
@@ -343,8 +359,7 @@ void Model::embed_rows(int64_t row0, int64_t n, float* dst) const {
     std::copy(embed.ptr() + row0 * d, embed.ptr() + (row0 + n) * d, dst);
     return;
   }
-  read_rows(embed_name_, row0, n, dst);
-  for (const GlobalRowsFn& f : embed_fns_) f(dst, n);
+  read_transformed(embed_name_, embed_fns_, row0, n, dst);
 }
 
 void Model::head_rows(int64_t row0, int64_t n, float* dst) const {
@@ -357,38 +372,54 @@ void Model::head_rows(int64_t row0, int64_t n, float* dst) const {
     return;
   }
   if (tied()) return embed_rows(row0, n, dst);
-  read_rows(head_stored_ ? head_name_ : embed_name_, row0, n, dst);
-  for (const GlobalRowsFn& f : head_fns_) f(dst, n);
+  read_transformed(head_stored_ ? head_name_ : embed_name_, head_fns_, row0, n, dst);
 }
 
 void Model::embed_rows_of(const int32_t* ids, int64_t n, float* dst) const {
-  const int64_t d = spec.hidden;
+  const int64_t d = spec.hidden, B = kGlobalRowBlock;
   for (int64_t i = 0; i < n; i++) check_rows(spec, ids[i], 1);
-  if (!deferred_) {
-    for (int64_t i = 0; i < n; i++) std::copy(embed.ptr() + ids[i] * d, embed.ptr() + (ids[i] + 1) * d, dst + i * d);
+  if (!deferred_ || embed_fns_.empty()) {
+    for (int64_t i = 0; i < n; i++) {
+      if (deferred_) read_rows(embed_name_, ids[i], 1, dst + i * d);
+      else std::copy(embed.ptr() + ids[i] * d, embed.ptr() + (ids[i] + 1) * d, dst + i * d);
+    }
     return;
   }
-  std::vector<int32_t> u(ids, ids + n);  // each distinct row read once, all transformed together
-  std::sort(u.begin(), u.end());
-  u.erase(std::unique(u.begin(), u.end()), u.end());
-  std::vector<float> rows(u.size() * (size_t)d);
-  for (size_t i = 0; i < u.size(); i++) read_rows(embed_name_, u[i], 1, rows.data() + i * d);
-  for (const GlobalRowsFn& f : embed_fns_) f(rows.data(), (int64_t)u.size());
-  for (int64_t i = 0; i < n; i++) {
-    const size_t k = std::lower_bound(u.begin(), u.end(), ids[i]) - u.begin();
-    std::copy(rows.data() + k * d, rows.data() + (k + 1) * d, dst + i * d);
+  // transformed: each aligned block holding one of the ids read once, in order
+  std::vector<int64_t> order(n);
+  for (int64_t i = 0; i < n; i++) order[i] = i;
+  std::sort(order.begin(), order.end(), [ids](int64_t a, int64_t b) { return ids[a] < ids[b]; });
+  std::vector<float> blk;
+  int64_t cur = -1;
+  for (int64_t i : order) {
+    const int64_t b0 = ids[i] / B * B;
+    if (b0 != cur) {
+      const int64_t nb = std::min(B, spec.vocab - b0);
+      blk.resize((size_t)(nb * d));
+      read_transformed(embed_name_, embed_fns_, b0, nb, blk.data());
+      cur = b0;
+    }
+    std::copy(blk.data() + (ids[i] - b0) * d, blk.data() + (ids[i] - b0 + 1) * d, dst + i * d);
   }
 }
 
+namespace {
+void transform_blocks(Tensor& t, const Model::GlobalRowsFn& f) {
+  if (t.empty()) return;
+  const int64_t V = t.dim(0), d = t.dim(1), B = kGlobalRowBlock;
+  for (int64_t b0 = 0; b0 < V; b0 += B) f(t.ptr() + b0 * d, std::min(B, V - b0));
+}
+}  // namespace
+
 void Model::transform_embed_rows(const GlobalRowsFn& f) {
   if (deferred_) return embed_fns_.push_back(f);
-  if (!embed.empty()) f(embed.ptr(), embed.dim(0));
+  transform_blocks(embed, f);
 }
 
 void Model::transform_head_rows(const GlobalRowsFn& f) {
   if (tied()) fail(path, "internal: the head is transformed while tied to the embedding (untie it first)");
   if (deferred_) return head_fns_.push_back(f);
-  if (!lm_head.w.empty()) f(lm_head.w.ptr(), lm_head.w.dim(0));
+  transform_blocks(lm_head.w, f);
 }
 
 void Model::load_globals() {

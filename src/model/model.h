@@ -196,6 +196,9 @@ using SiteConsumers = SiteGroup<false>;
 std::vector<SiteGroup<false>> site_consumers(LayerWeights& w);
 std::vector<SiteGroup<true>> site_consumers(const LayerWeights& w);
 
+// The rows of the embedding and head transforms are applied to at a time (Model::transform_embed_rows).
+inline constexpr int64_t kGlobalRowBlock = 256;
+
 // Model::open(path, -1) keeps a model resident up to this size in fp32, and streams a larger one.
 inline constexpr size_t kResidentFp32Bytes = size_t(8) << 30;
 
@@ -267,8 +270,10 @@ class Model {
   // distinct rows read and transformed together).
   void embed_rows_of(const int32_t* ids, int64_t n, float* dst) const;
   // A change of every row of the embedding / the untied head (R1, the final norm folded in):
-  // applied now to held globals, at each read to deferred ones. f(rows, n) must treat each row
-  // on its own: the same row gives the same bits whichever rows it is transformed with.
+  // applied now to held globals, at each read to deferred ones. f(rows, n) gets whole blocks of
+  // kGlobalRowBlock rows from a multiple of it (the last block shorter), held or deferred, so a
+  // row gets the same bits either way even where f's arithmetic depends on the row's place in
+  // the block (a BLAS product).
   using GlobalRowsFn = std::function<void(float* rows, int64_t n)>;
   void transform_embed_rows(const GlobalRowsFn& f);
   void transform_head_rows(const GlobalRowsFn& f);
@@ -293,6 +298,8 @@ class Model {
   void init_globals(bool defer);
   bool can_defer_globals() const;
   void read_rows(const std::string& name, int64_t row0, int64_t n, float* dst) const;
+  void read_transformed(const std::string& name, const std::vector<GlobalRowsFn>& fns, int64_t row0, int64_t n,
+                        float* dst) const;
 };
 
 }  // namespace kt
