@@ -140,6 +140,40 @@ TEST(Gptq, InverseUpperCholeskyFactorsTheInverse) {
   EXPECT_FALSE(inverse_upper_cholesky(notpd.data(), 2));
 }
 
+// Larger than one 256-block (the factorisation's blocks, a short last one): U^T U H = I with U
+// upper and a positive diagonal (which fixes U: the Cholesky factor is unique), the same bits
+// for one and two threads.
+TEST(Gptq, BlockedInverseUpperCholeskyAcrossBlocksAndThreads) {
+  const int n = 600, m = 900;
+  auto z = randn((size_t)m * n, 31);
+  std::vector<double> x(z.begin(), z.end()), H((size_t)n * n);
+  dgemm(true, false, n, n, m, 1.0 / m, x.data(), n, x.data(), n, 0.0, H.data(), n);
+  for (int i = 0; i < n; i++) H[(size_t)i * n + i] += 0.05;
+  std::vector<double> U[2];
+  for (int t : {1, 2}) {
+    omp_set_num_threads(t);
+    U[t - 1] = H;
+    ASSERT_TRUE(inverse_upper_cholesky(U[t - 1].data(), n));
+  }
+  omp_set_num_threads(omp_get_num_procs());
+  EXPECT_TRUE(U[0] == U[1]) << "bits differ between 1 and 2 threads";
+  for (int i = 0; i < n; i++) {
+    EXPECT_GT(U[0][(size_t)i * n + i], 0);
+    for (int j = 0; j < i; j++) ASSERT_EQ(U[0][(size_t)i * n + j], 0.0);
+  }
+  std::vector<double> UtU((size_t)n * n), P((size_t)n * n);
+  dgemm(true, false, n, n, n, 1.0, U[0].data(), n, U[0].data(), n, 0.0, UtU.data(), n);
+  dgemm(false, false, n, n, n, 1.0, UtU.data(), n, H.data(), n, 0.0, P.data(), n);
+  double worst = 0;
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) worst = std::max(worst, std::fabs(P[(size_t)i * n + j] - (i == j ? 1.0 : 0.0)));
+  EXPECT_LT(worst, 1e-9);
+  // not positive definite in a later block: refused
+  std::vector<double> bad = H;
+  bad[(size_t)50 * n + 50] = -1;  // index-reversed: row 549, the third block
+  EXPECT_FALSE(inverse_upper_cholesky(bad.data(), n));
+}
+
 TEST(Gptq, SameBitsForOneAndTwoThreads) {
   Problem P(600);  // several row ranges and several dgemm tiles per block update
   QuantSpec s;

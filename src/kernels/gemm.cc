@@ -112,22 +112,89 @@ void dgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double a
   gemm_tiled(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+namespace {
+
+constexpr int64_t kFactorBlock = 256;  // the fixed blocks of the factorisation (not thread-dependent)
+
+// In place, row-major: the lower triangle of a symmetric positive definite A [n, n] becomes L
+// with A = L L^T (right-looking by blocks; the strict upper triangle is left as scratch). One
+// BLAS call per diagonal block, panel block and trailing tile, the blocks and tiles spread over
+// OpenMP threads: the same bits for any thread count. False if A is not positive definite.
+bool cholesky_lower(double* a, int64_t n) {
+  const int64_t B = kFactorBlock;
+  const int ld = (int)n;
+  for (int64_t k0 = 0; k0 < n; k0 += B) {
+    const int kb = (int)std::min(B, n - k0);
+    int info = 0;
+    // the block read column-major is its transpose: LAPACK's upper factor is the row-major lower L
+    dpotrf_("U", &kb, a + k0 * n + k0, &ld, &info);
+    if (info != 0) return false;
+    const int64_t r0 = k0 + kb, nb = (n - r0 + B - 1) / B;
+    if (nb == 0) break;
+#pragma omp parallel for schedule(dynamic, 1) if (nb > 1 && !omp_in_parallel())
+    for (int64_t ib = 0; ib < nb; ib++) {  // panel: A_IK <- A_IK L_KK^-T
+      const int64_t i0 = r0 + ib * B;
+      cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, (int)std::min(B, n - i0), kb, 1.0,
+                  a + k0 * n + k0, ld, a + i0 * n + k0, ld);
+    }
+    const int64_t tiles = nb * (nb + 1) / 2;  // the lower tiles (I >= J) of the trailing matrix
+#pragma omp parallel for schedule(dynamic, 1) if (tiles > 1 && !omp_in_parallel())
+    for (int64_t t = 0; t < tiles; t++) {
+      int64_t I = 0;
+      while ((I + 1) * (I + 2) / 2 <= t) I++;
+      const int64_t J = t - I * (I + 1) / 2, i0 = r0 + I * B, j0 = r0 + J * B;
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)std::min(B, n - i0), (int)std::min(B, n - j0), kb, -1.0,
+                  a + i0 * n + k0, ld, a + j0 * n + k0, ld, 1.0, a + i0 * n + j0, ld);
+    }
+  }
+  return true;
+}
+
+// In place, row-major: a lower triangular L (zero above the diagonal) becomes L^-1. Block
+// columns from the last: X_JJ = L_JJ^-1, then X_IJ = -(sum_{K=J+1..I} X_IK L_KJ) X_JJ for each
+// row block I below, from a copy of L's column J (overwritten as it goes); the row blocks go
+// over threads, one fixed sequence of BLAS calls each.
+bool invert_lower(double* a, int64_t n) {
+  const int64_t B = kFactorBlock, nb = (n + B - 1) / B;
+  const int ld = (int)n;
+  std::vector<double> panel;
+  for (int64_t J = nb - 1; J >= 0; J--) {
+    const int64_t j0 = J * B;
+    const int jb = (int)std::min(B, n - j0);
+    int info = 0;
+    dtrtri_("U", "N", &jb, a + j0 * n + j0, &ld, &info);  // column-major upper = row-major lower
+    if (info != 0) return false;
+    const int64_t below = n - (j0 + jb);
+    if (below == 0) continue;
+    panel.resize((size_t)(below * jb));
+    for (int64_t r = 0; r < below; r++)
+      std::copy(a + (j0 + jb + r) * n + j0, a + (j0 + jb + r) * n + j0 + jb, panel.data() + r * jb);
+#pragma omp parallel for schedule(dynamic, 1) if (nb - J - 1 > 1 && !omp_in_parallel())
+    for (int64_t I = J + 1; I < nb; I++) {
+      const int64_t i0 = I * B;
+      const int ib = (int)std::min(B, n - i0), K = (int)(i0 + ib - (j0 + jb));
+      std::vector<double> t((size_t)ib * jb);
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ib, jb, K, 1.0, a + i0 * n + j0 + jb, ld, panel.data(), jb,
+                  0.0, t.data(), jb);
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ib, jb, jb, -1.0, t.data(), jb, a + j0 * n + j0, ld, 0.0,
+                  a + i0 * n + j0, ld);
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 bool inverse_upper_cholesky(double* h, int64_t n) {
   blas_single_threaded();
   if (n <= 0) return true;
   if (n > INT32_MAX / 2) return false;
   const size_t nn = (size_t)n * (size_t)n;
   std::reverse(h, h + nn);  // J H J: element (i, j) moves to (n-1-i, n-1-j)
-  // The row-major buffer read column-major is the same symmetric matrix; LAPACK's upper factor R
-  // (A = R^T R, column-major) is, read row-major, the lower L with A = L L^T.
-  const int ni = (int)n;
-  int info = 0;
-  dpotrf_("U", &ni, h, &ni, &info);
-  if (info != 0) return false;
-  dtrtri_("U", "N", &ni, h, &ni, &info);  // R^-1, i.e. L^-1 read row-major
-  if (info != 0) return false;
-  for (int64_t i = 0; i < n; i++)  // LAPACK leaves the other triangle as it was
+  if (!cholesky_lower(h, n)) return false;
+  for (int64_t i = 0; i < n; i++)  // L is lower triangular: the scratch above it goes
     std::fill(h + (size_t)i * n + i + 1, h + (size_t)(i + 1) * n, 0.0);
+  if (!invert_lower(h, n)) return false;
   std::reverse(h, h + nn);  // J L^-1 J: upper triangular
   return true;
 }
