@@ -174,6 +174,25 @@ TEST(Gptq, BlockedInverseUpperCholeskyAcrossBlocksAndThreads) {
   EXPECT_FALSE(inverse_upper_cholesky(bad.data(), n));
 }
 
+// The Hessian's sums through accumulate_gram: the upper tiles of sgemm's X^T X only, mirrored,
+// bit for bit what the full product gives (sizes that leave short tiles both ways).
+TEST(Gptq, GramAccumulationIsTheFullProductsUpperTriangleMirrored) {
+  for (int n : {1, 70, 300}) {
+    const int rows = 97;
+    auto x = randn((size_t)rows * n, 41);
+    std::vector<float> c((size_t)n * n);
+    sgemm(true, false, n, n, rows, 1.0f, x.data(), n, x.data(), n, 0.0f, c.data(), n);
+    std::vector<double> want((size_t)n * n, 0.5), got((size_t)n * n, 0.5);  // added to what is there
+    for (int i = 0; i < n; i++)
+      for (int j = i; j < n; j++) {
+        want[(size_t)i * n + j] += c[(size_t)i * n + j];
+        if (j != i) want[(size_t)j * n + i] += c[(size_t)i * n + j];
+      }
+    accumulate_gram(x.data(), rows, n, got.data());
+    EXPECT_TRUE(got == want) << "n " << n;
+  }
+}
+
 TEST(Gptq, SameBitsForOneAndTwoThreads) {
   Problem P(600);  // several row ranges and several dgemm tiles per block update
   QuantSpec s;

@@ -112,6 +112,33 @@ void dgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double a
   gemm_tiled(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+void accumulate_gram(const float* x, int64_t rows, int64_t n, double* h) {
+  blas_single_threaded();
+  if (rows <= 0 || n <= 0) return;
+  // sgemm's tiles of C = X^T X (kGemmTileM x kGemmTileN from 0, one BLAS call each: the bits
+  // sgemm gives), skipping those wholly below the diagonal; each element on or above the
+  // diagonal is added to h once, and mirrored below it from there.
+  const int64_t tm = (n + kGemmTileM - 1) / kGemmTileM, tn = (n + kGemmTileN - 1) / kGemmTileN, tiles = tm * tn;
+  const bool par = tiles > 1 && n * n * rows >= (int64_t(1) << 20) && !omp_in_parallel();
+#pragma omp parallel if (par)
+  {
+    std::vector<float> c((size_t)(kGemmTileM * kGemmTileN));
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < tiles; t++) {
+      const int64_t i0 = (t / tn) * kGemmTileM, j0 = (t % tn) * kGemmTileN;
+      const int64_t m = std::min(kGemmTileM, n - i0), w = std::min(kGemmTileN, n - j0);
+      if (i0 > j0 + w - 1) continue;  // every element below the diagonal
+      blas_gemm_tile(true, false, (int)m, (int)w, (int)rows, 1.0f, x + i0, (int)n, x + j0, (int)n, 0.0f, c.data(), (int)w);
+      for (int64_t i = i0; i < i0 + m; i++)
+        for (int64_t j = std::max(i, j0); j < j0 + w; j++) {
+          const double v = c[(size_t)((i - i0) * w + (j - j0))];
+          h[i * n + j] += v;
+          if (j != i) h[j * n + i] += v;
+        }
+    }
+  }
+}
+
 namespace {
 
 constexpr int64_t kFactorBlock = 256;  // the fixed blocks of the factorisation (not thread-dependent)

@@ -19,6 +19,11 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
 void dgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
            const double* B, int64_t ldb, double beta, double* C, int64_t ldc);
 
+// h [n, n] (row-major, double, symmetric) += X^T X for x [rows, n]: the float products sgemm
+// would give, computed only for the tiles that reach the upper triangle (half the work) and
+// without an n x n float buffer (462 MiB for a 7B down_proj's Hessian), accumulated in double.
+void accumulate_gram(const float* x, int64_t rows, int64_t n, double* h);
+
 // In place: a symmetric positive definite H [n, n] (row-major) becomes the upper triangular U
 // with U^T U = H^-1 (zeros below the diagonal), the factor GPTQ propagates errors with. One
 // Cholesky and one triangular inverse of the index-reversed matrix (LAPACK dpotrf + dtrtri,

@@ -15,15 +15,9 @@ namespace kt {
 
 void Hessian::add(const float* x, int64_t rows) {
   if (rows == 0) return;
-  // float X^T X per chunk (fast; the full product through the deterministic tiled sgemm, of
-  // which the upper triangle is used), accumulated into double
-  std::vector<float> c((size_t)n_ * n_, 0.0f);
-  sgemm(true, false, n_, n_, rows, 1.0f, x, n_, x, n_, 0.0f, c.data(), n_);
-  for (int64_t i = 0; i < n_; i++)
-    for (int64_t j = i; j < n_; j++) {
-      h_[(size_t)i * n_ + j] += c[(size_t)i * n_ + j];
-      if (j != i) h_[(size_t)j * n_ + i] += c[(size_t)i * n_ + j];
-    }
+  // float X^T X per chunk (fast; deterministic fixed tiles, the upper triangle's only),
+  // accumulated into double
+  accumulate_gram(x, rows, n_, h_.data());
   count_ += rows;
 }
 
