@@ -180,6 +180,16 @@ TEST(Cli, RunAndBenchOnRealKernels) {
   EXPECT_NE(r.out.find("| pp8 |"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("| tg2 |"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("llama quarot W4A4KV4 |"), std::string::npos) << r.out;
+  // --lm-head-bits 8: the in-memory configuration's head packed at 8 bits is what decode reads
+  // (the proxy's 8192 x 256 head: a byte per weight plus a scale per row, not 4 bytes per weight)
+  r = test::run_cli("bench --reps 1 -p 0 -n 2 --configs w4a4 --lm-head-bits 8 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto h8 = nlohmann::json::parse(r.out)["rows"][0];
+  const double head = 8192.0 * 256;
+  EXPECT_NEAR(q["weight_bytes_per_token"].get<double>() - h8["weight_bytes_per_token"].get<double>(), 3 * head, 0.05 * head);
+  r = test::run_cli("bench --reps 1 -p 8 -n 2 --lm-head-bits 8 --model " + out);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("--lm-head-bits"), std::string::npos) << r.err;
   // a depth the model's context cannot hold is refused before anything runs
   r = test::run_cli("bench --reps 1 -p 8 -n 2 -d 600 --configs fp32");
   EXPECT_NE(r.code, 0);

@@ -29,6 +29,7 @@ namespace {
 
 struct BenchArgs {
   std::string model, method = "quarot", configs;
+  int lm_head_bits = 0;
   int pp = 512, tg = 128, reps = 5;
   std::vector<int> depths{0}, threads;
   bool json = false, no_warmup = false;
@@ -132,6 +133,8 @@ int run_bench() {
   std::vector<std::string> cfgs = split_list(ba.configs);
   const bool stored = cfgs.empty() && is_quantized_dir(ba.model);
   if (cfgs.empty()) cfgs = stored ? std::vector<std::string>{"stored"} : split_list("fp32,w8a8,w4a8,w4a4");
+  if (stored && ba.lm_head_bits > 0)
+    fail("--lm-head-bits", "applies to the in-memory configurations, not to a quantized --model (run as stored)");
   if (ba.threads.empty()) ba.threads = {omp_get_max_threads()};
   nlohmann::json rows = nlohmann::json::array();
   std::string md = "| model | size | params | backend | threads | test | t/s |\n| --- | ---: | ---: | --- | ---: | --- | ---: |\n";
@@ -140,7 +143,7 @@ int run_bench() {
     if (c == "w8a8") w = a = kv = 8;
     else if (c == "w4a8") w = 4, a = kv = 8;
     else if (c == "w4a4") w = a = kv = 4;
-    RealModel rm = stored ? load_real(ba.model) : make_real(ba.model, ba.method, w, a, kv);
+    RealModel rm = stored ? load_real(ba.model) : make_real(ba.model, ba.method, w, a, kv, w < 16 ? ba.lm_head_bits : 0);
     const ModelSpec& s = rm.model().spec;
     for (int d : ba.depths)
       if (d + std::max(ba.pp, ba.tg + 1) > s.max_pos)
@@ -189,6 +192,9 @@ void register_bench(CLI::App& app) {
       ->capture_default_str();
   choice_option(b, "--method", ba.method, "online Hadamards (quarot) included in the timing", {"rtn", "quarot"})
       ->capture_default_str();
+  lm_head_bits_option(b, ba.lm_head_bits)->description(
+      "in-memory configurations: quantize lm_head's weights and input to this many bits (0: the head stays fp32, "
+      "as quantize's default; 8 is what quantize --lm-head-bits 8 writes)");
   choice_list_option(b, "--configs", ba.configs,
                      "comma-separated configurations (default fp32,w8a8,w4a8,w4a4; a quantized --model: as stored)",
                      {"fp32", "w8a8", "w4a8", "w4a4"});

@@ -201,10 +201,7 @@ void register_quantize(CLI::App& app) {
   c->add_flag("--kv-sym", qa.kv_sym, "symmetric K/V quantization");
   c->add_flag("--no-w-mse", qa.no_w_mse, "no MSE clip search for weights");
   c->add_flag("--quant-lm-head", qa.quant_lm_head, "also quantize lm_head (weights and input)");
-  int_option(c, "--lm-head-bits", qa.lm_head_bits,
-             "quantize lm_head's weights and input to this many bits (implies --quant-lm-head; 0 = --w/--a; "
-             "8 runs the W8A8 kernels, as llama.cpp keeps its output matrix at 6-8 bits)",
-             2, 8, /*zero_default=*/true);
+  lm_head_bits_option(c, qa.lm_head_bits);
   c->add_flag("--no-r1", qa.no_r1, "quarot: skip R1 (residual)");
   c->add_flag("--no-r2", qa.no_r2, "quarot: skip R2 (per-head V/O)");
   c->add_flag("--no-r3", qa.no_r3, "quarot: skip R3 (online Q/K)");

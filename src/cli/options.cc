@@ -108,6 +108,13 @@ std::vector<std::string> split_list(const std::string& s, char sep) {
   return out;
 }
 
+CLI::Option* lm_head_bits_option(CLI::App* c, int& v) {
+  return int_option(c, "--lm-head-bits", v,
+                    "quantize lm_head's weights and input to this many bits (implies --quant-lm-head; 0 = --w/--a; "
+                    "8 runs the W8A8 kernels, as llama.cpp keeps its output matrix at 6-8 bits)",
+                    kMinBits, kMaxBits, /*zero_default=*/true);
+}
+
 CLI::Option* int_option(CLI::App* c, const std::string& name, int& v, const std::string& desc, int lo, int hi,
                         bool zero_default) {
   const std::string range = int_range_text(lo, hi, zero_default);

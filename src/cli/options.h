@@ -27,6 +27,9 @@ using kt::kMaxCount;
 // Integer in [lo, hi]; with zero_default, 0 is also accepted (it selects the default).
 CLI::Option* int_option(CLI::App* c, const std::string& name, int& v, const std::string& desc, int lo, int hi,
                         bool zero_default = false);
+// --lm-head-bits (quantize, bench): the output layer's weight and input bits, kMinBits..kMaxBits,
+// or 0 for the default (fp32 head unless --quant-lm-head).
+CLI::Option* lm_head_bits_option(CLI::App* c, int& v);
 // A comma-separated list of integers, each in [lo, hi] ("0,512,2048"); replaces v.
 CLI::Option* int_list_option(CLI::App* c, const std::string& name, std::vector<int>& v, const std::string& desc,
                              int lo, int hi);

@@ -35,7 +35,8 @@ RealModel load_real(const std::string& path) {
   return rm;
 }
 
-RealModel make_real(const std::string& path, const std::string& method, int wbits, int abits, int kvbits) {
+RealModel make_real(const std::string& path, const std::string& method, int wbits, int abits, int kvbits,
+                    int lm_head_bits) {
   auto m = open_model(path);
   if (wbits >= 16 && abits >= 16 && kvbits >= 16) {
     RealModel rm;
@@ -47,6 +48,8 @@ RealModel make_real(const std::string& path, const std::string& method, int wbit
   if (method != "rtn" && method != "quarot") fail("bench: --method must be rtn or quarot");
   o.recipe.set_method(method);
   o.recipe.set_bits(wbits, abits, kvbits, m->spec.head_dim);
+  o.recipe.quant_lm_head = lm_head_bits > 0;
+  o.recipe.lm_head_bits = lm_head_bits;
   o.recipe.w.mse_search = false;  // speed benchmarks: the clip search does not change the kernels
   quantize_model(*m, o);
   return attach_real(std::move(m), o.recipe);

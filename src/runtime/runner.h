@@ -19,7 +19,9 @@ struct RealModel {
 // From a directory with recipe.json (packs it) or any FP model.
 RealModel load_real(const std::string& path);
 // Builds a real model in memory: `method` transforms + RTN weights at the given bits, packed.
-RealModel make_real(const std::string& path, const std::string& method, int wbits, int abits, int kvbits);
+// lm_head_bits > 0: the head quantized too (Recipe::quant_lm_head), packed for the kernels.
+RealModel make_real(const std::string& path, const std::string& method, int wbits, int abits, int kvbits,
+                    int lm_head_bits = 0);
 // Packs an already quantized model (scales recorded) for the kernels and compiles its recipe
 // for what they and the K/V cache take over.
 RealModel attach_real(std::unique_ptr<Model> m, const Recipe& r);
