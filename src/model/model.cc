@@ -187,10 +187,9 @@ void Model::init_globals(bool defer) {
       continue;
     }
     if (g.id == Global::LmHead) {
-      // a linear named by its weight: "lm_head.weight" -> "lm_head" (+ .qscale, .qbits, .qweight)
-      const std::string hf = g.hf, wsuf = ".weight";
-      const bool named = hf.size() > wsuf.size() && hf.compare(hf.size() - wsuf.size(), wsuf.size(), wsuf) == 0;
-      const std::string base = named ? hf.substr(0, hf.size() - wsuf.size()) : hf;
+      const std::string hf = g.hf, named_base = head_base(hf);
+      const bool named = !named_base.empty();
+      const std::string base = named ? named_base : hf;
       if (!src_->has(hf) && !(named && src_->has(base + ".qweight"))) {  // tied to the embedding
         if (!s.tie_embeddings)
           fail(src_->describe(), "missing tensor " + quote(hf) + " (and tie_word_embeddings is false)");
@@ -356,6 +355,7 @@ void Model::embed_rows(int64_t row0, int64_t n, float* dst) const {
   check_rows(spec, row0, n);
   const int64_t d = spec.hidden;
   if (!deferred_) {
+    if (embed.numel() != spec.vocab * d) fail(path, "internal: the embedding has no fp32 rows to read");
     std::copy(embed.ptr() + row0 * d, embed.ptr() + (row0 + n) * d, dst);
     return;
   }
