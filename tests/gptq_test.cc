@@ -193,6 +193,33 @@ TEST(Gptq, GramAccumulationIsTheFullProductsUpperTriangleMirrored) {
   }
 }
 
+// act_order: the factor is that of H with rows and columns in decreasing-diagonal order
+// (permuted in place now), bit for bit the factor of the permutation written out.
+TEST(Gptq, ActOrderFactorsTheExplicitlyPermutedHessian) {
+  Problem P;
+  const int n = P.in;
+  GptqOptions ao;
+  ao.act_order = true;
+  const GptqFactor f = gptq_factor(P.h, ao);
+  std::vector<double> H = P.h.data();
+  for (double& v : H) v *= 1.0 / (double)P.h.samples();
+  H[(size_t)11 * n + 11] = 1;  // the dead input
+  std::vector<int64_t> perm(n);
+  for (int i = 0; i < n; i++) perm[i] = i;
+  std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return H[a * n + a] > H[b * n + b]; });
+  ASSERT_EQ(f.perm, perm);
+  EXPECT_NE(perm[0], 0);  // a real reordering (channel 7 is the strong one)
+  std::vector<double> Hp((size_t)n * n);
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) Hp[(size_t)i * n + j] = H[perm[i] * n + perm[j]];
+  double mean = 0;
+  for (int i = 0; i < n; i++) mean += Hp[(size_t)i * n + i];
+  mean /= n;
+  for (int i = 0; i < n; i++) Hp[(size_t)i * n + i] += 0.01 * mean;
+  ASSERT_TRUE(inverse_upper_cholesky(Hp.data(), n));
+  EXPECT_TRUE(f.U == Hp);
+}
+
 TEST(Gptq, SameBitsForOneAndTwoThreads) {
   Problem P(600);  // several row ranges and several dgemm tiles per block update
   QuantSpec s;
