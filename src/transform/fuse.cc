@@ -26,8 +26,9 @@ void rotate_input_side(Linear& l, const Rotation& q) {
 void rotate_output_side(Linear& l, const Rotation& q) {
   if (l.out() != q.n()) fail("rotation size does not match layer output");
   // W^T Q = (Q^T W)^T, a block of columns of W (rows of W^T) at a time: no transposed copies of
-  // the whole weight (a 7B down_proj is 180 MiB; two copies set a streamed layer's peak). Blocks
-  // of 256 from column 0: a dense Q's product sees each column where a whole W^T would put it.
+  // the whole weight (a 7B down_proj is 180 MiB; two copies set a streamed layer's peak). Fixed
+  // blocks of 256 from column 0: a dense Q's BLAS product, whose bits depend on a row's place in
+  // it, sees each column in the same place whatever else runs.
   const int64_t out = l.out(), in = l.in(), B = 256;
   float* w = l.w.ptr();
   std::vector<float> t((size_t)(std::min(B, in) * out));

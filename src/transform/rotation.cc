@@ -343,22 +343,17 @@ void Rotation::apply_hadamard(float* x, int64_t rows, bool transpose) const {
       for (int j = 0; j < n_; j++) x[r * n_ + j] *= signs_[j];
 }
 
-// x (rows x n) <- x M^T for a dense n x n M, a block of kDenseBlockRows rows at a time: the copy
-// the product needs stays small whatever the number of rows (an embedding of 128k rows would
-// otherwise double for the time of the product), and every product has the same shape (a short
-// last block is padded with zero rows), so a row gets the same bits whichever rows it comes with
-// (a streamed model's embedding is rotated in blocks as it is read, a held one whole).
-constexpr int64_t kDenseBlockRows = 256;
+// x (rows x n) <- x M^T for a dense n x n M, a block of rows at a time: the copy the product
+// needs stays small whatever the number of rows (an embedding of 128k rows would otherwise
+// double for the time of the product).
 static void apply_dense_rows(float* x, int64_t rows, int n, const float* mt) {
-  const int64_t block = kDenseBlockRows;
-  std::vector<float> in((size_t)block * n), out((size_t)block * n);
+  const int64_t block = std::max<int64_t>(1, std::min<int64_t>(rows, (int64_t{1} << 22) / n));
+  std::vector<float> tmp((size_t)block * n);
   for (int64_t r0 = 0; r0 < rows; r0 += block) {
     const int64_t nr = std::min(block, rows - r0);
     float* xr = x + r0 * n;
-    std::copy(xr, xr + nr * n, in.begin());
-    if (nr < block) std::fill(in.begin() + nr * n, in.end(), 0.0f);
-    sgemm_nt(in.data(), mt, out.data(), block, n, n);
-    std::copy(out.begin(), out.begin() + nr * n, xr);
+    std::copy(xr, xr + nr * n, tmp.begin());
+    sgemm_nt(tmp.data(), mt, xr, nr, n, n);
   }
 }
 
