@@ -258,7 +258,7 @@ void Model::set_resident(bool r) {
       if (!layers_[i]) layers_[i] = std::make_shared<LayerWeights>(load_layer(i));
 }
 
-LayerWeights Model::take_layer(int i) {
+LayerWeights Model::take_layer(int i) const {
   if (i < 0 || i >= spec.n_layers) fail("layer index " + std::to_string(i) + " out of range");
   if (resident_ || pinned_[i]) return *layer(i);
   for (int j = 0; j < spec.n_layers; j++)

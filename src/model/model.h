@@ -237,7 +237,7 @@ class Model {
   LayerWeights load_layer(int i) const;
   // A copy of layer i to transform and hand back (set_layer) or pass on. In streaming mode the
   // model keeps no copy of an unpinned layer, so one layer is in memory, not two.
-  LayerWeights take_layer(int i);
+  LayerWeights take_layer(int i) const;
   // Forgets layer i's replacement (a quantized layer already written out): reloaded from the source
   // if asked for again.
   void release_layer(int i);

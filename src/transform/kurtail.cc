@@ -274,7 +274,8 @@ KurtailCapture capture_for_kurtail(const Model& m, const Windows& calib, int bud
   embed_tokens(m, calib.tokens.data(), total, x.data());
   Progress prog("kurtail capture", s.n_layers, progress);
   for (int l = 0; l < s.n_layers; l++) {
-    LayerWeights w = *m.layer(l);
+    // a copy to fold: streamed, the only one in memory (layer() would cache a second)
+    LayerWeights w = m.take_layer(l);
     fold_layer_norms(w);  // capture x / rms(x), the input the folded linears see
     std::optional<CaptureRows> hook;  // one per chunk: it knows the chunk's first row
     for_each_layer_chunk(s, w, l, x.data(), calib.n(), calib.ctx, /*chunk=*/8, [&](int b0) -> Hooks* {
