@@ -153,6 +153,11 @@ const ArchTable& arch_table(const std::string& arch) {
   fail("unsupported architecture " + quote(arch) + " (supported: " + names + ")");
 }
 
+std::string lm_head_base(const ModelSpec& s) {
+  const std::string hf = arch_table(s).global(Global::LmHead).hf;
+  return hf.size() > 7 && hf.compare(hf.size() - 7, 7, ".weight") == 0 ? hf.substr(0, hf.size() - 7) : "";
+}
+
 const ArchTable* arch_table_for_gguf(const std::string& gguf_arch) {
   if (gguf_arch.empty()) return nullptr;
   for (const ArchTable& t : kTables)

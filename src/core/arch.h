@@ -92,6 +92,9 @@ struct ArchTable {
 // The table of ModelSpec::arch; fails (naming the supported ones) for an unknown family.
 const ArchTable& arch_table(const std::string& arch);
 inline const ArchTable& arch_table(const ModelSpec& s) { return arch_table(s.arch); }
+// The head's name as a linear ("lm_head" for "lm_head.weight", the base of its .qweight, .qscale
+// and .qbits); empty when the family names it otherwise (it then holds no scales).
+std::string lm_head_base(const ModelSpec& s);
 // The table a GGUF general.architecture reads as (the first family writing that name), or null.
 const ArchTable* arch_table_for_gguf(const std::string& gguf_arch);
 // "llama, qwen2": the GGUF architectures kurtail reads, for messages.

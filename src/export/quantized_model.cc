@@ -115,10 +115,11 @@ class QuantizedTensorSet {
     const std::string hf = table().global(Global::LmHead).hf;
     if (m_.globals_deferred()) return add_head_by_rows(hf, r);
     if (m_.lm_head.w.empty()) fail(out, "lm_head has no fp32 weights to write (a packed model? save the fake-quant one)");
-    if (m_.lm_head.qscale.empty() || hf.size() < 7 || hf.compare(hf.size() - 7, 7, ".weight") != 0)
+    const std::string base = lm_head_base(m_.spec);
+    if (m_.lm_head.qscale.empty() || base.empty())
       add(hf, m_.lm_head.w);
     else
-      add_linear(hf.substr(0, hf.size() - 7), m_.lm_head, true, "lm_head");
+      add_linear(base, m_.lm_head, true, "lm_head");
   }
 
   // Each ".qscale" so far gets its ".qbits", after everything added before.
@@ -169,13 +170,12 @@ class QuantizedTensorSet {
   void add_head_by_rows(const std::string& hf, const Recipe& r) {
     const int64_t V = m_.spec.vocab, d = m_.spec.hidden, R = piece_rows();
     const Linear probe = head_block(m_, r, 0, std::min<int64_t>(V, kTileN));  // the scales' layout
-    const bool linear = hf.size() > 7 && hf.compare(hf.size() - 7, 7, ".weight") == 0;
-    if (probe.qscale.empty() || !linear)  // unquantized, or on a grid without recorded scales
+    const std::string base = lm_head_base(m_.spec);
+    if (probe.qscale.empty() || base.empty())  // unquantized, or on a grid without recorded scales
       return add_rows(hf, [this, &r, d](size_t first, size_t n, float* dst) {
         const Linear b = head_block(m_, r, (int64_t)(first / d), (int64_t)(n / d));
         std::copy(b.w.data.begin(), b.w.data.end(), dst);
       });
-    const std::string base = hf.substr(0, hf.size() - 7);
     const int64_t G = probe.qscale.dim(1);
     scales_keep_.push_back(Tensor({V, G}));
     Tensor* scales = &scales_keep_.back();

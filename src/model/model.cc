@@ -146,20 +146,11 @@ void load_linear(const TensorSource& src, const std::string& n, int64_t out, int
 }
 }  // namespace
 
-namespace {
-// "lm_head.weight" -> "lm_head": the head is a linear named by its weight (+ .qscale, .qbits, .qweight)
-std::string head_base(const std::string& hf) {
-  const std::string wsuf = ".weight";
-  const bool named = hf.size() > wsuf.size() && hf.compare(hf.size() - wsuf.size(), wsuf.size(), wsuf) == 0;
-  return named ? hf.substr(0, hf.size() - wsuf.size()) : "";
-}
-}  // namespace
-
 bool Model::can_defer_globals() const {
   for (const GlobalRow& g : arch_table(spec).globals) {
     if (g.id == Global::FinalNorm) continue;
     if (g.id == Global::LmHead) {
-      const std::string base = head_base(g.hf);
+      const std::string base = lm_head_base(spec);
       if (!base.empty() && (src_->has(base + ".qweight") || src_->has(base + ".qscale"))) return false;
       if (!src_->has(g.hf)) continue;  // tied (or missing: the usual load says which)
     }
@@ -187,7 +178,8 @@ void Model::init_globals(bool defer) {
       continue;
     }
     if (g.id == Global::LmHead) {
-      const std::string hf = g.hf, named_base = head_base(hf);
+      // a linear named by its weight: "lm_head.weight" -> "lm_head" (+ .qscale, .qbits, .qweight)
+      const std::string hf = g.hf, named_base = lm_head_base(s);
       const bool named = !named_base.empty();
       const std::string base = named ? named_base : hf;
       if (!src_->has(hf) && !(named && src_->has(base + ".qweight"))) {  // tied to the embedding

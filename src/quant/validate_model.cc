@@ -233,13 +233,6 @@ std::vector<LinearDesc> linears(const ModelSpec& s) {
 }
 
 // A tensor name a quantized model of spec `s` can hold (kurtail.* is checked separately).
-// The head's name as a linear ("lm_head" for "lm_head.weight"); empty when the family names it
-// otherwise (it then holds no scales).
-std::string lm_head_base(const ModelSpec& s) {
-  const std::string hf = arch_table(s).global(Global::LmHead).hf;
-  return hf.size() > 7 && hf.compare(hf.size() - 7, 7, ".weight") == 0 ? hf.substr(0, hf.size() - 7) : "";
-}
-
 bool known_tensor(const std::string& n, const ModelSpec& s) {
   const ArchTable& t = arch_table(s);
   for (const GlobalRow& g : t.globals)
