@@ -129,7 +129,7 @@ class QuantizedTensorSet {
     for (const SafetensorsOut& t : ts_)
       if (t.name.size() > 7 && t.name.compare(t.name.size() - 7, 7, ".qscale") == 0) {
         const Tensor& b = qbits_keep_[i++];
-        extra.push_back({t.name.substr(0, t.name.size() - 7) + ".qbits", b.shape, DType::F32, b.data.data(), nullptr});
+        extra.push_back({t.name.substr(0, t.name.size() - 7) + ".qbits", b.shape, DType::F32, b.data.data(), nullptr, {}, {}, 0});
       }
     ts_.insert(ts_.end(), extra.begin(), extra.end());
   }
@@ -158,7 +158,7 @@ class QuantizedTensorSet {
   // A [vocab, hidden] fp32 tensor made by `rows` a piece at a time.
   void add_rows(const std::string& name, std::function<void(size_t, size_t, float*)> rows) {
     const int64_t d = m_.spec.hidden;
-    SafetensorsOut t{name, {m_.spec.vocab, d}, DType::F32, nullptr, nullptr};
+    SafetensorsOut t{name, {m_.spec.vocab, d}, DType::F32, nullptr, nullptr, {}, {}, 0};
     t.piece = (size_t)(piece_rows() * d);
     t.produce = std::move(rows);
     ts_.push_back(std::move(t));
@@ -185,7 +185,7 @@ class QuantizedTensorSet {
     const std::optional<WType> wt = packed_ ? linear_wtype(probe) : std::nullopt;
     if (wt) {
       const size_t tile = wtype_traits(*wt).packed_bytes(kTileN, (int)d);  // bytes of 16 rows
-      SafetensorsOut t{base + ".qweight", {(int64_t)(tile * ((V + kTileN - 1) / kTileN))}, DType::U8, nullptr, nullptr};
+      SafetensorsOut t{base + ".qweight", {(int64_t)(tile * ((V + kTileN - 1) / kTileN))}, DType::U8, nullptr, nullptr, {}, {}, 0};
       t.piece = tile * (size_t)(R / kTileN);
       t.produce_bytes = [this, &r, tile, V, keep_scales](size_t first, size_t n, uint8_t* dst) {
         const int64_t row0 = (int64_t)(first / tile) * kTileN, rows = std::min<int64_t>(V - row0, (int64_t)(n / tile) * kTileN);
@@ -207,7 +207,7 @@ class QuantizedTensorSet {
     qbits_keep_.push_back(Tensor::from({(float)probe.qbits}));
   }
   void add(const std::string& name, const Tensor& t, DType d = DType::F32) {
-    ts_.push_back({name, t.shape, d, t.data.data(), nullptr});
+    ts_.push_back({name, t.shape, d, t.data.data(), nullptr, {}, {}, 0});
   }
   // Norms are held as multipliers; a family whose checkpoints store multiplier - offset
   // (Gemma's 1 + w) gets its own form back.
@@ -221,7 +221,7 @@ class QuantizedTensorSet {
     // null: no packed form (no recorded grid, or a group size the packed layout cannot hold)
     std::shared_ptr<const PackedWeight> pw = packed_ && may_pack ? pack_linear(li, m_.path, what) : nullptr;
     if (pw) {  // written straight from the packed bytes (U8)
-      ts_.push_back({n + ".qweight", {(int64_t)pw->data.size()}, DType::U8, nullptr, pw->data.data()});
+      ts_.push_back({n + ".qweight", {(int64_t)pw->data.size()}, DType::U8, nullptr, pw->data.data(), {}, {}, 0});
       packed_keep_.push_back(std::move(pw));
     } else {
       add(n + ".weight", li.w);
