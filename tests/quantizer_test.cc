@@ -256,7 +256,7 @@ TEST(Gptq, BeatsRtnOnLayerOutputError) {
 }
 
 TEST(Hadamard, FwhtEqualsDenseSylvester) {
-  for (int n : {1, 2, 8, 64, 256}) {
+  for (int n : {1, 2, 8, 16, 32, 64, 128, 256}) {
     // dense Sylvester: H[i][j] = (-1)^popcount(i & j)
     auto x = randn((size_t)3 * n, n);
     auto y = x;
@@ -267,6 +267,18 @@ TEST(Hadamard, FwhtEqualsDenseSylvester) {
         for (int j = 0; j < n; j++) s += (__builtin_popcount(i & j) % 2 ? -1.0 : 1.0) * x[(size_t)r * n + j];
         EXPECT_NEAR(y[(size_t)r * n + i], s, 1e-4 * (1 + std::fabs(s)));
       }
+    // the vectorised butterflies are the textbook ones in the same order: the same bits
+    auto z = x;
+    for (int r = 0; r < 3; r++) {
+      float* v = z.data() + (size_t)r * n;
+      for (int h = 1; h < n; h <<= 1)
+        for (int i = 0; i < n; i += 2 * h)
+          for (int j = i; j < i + h; j++) {
+            const float a = v[j], b = v[j + h];
+            v[j] = a + b, v[j + h] = a - b;
+          }
+    }
+    for (size_t i = 0; i < z.size(); i++) ASSERT_EQ(y[i], z[i]) << "n " << n << " value " << i;
   }
 }
 

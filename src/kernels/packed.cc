@@ -160,7 +160,8 @@ static void quantize_rows(QuantizeRowFn row_fn, const float* x, int M, int K, in
   out->q.resize((size_t)M * Kp);
   out->scale.resize(M);
   out->gsum.resize((size_t)M * G);
-#pragma omp parallel if ((int64_t)M * K > 65536)
+  // ~16k values is a few microseconds of work: enough to pay for waking the team
+#pragma omp parallel if (M > 1 && (int64_t)M * K >= 16384)
   {
     std::vector<float> row(pre ? K : 0);
 #pragma omp for

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/packed.h"
+#include "kernels/vmath.h"
 #include "util/error.h"
 
 namespace kt {

@@ -6,6 +6,7 @@
 
 #include "kernels/packed.h"
 #include "kernels/gemm.h"
+#include "kernels/vmath.h"
 #include "model/attend_cache.h"
 #include "util/error.h"
 
@@ -55,6 +56,31 @@ void linear_forward(const float* x, int64_t rows, const Linear& l, float* y) {
     for (int64_t r = 0; r < rows; r++)
       for (int64_t j = 0; j < n; j++) y[r * n + j] += l.b.data[j];
   }
+}
+
+// Whether linears reading one input can share its quantized codes: the same activation
+// quantizer (bits, clip, online transform) and the same packed layout (K padding, weight group,
+// which the per-group code sums depend on).
+static bool same_act_quantizer(const Linear& a, const Linear& b) {
+  return a.packed && b.packed && a.act_bits > 0 && a.act_bits == b.act_bits && a.act_clip == b.act_clip &&
+         a.act_pre == b.act_pre && a.in() == b.in() && a.packed->Kp == b.packed->Kp &&
+         a.packed->group == b.packed->group;
+}
+
+void linears_forward(const float* x, int64_t rows, std::initializer_list<LinearOut> outs) {
+  const Linear& first = *outs.begin()->l;
+  bool shared = true;
+  for (const LinearOut& o : outs) shared = shared && same_act_quantizer(first, *o.l);
+  if (!shared) {
+    for (const LinearOut& o : outs) linear_forward(x, rows, *o.l, o.y);
+    return;
+  }
+  // q/k/v (or gate/up) quantize the same rows to the same codes: quantize them once
+  QuantizedActs a;
+  const Kernel k = active_kernel();
+  quantize_acts(k, x, (int)rows, (int)first.in(), first.packed->Kp, first.act_bits, first.act_clip,
+                first.packed->group, &a, first.act_pre.get());
+  for (const LinearOut& o : outs) gemm_q(k, a, *o.l->packed, o.l->b.empty() ? nullptr : o.l->b.ptr(), o.y);
 }
 
 void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t cols, double eps) {
@@ -131,40 +157,51 @@ void add_residual_checked(float* x, const float* y, int64_t n, int layer) {
 
 }  // namespace
 
+// Queries per attention task: a block of one head's rows reads only the keys its rows can see
+// (causal), so a prefill computes about half the L x L scores; blocks of heads spread over
+// threads in one parallel region. Fixed, so the bits do not depend on the thread count.
+constexpr int kAttendRowBlock = 64;
+
 void attend(const ModelSpec& s, const float* q, const KVView& kv, int nseq, int ntok, int qpos0, int L, int window,
             float* out) {
   const int64_t qd = s.q_dim(), kvd = s.kv_dim(), hd = s.head_dim;
-  std::vector<float> scores((size_t)ntok * L);
   const float scale = s.attn_scale();
   const float cap = s.attn_softcap;
   const int group = s.n_heads / s.n_kv_heads;
-  for (int b = 0; b < nseq; b++)
-    for (int hh = 0; hh < s.n_heads; hh++) {
+  const int nblk = (ntok + kAttendRowBlock - 1) / kAttendRowBlock;
+  const int64_t tasks = (int64_t)nseq * s.n_heads * nblk;
+  // threads pay off above ~1 MFLOP of scores and products (a few row blocks of a short prompt)
+  const bool par = tasks > 1 && 4 * (int64_t)nseq * s.n_heads * ntok * L * hd >= (int64_t(1) << 20);
+#pragma omp parallel if (par)
+  {
+    std::vector<float> scores;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < tasks; t++) {
+      const int blk = (int)(t % nblk), hh = (int)(t / nblk % s.n_heads), b = (int)(t / nblk / s.n_heads);
+      const int i0 = blk * kAttendRowBlock, i1 = std::min(ntok, i0 + kAttendRowBlock), m = i1 - i0;
+      // keys [k0, k1): from the first row's window start to the last row's own position
+      const int k0 = window > 0 ? std::max(0, qpos0 + i0 - window + 1) : 0, k1 = std::min(L, qpos0 + i1);
+      const int n = k1 - k0;
       const int kvh = hh / group;
-      const float* qp = &q[(int64_t)b * ntok * qd + hh * hd];
-      const float* kp = kv.k + (int64_t)b * kv.seq_stride * kvd + kvh * hd;
-      const float* vp = kv.v + (int64_t)b * kv.seq_stride * kvd + kvh * hd;
-      sgemm(false, true, ntok, L, hd, scale, qp, qd, kp, kvd, 0.0f, scores.data(), L);
-#pragma omp parallel for if (ntok > 16)
-      for (int i = 0; i < ntok; i++) {
-        float* sr = &scores[(int64_t)i * L];
-        const int p = qpos0 + i;  // absolute position of this query
-        const int lo = window > 0 ? std::max(0, p - window + 1) : 0;
+      const float* qp = &q[((int64_t)b * ntok + i0) * qd + hh * hd];
+      const float* kp = kv.k + ((int64_t)b * kv.seq_stride + k0) * kvd + kvh * hd;
+      const float* vp = kv.v + ((int64_t)b * kv.seq_stride + k0) * kvd + kvh * hd;
+      scores.resize((size_t)m * n);
+      sgemm(false, true, m, n, hd, scale, qp, qd, kp, kvd, 0.0f, scores.data(), n);
+      for (int i = 0; i < m; i++) {
+        float* sr = &scores[(size_t)i * n];  // key k0 + j at sr[j]
+        const int p = qpos0 + i0 + i;        // absolute position of this query
+        const int lo = (window > 0 ? std::max(0, p - window + 1) : 0) - k0, hi = p - k0;  // its keys, [lo, hi]
         if (cap > 0)  // Gemma 2: scores soft-capped as cap tanh(s / cap), before the mask
-          for (int j = lo; j <= p; j++) sr[j] = cap * std::tanh(sr[j] / cap);
-        float mx = -std::numeric_limits<float>::infinity();
-        for (int j = lo; j <= p; j++) mx = std::max(mx, sr[j]);
-        double sum = 0;
-        for (int j = 0; j < L; j++) {
-          float e = (j >= lo && j <= p) ? std::exp(sr[j] - mx) : 0.0f;
-          sr[j] = e;
-          sum += e;
-        }
-        const float inv = (float)(1.0 / sum);
-        for (int j = lo; j <= p; j++) sr[j] *= inv;
+          for (int j = lo; j <= hi; j++) sr[j] = cap * std::tanh(sr[j] / cap);
+        softmax_range(sr, lo, hi);
+        std::fill(sr, sr + lo, 0.0f);  // before the window, or after the query: masked
+        std::fill(sr + hi + 1, sr + n, 0.0f);
       }
-      sgemm(false, false, ntok, hd, L, 1.0f, scores.data(), L, vp, kvd, 0.0f, &out[(int64_t)b * ntok * qd + hh * hd], qd);
+      sgemm(false, false, m, hd, n, 1.0f, scores.data(), n, vp, kvd, 0.0f,
+            &out[((int64_t)b * ntok + i0) * qd + hh * hd], qd);
     }
+  }
 }
 
 bool attention(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int nseq, int ntok, int pos0,
@@ -176,9 +213,7 @@ bool attention(const ModelSpec& s, const LayerWeights& w, int layer, float* x, i
   hook(Site::AttnIn, h.data(), d);
   if (hook.ends_pass(Site::AttnIn)) return true;
   std::vector<float> q((size_t)rows * qd), k((size_t)rows * kvd), v((size_t)rows * kvd);
-  linear_forward(h.data(), rows, w.q, q.data());
-  linear_forward(h.data(), rows, w.k, k.data());
-  linear_forward(h.data(), rows, w.v, v.data());
+  linears_forward(h.data(), rows, {{&w.q, q.data()}, {&w.k, k.data()}, {&w.v, v.data()}});
   if (!w.q_norm.empty()) {  // Qwen3: RMSNorm of every head of q and k, before RoPE
     rms_norm(q.data(), w.q_norm.ptr(), q.data(), rows * s.n_heads, hd, s.rms_eps);
     rms_norm(k.data(), w.k_norm.ptr(), k.data(), rows * s.n_kv_heads, hd, s.rms_eps);
@@ -216,13 +251,17 @@ bool attention(const ModelSpec& s, const LayerWeights& w, int layer, float* x, i
 }
 
 void gated_activation(const ModelSpec& s, float* g, const float* u, int64_t n) {
-#pragma omp parallel for
-  for (int64_t i = 0; i < n; i++) {  // SwiGLU, or GeGLU (Gemma: GELU with the tanh approximation)
-    float a = g[i];
-    if (s.act == Act::SiLU) {
-      g[i] = a / (1.0f + std::exp(-a)) * u[i];
-    } else {
-      const float k = 0.7978845608028654f;  // sqrt(2 / pi)
+  constexpr int64_t kBlock = 4096;  // values per task
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for if (blocks > 1)
+  for (int64_t b = 0; b < blocks; b++) {
+    const int64_t i0 = b * kBlock, i1 = std::min(n, i0 + kBlock);
+    if (s.act == Act::SiLU) {  // SwiGLU
+      silu_mul(g + i0, u + i0, i1 - i0);
+      continue;
+    }
+    for (int64_t i = i0; i < i1; i++) {  // GeGLU (Gemma): GELU with the tanh approximation
+      const float a = g[i], k = 0.7978845608028654f;  // sqrt(2 / pi)
       g[i] = 0.5f * a * (1.0f + std::tanh(k * (a + 0.044715f * a * a * a))) * u[i];
     }
   }
@@ -242,8 +281,7 @@ bool mlp(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int64_t
   hook(Site::MlpIn, h.data(), d);
   if (hook.ends_pass(Site::MlpIn)) return true;
   std::vector<float> g((size_t)rows * f), u((size_t)rows * f);
-  linear_forward(h.data(), rows, w.gate, g.data());
-  linear_forward(h.data(), rows, w.up, u.data());
+  linears_forward(h.data(), rows, {{&w.gate, g.data()}, {&w.up, u.data()}});
   gated_activation(s, g.data(), u.data(), rows * f);
   hook(Site::DownIn, g.data(), f);
   if (hook.ends_pass(Site::DownIn)) return true;

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <vector>
 
 #include "model/kv_cache.h"
@@ -87,6 +88,13 @@ std::vector<float> forward(const Model& m, const int32_t* tokens, int nseq, int 
 // Building blocks, exposed for transforms and tests.
 void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t cols, double eps);
 void linear_forward(const float* x, int64_t rows, const Linear& l, float* y);
+// Linears reading the same input x, each into its own output (q/k/v, gate/up): the same result
+// as linear_forward on each, with the input quantized once when their quantizers agree.
+struct LinearOut {
+  const Linear* l;
+  float* y;
+};
+void linears_forward(const float* x, int64_t rows, std::initializer_list<LinearOut> outs);
 // y[M,N] = x[M,K] * W[N,K]^T through OpenBLAS.
 void sgemm_nt(const float* x, const float* w, float* y, int64_t M, int64_t N, int64_t K);
 

@@ -60,27 +60,32 @@ void KVCache::write(int layer, bool is_v, int b, int t0, int n, const float* src
   uint8_t* codes = (is_v ? vq : kq)[layer].data();
   float* sc = (is_v ? vscale : kscale)[layer].data();
   float* zp = (is_v ? vzero : kzero)[layer].data();
-  std::vector<float> head_buf(head_pre ? head_dim : 0);
-  for (int t = 0; t < n; t++)
-    for (int h = 0; h < n_kv; h++) {
-      const float* x = src + (size_t)t * kv_dim + h * head_dim;
-      if (head_pre) {
-        std::copy(x, x + head_dim, head_buf.begin());
-        head_pre->apply_row(head_buf.data());
-        x = head_buf.data();
+  // a prefill's rows over threads (each writes its own slots); a decode step's one row stays serial
+#pragma omp parallel if ((int64_t)n * kv_dim >= 8192)
+  {
+    std::vector<float> head_buf(head_pre ? head_dim : 0);
+#pragma omp for
+    for (int t = 0; t < n; t++)
+      for (int h = 0; h < n_kv; h++) {
+        const float* x = src + (size_t)t * kv_dim + h * head_dim;
+        if (head_pre) {
+          std::copy(x, x + head_dim, head_buf.begin());
+          head_pre->apply_row(head_buf.data());
+          x = head_buf.data();
+        }
+        const size_t at = slot(b, h, t0 + t);
+        QParams p = find_params_ref(x, head_dim, q);  // the same quantizer as fake_quant_ref
+        sc[at] = p.scale;
+        zp[at] = p.zero;
+        uint8_t* out = codes + at * hb;
+        std::fill(out, out + hb, 0);
+        for (int j = 0; j < head_dim; j++) {
+          const int c = quantize_level(x[j], p, q) - q.qmin();  // stored unsigned
+          if (q.bits <= 4) out[j / 2] |= (uint8_t)(c << (4 * (j & 1)));
+          else out[j] = (uint8_t)c;
+        }
       }
-      const size_t at = slot(b, h, t0 + t);
-      QParams p = find_params_ref(x, head_dim, q);  // the same quantizer as fake_quant_ref
-      sc[at] = p.scale;
-      zp[at] = p.zero;
-      uint8_t* out = codes + at * hb;
-      std::fill(out, out + hb, 0);
-      for (int j = 0; j < head_dim; j++) {
-        const int c = quantize_level(x[j], p, q) - q.qmin();  // stored unsigned
-        if (q.bits <= 4) out[j / 2] |= (uint8_t)(c << (4 * (j & 1)));
-        else out[j] = (uint8_t)c;
-      }
-    }
+  }
 }
 
 void KVCache::read(int layer, bool is_v, int b, int n, float* dst) const {

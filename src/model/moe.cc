@@ -57,8 +57,7 @@ void run_expert(const ModelSpec& s, const ExpertWeights& ex, int layer, int expe
   const int64_t d = s.hidden, f = ex.gate.out();
   if (hooks) hooks->on_expert_input(layer, expert, Site::MlpIn, h, n, d);
   std::vector<float> g((size_t)(n * f)), u((size_t)(n * f));
-  linear_forward(h, n, ex.gate, g.data());
-  linear_forward(h, n, ex.up, u.data());
+  linears_forward(h, n, {{&ex.gate, g.data()}, {&ex.up, u.data()}});
   gated_activation(s, g.data(), u.data(), n * f);
   if (hooks) {
     hooks->on_activation(layer, Site::DownIn, g.data(), n, f);

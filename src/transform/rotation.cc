@@ -11,18 +11,51 @@
 
 namespace kt {
 
-void fwht_rows(float* x, int64_t rows, int n) {
-#pragma omp parallel for if (rows * n > 16384)
-  for (int64_t r = 0; r < rows; r++) {
-    float* v = x + r * n;
-    for (int h = 1; h < n; h <<= 1)
-      for (int i = 0; i < n; i += 2 * h)
-        for (int j = i; j < i + h; j++) {
-          float a = v[j], b = v[j + h];
-          v[j] = a + b;
-          v[j + h] = a - b;
-        }
+namespace {
+
+void fwht_row_ref(float* v, int n) {
+  for (int h = 1; h < n; h <<= 1)
+    for (int i = 0; i < n; i += 2 * h)
+      for (int j = i; j < i + h; j++) {
+        const float a = v[j], b = v[j + h];
+        v[j] = a + b;
+        v[j + h] = a - b;
+      }
+}
+
+// The same butterflies as fwht_row_ref, 16 lanes at a time (n a multiple of 16), so the same
+// bits: the stages h < 16 stay inside each 16-value block, where lane j takes its partner
+// j ^ h by a permute and keeps a + b (bit h clear: it is a) or a - b (bit h set: it is b); the
+// stages h >= 16 pair whole vectors.
+__attribute__((target("avx512f"))) void fwht_row_avx512(float* v, int n) {
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  for (int c = 0; c < n; c += 16) {
+    __m512 x = _mm512_loadu_ps(v + c);
+    for (int h = 1; h < 16; h <<= 1) {
+      const __m512i hv = _mm512_set1_epi32(h);
+      // (the masked form with every lane set: GCC 12 warns on the plain one's undefined source)
+      const __m512 p = _mm512_mask_permutexvar_ps(x, (__mmask16)0xFFFF, _mm512_xor_si512(lane, hv), x);
+      const __mmask16 second = _mm512_test_epi32_mask(lane, hv);
+      x = _mm512_mask_sub_ps(_mm512_add_ps(x, p), second, p, x);
+    }
+    _mm512_storeu_ps(v + c, x);
   }
+  for (int h = 16; h < n; h <<= 1)
+    for (int i = 0; i < n; i += 2 * h)
+      for (int j = i; j < i + h; j += 16) {
+        const __m512 a = _mm512_loadu_ps(v + j), b = _mm512_loadu_ps(v + j + h);
+        _mm512_storeu_ps(v + j, _mm512_add_ps(a, b));
+        _mm512_storeu_ps(v + j + h, _mm512_sub_ps(a, b));
+      }
+}
+
+}  // namespace
+
+void fwht_rows(float* x, int64_t rows, int n) {
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  void (*row_fn)(float*, int) = avx512 && n % 16 == 0 ? &fwht_row_avx512 : &fwht_row_ref;
+#pragma omp parallel for if (rows * n > 16384)
+  for (int64_t r = 0; r < rows; r++) row_fn(x + r * n, n);
 }
 
 namespace {
@@ -245,8 +278,8 @@ namespace {
 // Built for AVX-512 / AVX2 / baseline and picked at load time: this loop is most of an online
 // Hadamard whose order has an odd factor (e.g. R4 on ffn 704 = 16 * 44). Lanes are independent
 // and c * src is exact for c = +-1, so every clone gives the same bits.
-// AVX-512, P a multiple of 16 * NV (R4 on ffn 11008 = 344 * 32 takes NV = 2): AO = 16 / NV
-// outputs x NV vectors of 16 columns per pass, so each a' step loads NV source vectors and AO
+// AVX-512, P a multiple of 16 * NV (R4 on ffn 11008 = 344 * 32 takes NV = 2, on ffn 704 =
+// 44 * 16 NV = 1): AO = 16 / NV outputs x NV vectors of 16 columns per pass, so each a' step loads NV source vectors and AO
 // coefficients for 16 FMAs (the loop below does one load pair per FMA). Per output the sum runs
 // over a' in the same order and c * src is exact (c = +-1), so the bits are the loop's.
 template <int NV>
@@ -332,6 +365,7 @@ void Rotation::apply_hadamard(float* x, int64_t rows, bool transpose) const {
         float* v = x + r * n_;
         if (P % 64 == 0 && wide) hadamard_blocks_wide<4>(hm_.data(), v, tmp.data(), M, P, transpose);
         else if (P % 32 == 0 && wide) hadamard_blocks_wide<2>(hm_.data(), v, tmp.data(), M, P, transpose);
+        else if (P % 16 == 0 && wide) hadamard_blocks_wide<1>(hm_.data(), v, tmp.data(), M, P, transpose);
         else hadamard_blocks(hm_.data(), v, tmp.data(), M, P, transpose);
         std::copy(tmp.begin(), tmp.end(), v);
       }
