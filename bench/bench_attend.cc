@@ -63,10 +63,11 @@ void BM_Decode(benchmark::State& st) {
 
 // Cold: the layer read rotates over 12 layers' caches (about 110 MB at int4 and 2048 positions,
 // beyond a server L3), so each call streams its rows from DRAM as a real decode step does once
-// the layer's weights have passed through the cache.
+// the layer's weights have passed through the cache. q8 1: the K dots as KDot::Q8.
 void BM_DecodeCold(benchmark::State& st) {
   const int n_kv = st.range(0), bits = st.range(1), L = st.range(2), layers = 12;
   Setup u(n_kv, bits, L, layers);
+  if (st.range(3)) u.cache.k_dot = kt::KDot::Q8;
   int layer = 0;
   for (auto _ : st) {
     kt::attend_cache(u.s, u.q.data(), u.cache, layer, 1, 1, L - 1, 0, u.out.data());
@@ -76,7 +77,9 @@ void BM_DecodeCold(benchmark::State& st) {
   st.counters["cache GB/s"] = benchmark::Counter((double)u.cache.bytes() / layers * L / (L + 1),
                                                  benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
-BENCHMARK(BM_DecodeCold)->Name("decode_attend_cache_cold")->Args({32, 4, 2048})->Args({8, 4, 2048})->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_DecodeCold)->Name("decode_attend_cache_cold")->ArgNames({"kv_heads", "bits", "len", "q8"})
+    ->Args({32, 4, 2048, 0})->Args({32, 4, 2048, 1})->Args({8, 4, 2048, 0})->Args({8, 4, 2048, 1})
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 #define CASES Args({32, 4, 2048})->Args({32, 8, 2048})->Args({32, 0, 2048})->Args({8, 4, 2048})->Args({32, 4, 512})
 BENCHMARK(BM_Decode<true>)->Name("decode_attend_cache")->CASES->Unit(benchmark::kMicrosecond)->UseRealTime();

@@ -225,6 +225,59 @@ TEST(ForwardBlocks, AttendCacheEqualsAttendOverTheDequantizedView) {
   set_active_kernel(before);
 }
 
+// KDot::Q8 (decode K dots with the query quantized to int8 per 32 dims): its scores are, up to
+// float rounding, those of the query quantized and dequantized the same way (scale max |q| /
+// 127 per 32 dims, codes rounded to nearest) against the dequantized keys, since q . k_j =
+// s_j (sum_d q_d u_jd + o_j sum_d q_d) holds for any q. So attend_cache with Q8 must match
+// attend() over the view with that rounded query tightly, and must differ from attend() with
+// the exact query (else the Q8 path did not run). Heads of 128 and 256 dims, GQA, a window,
+// one and several queries.
+TEST(ForwardBlocks, AttendCacheQ8MatchesAttendWithTheQueryRoundedTheSameWay) {
+  if (!kernel_supported(Kernel::Vnni)) GTEST_SKIP() << "KDot::Q8 runs on the AVX-512 VNNI copy only";
+  struct Case {
+    int n_heads, n_kv, hd, window, ntok;
+  };
+  const Case cases[] = {{4, 2, 128, 0, 1}, {8, 2, 128, 5, 3}, {2, 2, 256, 0, 1}, {4, 1, 256, 0, 16}};
+  const Kernel before = active_kernel();
+  set_active_kernel(Kernel::Vnni);
+  for (const Case& cs : cases) {
+    ModelSpec s;
+    s.n_heads = cs.n_heads, s.n_kv_heads = cs.n_kv, s.head_dim = cs.hd, s.hidden = cs.n_heads * cs.hd;
+    s.n_layers = 1, s.ffn = 8, s.vocab = 10;
+    const int nseq = 2, len = 41, pos0 = len - cs.ntok, kvd = (int)s.kv_dim(), qd = (int)s.q_dim();
+    QuantSpec qs;
+    qs.bits = 4, qs.symmetric = false, qs.gran = Granularity::PerGroup, qs.group = cs.hd;
+    KVCache c(s, nseq, len, qs, qs);
+    std::mt19937 rng(cs.hd + cs.ntok);
+    std::normal_distribution<float> nd;
+    std::vector<float> k((size_t)nseq * len * kvd), v(k.size()), q((size_t)nseq * cs.ntok * qd);
+    for (auto* a : {&k, &v, &q})
+      for (auto& e : *a) e = 2 * nd(rng);
+    c.append(0, nseq, 0, len, k.data(), v.data(), nullptr);
+    std::vector<float> qr = q;  // the query rounded as Q8 rounds it
+    for (size_t b0 = 0; b0 < qr.size(); b0 += 32) {
+      float amax = 0;
+      for (size_t d = 0; d < 32; d++) amax = std::max(amax, std::fabs(qr[b0 + d]));
+      for (size_t d = 0; d < 32; d++) qr[b0 + d] = std::nearbyint(qr[b0 + d] * (127.0f / amax)) * (amax / 127.0f);
+    }
+    KVScratch scratch;
+    const KVView view = c.view(0, nseq, len, &scratch);
+    std::vector<float> want(q.size()), exact(q.size()), got(q.size());
+    attend(s, qr.data(), view, nseq, cs.ntok, pos0, len, cs.window, want.data());
+    attend(s, q.data(), view, nseq, cs.ntok, pos0, len, cs.window, exact.data());
+    c.k_dot = KDot::Q8;
+    attend_cache(s, q.data(), c, 0, nseq, cs.ntok, pos0, cs.window, got.data());
+    double moved = 0;
+    for (size_t i = 0; i < want.size(); i++) {
+      ASSERT_NEAR(got[i], want[i], 2e-5f * (1 + std::fabs(want[i])))
+          << "heads " << cs.n_heads << "/" << cs.n_kv << " hd " << cs.hd << " ntok " << cs.ntok << " value " << i;
+      moved = std::max(moved, (double)std::fabs(got[i] - exact[i]));
+    }
+    EXPECT_GT(moved, 1e-4) << "hd " << cs.hd << ": the query's rounding does not show; did Q8 run?";
+  }
+  set_active_kernel(before);
+}
+
 TEST(ForwardBlocks, ChunkedLayerLoopVisitsEveryChunkOnceAndKeepsOrLeavesX) {
   auto m = Model::open(test::tinyllama());
   const auto& s = m->spec;

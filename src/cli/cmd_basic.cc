@@ -34,7 +34,7 @@ std::string default_text() { return join_path(data_dir(), "text/wikitext2_raw_te
 
 struct EvalArgs {
   std::string model, text, tokenizer, kl_ref, task, tasks, tasks_dir, kernels = "auto", bos = "no", log_samples;
-  std::string ppl_protocol = "kurtail";
+  std::string ppl_protocol = "kurtail", k_dot = "f32";
   int limit = 0, num_fewshot = 0;
   int ctx = 0, max_windows = 0, batch = 0;
   bool json = false, quiet = false, unbatched = false, force = false;
@@ -188,6 +188,7 @@ int run_eval() {
     fail(ea.model, "--kernels real needs a quantized model (no recipe.json)");
   }
   if (!sess.quantized()) sess = quantized ? Session(m, recipe) : Session(std::shared_ptr<const Model>(m));
+  sess.set_k_dot(k_dot_named(ea.k_dot));
   if (!ea.quiet) std::fprintf(stderr, "execution: %s\n", path_used.c_str());
   if (quantized && !ea.quiet) std::fprintf(stderr, "recipe: %s, weights %s, A %s, K %s, V %s\n", recipe.method.c_str(),
                                        recipe.w.describe().c_str(), recipe.a.describe().c_str(),
@@ -316,6 +317,7 @@ void register_eval(CLI::App& app) {
               "write one JSON line per document (choice log-likelihoods, is_greedy, chosen, gold) to this new file");
   c->add_flag("--force", ea.force, "--log-samples: replace an existing sample log kurtail wrote");
   c->add_flag("--unbatched", ea.unbatched, "score each choice in its own forward pass (slower; for checking the batching)");
+  k_dot_option(c, ea.k_dot);
   choice_option(c, "--kernels", ea.kernels, "integer kernels when the model allows (auto), required (real), or never (fake)",
                 {"auto", "real", "fake"})
       ->capture_default_str();

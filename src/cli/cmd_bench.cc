@@ -28,7 +28,7 @@ namespace kt::cli {
 namespace {
 
 struct BenchArgs {
-  std::string model, method = "quarot", configs;
+  std::string model, method = "quarot", configs, k_dot = "f32";
   int lm_head_bits = 0;
   int pp = 512, tg = 128, reps = 5;
   std::vector<int> depths{0}, threads;
@@ -144,6 +144,7 @@ int run_bench() {
     else if (c == "w4a8") w = 4, a = kv = 8;
     else if (c == "w4a4") w = a = kv = 4;
     RealModel rm = stored ? load_real(ba.model) : make_real(ba.model, ba.method, w, a, kv, w < 16 ? ba.lm_head_bits : 0);
+    rm.session.set_k_dot(k_dot_named(ba.k_dot));
     const ModelSpec& s = rm.model().spec;
     for (int d : ba.depths)
       if (d + std::max(ba.pp, ba.tg + 1) > s.max_pos)
@@ -204,6 +205,7 @@ void register_bench(CLI::App& app) {
                   kMaxCount);
   int_list_option(b, "-t,--threads", ba.threads, "comma-separated thread counts (default: OpenMP's)", 1, 1024);
   int_option(b, "-r,--reps", ba.reps, "timed repetitions of each test", 1, 10000)->capture_default_str();
+  k_dot_option(b, ba.k_dot);
   b->add_flag("--no-warmup", ba.no_warmup, "skip the untimed warm-up run of each test");
   b->add_flag("--json", ba.json, "JSON output (llama-bench's field names where they exist)");
   register_runner(b, run_bench);

@@ -14,7 +14,7 @@ namespace kt::cli {
 namespace {
 
 struct RunArgs {
-  std::string model, prompt;
+  std::string model, prompt, k_dot = "f32";
   int n = 64;
   float temperature = 0;
   uint64_t seed = 0;
@@ -22,6 +22,7 @@ struct RunArgs {
 
 int run_run() {
   RealModel rm = load_real(ra.model);
+  rm.session.set_k_dot(k_dot_named(ra.k_dot));
   std::fprintf(stderr, "model: %s\n", rm.describe().c_str());
   const Model& m = rm.model();
   auto prompt = m.tokenizer->encode_for_model(ra.prompt);
@@ -62,6 +63,7 @@ void register_run(CLI::App& app) {
       ->capture_default_str();
   real_option(c, "--temperature", ra.temperature, "sampling temperature (0 = greedy)", 0, 100)->capture_default_str();
   u64_option(c, "--seed", ra.seed, "sampling seed")->capture_default_str();
+  k_dot_option(c, ra.k_dot);
   register_runner(c, run_run);
 }
 

@@ -115,6 +115,17 @@ CLI::Option* lm_head_bits_option(CLI::App* c, int& v) {
                     kMinBits, kMaxBits, /*zero_default=*/true);
 }
 
+CLI::Option* k_dot_option(CLI::App* c, std::string& v) {
+  return choice_option(c, "--k-dot", v,
+                       "decode attention's K dot products on a 4-bit K/V cache: f32 (float query x codes) or q8 "
+                       "(query quantized to int8 per 32 dims, integer dots as llama.cpp's q8_0; AVX-512 VNNI, heads "
+                       "of 128 or 256 dims, f32 elsewhere)",
+                       {"f32", "q8"})
+      ->capture_default_str();
+}
+
+KDot k_dot_named(const std::string& v) { return v == "q8" ? KDot::Q8 : KDot::F32; }
+
 CLI::Option* int_option(CLI::App* c, const std::string& name, int& v, const std::string& desc, int lo, int hi,
                         bool zero_default) {
   const std::string range = int_range_text(lo, hi, zero_default);

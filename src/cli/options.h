@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "model/kv_cache.h"
 #include "quant/options.h"
 
 namespace kt::cli {
@@ -30,6 +31,10 @@ CLI::Option* int_option(CLI::App* c, const std::string& name, int& v, const std:
 // --lm-head-bits (quantize, bench): the output layer's weight and input bits, kMinBits..kMaxBits,
 // or 0 for the default (fp32 head unless --quant-lm-head).
 CLI::Option* lm_head_bits_option(CLI::App* c, int& v);
+// --k-dot (run, bench, eval): how decode attention multiplies queries with a 4-bit K cache,
+// "f32" or "q8" (model/kv_cache.h KDot); k_dot_named turns the checked value into the enum.
+CLI::Option* k_dot_option(CLI::App* c, std::string& v);
+KDot k_dot_named(const std::string& v);
 // A comma-separated list of integers, each in [lo, hi] ("0,512,2048"); replaces v.
 CLI::Option* int_list_option(CLI::App* c, const std::string& name, std::vector<int>& v, const std::string& desc,
                              int lo, int hi);

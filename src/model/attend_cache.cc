@@ -45,7 +45,8 @@ namespace kt {
 #pragma GCC pop_options
 
 #pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,fma")
+// (VNNI too: this copy runs only for Kernel::Vnni / Amx, and KDot::Q8's dots use vpdpbusd)
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma")
 #define KT_ATTEND_NS attend_avx512
 #define KT_ATTEND_ISA KT_ATTEND_ISA_AVX512
 #include "model/attend_cache_impl.inc"

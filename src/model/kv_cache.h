@@ -34,8 +34,19 @@ struct KVScratch {
 // prefetcher streams them (position-major rows put one head's codes a whole row apart, a cache
 // miss and soon a new page per position). The fp32 buffers stay position-major, the layout
 // attend() reads in place.
+//
+// How decode attention (attend_cache) multiplies a query with 4-bit K codes. F32: the float
+// query times the codes, the scores attend() computes over the dequantized view up to summation
+// order. Q8: the query quantized to int8 per 32 dims (scale max |q| / 127, as llama.cpp's q8_0
+// quantizes the activations of its quantized-K dot products) and integer dot products on the
+// codes (vpdpbusd): about a third of the K work, each score off by the query's rounding. Only
+// the AVX-512 VNNI copy (4-bit K and V, heads of 128 or 256 dims: the word-order path) has it;
+// every other case runs F32.
+enum class KDot { F32, Q8 };
+
 struct KVCache {
   int nseq = 0, max_len = 0, kv_dim = 0, head_dim = 0, n_kv = 0, len = 0;  // len: positions filled
+  KDot k_dot = KDot::F32;
   std::vector<std::vector<float>> k, v;  // fp32 mode: [layer][nseq * max_len * kv_dim]
   QuantSpec k_spec, v_spec;              // quantized mode when enabled()
   std::vector<std::vector<uint8_t>> kq, vq;  // [layer][(nseq * n_kv * max_len) * head_bytes]

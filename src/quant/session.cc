@@ -26,12 +26,16 @@ Session::Session(std::shared_ptr<const Model> m, const Recipe& r, std::shared_pt
 }
 
 KVCache Session::new_cache(int nseq, int max_len) const {
-  return kv_k_.enabled() ? KVCache(model_->spec, nseq, max_len, kv_k_, kv_v_) : KVCache(model_->spec, nseq, max_len);
+  KVCache c = kv_k_.enabled() ? KVCache(model_->spec, nseq, max_len, kv_k_, kv_v_) : KVCache(model_->spec, nseq, max_len);
+  c.k_dot = k_dot_;
+  return c;
 }
 
 std::unique_ptr<KVCache> Session::new_quantized_cache(int nseq, int max_len) const {
   if (!kv_k_.enabled()) return nullptr;
-  return std::make_unique<KVCache>(model_->spec, nseq, max_len, kv_k_, kv_v_);
+  auto c = std::make_unique<KVCache>(model_->spec, nseq, max_len, kv_k_, kv_v_);
+  c->k_dot = k_dot_;
+  return c;
 }
 
 Session Session::observed(Hooks* h) const {

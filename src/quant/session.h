@@ -40,8 +40,10 @@ class Session {
   const QuantSpec& kv_v() const { return kv_v_; }
   bool quantizes_kv_cache() const { return kv_k_.enabled(); }
 
-  // A cache for nseq sequences of up to max_len positions: quantized when the plan says so.
+  // A cache for nseq sequences of up to max_len positions: quantized when the plan says so,
+  // with the decode K dot products set_k_dot chose.
   KVCache new_cache(int nseq, int max_len) const;
+  void set_k_dot(KDot k) { k_dot_ = k; }
   // The same, or null when K/V stay fp32 (callers that then attend over the chunk's own K/V).
   std::unique_ptr<KVCache> new_quantized_cache(int nseq, int max_len) const;
 
@@ -55,6 +57,7 @@ class Session {
   std::shared_ptr<const OnlinePlan> plan_;
   Hooks* hooks_ = nullptr;
   QuantSpec kv_k_, kv_v_;
+  KDot k_dot_ = KDot::F32;
 };
 
 // A model as a user names it: an FP model, or a quantized directory whose recipe.json and
