@@ -182,7 +182,9 @@ void expect_gguf_round_trip(const std::string& dir, const std::string& tag) {
   for (const TensorRow& r : t.layer) {
     const int heads = t.gguf_permute_qk ? permute_heads(r, m->spec) : 0;
     EXPECT_EQ(src.info(hf_name(r, 0, "weight")).unpermute_heads, heads) << r.hf;
-    if (row_has_bias(r, m->spec)) EXPECT_EQ(src.info(hf_name(r, 0, "bias")).unpermute_heads, heads) << r.hf;
+    if (row_has_bias(r, m->spec)) {
+      EXPECT_EQ(src.info(hf_name(r, 0, "bias")).unpermute_heads, heads) << r.hf;
+    }
   }
   std::filesystem::remove_all(std::filesystem::path(out).parent_path());
 }

@@ -339,7 +339,9 @@ TEST(ArchPhi3, GgufExportAsLlamaCppWritesPhi3AndReadsBackToTheGolden) {
       const bool longrope = s.rope_scaling.type == "longrope";
       EXPECT_EQ(dims.count("rope_factors_long.weight") + dims.count("rope_factors_short.weight"), longrope ? 2u : 0u);
       EXPECT_EQ(f.get_int("phi3.rope.scaling.original_context_length", -1), longrope ? 32 : -1);
-      if (longrope) EXPECT_FLOAT_EQ((float)f.get("phi3.rope.scaling.attn_factor").f, (float)std::sqrt(2.0));
+      if (longrope) {
+        EXPECT_FLOAT_EQ((float)f.get("phi3.rope.scaling.attn_factor").f, (float)std::sqrt(2.0));
+      }
       // q rows as HF stores them (llama.cpp's phi3 is NEOX rope: no permutation)
       const auto& ti = *std::find_if(f.tensors().begin(), f.tensors().end(),
                                      [](const auto& t) { return t.name == "blk.0.attn_qkv.weight"; });

@@ -157,7 +157,7 @@ std::string mean_nll(const std::string& model) {
 // activation quantizer (clip 1, as the format has no clip). Full (dense Paley) and block R4,
 // integer kernels (auto) and fake quantization.
 TEST(CompressedTensorsExport, EvalOnTheExportEqualsTheOriginalExactly) {
-  for (const std::string& r4 : {"", "--r4-block 64"}) {
+  for (const std::string r4 : {"", "--r4-block 64"}) {
     const Dirs d = make(r4.empty() ? "full" : "block", "--method quarot --no-r3 --a 4 --kv 16 --a-clip 1 " + r4,
                         "--dtype float32");
     const std::string a = mean_nll(d.q), b = mean_nll(d.ct);
@@ -292,7 +292,7 @@ namespace {
 // Mixtral has routers (kept fp) and per-expert linears. Export and read back: the same perplexity,
 // bit for bit.
 TEST(CompressedTensorsExport, FamiliesRoundTripExactly) {
-  for (const std::string& a : {"phi3", "qwen2.5", "gemma", "mixtral"}) {
+  for (const std::string a : {"phi3", "qwen2.5", "gemma", "mixtral"}) {
     const std::string d = test::temp_dir("ct_arch");
     cli_ok("quantize --model " + test::data() + "/models/archs/" + a + " --out " + d + "/q -q --method quarot --no-r3 "
            "--kv 16 --a-clip 1");

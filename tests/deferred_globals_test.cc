@@ -177,17 +177,17 @@ TEST(DeferredGlobals, ProducedTensorsAreWrittenAsHeldOnes) {
   std::vector<uint8_t> bytes(11);
   for (size_t i = 0; i < bytes.size(); i++) bytes[i] = (uint8_t)(i * 23);
   std::vector<size_t> asked;
-  SafetensorsOut a{"a", t.shape, DType::BF16, nullptr, nullptr};
+  SafetensorsOut a{"a", t.shape, DType::BF16, nullptr, nullptr, {}, {}, 0};
   a.piece = 6;  // 21 elements: 6, 6, 6, 3
   a.produce = [&](size_t first, size_t n, float* dst) {
     asked.push_back(first);
     std::copy(t.data.begin() + first, t.data.begin() + first + n, dst);
   };
-  SafetensorsOut b{"b", {11}, DType::U8, nullptr, nullptr};
+  SafetensorsOut b{"b", {11}, DType::U8, nullptr, nullptr, {}, {}, 0};
   b.piece = 4;
   b.produce_bytes = [&](size_t first, size_t n, uint8_t* dst) { std::copy(bytes.begin() + first, bytes.begin() + first + n, dst); };
   write_safetensors(dir + "/p.safetensors", {a, b}, {});
-  write_safetensors(dir + "/h.safetensors", {{"a", t.shape, DType::BF16, t.ptr(), nullptr}, {"b", {11}, DType::U8, nullptr, bytes.data()}}, {});
+  write_safetensors(dir + "/h.safetensors", {{"a", t.shape, DType::BF16, t.ptr(), nullptr, {}, {}, 0}, {"b", {11}, DType::U8, nullptr, bytes.data(), {}, {}, 0}}, {});
   EXPECT_EQ(asked, (std::vector<size_t>{0, 6, 12, 18}));
   EXPECT_EQ(read_file(dir + "/p.safetensors"), read_file(dir + "/h.safetensors"));
   std::filesystem::remove_all(dir);
