@@ -8,6 +8,7 @@
 #include "kernels/packed.h"
 #include "model/attend_cache.h"
 #include "model/forward.h"
+#include "quant/session.h"
 #include "test_util.h"
 
 namespace kt {
@@ -276,6 +277,15 @@ TEST(ForwardBlocks, AttendCacheQ8MatchesAttendWithTheQueryRoundedTheSameWay) {
     EXPECT_GT(moved, 1e-4) << "hd " << cs.hd << ": the query's rounding does not show; did Q8 run?";
   }
   set_active_kernel(before);
+}
+
+// --k-dot reaches the caches through the session (run, bench and eval build theirs there).
+TEST(ForwardBlocks, SessionCachesTakeTheChosenKDot) {
+  auto m = Model::open(test::tinyllama());
+  Session sess(*m);
+  EXPECT_EQ(sess.new_cache(1, 4).k_dot, KDot::F32);
+  sess.set_k_dot(KDot::Q8);
+  EXPECT_EQ(sess.new_cache(1, 4).k_dot, KDot::Q8);
 }
 
 TEST(ForwardBlocks, ChunkedLayerLoopVisitsEveryChunkOnceAndKeepsOrLeavesX) {

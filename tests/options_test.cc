@@ -122,6 +122,10 @@ TEST(Options, HelpListsRanges) {
   EXPECT_EQ(e.code, 0);
   EXPECT_NE(e.out.find("--ctx INT:0 or 2..16777216"), std::string::npos) << e.out;
   EXPECT_NE(e.out.find("--kernels TEXT:auto|real|fake=auto"), std::string::npos) << e.out;
+  for (const char* cmd : {"run --help", "bench --help", "eval --help"}) {  // declared once, on all three
+    test::CmdResult h = test::run_cli(cmd);
+    EXPECT_NE(h.out.find("--k-dot TEXT:f32|q8=f32"), std::string::npos) << cmd << "\n" << h.out;
+  }
   test::CmdResult top = test::run_cli("--help");
   EXPECT_EQ(top.code, 0);
   EXPECT_NE(top.out.find("quantize"), std::string::npos);
@@ -154,6 +158,7 @@ TEST(Options, IssueExamples) {
   test::expect_documented_error(test::run_cli("quantize " + out + "--kt-lr inf"),
                                 "--kt-lr: 'inf' is not a finite number (allowed: (0, 10])");
   test::expect_documented_error(test::run_cli("eval --kernels fast"), "--kernels: 'fast' is not one of auto, real, fake");
+  test::expect_documented_error(test::run_cli("bench --k-dot q4"), "--k-dot: 'q4' is not one of f32, q8");
   test::expect_documented_error(test::run_cli("run --seed -1"),
                                 "--seed: '-1' is not an integer in 0..18446744073709551615");
   test::expect_documented_error(test::run_cli("quantize --out ''"), "--out: must not be empty");
