@@ -165,6 +165,8 @@ constexpr int kAttendRowBlock = 64;
 void attend(const ModelSpec& s, const float* q, const KVView& kv, int nseq, int ntok, int qpos0, int L, int window,
             float* out) {
   const int64_t qd = s.q_dim(), kvd = s.kv_dim(), hd = s.head_dim;
+  // every query's own position must be among the keys (a row block reads keys up to it)
+  if (qpos0 < 0 || qpos0 + ntok > L) fail("attend: queries at positions past the keys");
   const float scale = s.attn_scale();
   const float cap = s.attn_softcap;
   const int group = s.n_heads / s.n_kv_heads;
