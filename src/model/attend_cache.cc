@@ -54,6 +54,11 @@ namespace kt {
 #undef KT_ATTEND_NS
 #pragma GCC pop_options
 
+bool attend_cache_has_q8() {
+  const Kernel k = active_kernel();
+  return KT_ATTEND_ISA_AVX512 == 2 && (k == Kernel::Vnni || k == Kernel::Amx);
+}
+
 void attend_cache(const ModelSpec& s, const float* q, const KVCache& cache, int layer, int nseq, int ntok, int qpos0,
                   int window, float* out) {
   if (ntok < 1 || ntok > kAttendCacheMaxTokens || qpos0 < 0 || qpos0 + ntok > cache.max_len || nseq > cache.nseq ||

@@ -20,4 +20,9 @@ constexpr int kAttendCacheMaxTokens = 16;
 void attend_cache(const ModelSpec& s, const float* q, const KVCache& cache, int layer, int nseq, int ntok, int qpos0,
                   int window, float* out);
 
+// Whether attend_cache, with the kernel family active now, has KDot::Q8 (the AVX-512 VNNI copy
+// as GCC builds it; clang's copies have no intrinsics) for 4-bit K and V with heads of 128 or
+// 256 dims. Where it does not, a cache asking for Q8 gets F32.
+bool attend_cache_has_q8();
+
 }  // namespace kt
