@@ -279,8 +279,9 @@ namespace {
 // Hadamard whose order has an odd factor (e.g. R4 on ffn 704 = 16 * 44). Lanes are independent
 // and c * src is exact for c = +-1, so every clone gives the same bits.
 // AVX-512, P a multiple of 16 * NV (R4 on ffn 11008 = 344 * 32 takes NV = 2, on ffn 704 =
-// 44 * 16 NV = 1): AO = 16 / NV outputs x NV vectors of 16 columns per pass, so each a' step loads NV source vectors and AO
-// coefficients for 16 FMAs (the loop below does one load pair per FMA). Per output the sum runs
+// 44 * 16 NV = 1): AO = 16 / NV outputs x NV vectors of 16 columns per pass, so each a' step
+// loads NV source vectors and AO coefficients for 16 FMAs (the loop below does one load pair
+// per FMA). Per output the sum runs
 // over a' in the same order and c * src is exact (c = +-1), so the bits are the loop's.
 template <int NV>
 __attribute__((target("avx512f"))) void hadamard_blocks_wide(const float* A, const float* v, float* tmp, int M, int P,
