@@ -1,5 +1,5 @@
 // Integer GEMM kernels against a plain reference (bit-exact int32 accumulators) for every
-// kernel this CPU supports, odd shapes, per-channel and grouped Q4, and Q8.
+// kernel this CPU supports, odd shapes, per-channel and grouped Q4 and Q6, and Q8.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -30,9 +30,10 @@ TEST(Kernels, AllKernelsMatchPlainReferenceBitExactly) {
   const Case cases[] = {{QType::Q4, 1, 16, 8, 0},    {QType::Q4, 5, 37, 200, 0}, {QType::Q4, 7, 64, 256, 64},
                         {QType::Q4, 9, 33, 704, 32}, {QType::Q8, 3, 21, 96, 0},  {QType::Q8, 6, 48, 256, 128},
                         {QType::Q4, 1, 256, 704, 0}, {QType::Q4, 13, 80, 64, 0},  {QType::Q8, 12, 96, 32, 0},
-                        {QType::Q4, 6, 48, 128, 32}, {QType::Q4, 10, 64, 96, 0}};
+                        {QType::Q4, 6, 48, 128, 32}, {QType::Q4, 10, 64, 96, 0},   {QType::Q6, 1, 48, 200, 0},
+                        {QType::Q6, 7, 100, 256, 64}, {QType::Q6, 13, 37, 96, 32}, {QType::Q6, 1, 33, 2048, 0}};
   for (const Case& c : cases) {
-    const int lo = c.t == QType::Q4 ? -8 : -128, hi = c.t == QType::Q4 ? 7 : 127;
+    const int lo = wtype_traits(c.t).qmin, hi = wtype_traits(c.t).qmax;
     std::uniform_int_distribution<int> wd(lo, hi), xd(-128, 127);
     std::vector<int8_t> w((size_t)c.N * c.K);
     for (auto& v : w) v = (int8_t)wd(g);
@@ -193,9 +194,10 @@ TEST(Kernels, FusedEpilogueMatchesReferenceEpilogue) {
   std::mt19937 g(6);
   std::normal_distribution<float> nd;
   const Case cases[] = {{QType::Q4, 13, 80, 256, 0}, {QType::Q4, 7, 37, 512, 64}, {QType::Q8, 11, 100, 384, 128},
-                        {QType::Q8, 1, 48, 64, 0},    {QType::Q4, 20, 130, 128, 32}};
+                        {QType::Q8, 1, 48, 64, 0},    {QType::Q4, 20, 130, 128, 32}, {QType::Q6, 1, 70, 256, 0},
+                        {QType::Q6, 12, 48, 384, 128}};
   for (const Case& c : cases) {
-    const int lo = c.t == QType::Q4 ? -8 : -128, hi = c.t == QType::Q4 ? 7 : 127;
+    const int lo = wtype_traits(c.t).qmin, hi = wtype_traits(c.t).qmax;
     std::uniform_int_distribution<int> wd(lo, hi);
     std::vector<int8_t> w((size_t)c.N * c.K);
     for (auto& v : w) v = (int8_t)wd(g);
@@ -236,7 +238,7 @@ TEST(Kernels, AmxTileGemmEqualsVnniBitForBit) {
                            {QType::Q8, 32, 17, 192, 0, 8, false},   {QType::Q4, 45, 100, 11008, 0, 4, true},
                            {QType::Q4, 20, 1100, 1024, 0, 8, false}};
   for (const AmxCase& c : cases) {
-    const int lo = c.t == QType::Q4 ? -8 : -128, hi = c.t == QType::Q4 ? 7 : 127;
+    const int lo = wtype_traits(c.t).qmin, hi = wtype_traits(c.t).qmax;
     std::uniform_int_distribution<int> wd(lo, hi);
     std::vector<int8_t> w((size_t)c.N * c.K);
     for (auto& v : w) v = (int8_t)wd(g);
@@ -266,6 +268,10 @@ TEST(Kernels, AmxTileGemmEqualsVnniBitForBit) {
   std::vector<float> x2(16 * 64, 0.5f);
   quantize_acts(Kernel::Vnni, x2.data(), 16, 64, 64, 8, 1.0f, 32, &a);
   EXPECT_FALSE(amx_fits(a, pack_weights_ref(QType::Q4, w.data(), 16, 64, 32, sc2.data())));
+  // Q6 has no B-tile unpacker: the VNNI kernel runs it at any row count
+  quantize_acts(Kernel::Vnni, x2.data(), 16, 64, 64, 8, 1.0f, 0, &a);
+  EXPECT_TRUE(amx_fits(a, pack_weights_ref(QType::Q4, w.data(), 16, 64, 0, sc.data())));
+  EXPECT_FALSE(amx_fits(a, pack_weights_ref(QType::Q6, w.data(), 16, 64, 0, sc.data())));
 }
 
 }  // namespace

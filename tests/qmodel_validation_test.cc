@@ -323,7 +323,7 @@ TEST(QmodelValidation, WeightScalesAndBits) {
     expect_refused(with_tensors(q, [&](Stored& s) { s.at(p + ".qscale").data[0] = -0.25f; }),
                    "model.safetensors: tensor 'model.layers.1.mlp.down_proj.qscale' has scale -0.25 at element 0; scales must be finite and > 0");
     expect_refused(with_tensors(q, [&](Stored& s) { s.at(p + ".qbits").data[0] = 9; }),
-                   "model.safetensors: tensor 'model.layers.1.mlp.down_proj.qbits' is 9; weight bits are 4 or 8");
+                   "model.safetensors: tensor 'model.layers.1.mlp.down_proj.qbits' is 9; weight bits are 4, 6 or 8");
     expect_refused(with_tensors(q, [&](Stored& s) { s.erase(p + ".qbits"); }),
                    "model.safetensors: missing tensor 'model.layers.1.mlp.down_proj.qbits' ('model.layers.1.mlp.down_proj.qscale' needs it)");
     expect_refused(with_tensors(q, [&](Stored& s) {

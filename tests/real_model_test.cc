@@ -258,7 +258,11 @@ std::string replace_once(std::string s, const std::string& from, const std::stri
 // scales (packed as Q8 by --packed) and runs the W8A8 kernels; the kernels give the fake-quant
 // logits (integer vs fp32 accumulation of the same codes), the 4-bit layers are unchanged, and
 // the recipe's lm_head_bits is checked against the file.
-TEST(RealKernels, PackedLmHeadRunsW8A8AndMatchesFakeQuant) {
+// Quantizes a random model W4A4KV4 with a `bits`-bit head into dir/fq (fake quant) and dir/pk
+// (packed), checks the packed head's bytes and that the kernels give the fake-quant head's
+// logits, and runs the whole model on the kernels. Returns dir.
+std::string check_packed_head(int bits, QType want_type) {
+  const WTypeTraits& tt = wtype_traits(want_type);
   test::RandomModelOptions ro;
   ro.ffn = 176;
   const std::string src = test::make_random_model(ro);
@@ -268,17 +272,18 @@ TEST(RealKernels, PackedLmHeadRunsW8A8AndMatchesFakeQuant) {
   o.recipe.set_method("quarot");
   o.recipe.set_bits(4, 4, 4, m->spec.head_dim);
   o.recipe.quant_lm_head = true;
-  o.recipe.lm_head_bits = 8;
+  o.recipe.lm_head_bits = bits;
   quantize_model(*m, o);
-  ASSERT_FALSE(m->lm_head.qscale.empty());
-  EXPECT_EQ(m->lm_head.qbits, 8);
-  const std::string dir = test::temp_dir("lmhead");
+  EXPECT_FALSE(m->lm_head.qscale.empty());
+  EXPECT_EQ(m->lm_head.qbits, bits);
+  const std::string dir = test::temp_dir("lmhead" + std::to_string(bits));
   save_quantized(*m, o.recipe, dir + "/fq", false, false);
   save_quantized(*m, o.recipe, dir + "/pk", false, true);
   {
     SafetensorsFile f(dir + "/pk/model.safetensors");
     EXPECT_EQ(f.info("lm_head.qweight").dtype, DType::U8);
-    EXPECT_EQ(f.info("lm_head.qweight").shape, (std::vector<int64_t>{(int64_t)ro.vocab / 16 * (ro.hidden / 8) * 128}));
+    EXPECT_EQ(f.info("lm_head.qweight").shape,
+              (std::vector<int64_t>{(int64_t)ro.vocab / 16 * (ro.hidden / 8) * (int64_t)tt.step_bytes}));
     EXPECT_EQ(f.info("lm_head.qscale").shape, (std::vector<int64_t>{ro.vocab, 1}));
     EXPECT_FALSE(f.has("lm_head.weight"));
   }
@@ -289,14 +294,17 @@ TEST(RealKernels, PackedLmHeadRunsW8A8AndMatchesFakeQuant) {
   std::vector<float> x0((size_t)rows * d);
   for (size_t i = 0; i < x0.size(); i++) x0[i] = std::sin(0.37 * (double)i) * (i % 17 == 0 ? 9.0 : 1.0);
   Session fake = open_session(dir + "/fq");
-  EXPECT_EQ(fake.plan()->site(m->spec.n_layers, Site::LmHeadIn).quant.bits, 8);
+  EXPECT_EQ(fake.plan()->site(m->spec.n_layers, Site::LmHeadIn).quant.bits, bits);
   std::vector<float> x = x0, want((size_t)rows * ro.vocab);
   final_logits(fake.model(), x.data(), rows, want.data(), fake.hooks());
   for (const char* which : {"/fq", "/pk"}) {
     RealModel real = load_real(dir + which);
-    ASSERT_TRUE(real.model().lm_head.packed) << which;
-    EXPECT_EQ(real.model().lm_head.packed->type, QType::Q8);
-    EXPECT_EQ(real.model().lm_head.act_bits, 8);
+    if (!real.model().lm_head.packed) {
+      ADD_FAILURE() << which << ": the head is not packed";
+      return dir;
+    }
+    EXPECT_EQ(real.model().lm_head.packed->type, want_type);
+    EXPECT_EQ(real.model().lm_head.act_bits, bits);
     EXPECT_EQ(real.session.plan()->site(m->spec.n_layers, Site::LmHeadIn).where, QuantWhere::LinearInput);
     std::vector<float> got(want.size());
     x = x0;
@@ -309,8 +317,13 @@ TEST(RealKernels, PackedLmHeadRunsW8A8AndMatchesFakeQuant) {
     EXPECT_LT(dmax, 1e-5f * amax) << which;
     // and the whole model runs: the 4-bit layers and the 8-bit head on the kernels
     std::vector<int32_t> toks = {1, 2, 300, 4000, 5, 6, 7, 8};
-    for (float v : forward(real.model(), toks.data(), 1, 8, nullptr, real.session.hooks())) ASSERT_TRUE(std::isfinite(v));
+    for (float v : forward(real.model(), toks.data(), 1, 8, nullptr, real.session.hooks())) EXPECT_TRUE(std::isfinite(v));
   }
+  return dir;
+}
+
+TEST(RealKernels, PackedLmHeadRunsW8A8AndMatchesFakeQuant) {
+  const std::string dir = check_packed_head(8, QType::Q8);
   // The head's bits must be the recipe's: lm_head_bits 4 against 8-bit scales is refused, as are
   // scales the recipe does not use and lm_head_bits without quant_lm_head.
   const std::string rj = read_file(dir + "/fq/recipe.json");
@@ -330,6 +343,10 @@ TEST(RealKernels, PackedLmHeadRunsW8A8AndMatchesFakeQuant) {
   refused(replace_once(rj, "\"quant_lm_head\": true", "\"quant_lm_head\": false"), "'lm_head_bits' is 8 but 'quant_lm_head' is false");
   refused(replace_once(rj, "\"lm_head_bits\": 8", "\"lm_head_bits\": 9"), "'lm_head_bits' is 9");
 }
+
+// --lm-head-bits 6: the head packs as Q6 (0.75 bytes a weight, against llama.cpp's Q6_K output
+// matrix at 0.82) and runs W6A6 on the kernels with the fake-quant head's logits.
+TEST(RealKernels, PackedLmHeadRunsW6A6AndMatchesFakeQuant) { check_packed_head(6, QType::Q6); }
 
 }  // namespace
 }  // namespace kt

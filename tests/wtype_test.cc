@@ -51,7 +51,7 @@ std::vector<int8_t> all_codes(const WTypeTraits& t, int N, int K, unsigned seed)
 }
 
 TEST(WType, TableRowsAreIndexedByTypeAndConsistent) {
-  ASSERT_EQ(packed_types().size(), 2u);  // Q4 and Q8 today
+  ASSERT_EQ(packed_types().size(), 3u);  // Q4, Q6 and Q8 today
   for (int i = 0; i < kWTypeCount; i++) {
     const WTypeTraits& t = kWTypeTraits[i];
     EXPECT_EQ((int)t.type, i) << t.name;
@@ -69,7 +69,8 @@ TEST(WType, TableRowsAreIndexedByTypeAndConsistent) {
   EXPECT_FALSE(wtype_traits(WType::F32).packed());
   EXPECT_EQ(wtype_traits(WType::Q4).bits, 4);
   EXPECT_EQ(wtype_traits(WType::Q8).bits, 8);
-  EXPECT_EQ(packed_wtype_bits_list(), "4 or 8");
+  EXPECT_EQ(wtype_traits(WType::Q6).bits, 6);
+  EXPECT_EQ(packed_wtype_bits_list(), "4, 6 or 8");
 }
 
 TEST(WType, PackUnpackRoundTripsEveryCodeAtPaddedShapes) {
@@ -114,6 +115,20 @@ TEST(WType, PackedBytesFollowTheDocumentedLayout) {
   EXPECT_EQ((int8_t)p8.data[64 + 4 * 1 + 1], -100);
   EXPECT_EQ((int8_t)p8.data[4 * 2 + 2], 6);
   EXPECT_EQ(p8.data[0], 0);
+  // Q6: u = code + 32; lo is a Q4 step of u & 15, hi[i] packs u >> 4 of lo byte i's low-nibble
+  // weight (bits 0-1), lo byte i+32's low-nibble weight (2-3), lo byte i's high-nibble weight
+  // (4-5) and lo byte i+32's high-nibble weight (6-7). A zero code is u = 32: nibble 0, top 2.
+  q.assign(16 * 8, 0);
+  q[1 * 8 + 5] = -3;   // channel 1, k 5: u = 29 = 0b01'1101, lo byte 5 high nibble, hi[5] bits 4-5
+  q[10 * 8 + 2] = 31;  // channel 10, k 2: u = 63, lo byte 42 low nibble, hi[10] bits 2-3
+  PackedWeight p6 = pack_weights_ref(WType::Q6, q.data(), 16, 8, 0, sc.data());
+  ASSERT_EQ(p6.data.size(), 96u);
+  EXPECT_EQ(p6.data[5], (uint8_t)(0 | (13 << 4)));
+  EXPECT_EQ(p6.data[42], (uint8_t)(15 | (0 << 4)));
+  EXPECT_EQ(p6.data[0], 0x00);
+  EXPECT_EQ(p6.data[64 + 5], (uint8_t)(2 | 2 << 2 | 1 << 4 | 2 << 6));
+  EXPECT_EQ(p6.data[64 + 10], (uint8_t)(2 | 3 << 2 | 2 << 4 | 2 << 6));
+  EXPECT_EQ(p6.data[64 + 0], 0xAA);
 }
 
 TEST(WType, PackRefusesCodesOutsideTheTypeAndUnpackedTypes) {
@@ -166,12 +181,13 @@ TEST(WType, WTypeForAcceptsOnlyPackableSpecs) {
   tensor.bits = 4;
   tensor.gran = Granularity::PerTensor;
   EXPECT_FALSE(wtype_for(tensor));
-  for (int bits : {2, 3, 5, 6, 7, 16}) {
+  for (int bits : {2, 3, 5, 7, 16}) {
     QuantSpec b;
     b.bits = bits;
     EXPECT_FALSE(wtype_for(b)) << bits;
   }
   EXPECT_EQ(wtype_for_bits(4), WType::Q4);
+  EXPECT_EQ(wtype_for_bits(6), WType::Q6);
   EXPECT_EQ(wtype_for_bits(8), WType::Q8);
   for (double bits : {0.0, 3.0, 4.5, 16.0, 32.0, -4.0, (double)NAN, (double)INFINITY}) EXPECT_FALSE(wtype_for_bits(bits)) << bits;
 }

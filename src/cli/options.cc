@@ -111,7 +111,7 @@ std::vector<std::string> split_list(const std::string& s, char sep) {
 CLI::Option* lm_head_bits_option(CLI::App* c, int& v) {
   return int_option(c, "--lm-head-bits", v,
                     "quantize lm_head's weights and input to this many bits (implies --quant-lm-head; 0 = --w/--a; "
-                    "8 runs the W8A8 kernels, as llama.cpp keeps its output matrix at 6-8 bits)",
+                    "6 and 8 run the W6A6 / W8A8 kernels, as llama.cpp keeps its output matrix at 6-8 bits)",
                     kMinBits, kMaxBits, /*zero_default=*/true);
 }
 

@@ -1,7 +1,7 @@
 // The scalar and AVX2 integer GEMM kernels. Each computes acc[m, n, g] = sum_{k in g} xq[m,k] * w[n,k] exactly.
-// Q4 weights are stored as u = w + 8, so every kernel accumulates sum u*x and subtracts
-// 8 * sum x (the activation group sums); Q8 kernels use x + 128 as the unsigned operand
-// (VNNI) or widen to 16 bits (AVX2) and the scalar kernel reads the values directly.
+// Q4 / Q6 weights are stored as u = w + 8 / w + 32, so the AVX2 kernel accumulates sum u*x and
+// subtracts 8 (32) * sum x (the activation group sums); Q8 kernels use x + 128 as the unsigned operand
+// (VNNI) or widen to 16 bits (AVX2) and the scalar kernel decodes each step through its type's table row.
 // Compiled with per-function target attributes so one binary runs everywhere; the dispatcher
 // (runtime/packed.cc) only calls what CPUID reports. The AVX-512 VNNI kernel is in kernels_vnni.cc.
 #include <immintrin.h>
@@ -14,28 +14,27 @@
 
 namespace kt {
 
+// The reference: every step decoded by its type's table row (kernels/wtype.h), so a new type
+// runs here as soon as its row exists. Threads split the tiles.
 void gemm_acc_scalar(const QuantizedActs& a, const PackedWeight& w, int32_t* acc) {
+  const WTypeTraits& tt = wtype_traits(w.type);
   const int G = w.groups(), K8 = w.Kp / 8;
-  const size_t step = step_bytes(w.type);
 #pragma omp parallel for if ((int64_t)a.M * w.Np * w.Kp > (1 << 20))
-  for (int m = 0; m < a.M; m++) {
-    const int8_t* x = &a.q[(size_t)m * a.Kp];
-    for (int n = 0; n < w.Np; n++) {
-      const int tile = n / 16, c = n % 16;
-      for (int g = 0; g < G; g++) {
-        int32_t s = 0;
-        for (int k8 = g * w.group / 8; k8 < (g + 1) * w.group / 8; k8++) {
-          const uint8_t* d = &w.data[((size_t)tile * K8 + k8) * step];
-          for (int j = 0; j < 4; j++) {
-            if (w.type == QType::Q4) {
-              uint8_t b = d[4 * c + j];
-              s += ((b & 15) - 8) * x[k8 * 8 + j] + ((b >> 4) - 8) * x[k8 * 8 + 4 + j];
-            } else {
-              s += (int8_t)d[4 * c + j] * x[k8 * 8 + j] + (int8_t)d[64 + 4 * c + j] * x[k8 * 8 + 4 + j];
-            }
-          }
+  for (int tile = 0; tile < w.Np / 16; tile++) {
+    int8_t codes[kTileN * kStepK];
+    for (int m = 0; m < a.M; m++)
+      for (int c = 0; c < 16; c++)
+        for (int g = 0; g < G; g++) acc[((size_t)m * w.Np + tile * 16 + c) * G + g] = 0;
+    for (int k8 = 0; k8 < K8; k8++) {
+      tt.unpack_step(&w.data[((size_t)tile * K8 + k8) * tt.step_bytes], codes);
+      const int g = k8 * 8 / w.group;
+      for (int m = 0; m < a.M; m++) {
+        const int8_t* x = &a.q[(size_t)m * a.Kp + k8 * 8];
+        for (int c = 0; c < 16; c++) {
+          int32_t s = 0;
+          for (int j = 0; j < 8; j++) s += codes[c * 8 + j] * x[j];
+          acc[((size_t)m * w.Np + tile * 16 + c) * G + g] += s;
         }
-        acc[((size_t)m * w.Np + n) * G + g] = s;
       }
     }
   }
@@ -78,25 +77,36 @@ __attribute__((target("avx2,fma"))) static void avx2_q8_tile(const QuantizedActs
   }
 }
 
-// Q4: MR rows x one tile of 16 channels, accumulators in registers (2 ymm per row). Each
-// unpacked weight vector feeds MR rows. The low- and high-nibble products of one 8-wide K step
-// are added in 16 bits before widening (each vpmaddubsw pair sum is within +-3840, two of them
-// within +-7680: exact), so one vpmaddwd serves 8 K values.
-template <int MR>
-__attribute__((target("avx2,fma"))) static void avx2_q4_rows(const QuantizedActs& a, const PackedWeight& w,
+// Q4 and Q6: MR rows x one tile of 16 channels, accumulators in registers (2 ymm per row). Each
+// unpacked weight vector (u = w + 8 or w + 32, unsigned) feeds MR rows. The low- and
+// high-nibble products of one 8-wide K step are added in 16 bits before widening: each
+// vpmaddubsw pair sum is within +-2*63*128 = +-16128 and two of them within +-32256, exact in
+// int16 for Q6 as for Q4 (+-7680), so one vpmaddwd serves 8 K values.
+template <QType T, int MR>
+__attribute__((target("avx2,fma"))) static void avx2_nibble_rows(const QuantizedActs& a, const PackedWeight& w,
                                                              int32_t* acc, int m0, int tile) {
+  static_assert(T == QType::Q4 || T == QType::Q6, "nibble-plane types only");
+  constexpr size_t step = T == QType::Q4 ? sizeof(Q4Step) : sizeof(Q6Step);
+  constexpr int zero = T == QType::Q4 ? 8 : 32;  // u = w + zero
   const int G = w.groups(), K8 = w.Kp / 8, gk8 = w.group / 8;
-  const __m256i ones16 = _mm256_set1_epi16(1), lo4 = _mm256_set1_epi8(0x0f);
-  const uint8_t* wt = &w.data[(size_t)tile * K8 * sizeof(Q4Step)];
+  const __m256i ones16 = _mm256_set1_epi16(1), lo4 = _mm256_set1_epi8(0x0f), hi2 = _mm256_set1_epi8(0x30);
+  const uint8_t* wt = &w.data[(size_t)tile * K8 * step];
   for (int g = 0; g < G; g++) {
     __m256i s[MR][2];
 #pragma GCC unroll 8
     for (int r = 0; r < MR; r++) s[r][0] = s[r][1] = _mm256_setzero_si256();
     for (int k8 = g * gk8; k8 < (g + 1) * gk8; k8++) {
-      const uint8_t* d = wt + (size_t)k8 * sizeof(Q4Step);
+      const uint8_t* d = wt + (size_t)k8 * step;
       const __m256i b0 = _mm256_loadu_si256((const __m256i*)d), b1 = _mm256_loadu_si256((const __m256i*)(d + 32));
-      const __m256i l0 = _mm256_and_si256(b0, lo4), h0 = _mm256_and_si256(_mm256_srli_epi16(b0, 4), lo4);
-      const __m256i l1 = _mm256_and_si256(b1, lo4), h1 = _mm256_and_si256(_mm256_srli_epi16(b1, 4), lo4);
+      __m256i l0 = _mm256_and_si256(b0, lo4), h0 = _mm256_and_si256(_mm256_srli_epi16(b0, 4), lo4);
+      __m256i l1 = _mm256_and_si256(b1, lo4), h1 = _mm256_and_si256(_mm256_srli_epi16(b1, 4), lo4);
+      if constexpr (T == QType::Q6) {  // the high 2 bits into bits 4-5 (packed.h, Q6Step)
+        const __m256i hv = _mm256_loadu_si256((const __m256i*)(d + 64));
+        l0 = _mm256_or_si256(l0, _mm256_and_si256(_mm256_slli_epi16(hv, 4), hi2));
+        l1 = _mm256_or_si256(l1, _mm256_and_si256(_mm256_slli_epi16(hv, 2), hi2));
+        h0 = _mm256_or_si256(h0, _mm256_and_si256(hv, hi2));
+        h1 = _mm256_or_si256(h1, _mm256_and_si256(_mm256_srli_epi16(hv, 2), hi2));
+      }
 #pragma GCC unroll 8
       for (int r = 0; r < MR; r++) {
         const int8_t* x = &a.q[(size_t)(m0 + r) * a.Kp + k8 * 8];
@@ -112,7 +122,7 @@ __attribute__((target("avx2,fma"))) static void avx2_q4_rows(const QuantizedActs
     }
 #pragma GCC unroll 8
     for (int r = 0; r < MR; r++) {
-      const __m256i corr = _mm256_set1_epi32(8 * a.gsum[(size_t)(m0 + r) * G + g]);  // u = w + 8
+      const __m256i corr = _mm256_set1_epi32(zero * a.gsum[(size_t)(m0 + r) * G + g]);  // u = w + zero
       alignas(32) int32_t out[16];
       _mm256_store_si256((__m256i*)out, _mm256_sub_epi32(s[r][0], corr));
       _mm256_store_si256((__m256i*)(out + 8), _mm256_sub_epi32(s[r][1], corr));
@@ -122,12 +132,21 @@ __attribute__((target("avx2,fma"))) static void avx2_q4_rows(const QuantizedActs
   }
 }
 
-template <int MR>
-static void avx2_q4_block(const QuantizedActs& a, const PackedWeight& w, int32_t* acc, int m0, int mr, int tile) {
+template <QType T, int MR>
+static void avx2_nibble_block(const QuantizedActs& a, const PackedWeight& w, int32_t* acc, int m0, int mr, int tile) {
   if constexpr (MR > 1) {
-    if (mr < MR) return avx2_q4_block<MR - 1>(a, w, acc, m0, mr, tile);
+    if (mr < MR) return avx2_nibble_block<T, MR - 1>(a, w, acc, m0, mr, tile);
   }
-  avx2_q4_rows<MR>(a, w, acc, m0, tile);
+  avx2_nibble_rows<T, MR>(a, w, acc, m0, tile);
+}
+
+template <QType T>
+static void avx2_nibble_gemm(const QuantizedActs& a, const PackedWeight& w, int32_t* acc) {
+  constexpr int MR = 4;  // 8 accumulators + 4 weight vectors + 2 broadcasts + 2 constants = 16 ymm
+  const int mblocks = (a.M + MR - 1) / MR;
+#pragma omp parallel for collapse(2) schedule(static) if ((int64_t)a.M * w.Np * w.Kp > (1 << 20))
+  for (int tile = 0; tile < w.Np / 16; tile++)
+    for (int mb = 0; mb < mblocks; mb++) avx2_nibble_block<T, MR>(a, w, acc, mb * MR, std::min(MR, a.M - mb * MR), tile);
 }
 
 // Same arithmetic as quantize_acts_ref, 8 lanes at a time (bit-exact, like the AVX-512 one).
@@ -175,14 +194,8 @@ __attribute__((target("avx2,fma"))) void quantize_row_avx2(const float* r, int K
 }
 
 void gemm_acc_avx2(const QuantizedActs& a, const PackedWeight& w, int32_t* acc) {
-  if (w.type == QType::Q4) {
-    constexpr int MR = 4;  // 8 accumulators + 4 weight vectors + 2 broadcasts + 2 constants = 16 ymm
-    const int mblocks = (a.M + MR - 1) / MR;
-#pragma omp parallel for collapse(2) schedule(static) if ((int64_t)a.M * w.Np * w.Kp > (1 << 20))
-    for (int tile = 0; tile < w.Np / 16; tile++)
-      for (int mb = 0; mb < mblocks; mb++) avx2_q4_block<MR>(a, w, acc, mb * MR, std::min(MR, a.M - mb * MR), tile);
-    return;
-  }
+  if (w.type == QType::Q4) return avx2_nibble_gemm<QType::Q4>(a, w, acc);
+  if (w.type == QType::Q6) return avx2_nibble_gemm<QType::Q6>(a, w, acc);
 #pragma omp parallel for collapse(2) if ((int64_t)a.M * w.Np * w.Kp > (1 << 20))
   for (int m = 0; m < a.M; m++)
     for (int tile = 0; tile < w.Np / 16; tile++) avx2_q8_tile(a, w, acc, m, tile);

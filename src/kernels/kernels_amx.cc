@@ -49,7 +49,8 @@ bool amx_usable() {
 }
 
 bool amx_fits(const QuantizedActs& a, const PackedWeight& w) {
-  return a.M >= kAmxMinRows && w.Kp % 64 == 0 && w.group % 64 == 0 && a.Kp == w.Kp;
+  // Q6 (the 6-bit head) has no B-tile unpacker here: it runs on the VNNI kernel.
+  return (w.type == QType::Q4 || w.type == QType::Q8) && a.M >= kAmxMinRows && w.Kp % 64 == 0 && w.group % 64 == 0 && a.Kp == w.Kp;
 }
 
 namespace {

@@ -49,9 +49,15 @@ KT_VNNI_TARGET static inline void micro(const GemmArgs& g, int m0, int tile0) {
   const QuantizedActs& a = *g.a;
   const PackedWeight& w = *g.w;
   const int G = w.groups(), gk8 = w.group / 8, K8 = w.Kp / 8;
-  constexpr size_t step = T == QType::Q4 ? sizeof(Q4Step) : sizeof(Q8Step);
+  constexpr bool nibbles = T == QType::Q4 || T == QType::Q6;  // u = w + zero, unsigned
+  constexpr int zero = T == QType::Q4 ? 8 : 32;
+  constexpr size_t step = T == QType::Q4 ? sizeof(Q4Step) : T == QType::Q6 ? sizeof(Q6Step) : sizeof(Q8Step);
   const size_t tstride = (size_t)K8 * step;
-  const __m512i lo4 = _mm512_set1_epi8(0x0f);
+  const __m512i lo4 = _mm512_set1_epi8(0x0f), hi2 = _mm512_set1_epi8(0x30);
+  // Q6: per 16-bit lane shift counts that bring each half's high bits to bits 4-5 (packed.h,
+  // Q6Step): left 4 / 2 for the low nibbles of the first / second 32 bytes, right 0 / 2 for the high.
+  const __m512i shl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+  const __m512i shr = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
   const int8_t* xr[MR];
   for (int r = 0; r < MR; r++) xr[r] = g.xq + (size_t)(m0 + r) * a.Kp;
   const uint8_t* wt = &w.data[(size_t)tile0 * tstride];
@@ -76,6 +82,12 @@ KT_VNNI_TARGET static inline void micro(const GemmArgs& g, int m0, int tile0) {
           if constexpr (T == QType::Q4) {
             const __m512i b = _mm512_loadu_si512(d);
             wv[t] = _mm512_and_si512(h == 0 ? b : _mm512_srli_epi16(b, 4), lo4);
+          } else if constexpr (T == QType::Q6) {
+            const __m512i b = _mm512_loadu_si512(d);
+            const __m512i hv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i*)(d + 64)));
+            const __m512i nib = _mm512_and_si512(h == 0 ? b : _mm512_srli_epi16(b, 4), lo4);
+            const __m512i top = h == 0 ? _mm512_sllv_epi16(hv, shl) : _mm512_srlv_epi16(hv, shr);
+            wv[t] = _mm512_ternarylogic_epi32(nib, top, hi2, 0xF8);  // nib | (top & hi2)
           } else {
             wv[t] = _mm512_loadu_si512(d + 64 * h);
           }
@@ -85,7 +97,7 @@ KT_VNNI_TARGET static inline void micro(const GemmArgs& g, int m0, int tile0) {
           int32_t xw;
           std::memcpy(&xw, xr[r] + k8 * 8 + 4 * h, 4);
           const __m512i v = _mm512_set1_epi32(xw);
-          if constexpr (T == QType::Q4) {  // u = w + 8 (unsigned) x codes (signed)
+          if constexpr (nibbles) {  // u = w + zero (unsigned) x codes (signed)
 #pragma GCC unroll 4
             for (int t = 0; t < NT; t++) s[r][t] = _mm512_dpbusd_epi32(s[r][t], wv[t], v);
           } else {  // (x + 128) as u8 times w as s8; 128 * sum w is subtracted below
@@ -95,15 +107,15 @@ KT_VNNI_TARGET static inline void micro(const GemmArgs& g, int m0, int tile0) {
         }
       }
     }
-    // zero-point corrections: Q4 subtracts 8 * (sum of the row's codes in this group), Q8
-    // subtracts 128 * (sum of the channel's weights in this group)
+    // zero-point corrections: Q4 / Q6 subtract 8 / 32 * (sum of the row's codes in this group),
+    // Q8 subtracts 128 * (sum of the channel's weights in this group)
 #pragma GCC unroll 16
     for (int r = 0; r < MR; r++)
 #pragma GCC unroll 4
       for (int t = 0; t < NT; t++) {
         const int n0 = (tile0 + t) * 16;
-        if constexpr (T == QType::Q4)
-          s[r][t] = _mm512_sub_epi32(s[r][t], _mm512_set1_epi32(8 * a.gsum[(size_t)(m0 + r) * G + gi]));
+        if constexpr (nibbles)
+          s[r][t] = _mm512_sub_epi32(s[r][t], _mm512_set1_epi32(zero * a.gsum[(size_t)(m0 + r) * G + gi]));
         else
           s[r][t] = _mm512_sub_epi32(s[r][t], _mm512_loadu_si512(&w.offsets_gn[(size_t)gi * w.Np + n0]));
         if constexpr (O == Out::Int) {
@@ -167,6 +179,7 @@ template <Out O>
 static void gemm_vnni(GemmArgs g) {
   g.xq = g.a->q.data();
   if (g.w->type == QType::Q4) return gemm_vnni_t<QType::Q4, O>(g);
+  if (g.w->type == QType::Q6) return gemm_vnni_t<QType::Q6, O>(g);
   // Q8: vpdpbusd needs one unsigned operand; x + 128 (the sign bit flipped) is made once here
   // instead of once per broadcast in the inner loop.
   std::vector<int8_t> flipped(g.a->q.size());

@@ -4,6 +4,9 @@
 //  - Q4: 64 bytes; byte 4c+j (c = channel in tile 0..15, j = 0..3) holds channel c's weight at
 //        k8*8+j in the low nibble and at k8*8+4+j in the high nibble, each stored as u = w + 8
 //        (w in [-8, 7]). One 32-bit lane = 4 consecutive K of one channel: vpdpbusd-ready.
+//  - Q6: 96 bytes; the first 64 are a Q4 step of the low 4 bits of u = w + 32 (w in [-32, 31]),
+//        the last 32 hold the high 2 bits of u, four per byte (Q6Step): expanded into the bits
+//        4-5 of the nibble vectors with two shifts and a mask, they make u for vpdpbusd.
 //  - Q8: 128 bytes; the two 64-byte halves hold k8*8+0..3 and k8*8+4..7 as signed bytes.
 // N is padded to a multiple of 16 (zero weights) and K to a multiple of 8 (zero weights).
 // Scales are fp32, per output channel (group = K) or per group of `group` along K.
@@ -35,12 +38,23 @@ bool kernel_supported(Kernel k);
 
 // One (tile, k8) step: 16 output channels x 8 consecutive K. These structs are the layout;
 // pack_weights_ref / unpack_weights_ref are its scalar reference and the kernels read the
-// same bytes as one (Q4) or two (Q8) 64-byte vectors.
+// same bytes as one (Q4), one and a half (Q6) or two (Q8) 64-byte vectors.
 struct Q4Step {
   // u[c][j]: low nibble = w[c, k8*8 + j] + 8, high nibble = w[c, k8*8 + 4 + j] + 8
   uint8_t u[16][4];
 };
 static_assert(sizeof(Q4Step) == 64, "a Q4 step is one zmm register");
+// Q6 (after llama.cpp's Q6_K, which also splits 6-bit codes into a nibble plane and a 2-bit
+// plane): u = w + 32 in [0, 63]. lo is a Q4Step of u & 15; hi[i] (i = 0..31) holds u >> 4 of
+//   bits 0-1: lo byte i's low-nibble weight (K offset j),   bits 2-3: lo byte i+32's low-nibble weight,
+//   bits 4-5: lo byte i's high-nibble weight (K offset 4+j), bits 6-7: lo byte i+32's high-nibble weight,
+// so hi broadcast to both 256-bit halves and shifted left by 4 / 2 (low nibbles, first / second
+// half) or right by 0 / 2 (high nibbles) puts every weight's high bits at bits 4-5 of its byte.
+struct Q6Step {
+  uint8_t lo[16][4];
+  uint8_t hi[32];
+};
+static_assert(sizeof(Q6Step) == 96, "a Q6 step is one zmm register and one ymm register");
 struct Q8Step {
   int8_t lo[16][4];  // w[c, k8*8 + j]
   int8_t hi[16][4];  // w[c, k8*8 + 4 + j]
@@ -117,7 +131,8 @@ void gemm_q(Kernel k, const QuantizedActs& a, const PackedWeight& w, const float
 // AMX: the CPU has AMX-TILE and AMX-INT8 and the OS granted this process the tile state.
 bool amx_usable();
 inline constexpr int kAmxMinRows = 16;
-// The tile GEMM takes M >= kAmxMinRows and K tiles of 64 that do not straddle weight groups.
+// The tile GEMM takes Q4 or Q8 weights, M >= kAmxMinRows and K tiles of 64 that do not straddle
+// weight groups.
 bool amx_fits(const QuantizedActs& a, const PackedWeight& w);
 
 }  // namespace kt

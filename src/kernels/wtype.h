@@ -12,11 +12,11 @@ namespace kt {
 
 struct QuantSpec;
 
-// F32: plain (or fake-quantized) fp32 weights, not packed. Q4 / Q8: symmetric integer codes
-// with fp32 scales per output channel or per group, packed for the integer GEMM. New formats
-// are new rows (and kernels), never new ternaries.
-enum class WType : uint8_t { F32, Q4, Q8 };
-constexpr int kWTypeCount = 3;
+// F32: plain (or fake-quantized) fp32 weights, not packed. Q4 / Q6 / Q8: symmetric integer
+// codes with fp32 scales per output channel or per group, packed for the integer GEMM. New
+// formats are new rows (and kernels), never new ternaries.
+enum class WType : uint8_t { F32, Q4, Q6, Q8 };
+constexpr int kWTypeCount = 4;
 
 // Packed formats share one tiling: output channels in tiles of kTileN, K in steps of kStepK.
 // A "step" is one tile x one K step; a group size must be a multiple of kStepK.
@@ -24,7 +24,7 @@ constexpr int kTileN = 16, kStepK = 8;
 
 struct WTypeTraits {
   WType type;
-  const char* name;   // for messages: "f32", "int4", "int8"
+  const char* name;   // for messages: "f32", "int4", "int6", "int8"
   int bits;           // bits per weight; for integer types the value stored in NAME.qbits
   int qmin, qmax;     // code range (symmetric two's complement); 0, 0 for F32
   size_t step_bytes;  // bytes of one packed kTileN x kStepK step; 0: the type is not packed
@@ -47,10 +47,10 @@ struct WTypeTraits {
 extern const WTypeTraits kWTypeTraits[kWTypeCount];
 inline const WTypeTraits& wtype_traits(WType t) { return kWTypeTraits[(int)t]; }
 
-// The packed integer type whose NAME.qbits is `bits` (4 -> Q4, 8 -> Q8); none for anything else
+// The packed integer type whose NAME.qbits is `bits` (4 -> Q4, 6 -> Q6, 8 -> Q8); none for anything else
 // (including non-integers and NaN: the value comes from a file).
 std::optional<WType> wtype_for_bits(double bits);
-// "4 or 8": the bits of every packed type, for messages.
+// "4, 6 or 8": the bits of every packed type, for messages.
 std::string packed_wtype_bits_list();
 
 // The integer type of weights quantized by `w`, or none when their codes cannot be stored as a

@@ -52,12 +52,12 @@
 //    accumulated in float64 (one b x b product; DuQuant's are ~1e-7 off); permutations hold
 //    each of 0..n-1 exactly once as an exact integer.
 //  - per linear P (check_linear_quant): P.qscale is present exactly when the recipe's weight
-//    quantizer records scales (symmetric, 4 or 8 bits, per row or per group); F32, or F16
+//    quantizer records scales (symmetric, 4, 6 or 8 bits, per row or per group); F32, or F16
 //    exactly when weights.scale_dtype is f16; shape [out, G] with G = 1 per row, in/group per
 //    group; every scale finite and > 0 (the quantizer records 1 for an all-zero group and
-//    never 0); P.qbits F32 [1], 4 or 8, equal to weights.bits; P.qweight (packed-1 only) U8
-//    1-D with exactly (Np/16)*(Kp/8)*(64 or 128) bytes, present exactly where the writer packs
-//    (4/8 bits, group a multiple of 8), and never together with P.weight; P.qbits/P.qweight
+//    never 0); P.qbits F32 [1], 4, 6 or 8, equal to weights.bits; P.qweight (packed-1 only) U8
+//    1-D with exactly (Np/16)*(Kp/8)*(64, 96 or 128) bytes, present exactly where the writer
+//    packs (4/6/8 bits, group a multiple of 8), and never together with P.weight; P.qbits/P.qweight
 //    without P.qscale refused; a bias only where config.json has one.
 //  - fakequant-1 weights (check_on_grid, as each layer loads): w / scale is an integer
 //    (|w/s - round(w/s)| <= 1e-3) inside the signed range of qbits.

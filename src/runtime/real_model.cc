@@ -11,7 +11,7 @@ namespace kt {
 bool recipe_runs_on_kernels(const Recipe& r, std::string* why) {
   if (!r.a.enabled()) return *why = "activations are not quantized (A16): no integer GEMM", false;
   if (!r.a.symmetric) return *why = "asymmetric activations are not supported by the kernels", false;
-  if (r.a.bits != 4 && r.a.bits != 8) return *why = "activation bits must be 4 or 8", false;
+  if (r.a.bits < 2 || r.a.bits > 8) return *why = "activation bits must be 2..8 (int8 codes)", false;
   if (r.a.gran != Granularity::PerRow) return *why = "activations must be per-token", false;
   if (r.crossquant) return *why = "CrossQuant per-element scales are fake-quant only", false;
   return true;

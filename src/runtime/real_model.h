@@ -17,7 +17,8 @@ struct PackReport {
   std::string why_not;  // when nothing could be packed
 };
 
-// Real kernels need symmetric per-token activations of 4 or 8 bits and symmetric weights with scales.
+// Real kernels need symmetric per-token activations of 2..8 bits (int8 codes) and symmetric weights
+// with scales.
 bool recipe_runs_on_kernels(const Recipe& r, std::string* why);
 PackReport pack_model_for_kernels(Model& m, const Recipe& r, bool drop_fp32);
 // Whether the recipe's K/V quantizers can run inside a quantized K/V cache (2..8 bits, one
