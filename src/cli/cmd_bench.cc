@@ -195,7 +195,7 @@ void register_bench(CLI::App& app) {
       ->capture_default_str();
   lm_head_bits_option(b, ba.lm_head_bits)->description(
       "in-memory configurations: quantize lm_head's weights and input to this many bits (0: the head stays fp32, "
-      "as quantize's default; 8 is what quantize --lm-head-bits 8 writes)");
+      "as quantize's default; 6 and 8 pack it as quantize --lm-head-bits 6 / 8 writes it)");
   choice_list_option(b, "--configs", ba.configs,
                      "comma-separated configurations (default fp32,w8a8,w4a8,w4a4; a quantized --model: as stored)",
                      {"fp32", "w8a8", "w4a8", "w4a4"});

@@ -128,4 +128,9 @@ void silu_mul(float* g, const float* u, int64_t n) {
   silu_mul_ref(g, u, n);
 }
 
+void softcap(float* x, int64_t n, float cap) {
+#pragma omp parallel for if (n >= 65536)
+  for (int64_t i = 0; i < n; i++) x[i] = cap * std::tanh(x[i] / cap);
+}
+
 }  // namespace kt

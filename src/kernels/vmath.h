@@ -20,6 +20,10 @@ void softmax_range(float* x, int lo, int hi);
 // g[i] = silu(g[i]) * u[i] = g / (1 + exp(-g)) * u over n values (SwiGLU).
 void silu_mul(float* g, const float* u, int64_t n);
 
+// Gemma 2's soft cap, x[i] = cap * tanh(x[i] / cap) over n values (libm's tanh), applied to
+// attention scores before the softmax and to the final logits. Threads only above 64k values.
+void softcap(float* x, int64_t n, float cap);
+
 // The portable forms of the two (what runs without AVX-512), for the tests.
 void softmax_range_ref(float* x, int lo, int hi);
 void silu_mul_ref(float* g, const float* u, int64_t n);

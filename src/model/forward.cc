@@ -194,8 +194,7 @@ void attend(const ModelSpec& s, const float* q, const KVView& kv, int nseq, int 
         float* sr = &scores[(size_t)i * n];  // key k0 + j at sr[j]
         const int p = qpos0 + i0 + i;        // absolute position of this query
         const int lo = (window > 0 ? std::max(0, p - window + 1) : 0) - k0, hi = p - k0;  // its keys, [lo, hi]
-        if (cap > 0)  // Gemma 2: scores soft-capped as cap tanh(s / cap), before the mask
-          for (int j = lo; j <= hi; j++) sr[j] = cap * std::tanh(sr[j] / cap);
+        if (cap > 0) softcap(sr + lo, hi - lo + 1, cap);  // Gemma 2: scores soft-capped, before the mask
         softmax_range(sr, lo, hi);
         std::fill(sr, sr + lo, 0.0f);  // before the window, or after the query: masked
         std::fill(sr + hi + 1, sr + n, 0.0f);
@@ -325,11 +324,7 @@ void final_logits(const Model& m, float* x, int64_t rows, float* logits, Hooks* 
   if (hooks) hooks->on_activation(m.spec.n_layers, Site::LmHeadIn, x, rows, d);
   if (m.tied()) sgemm_nt(x, m.embed.ptr(), logits, rows, m.spec.vocab, d);
   else linear_forward(x, rows, m.lm_head, logits);  // fp32, or packed with its input quantizer
-  if (const float c = m.spec.final_softcap; c > 0) {  // Gemma 2: logits soft-capped as c tanh(z / c)
-    const int64_t n = rows * m.spec.vocab;
-#pragma omp parallel for
-    for (int64_t i = 0; i < n; i++) logits[i] = c * std::tanh(logits[i] / c);
-  }
+  if (const float c = m.spec.final_softcap; c > 0) softcap(logits, rows * m.spec.vocab, c);  // Gemma 2
 }
 
 std::vector<float> forward(const Model& m, const int32_t* tokens, int nseq, int ntok, KVCache* cache, Hooks* hooks,
