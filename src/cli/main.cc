@@ -13,6 +13,7 @@
 #include "util/blas_env.h"
 #include "util/error.h"
 #include "util/interrupt.h"
+#include "util/malloc_tuning.h"
 
 namespace {
 
@@ -116,6 +117,7 @@ int report(const std::string& prefix, const std::string& msg, int code, bool jso
 
 int main(int argc, char** argv) {
   kt::ensure_runtime_env(argc, argv);
+  kt::fix_malloc_thresholds();
   CLI::App app{"kurtail: 4-bit weights, activations and KV cache for Llama-family models"};
   app.require_subcommand(1);
   kt::cli::register_eval(app);
