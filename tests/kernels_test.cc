@@ -80,7 +80,7 @@ TEST(Kernels, ActivationCodesReproduceFakeQuantization) {
   const int M = 7, K = 100;
   std::vector<float> x((size_t)M * K);
   for (auto& v : x) v = nd(g);
-  for (int bits : {8, 4}) {
+  for (int bits : {8, 6, 4, 2}) {  // every width the kernels take (runtime/real_model.cc)
     QuantizedActs a;
     quantize_acts_ref(x.data(), M, K, 104, bits, 0.9f, 0, &a);
     QuantSpec s;
