@@ -24,7 +24,8 @@ void BM_QLinear(benchmark::State& st, Kernel kern, QType t, int abits) {
     return;
   }
   std::mt19937 g(1);
-  std::uniform_int_distribution<int> wd(t == QType::Q4 ? -8 : -127, t == QType::Q4 ? 7 : 127);
+  const WTypeTraits& tt = wtype_traits(t);
+  std::uniform_int_distribution<int> wd(t == QType::Q8 ? -127 : tt.qmin, tt.qmax);
   std::normal_distribution<float> nd;
   std::vector<int8_t> w((size_t)N * K);
   for (auto& v : w) v = (int8_t)wd(g);
@@ -64,6 +65,14 @@ BENCHMARK_CAPTURE(BM_QLinear, w4a4_vnni, Kernel::Vnni, QType::Q4, 4)->LLM_SHAPES
 BENCHMARK_CAPTURE(BM_QLinear, w8a8_vnni, Kernel::Vnni, QType::Q8, 8)->LLM_SHAPES;
 BENCHMARK_CAPTURE(BM_QLinear, w4a8_avx2, Kernel::Avx2, QType::Q4, 8)->LLM_SHAPES;
 BENCHMARK_CAPTURE(BM_QLinear, w8a8_avx2, Kernel::Avx2, QType::Q8, 8)->LLM_SHAPES;
+BENCHMARK_CAPTURE(BM_QLinear, w6a6_vnni, Kernel::Vnni, QType::Q6, 6)->LLM_SHAPES;
+BENCHMARK_CAPTURE(BM_QLinear, w6a8_avx2, Kernel::Avx2, QType::Q6, 8)->LLM_SHAPES;
+// The output layer at decode, Llama-3.2-1B's 128256 x 2048 (llama.cpp keeps it at Q6_K): the
+// bytes a token reads are what sets these, int8 vs int6 vs int4.
+#define HEAD_SHAPE Args({1, 128256, 2048})->Unit(benchmark::kMillisecond)->UseRealTime()
+BENCHMARK_CAPTURE(BM_QLinear, head_w8a8_vnni, Kernel::Vnni, QType::Q8, 8)->HEAD_SHAPE;
+BENCHMARK_CAPTURE(BM_QLinear, head_w6a6_vnni, Kernel::Vnni, QType::Q6, 6)->HEAD_SHAPE;
+BENCHMARK_CAPTURE(BM_QLinear, head_w4a4_vnni, Kernel::Vnni, QType::Q4, 4)->HEAD_SHAPE;
 BENCHMARK_CAPTURE(BM_QLinear, w4a8_scalar, Kernel::Scalar, QType::Q4, 8)->Args({128, 4096, 4096})->Args({1, 4096, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
