@@ -70,6 +70,9 @@ TEST(WType, TableRowsAreIndexedByTypeAndConsistent) {
   EXPECT_EQ(wtype_traits(WType::Q4).bits, 4);
   EXPECT_EQ(wtype_traits(WType::Q8).bits, 8);
   EXPECT_EQ(wtype_traits(WType::Q6).bits, 6);
+  // the kernels' compile-time view (packed.h) is the table's
+  for (WType t : packed_types()) EXPECT_EQ(packed_step_size(t), wtype_traits(t).step_bytes) << wtype_traits(t).name;
+  for (WType t : {WType::Q4, WType::Q6}) EXPECT_EQ(nibble_offset(t), -wtype_traits(t).qmin);
   EXPECT_EQ(packed_wtype_bits_list(), "4, 6 or 8");
 }
 

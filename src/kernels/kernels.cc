@@ -86,8 +86,8 @@ template <QType T, int MR>
 __attribute__((target("avx2,fma"))) static void avx2_nibble_rows(const QuantizedActs& a, const PackedWeight& w,
                                                              int32_t* acc, int m0, int tile) {
   static_assert(T == QType::Q4 || T == QType::Q6, "nibble-plane types only");
-  constexpr size_t step = T == QType::Q4 ? sizeof(Q4Step) : sizeof(Q6Step);
-  constexpr int zero = T == QType::Q4 ? 8 : 32;  // u = w + zero
+  constexpr size_t step = packed_step_size(T);
+  constexpr int zero = nibble_offset(T);  // u = w + zero
   const int G = w.groups(), K8 = w.Kp / 8, gk8 = w.group / 8;
   const __m256i ones16 = _mm256_set1_epi16(1), lo4 = _mm256_set1_epi8(0x0f), hi2 = _mm256_set1_epi8(0x30);
   const uint8_t* wt = &w.data[(size_t)tile * K8 * step];

@@ -75,7 +75,7 @@ constexpr size_t kPanelBudget = 1 << 20;  // unpacked B bytes per thread (half a
 // Unpacks packed tile `tile` (16 channels), K tiles [0, KT), into B tiles at dst (KT x 1 KiB).
 template <QType T>
 KT_AMX_TARGET void unpack_b(const PackedWeight& w, int tile, int KT, int8_t* dst) {
-  constexpr size_t step = T == QType::Q4 ? sizeof(Q4Step) : sizeof(Q8Step);
+  constexpr size_t step = packed_step_size(T);
   const uint8_t* src = &w.data[(size_t)tile * (w.Kp / 8) * step];
   if constexpr (T == QType::Q8) {  // already 8 steps x (lo, hi) = 16 rows of 64 bytes per K tile
     std::memcpy(dst, src, (size_t)KT * kTileBytes);

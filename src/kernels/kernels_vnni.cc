@@ -50,8 +50,8 @@ KT_VNNI_TARGET static inline void micro(const GemmArgs& g, int m0, int tile0) {
   const PackedWeight& w = *g.w;
   const int G = w.groups(), gk8 = w.group / 8, K8 = w.Kp / 8;
   constexpr bool nibbles = T == QType::Q4 || T == QType::Q6;  // u = w + zero, unsigned
-  constexpr int zero = T == QType::Q4 ? 8 : 32;
-  constexpr size_t step = T == QType::Q4 ? sizeof(Q4Step) : T == QType::Q6 ? sizeof(Q6Step) : sizeof(Q8Step);
+  constexpr int zero = nibble_offset(T);
+  constexpr size_t step = packed_step_size(T);
   const size_t tstride = (size_t)K8 * step;
   const __m512i lo4 = _mm512_set1_epi8(0x0f), hi2 = _mm512_set1_epi8(0x30);
   // Q6: per 16-bit lane shift counts that bring each half's high bits to bits 4-5 (packed.h,

@@ -61,6 +61,13 @@ struct Q8Step {
 };
 static_assert(sizeof(Q8Step) == 128, "a Q8 step is two zmm registers");
 inline size_t step_bytes(QType t) { return wtype_traits(t).step_bytes; }
+// The same two facts as compile-time values, for the kernels' templates (tests/wtype_test.cc
+// checks them against the table): a step's size, and the offset the nibble types (Q4, Q6) add
+// to a code so that vpdpbusd / vpmaddubsw see unsigned weights (u = w + offset = w - qmin).
+constexpr size_t packed_step_size(QType t) {
+  return t == QType::Q4 ? sizeof(Q4Step) : t == QType::Q6 ? sizeof(Q6Step) : sizeof(Q8Step);
+}
+constexpr int nibble_offset(QType t) { return t == QType::Q4 ? 8 : 32; }
 
 struct PackedWeight {
   QType type = QType::Q4;
