@@ -8,6 +8,8 @@
 #include "kernels/packed.h"
 #include "model/attend_cache.h"
 #include "model/forward.h"
+#include "model/pack_linear.h"
+#include "quant/gptq.h"
 #include "quant/session.h"
 #include "test_util.h"
 
@@ -54,6 +56,38 @@ TEST(ForwardBlocks, DecoderLayerIsAttentionThenMlp) {
 
 // A statistics pass that ends at a site (GPTQ's Hessian captures) sees every site up to it with
 // the same values as the whole layer, and none after it.
+// A linear held packed while quantization still runs it (Linear::dequantize_per_call, GPTQ's
+// later sites) gives the bits of its fp32 grid weights, caches no fp32 copy, and adds its bias;
+// 4-, 6- and 8-bit grids, per row and per group; more output rows than one dequantized block
+// (1024), a ragged last block, and one-row (decode) inputs.
+TEST(ForwardBlocks, PackedLinearDequantizedPerCallGivesTheGridWeightsBits) {
+  constexpr int N = 1024 + 300;
+  for (int bits : {4, 6, 8})
+    for (int group : {0, 64})
+      for (int rows : {1, 9}) {
+      Linear l;
+      l.w = Tensor({N, 128});
+      l.w.data = test::randn(l.w.data.size(), 11 + bits);
+      l.b = Tensor({N});
+      l.b.data = test::randn(N, 12);
+      QuantSpec ws;
+      ws.bits = bits, ws.symmetric = true;
+      ws.gran = group ? Granularity::PerGroup : Granularity::PerRow, ws.group = group;
+      rtn_quantize(l, ws);
+      const std::vector<float> x = test::randn((size_t)rows * 128, 13);
+      std::vector<float> want((size_t)rows * N), got(want.size());
+      linear_forward(x.data(), rows, l, want.data());
+      Linear held = l;
+      held.packed = pack_linear(l, "test", "linear");
+      ASSERT_TRUE(held.packed) << bits << " bits";
+      std::vector<float>().swap(held.w.data);
+      held.dequantize_per_call = true;
+      linear_forward(x.data(), rows, held, got.data());
+      EXPECT_TRUE(same_bits(got, want)) << bits << " bits, group " << group << ", rows " << rows;
+      EXPECT_FALSE(held.dequantized) << "kept an fp32 copy";
+    }
+}
+
 TEST(ForwardBlocks, PassEndsAtTheSiteItsHooksName) {
   auto m = Model::open(test::tinyllama());
   const auto& s = m->spec;

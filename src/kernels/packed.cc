@@ -113,9 +113,10 @@ void finalize_packed(PackedWeight& p) {
 void unpack_weights_ref(const PackedWeight& p, int8_t* q) {
   const WTypeTraits& tt = wtype_traits(p.type);
   const int steps_k = p.Kp / kStepK;
-  int8_t codes[kTileN * kStepK];
+#pragma omp parallel for schedule(static) if ((int64_t)p.Np * p.Kp >= (1 << 20))
   for (int tile = 0; tile < p.Np / kTileN; tile++)
     for (int k8 = 0; k8 < steps_k; k8++) {
+      int8_t codes[kTileN * kStepK];
       tt.unpack_step(&p.data[((size_t)tile * steps_k + k8) * tt.step_bytes], codes);
       for (int c = 0; c < kTileN; c++)
         for (int j = 0; j < kStepK; j++) {
@@ -221,15 +222,30 @@ std::shared_ptr<const PackedWeight> load_packed_weight(const TensorSource& src, 
   return p;
 }
 
-std::vector<float> dequantize_packed(const PackedWeight& p) {
-  std::vector<int8_t> q((size_t)p.N * p.K);
-  unpack_weights_ref(p, q.data());
+void dequantize_packed_rows(const PackedWeight& p, int n0, int n1, float* w) {
+  if (n0 < 0 || n0 % kTileN || n1 < n0 || n1 > p.N) fail("internal: dequantize_packed_rows: bad row range");
   const WTypeTraits& tt = wtype_traits(p.type);
-  const int G = p.groups();
-  std::vector<float> w(q.size());
-  for (int n = 0; n < p.N; n++)
-    for (int k = 0; k < p.K; k++)
-      w[(size_t)n * p.K + k] = tt.dequantize(q[(size_t)n * p.K + k], p.scales[(size_t)n * G + k / p.group]);
+  const int steps_k = p.Kp / kStepK, G = p.groups(), tile0 = n0 / kTileN, tile1 = (n1 + kTileN - 1) / kTileN;
+#pragma omp parallel for schedule(static) if ((int64_t)(n1 - n0) * p.K >= (1 << 20))
+  for (int tile = tile0; tile < tile1; tile++)
+    for (int k8 = 0; k8 < steps_k; k8++) {
+      int8_t codes[kTileN * kStepK];
+      tt.unpack_step(&p.data[((size_t)tile * steps_k + k8) * tt.step_bytes], codes);
+      for (int c = 0; c < kTileN; c++) {
+        const int n = tile * kTileN + c;
+        if (n >= n1) break;
+        for (int j = 0; j < kStepK; j++) {
+          const int k = k8 * kStepK + j;
+          if (k < p.K)
+            w[(size_t)(n - n0) * p.K + k] = tt.dequantize(codes[c * kStepK + j], p.scales[(size_t)n * G + k / p.group]);
+        }
+      }
+    }
+}
+
+std::vector<float> dequantize_packed(const PackedWeight& p) {
+  std::vector<float> w((size_t)p.N * p.K);
+  dequantize_packed_rows(p, 0, p.N, w.data());
   return w;
 }
 

@@ -126,6 +126,8 @@ std::shared_ptr<const PackedWeight> load_packed_weight(const TensorSource& src, 
                                                        Tensor* qscale, int* qbits);
 // Dequantized fp32 weights [N, K] (w = q * scale, WTypeTraits::dequantize) of a packed weight.
 std::vector<float> dequantize_packed(const PackedWeight& p);
+// Rows [n0, n1) of it into w [n1 - n0, K]; n0 a multiple of kTileN.
+void dequantize_packed_rows(const PackedWeight& p, int n0, int n1, float* w);
 
 
 // Integer accumulators: acc[m, n, g] = sum_{k in group g} xq[m,k] * w[n,k] (exact int32).

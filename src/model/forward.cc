@@ -30,7 +30,33 @@ void sgemm_nt(const float* x, const float* w, float* y, int64_t M, int64_t N, in
   sgemm(false, true, M, N, K, 1.0f, x, K, w, K, 0.0f, y, N);
 }
 
+// Output rows a linear held packed dequantizes at a time (Linear::dequantize_per_call): 4 MiB at
+// a 4096-wide input.
+constexpr int64_t kDequantRows = 1024;
+
+static void add_bias(const Linear& l, float* y, int64_t rows) {
+  if (l.b.empty()) return;
+  const int64_t n = l.out();
+#pragma omp parallel for
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t j = 0; j < n; j++) y[r * n + j] += l.b.data[j];
+}
+
 void linear_forward(const float* x, int64_t rows, const Linear& l, float* y) {
+  if (l.packed && l.act_bits == 0 && l.dequantize_per_call) {
+    // By blocks of output rows, so one block's fp32 copy exists at a time. The blocks are whole
+    // sgemm tiles (kGemmTileN): each output gets the bits of one call on the full matrix.
+    static_assert(kDequantRows % kGemmTileN == 0 && kDequantRows % kTileN == 0);
+    const int64_t N = l.out(), K = l.in();
+    std::vector<float> w((size_t)std::min(N, kDequantRows) * K);
+    for (int64_t n0 = 0; n0 < N; n0 += kDequantRows) {
+      const int64_t nb = std::min(kDequantRows, N - n0);
+      dequantize_packed_rows(*l.packed, (int)n0, (int)(n0 + nb), w.data());
+      sgemm(false, true, rows, nb, K, 1.0f, x, K, w.data(), K, 0.0f, y + n0, N);
+    }
+    add_bias(l, y, rows);
+    return;
+  }
   if (l.packed && l.act_bits == 0) {
     // packed weights but no activation quantizer attached: run the dequantized weights
     if (!l.dequantized) {
@@ -50,12 +76,7 @@ void linear_forward(const float* x, int64_t rows, const Linear& l, float* y) {
   }
   const float* w = l.packed ? l.dequantized->ptr() : l.w.ptr();
   sgemm_nt(x, w, y, rows, l.out(), l.in());
-  if (!l.b.empty()) {
-    const int64_t n = l.out();
-#pragma omp parallel for
-    for (int64_t r = 0; r < rows; r++)
-      for (int64_t j = 0; j < n; j++) y[r * n + j] += l.b.data[j];
-  }
+  add_bias(l, y, rows);
 }
 
 // Whether linears reading one input can share its quantized codes: the same activation
