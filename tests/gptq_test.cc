@@ -78,7 +78,7 @@ std::vector<float> gptq_obs_reference(const std::vector<float>& w, int rows, int
 struct Problem {
   int out, in = 200, n = 1024;
   std::vector<float> w, x;
-  Hessian h{200};
+  Hessian h{200, true}, h32{200, false};  // the same sums in double and in float
   explicit Problem(int rows = 40) : out(rows) {
     w = randn((size_t)out * in, 21, 0.1f);
     auto z = randn((size_t)n * in, 22);
@@ -88,6 +88,7 @@ struct Problem {
     for (int i = 0; i < n; i++) x[(size_t)i * in + 7] *= 6;  // one strong channel
     for (int i = 0; i < n; i++) x[(size_t)i * in + 11] = 0;  // one dead input
     h.add(x.data(), n);
+    h32.add(x.data(), n);
   }
 };
 
@@ -96,13 +97,16 @@ TEST(Gptq, EqualsTheObsFormulationWithTheExplicitInverse) {
   QuantSpec s;
   s.bits = 4;
   const std::vector<float> want = gptq_obs_reference(P.w, P.out, P.in, P.h, s, 0.01);
+  for (const Hessian* h : {&P.h, &P.h32})        // GPTQ in double and in float (the reference's)
   for (int block : {32, 128, 1000}) {  // several blocks with a remainder, and one block
+    SCOPED_TRACE(h->f64() ? "f64" : "f32");
     Linear l;
     l.w = Tensor({P.out, P.in});
     l.w.data = P.w;
     GptqOptions o;
     o.block = block;
-    gptq_quantize(l, P.h, s, o);
+    gptq_quantize(l, *h, s, o);
+    ASSERT_EQ(gptq_factor(*h, o).U32.empty(), h->f64()) << "factored in the Hessian's precision";
     int same = 0;
     double max_diff = 0;
     for (size_t i = 0; i < want.size(); i++) {
@@ -174,6 +178,41 @@ TEST(Gptq, BlockedInverseUpperCholeskyAcrossBlocksAndThreads) {
   EXPECT_FALSE(inverse_upper_cholesky(bad.data(), n));
 }
 
+// The float factorisation (--gptq-precision f32) by the same blocks: U^T U H = I to float
+// accuracy, upper with a positive diagonal, the same bits for one and two threads, a matrix that
+// is not positive definite refused.
+TEST(Gptq, BlockedInverseUpperCholeskyInFloat) {
+  const int n = 600, m = 900;
+  auto x = randn((size_t)m * n, 31);
+  std::vector<float> H((size_t)n * n);
+  sgemm(true, false, n, n, m, 1.0f / m, x.data(), n, x.data(), n, 0.0f, H.data(), n);
+  for (int i = 0; i < n; i++) H[(size_t)i * n + i] += 0.05f;
+  std::vector<float> U[2];
+  for (int t : {1, 2}) {
+    omp_set_num_threads(t);
+    U[t - 1] = H;
+    ASSERT_TRUE(inverse_upper_cholesky(U[t - 1].data(), n));
+  }
+  omp_set_num_threads(omp_get_num_procs());
+  EXPECT_TRUE(U[0] == U[1]) << "bits differ between 1 and 2 threads";
+  for (int i = 0; i < n; i++) {
+    EXPECT_GT(U[0][(size_t)i * n + i], 0);
+    for (int j = 0; j < i; j++) ASSERT_EQ(U[0][(size_t)i * n + j], 0.0f);
+  }
+  // checked in double: (U^T U) H - I
+  std::vector<double> Ud(U[0].begin(), U[0].end()), Hd(H.begin(), H.end()), UtU((size_t)n * n), P((size_t)n * n);
+  dgemm(true, false, n, n, n, 1.0, Ud.data(), n, Ud.data(), n, 0.0, UtU.data(), n);
+  dgemm(false, false, n, n, n, 1.0, UtU.data(), n, Hd.data(), n, 0.0, P.data(), n);
+  double worst = 0;
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) worst = std::max(worst, std::fabs(P[(size_t)i * n + j] - (i == j ? 1.0 : 0.0)));
+  EXPECT_LT(worst, 1e-4);
+  EXPECT_GT(worst, 1e-9) << "float arithmetic should show";
+  std::vector<float> bad = H;
+  bad[(size_t)50 * n + 50] = -1;
+  EXPECT_FALSE(inverse_upper_cholesky(bad.data(), n));
+}
+
 // The Hessian's sums through accumulate_gram: the upper tiles of sgemm's X^T X only, mirrored,
 // bit for bit what the full product gives (sizes that leave short tiles both ways).
 TEST(Gptq, GramAccumulationIsTheFullProductsUpperTriangleMirrored) {
@@ -190,6 +229,11 @@ TEST(Gptq, GramAccumulationIsTheFullProductsUpperTriangleMirrored) {
       }
     accumulate_gram(x.data(), rows, n, got.data());
     EXPECT_TRUE(got == want) << "n " << n;
+    std::vector<float> want32((size_t)n * n, 0.5f), got32((size_t)n * n, 0.5f);  // in float (f32 GPTQ)
+    for (int i = 0; i < n; i++)
+      for (int j = 0; j < n; j++) want32[(size_t)i * n + j] += c[(size_t)std::min(i, j) * n + std::max(i, j)];
+    accumulate_gram(x.data(), rows, n, got32.data());
+    EXPECT_TRUE(got32 == want32) << "f32, n " << n;
   }
 }
 
@@ -226,21 +270,23 @@ TEST(Gptq, SameBitsForOneAndTwoThreads) {
   s.bits = 4;
   s.gran = Granularity::PerGroup;
   s.group = 40;
-  std::vector<float> got[2];
-  std::vector<float> scales[2];
-  for (int t : {1, 2}) {
-    omp_set_num_threads(t);
-    Linear l;
-    l.w = Tensor({P.out, P.in});
-    l.w.data = P.w;
-    gptq_quantize(l, P.h, s, GptqOptions{});
-    got[t - 1] = l.w.data;
-    scales[t - 1] = l.qscale.data;
+  for (const Hessian* h : {&P.h, &P.h32}) {
+    std::vector<float> got[2];
+    std::vector<float> scales[2];
+    for (int t : {1, 2}) {
+      omp_set_num_threads(t);
+      Linear l;
+      l.w = Tensor({P.out, P.in});
+      l.w.data = P.w;
+      gptq_quantize(l, *h, s, GptqOptions{});
+      got[t - 1] = l.w.data;
+      scales[t - 1] = l.qscale.data;
+    }
+    omp_set_num_threads(omp_get_num_procs());
+    EXPECT_EQ(got[0], got[1]) << (h->f64() ? "f64" : "f32");
+    EXPECT_EQ(scales[0], scales[1]);
+    EXPECT_EQ(scales[0].size(), (size_t)P.out * (P.in / 40));
   }
-  omp_set_num_threads(omp_get_num_procs());
-  EXPECT_EQ(got[0], got[1]);
-  EXPECT_EQ(scales[0], scales[1]);
-  EXPECT_EQ(scales[0].size(), (size_t)P.out * (P.in / 40));
 }
 
 }  // namespace

@@ -223,7 +223,7 @@ TEST(Gptq, BeatsRtnOnLayerOutputError) {
   std::vector<float> x((size_t)n * in);
   sgemm_nt(z.data(), mix.data(), x.data(), n, in, in);
   for (int i = 0; i < n; i++) x[(size_t)i * in + 5] *= 8;
-  Hessian h(in);
+  Hessian h(in, /*f64=*/true);
   h.add(x.data(), n);
   QuantSpec s;
   s.bits = 4;

@@ -98,6 +98,7 @@ int run_quantize() {
   o.seed = qa.seed;
   o.gptq.percdamp = r.percdamp;
   o.gptq.act_order = r.act_order;
+  o.gptq.f64 = r.gptq_f64;
   o.progress = !qa.quiet;
   // Packed integer weights by default (what a quantizer is expected to write: smaller than the
   // input, run by the integer kernels); --fake keeps fp32 weights on the grid for research.

@@ -13,6 +13,8 @@ void openblas_set_num_threads(int);
 // LAPACK (OpenBLAS exports it), column-major
 void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
 void dtrtri_(const char* uplo, const char* diag, const int* n, double* a, const int* lda, int* info);
+void spotrf_(const char* uplo, const int* n, float* a, const int* lda, int* info);
+void strtri_(const char* uplo, const char* diag, const int* n, float* a, const int* lda, int* info);
 }
 
 namespace kt {
@@ -112,7 +114,9 @@ void dgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double a
   gemm_tiled(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-void accumulate_gram(const float* x, int64_t rows, int64_t n, double* h) {
+namespace {
+template <typename T>
+void accumulate_gram_into(const float* x, int64_t rows, int64_t n, T* h) {
   blas_single_threaded();
   if (rows <= 0 || n <= 0) return;
   // sgemm's tiles of C = X^T X (kGemmTileM x kGemmTileN from 0, one BLAS call each: the bits
@@ -131,38 +135,54 @@ void accumulate_gram(const float* x, int64_t rows, int64_t n, double* h) {
       blas_gemm_tile(true, false, (int)m, (int)w, (int)rows, 1.0f, x + i0, (int)n, x + j0, (int)n, 0.0f, c.data(), (int)w);
       for (int64_t i = i0; i < i0 + m; i++)
         for (int64_t j = std::max(i, j0); j < j0 + w; j++) {
-          const double v = c[(size_t)((i - i0) * w + (j - j0))];
+          const T v = c[(size_t)((i - i0) * w + (j - j0))];
           h[i * n + j] += v;
           if (j != i) h[j * n + i] += v;
         }
     }
   }
 }
+}  // namespace
+
+void accumulate_gram(const float* x, int64_t rows, int64_t n, double* h) { accumulate_gram_into(x, rows, n, h); }
+void accumulate_gram(const float* x, int64_t rows, int64_t n, float* h) { accumulate_gram_into(x, rows, n, h); }
 
 namespace {
 
 constexpr int64_t kFactorBlock = 256;  // the fixed blocks of the factorisation (not thread-dependent)
 
+// The factorisation's LAPACK and BLAS calls, by element type (row-major BLAS; LAPACK column-major).
+void potrf(int n, double* a, int lda, int* info) { dpotrf_("U", &n, a, &lda, info); }
+void potrf(int n, float* a, int lda, int* info) { spotrf_("U", &n, a, &lda, info); }
+void trtri(int n, double* a, int lda, int* info) { dtrtri_("U", "N", &n, a, &lda, info); }
+void trtri(int n, float* a, int lda, int* info) { strtri_("U", "N", &n, a, &lda, info); }
+void trsm_right_lower_t(int m, int n, const double* a, int lda, double* b, int ldb) {
+  cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, m, n, 1.0, a, lda, b, ldb);
+}
+void trsm_right_lower_t(int m, int n, const float* a, int lda, float* b, int ldb) {
+  cblas_strsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, m, n, 1.0f, a, lda, b, ldb);
+}
+
 // In place, row-major: the lower triangle of a symmetric positive definite A [n, n] becomes L
 // with A = L L^T (right-looking by blocks; the strict upper triangle is left as scratch). One
 // BLAS call per diagonal block, panel block and trailing tile, the blocks and tiles spread over
 // OpenMP threads: the same bits for any thread count. False if A is not positive definite.
-bool cholesky_lower(double* a, int64_t n) {
+template <typename T>
+bool cholesky_lower(T* a, int64_t n) {
   const int64_t B = kFactorBlock;
   const int ld = (int)n;
   for (int64_t k0 = 0; k0 < n; k0 += B) {
     const int kb = (int)std::min(B, n - k0);
     int info = 0;
     // the block read column-major is its transpose: LAPACK's upper factor is the row-major lower L
-    dpotrf_("U", &kb, a + k0 * n + k0, &ld, &info);
+    potrf(kb, a + k0 * n + k0, ld, &info);
     if (info != 0) return false;
     const int64_t r0 = k0 + kb, nb = (n - r0 + B - 1) / B;
     if (nb == 0) break;
 #pragma omp parallel for schedule(dynamic, 1) if (nb > 1 && !omp_in_parallel())
     for (int64_t ib = 0; ib < nb; ib++) {  // panel: A_IK <- A_IK L_KK^-T
       const int64_t i0 = r0 + ib * B;
-      cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, (int)std::min(B, n - i0), kb, 1.0,
-                  a + k0 * n + k0, ld, a + i0 * n + k0, ld);
+      trsm_right_lower_t((int)std::min(B, n - i0), kb, a + k0 * n + k0, ld, a + i0 * n + k0, ld);
     }
     const int64_t tiles = nb * (nb + 1) / 2;  // the lower tiles (I >= J) of the trailing matrix
 #pragma omp parallel for schedule(dynamic, 1) if (tiles > 1 && !omp_in_parallel())
@@ -170,8 +190,8 @@ bool cholesky_lower(double* a, int64_t n) {
       int64_t I = 0;
       while ((I + 1) * (I + 2) / 2 <= t) I++;
       const int64_t J = t - I * (I + 1) / 2, i0 = r0 + I * B, j0 = r0 + J * B;
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)std::min(B, n - i0), (int)std::min(B, n - j0), kb, -1.0,
-                  a + i0 * n + k0, ld, a + j0 * n + k0, ld, 1.0, a + i0 * n + j0, ld);
+      blas_gemm_tile(false, true, (int)std::min(B, n - i0), (int)std::min(B, n - j0), kb, T(-1), a + i0 * n + k0, ld,
+                     a + j0 * n + k0, ld, T(1), a + i0 * n + j0, ld);
     }
   }
   return true;
@@ -181,15 +201,16 @@ bool cholesky_lower(double* a, int64_t n) {
 // columns from the last: X_JJ = L_JJ^-1, then X_IJ = -(sum_{K=J+1..I} X_IK L_KJ) X_JJ for each
 // row block I below, from a copy of L's column J (overwritten as it goes); the row blocks go
 // over threads, one fixed sequence of BLAS calls each.
-bool invert_lower(double* a, int64_t n) {
+template <typename T>
+bool invert_lower(T* a, int64_t n) {
   const int64_t B = kFactorBlock, nb = (n + B - 1) / B;
   const int ld = (int)n;
-  std::vector<double> panel;
+  std::vector<T> panel;
   for (int64_t J = nb - 1; J >= 0; J--) {
     const int64_t j0 = J * B;
     const int jb = (int)std::min(B, n - j0);
     int info = 0;
-    dtrtri_("U", "N", &jb, a + j0 * n + j0, &ld, &info);  // column-major upper = row-major lower
+    trtri(jb, a + j0 * n + j0, ld, &info);  // column-major upper = row-major lower
     if (info != 0) return false;
     const int64_t below = n - (j0 + jb);
     if (below == 0) continue;
@@ -200,19 +221,16 @@ bool invert_lower(double* a, int64_t n) {
     for (int64_t I = J + 1; I < nb; I++) {
       const int64_t i0 = I * B;
       const int ib = (int)std::min(B, n - i0), K = (int)(i0 + ib - (j0 + jb));
-      std::vector<double> t((size_t)ib * jb);
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ib, jb, K, 1.0, a + i0 * n + j0 + jb, ld, panel.data(), jb,
-                  0.0, t.data(), jb);
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ib, jb, jb, -1.0, t.data(), jb, a + j0 * n + j0, ld, 0.0,
-                  a + i0 * n + j0, ld);
+      std::vector<T> t((size_t)ib * jb);
+      blas_gemm_tile(false, false, ib, jb, K, T(1), a + i0 * n + j0 + jb, ld, panel.data(), jb, T(0), t.data(), jb);
+      blas_gemm_tile(false, false, ib, jb, jb, T(-1), t.data(), jb, a + j0 * n + j0, ld, T(0), a + i0 * n + j0, ld);
     }
   }
   return true;
 }
 
-}  // namespace
-
-bool inverse_upper_cholesky(double* h, int64_t n) {
+template <typename T>
+bool inverse_upper_cholesky_t(T* h, int64_t n) {
   blas_single_threaded();
   if (n <= 0) return true;
   if (n > INT32_MAX / 2) return false;
@@ -220,10 +238,15 @@ bool inverse_upper_cholesky(double* h, int64_t n) {
   std::reverse(h, h + nn);  // J H J: element (i, j) moves to (n-1-i, n-1-j)
   if (!cholesky_lower(h, n)) return false;
   for (int64_t i = 0; i < n; i++)  // L is lower triangular: the scratch above it goes
-    std::fill(h + (size_t)i * n + i + 1, h + (size_t)(i + 1) * n, 0.0);
+    std::fill(h + (size_t)i * n + i + 1, h + (size_t)(i + 1) * n, T(0));
   if (!invert_lower(h, n)) return false;
   std::reverse(h, h + nn);  // J L^-1 J: upper triangular
   return true;
 }
+
+}  // namespace
+
+bool inverse_upper_cholesky(double* h, int64_t n) { return inverse_upper_cholesky_t(h, n); }
+bool inverse_upper_cholesky(float* h, int64_t n) { return inverse_upper_cholesky_t(h, n); }
 
 }  // namespace kt

@@ -23,6 +23,8 @@ void dgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double a
 // would give, computed only for the tiles that reach the upper triangle (half the work) and
 // without an n x n float buffer (462 MiB for a 7B down_proj's Hessian), accumulated in double.
 void accumulate_gram(const float* x, int64_t rows, int64_t n, double* h);
+// The same, accumulated in float (GPTQ's f32 precision: half the n^2 memory).
+void accumulate_gram(const float* x, int64_t rows, int64_t n, float* h);
 
 // In place: a symmetric positive definite H [n, n] (row-major) becomes the upper triangular U
 // with U^T U = H^-1 (zeros below the diagonal), the factor GPTQ propagates errors with. One
@@ -33,5 +35,7 @@ void accumulate_gram(const float* x, int64_t rows, int64_t n, double* h);
 // over threads (a 7B down_proj's 11008^2 factor was one thread's 30 s): the same bits for any
 // thread count. Returns false when H is not positive definite.
 bool inverse_upper_cholesky(double* h, int64_t n);
+// The same in float (LAPACK spotrf + strtri), by the same blocks.
+bool inverse_upper_cholesky(float* h, int64_t n);
 
 }  // namespace kt

@@ -17,7 +17,8 @@ void Hessian::add(const float* x, int64_t rows) {
   if (rows == 0) return;
   // float X^T X per chunk (fast; deterministic fixed tiles, the upper triangle's only),
   // accumulated into double
-  accumulate_gram(x, rows, n_, h_.data());
+  if (f64_) accumulate_gram(x, rows, n_, h_.data());
+  else accumulate_gram(x, rows, n_, h32_.data());
   count_ += rows;
 }
 
@@ -50,20 +51,21 @@ void rtn_quantize(Linear& l, const QuantSpec& ws) {
 namespace {
 // H <- H[perm][:, perm] in place (no second n x n buffer: 924 MiB at a 7B down_proj): each
 // row's columns through one row of scratch, then the rows along the permutation's cycles.
-void permute_symmetric(double* H, int64_t n, const std::vector<int64_t>& perm) {
+template <typename T>
+void permute_symmetric(T* H, int64_t n, const std::vector<int64_t>& perm) {
 #pragma omp parallel
   {
-    std::vector<double> tmp((size_t)n);
+    std::vector<T> tmp((size_t)n);
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < n; r++) {
-      double* row = H + r * n;
+      T* row = H + r * n;
       for (int64_t j = 0; j < n; j++) tmp[(size_t)j] = row[perm[(size_t)j]];
       std::copy(tmp.begin(), tmp.end(), row);
     }
   }
   // new row i is old row perm[i]: follow each cycle i <- perm[i] <- perm[perm[i]] ...
   std::vector<char> done((size_t)n, 0);
-  std::vector<double> first((size_t)n);
+  std::vector<T> first((size_t)n);
   for (int64_t i = 0; i < n; i++) {
     if (done[(size_t)i]) continue;
     std::copy(H + i * n, H + (i + 1) * n, first.begin());
@@ -80,15 +82,19 @@ void permute_symmetric(double* H, int64_t n, const std::vector<int64_t>& perm) {
 
 // The Hessian's sums H (n x n, summed over `samples` rows): H / samples with dead inputs set to
 // 1, permuted (act_order), dampened, then turned into U in place.
-GptqFactor factor_sums(std::vector<double> sums, int64_t cols, int64_t samples, const GptqOptions& opt) {
+std::vector<double>& factor_storage(GptqFactor& f, double) { return f.U; }
+std::vector<float>& factor_storage(GptqFactor& f, float) { return f.U32; }
+
+template <typename T>
+GptqFactor factor_sums(std::vector<T> sums, int64_t cols, int64_t samples, const GptqOptions& opt) {
   GptqFactor f;
   f.n = cols;
   if ((int64_t)sums.size() != cols * cols) fail("internal: GPTQ Hessian already released");
-  const double inv_n = 1.0 / (double)std::max<int64_t>(1, samples);
-  std::vector<double>& H = f.U;  // becomes U in place
+  const T inv_n = T(1.0 / (double)std::max<int64_t>(1, samples));
+  std::vector<T>& H = factor_storage(f, T());  // becomes U in place
   H = std::move(sums);
-  for (double& v : H) v *= inv_n;
-  auto h = [&](int64_t i, int64_t j) -> double& { return H[(size_t)i * cols + j]; };
+  for (T& v : H) v *= inv_n;
+  auto h = [&](int64_t i, int64_t j) -> T& { return H[(size_t)i * cols + j]; };
   // dead inputs (never active): H_ii = 1 and that column of W zero
   f.dead.assign(cols, 0);
   for (int64_t j = 0; j < cols; j++)
@@ -102,20 +108,23 @@ GptqFactor factor_sums(std::vector<double> sums, int64_t cols, int64_t samples, 
   double mean_diag = 0;
   for (int64_t i = 0; i < cols; i++) mean_diag += h(i, i);
   mean_diag /= (double)cols;
-  const double damp = opt.percdamp * mean_diag;
+  const T damp = T(opt.percdamp * mean_diag);
   for (int64_t i = 0; i < cols; i++) h(i, i) += damp;
   // U: upper Cholesky factor of H^-1 (GPTQ's formulation), in place of H
   if (!inverse_upper_cholesky(H.data(), cols))
-    fail("--percdamp", "GPTQ Hessian is not positive definite even after dampening (raise --percdamp)");
+    fail("--percdamp", std::string("GPTQ Hessian is not positive definite even after dampening (raise --percdamp") +
+                           (sizeof(T) == sizeof(float) ? ", or factor it in f64: --gptq-precision f64)" : ")"));
   return f;
 }
 }  // namespace
 
-GptqFactor gptq_factor(const Hessian& hs, const GptqOptions& opt) { return factor_sums(hs.data(), hs.n(), hs.samples(), opt); }
+GptqFactor gptq_factor(const Hessian& hs, const GptqOptions& opt) {
+  return hs.f64() ? factor_sums(hs.data(), hs.n(), hs.samples(), opt) : factor_sums(hs.data32(), hs.n(), hs.samples(), opt);
+}
 
 GptqFactor gptq_factor(Hessian&& hs, const GptqOptions& opt) {
   const int64_t n = hs.n(), samples = hs.samples();
-  return factor_sums(hs.take(), n, samples, opt);
+  return hs.f64() ? factor_sums(hs.take(), n, samples, opt) : factor_sums(hs.take32(), n, samples, opt);
 }
 
 void gptq_quantize(Linear& l, const Hessian& hs, const QuantSpec& ws, const GptqOptions& opt) {
@@ -124,22 +133,31 @@ void gptq_quantize(Linear& l, const Hessian& hs, const QuantSpec& ws, const Gptq
   gptq_quantize(l, gptq_factor(hs, opt), ws, opt);
 }
 
-// Layout: the weights are held transposed, Wt [cols, rows] in double, so the column GPTQ
-// quantizes next is one contiguous row and the error spread within a block is a row axpy. The
-// rows of W are independent in everything but the block update (a tiled dgemm), so threads
-// take fixed row ranges: the bits are the same for any thread count.
-void gptq_quantize(Linear& l, const GptqFactor& f, const QuantSpec& ws, const GptqOptions& opt) {
-  if (!ws.enabled()) return;
+namespace {
+void gemm_t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
+            const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
+  dgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+void gemm_t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+            const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+// Layout: the weights are held transposed, Wt [cols, rows] in the factor's precision T, so the
+// column GPTQ quantizes next is one contiguous row and the error spread within a block is a row
+// axpy. The rows of W are independent in everything but the block update (a tiled gemm), so
+// threads take fixed row ranges: the bits are the same for any thread count.
+template <typename T>
+void gptq_quantize_t(Linear& l, const GptqFactor& f, const std::vector<T>& U, const QuantSpec& ws,
+                     const GptqOptions& opt) {
   const int64_t rows = l.out(), cols = l.in();
-  if (f.n != cols || (int64_t)f.U.size() != cols * cols) fail("GPTQ: Hessian size does not match the layer input");
   const std::vector<int64_t>& perm = f.perm;
   // Wt row i = column perm[i] of W
-  std::vector<double> Wt((size_t)cols * rows);
+  std::vector<T> Wt((size_t)cols * rows);
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < cols; i++)
     for (int64_t r = 0; r < rows; r++)
-      Wt[(size_t)i * rows + r] = f.dead[perm[i]] ? 0.0 : l.w.data[(size_t)r * cols + perm[i]];
-  const std::vector<double>& U = f.U;
+      Wt[(size_t)i * rows + r] = f.dead[perm[i]] ? T(0) : T(l.w.data[(size_t)r * cols + perm[i]]);
   auto u = [&](int64_t i, int64_t j) { return U[(size_t)i * cols + j]; };
 
   const bool grouped = ws.gran == Granularity::PerGroup && ws.group > 0;
@@ -168,7 +186,7 @@ void gptq_quantize(Linear& l, const GptqFactor& f, const QuantSpec& ws, const Gp
     for (int64_t r = 0; r < rows; r++) scales[r] = params[r].scale;
   const int64_t B = std::max(1, opt.block);
   constexpr int64_t kRowChunk = 256;  // rows per thread task: fixed, so the bits do not depend on threads
-  std::vector<double> Err((size_t)std::min(B, cols) * rows);  // [cnt, rows]: scaled errors of the block
+  std::vector<T> Err((size_t)std::min(B, cols) * rows);  // [cnt, rows]: scaled errors of the block
   for (int64_t i1 = 0; i1 < cols; i1 += B) {
     const int64_t i2 = std::min(i1 + B, cols), cnt = i2 - i1;
 #pragma omp parallel for schedule(dynamic, 1)
@@ -181,34 +199,44 @@ void gptq_quantize(Linear& l, const GptqFactor& f, const QuantSpec& ws, const Gp
           if (rec)
             for (int64_t r = r0; r < r1; r++) scales[r * G + c / ws.group] = params[r].scale;
         }
-        const double d = u(c, c);
-        double* wc = &Wt[(size_t)c * rows];
-        double* e = &Err[(size_t)i * rows];
+        const T d = u(c, c);
+        T* wc = &Wt[(size_t)c * rows];
+        T* e = &Err[(size_t)i * rows];
         for (int64_t r = r0; r < r1; r++) {
-          const double wv = wc[r];
+          const T wv = wc[r];
           const float q = dequantize_level(quantize_level((float)wv, params[r], ws), params[r]);
           l.w.data[(size_t)r * cols + perm[c]] = q;  // exact dequantized value (float of q * scale)
-          e[r] = (wv - (double)q) / d;
+          e[r] = (wv - (T)q) / d;
         }
         // spread this column's error over the block's later columns
         for (int64_t j = c + 1; j < i2; j++) {
-          const double uj = u(c, j);
+          const T uj = u(c, j);
           if (uj == 0) continue;
-          double* wj = &Wt[(size_t)j * rows];
+          T* wj = &Wt[(size_t)j * rows];
           for (int64_t r = r0; r < r1; r++) wj[r] -= e[r] * uj;
         }
       }
     }
     // and over the columns after the block: Wt[i2:] -= U[i1:i2, i2:]^T Err
     if (i2 < cols)
-      dgemm(true, false, cols - i2, rows, cnt, -1.0, &U[(size_t)i1 * cols + i2], cols, Err.data(), rows, 1.0,
-            &Wt[(size_t)i2 * rows], rows);
+      gemm_t(true, false, cols - i2, rows, cnt, T(-1), &U[(size_t)i1 * cols + i2], cols, Err.data(), rows, T(1),
+             &Wt[(size_t)i2 * rows], rows);
   }
   if (rec) {
     l.qscale = Tensor({rows, G});
     l.qscale.data = scales;
     l.qbits = ws.bits;
   }
+}
+}  // namespace
+
+void gptq_quantize(Linear& l, const GptqFactor& f, const QuantSpec& ws, const GptqOptions& opt) {
+  if (!ws.enabled()) return;
+  const int64_t cols = l.in();
+  const size_t nn = (size_t)cols * (size_t)cols;
+  if (f.n != cols || (f.U.size() != nn && f.U32.size() != nn)) fail("GPTQ: Hessian size does not match the layer input");
+  if (f.U.size() == nn) gptq_quantize_t(l, f, f.U, ws, opt);
+  else gptq_quantize_t(l, f, f.U32, ws, opt);
 }
 
 }  // namespace kt
@@ -222,6 +250,11 @@ void visit_gptq(Recipe& r, OptionVisitor& v) {
              {0, 1});
   v.integer(r.gptq_block, 128, {"block", nullptr, "GPTQ lazy-batch block size"}, {1, kMaxCount});
   v.flag(r.act_order, false, {"act_order", "--act-order", "GPTQ: quantize columns by decreasing Hessian diagonal"});
+  v.named_bool(r.gptq_f64, false,
+               {"f64", "--gptq-precision",
+                "GPTQ's Hessian, its factor and the working weights in f32, as the reference GPTQ keeps them, or in f64 "
+                "(twice the memory beside the layer)"},
+               "f64", "f32");
 }
 }  // namespace
 extern const OptionSection kGptqOptions = {"gptq", visit_gptq, /*in_every_recipe=*/true};

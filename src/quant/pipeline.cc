@@ -103,7 +103,7 @@ void gptq_layer(LayerWeights& w, const Recipe& r, const QuantizeOptions& opt, Ho
       if (!c.routing && std::find(experts.begin(), experts.end(), c.expert) == experts.end()) experts.push_back(c.expert);
     if (experts.empty()) continue;
     std::vector<Hessian> h;
-    for (size_t i = 0; i < experts.size(); i++) h.emplace_back(g.linears.back().lin->in());
+    for (size_t i = 0; i < experts.size(); i++) h.emplace_back(g.linears.back().lin->in(), opt.gptq.f64);
     CaptureHooks cap(&online, g.site, experts, h);
     auto t = std::chrono::steady_clock::now();
     run(w, &cap);

@@ -67,6 +67,7 @@ struct Recipe {
   double percdamp;  // GPTQ settings (recorded for reference)
   int gptq_block;
   bool act_order;
+  bool gptq_f64;  // GPTQ's arithmetic: double (true) or float, the default (GptqOptions::f64)
   KurtailSettings kurtail;
   SpinquantSettings spinquant;
   double smooth_alpha;       // SmoothQuant / smooth-then-rotate migration strength
