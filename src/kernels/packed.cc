@@ -80,18 +80,21 @@ PackedWeight pack_weights_ref(QType t, const int8_t* q, int N, int K, int group,
   std::copy(scales, scales + (size_t)N * G, p.scales.begin());
   const int steps_k = p.Kp / kStepK;
   p.data.assign(tt.packed_bytes(N, K), 0);
-  int8_t codes[kTileN * kStepK];
+  int out_of_range = 0;  // tiles in parallel (a 7B layer is 200M weights); the failure after them
+#pragma omp parallel for schedule(static) reduction(| : out_of_range) if ((int64_t)p.Np * p.Kp >= (1 << 20))
   for (int tile = 0; tile < p.Np / kTileN; tile++)
     for (int k8 = 0; k8 < steps_k; k8++) {
+      int8_t codes[kTileN * kStepK];
       for (int c = 0; c < kTileN; c++)
         for (int j = 0; j < kStepK; j++) {
           const int n = tile * kTileN + c, k = k8 * kStepK + j;
-          const int v = (n < N && k < K) ? q[(size_t)n * K + k] : 0;  // padding is zero weights
-          if (v < tt.qmin || v > tt.qmax) fail(std::string("packed weights: ") + tt.name + " value out of range");
+          int v = (n < N && k < K) ? q[(size_t)n * K + k] : 0;  // padding is zero weights
+          if (v < tt.qmin || v > tt.qmax) out_of_range = 1, v = 0;
           codes[c * kStepK + j] = (int8_t)v;
         }
       tt.pack_step(codes, &p.data[((size_t)tile * steps_k + k8) * tt.step_bytes]);
     }
+  if (out_of_range) fail(std::string("packed weights: ") + tt.name + " value out of range");
   finalize_packed(p);
   return p;
 }
@@ -106,7 +109,8 @@ void finalize_packed(PackedWeight& p) {
   std::vector<int8_t> q((size_t)p.N * p.K);
   unpack_weights_ref(p, q.data());
   p.offsets_gn.assign((size_t)G * p.Np, 0);
-  for (int n = 0; n < p.N; n++)
+#pragma omp parallel for schedule(static) if ((int64_t)p.N * p.K >= (1 << 20))
+  for (int n = 0; n < p.N; n++)  // each row its own column of offsets_gn
     for (int k = 0; k < p.K; k++) p.offsets_gn[(size_t)(k / p.group) * p.Np + n] += 128 * q[(size_t)n * p.K + k];
 }
 

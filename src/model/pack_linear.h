@@ -21,7 +21,7 @@ std::optional<WType> linear_wtype(const Linear& l);
 
 // `l` packed: its own `packed` when it already has one (loaded packed), else its codes
 // (grid_code of w and qscale) packed; null when linear_wtype(l) is none. Fails with
-// fail(file, what + ": weights are not on their recorded integer grid") at the first weight off
+// fail(file, what + ": weights are not on their recorded integer grid") when any weight is off
 // the grid or out of the type's range.
 std::shared_ptr<const PackedWeight> pack_linear(const Linear& l, const std::string& file, const std::string& what);
 

@@ -59,10 +59,17 @@ class Kurtail : public Method {
     co.progress = ctx.opt.progress;
     co.exact_up_to = ks.exact_up_to;
     if (r.r1 && ks.learn_r1) {
+      // The rows move into X, each layer's capture freed once copied: one copy of them at a time
+      // (2 GiB at 32 layers of 4096 with --kt-tokens 2048), not two.
       std::vector<float> X;
+      size_t total = 0;
+      for (int l = 0; l < s.n_layers; l++) total += cap.attn_in[l].size() + cap.mlp_in[l].size();
+      X.reserve(total);
       for (int l = 0; l < s.n_layers; l++) {
         X.insert(X.end(), cap.attn_in[l].begin(), cap.attn_in[l].end());
+        std::vector<float>().swap(cap.attn_in[l]);
         X.insert(X.end(), cap.mlp_in[l].begin(), cap.mlp_in[l].end());
+        std::vector<float>().swap(cap.mlp_in[l]);
       }
       int64_t rows = (int64_t)X.size() / s.hidden;
       co.label = "kurtail R1";
