@@ -16,7 +16,7 @@ namespace kt {
 void Hessian::add(const float* x, int64_t rows) {
   if (rows == 0) return;
   // float X^T X per chunk (fast; deterministic fixed tiles, the upper triangle's only),
-  // accumulated into double
+  // accumulated in the Hessian's precision
   if (f64_) accumulate_gram(x, rows, n_, h_.data());
   else accumulate_gram(x, rows, n_, h32_.data());
   count_ += rows;
