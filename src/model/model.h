@@ -39,7 +39,7 @@ struct Linear {
   // Packed weights used without an activation quantizer (e.g. `kurtail generate` on a --packed
   // model) run in fp32: dequantized once, on first use, and kept here.
   mutable std::shared_ptr<const Tensor> dequantized;
-  // Instead: dequantized for each call and dropped. Set while quantization holds a linear packed
+  // Instead of that cache: dequantized for each call and dropped. Set while quantization holds a linear packed
   // that the layer still runs (GPTQ's later sites: gptq_layer), so only one linear at a time
   // exists in fp32.
   bool dequantize_per_call = false;

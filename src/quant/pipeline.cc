@@ -92,7 +92,7 @@ class CaptureHooks : public Hooks {
 // Memory: a site's quantized linears are held packed (their codes and scales) while the later
 // sites' passes still run them, dequantized one call at a time (Linear::dequantize_per_call), and
 // turned back into fp32 at the end: at a 7B layer's down_proj that is q..up's 620 MiB of fp32
-// held as 78 MiB of int4, beside the 924 MiB Hessian. The values are the same floats (w is
+// held as 78 MiB of int4, beside the Hessian (462 MiB in f32). The values are the same floats (w is
 // code * scale exactly, checked by pack_linear), so the bits of the result do not change.
 void gptq_layer(LayerWeights& w, const Recipe& r, const QuantizeOptions& opt, Hooks& online,
                 const std::function<void(const LayerWeights&, Hooks*)>& run, QuantizeReport& rep) {
