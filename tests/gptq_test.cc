@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <random>
+#include <type_traits>
 
 #include "core/quantizer.h"
 #include "kernels/gemm.h"
@@ -144,16 +145,21 @@ TEST(Gptq, InverseUpperCholeskyFactorsTheInverse) {
   EXPECT_FALSE(inverse_upper_cholesky(notpd.data(), 2));
 }
 
-// Larger than one 256-block (the factorisation's blocks, a short last one): U^T U H = I with U
-// upper and a positive diagonal (which fixes U: the Cholesky factor is unique), the same bits
-// for one and two threads.
-TEST(Gptq, BlockedInverseUpperCholeskyAcrossBlocksAndThreads) {
+// Larger than one 256-block (the factorisation's blocks, a short last one), in T: U^T U H = I
+// to within `tol` (checked in double) with U upper and a positive diagonal (which fixes U: the
+// Cholesky factor is unique), the same bits for one and two threads, and a matrix that is not
+// positive definite in a later block refused.
+template <typename T>
+void check_blocked_inverse_upper_cholesky(double tol) {
   const int n = 600, m = 900;
   auto z = randn((size_t)m * n, 31);
-  std::vector<double> x(z.begin(), z.end()), H((size_t)n * n);
-  dgemm(true, false, n, n, m, 1.0 / m, x.data(), n, x.data(), n, 0.0, H.data(), n);
-  for (int i = 0; i < n; i++) H[(size_t)i * n + i] += 0.05;
-  std::vector<double> U[2];
+  std::vector<T> x(z.begin(), z.end()), H((size_t)n * n);
+  if constexpr (std::is_same_v<T, double>)
+    dgemm(true, false, n, n, m, 1.0 / m, x.data(), n, x.data(), n, 0.0, H.data(), n);
+  else
+    sgemm(true, false, n, n, m, 1.0f / m, x.data(), n, x.data(), n, 0.0f, H.data(), n);
+  for (int i = 0; i < n; i++) H[(size_t)i * n + i] += T(0.05);
+  std::vector<T> U[2];
   for (int t : {1, 2}) {
     omp_set_num_threads(t);
     U[t - 1] = H;
@@ -163,55 +169,25 @@ TEST(Gptq, BlockedInverseUpperCholeskyAcrossBlocksAndThreads) {
   EXPECT_TRUE(U[0] == U[1]) << "bits differ between 1 and 2 threads";
   for (int i = 0; i < n; i++) {
     EXPECT_GT(U[0][(size_t)i * n + i], 0);
-    for (int j = 0; j < i; j++) ASSERT_EQ(U[0][(size_t)i * n + j], 0.0);
+    for (int j = 0; j < i; j++) ASSERT_EQ(U[0][(size_t)i * n + j], T(0));
   }
-  std::vector<double> UtU((size_t)n * n), P((size_t)n * n);
-  dgemm(true, false, n, n, n, 1.0, U[0].data(), n, U[0].data(), n, 0.0, UtU.data(), n);
-  dgemm(false, false, n, n, n, 1.0, UtU.data(), n, H.data(), n, 0.0, P.data(), n);
-  double worst = 0;
-  for (int i = 0; i < n; i++)
-    for (int j = 0; j < n; j++) worst = std::max(worst, std::fabs(P[(size_t)i * n + j] - (i == j ? 1.0 : 0.0)));
-  EXPECT_LT(worst, 1e-9);
-  // not positive definite in a later block: refused
-  std::vector<double> bad = H;
-  bad[(size_t)50 * n + 50] = -1;  // index-reversed: row 549, the third block
-  EXPECT_FALSE(inverse_upper_cholesky(bad.data(), n));
-}
-
-// The float factorisation (--gptq-precision f32) by the same blocks: U^T U H = I to float
-// accuracy, upper with a positive diagonal, the same bits for one and two threads, a matrix that
-// is not positive definite refused.
-TEST(Gptq, BlockedInverseUpperCholeskyInFloat) {
-  const int n = 600, m = 900;
-  auto x = randn((size_t)m * n, 31);
-  std::vector<float> H((size_t)n * n);
-  sgemm(true, false, n, n, m, 1.0f / m, x.data(), n, x.data(), n, 0.0f, H.data(), n);
-  for (int i = 0; i < n; i++) H[(size_t)i * n + i] += 0.05f;
-  std::vector<float> U[2];
-  for (int t : {1, 2}) {
-    omp_set_num_threads(t);
-    U[t - 1] = H;
-    ASSERT_TRUE(inverse_upper_cholesky(U[t - 1].data(), n));
-  }
-  omp_set_num_threads(omp_get_num_procs());
-  EXPECT_TRUE(U[0] == U[1]) << "bits differ between 1 and 2 threads";
-  for (int i = 0; i < n; i++) {
-    EXPECT_GT(U[0][(size_t)i * n + i], 0);
-    for (int j = 0; j < i; j++) ASSERT_EQ(U[0][(size_t)i * n + j], 0.0f);
-  }
-  // checked in double: (U^T U) H - I
   std::vector<double> Ud(U[0].begin(), U[0].end()), Hd(H.begin(), H.end()), UtU((size_t)n * n), P((size_t)n * n);
   dgemm(true, false, n, n, n, 1.0, Ud.data(), n, Ud.data(), n, 0.0, UtU.data(), n);
   dgemm(false, false, n, n, n, 1.0, UtU.data(), n, Hd.data(), n, 0.0, P.data(), n);
   double worst = 0;
   for (int i = 0; i < n; i++)
     for (int j = 0; j < n; j++) worst = std::max(worst, std::fabs(P[(size_t)i * n + j] - (i == j ? 1.0 : 0.0)));
-  EXPECT_LT(worst, 1e-4);
-  EXPECT_GT(worst, 1e-9) << "float arithmetic should show";
-  std::vector<float> bad = H;
-  bad[(size_t)50 * n + 50] = -1;
+  EXPECT_LT(worst, tol);
+  if (std::is_same_v<T, float>) EXPECT_GT(worst, 1e-9) << "float arithmetic should show";
+  std::vector<T> bad = H;
+  bad[(size_t)50 * n + 50] = -1;  // index-reversed: row 549, the third block
   EXPECT_FALSE(inverse_upper_cholesky(bad.data(), n));
 }
+
+TEST(Gptq, BlockedInverseUpperCholeskyAcrossBlocksAndThreads) { check_blocked_inverse_upper_cholesky<double>(1e-9); }
+
+// The float factorisation (--gptq-precision f32) by the same blocks, to float accuracy.
+TEST(Gptq, BlockedInverseUpperCholeskyInFloat) { check_blocked_inverse_upper_cholesky<float>(1e-4); }
 
 // The Hessian's sums through accumulate_gram: the upper tiles of sgemm's X^T X only, mirrored,
 // bit for bit what the full product gives (sizes that leave short tiles both ways).
