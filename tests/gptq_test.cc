@@ -41,10 +41,9 @@ std::vector<double> inverse(std::vector<double> a, int n) {
 }
 
 // OBS-order GPTQ on per-row params found from the full rows (per-channel spec, no act order).
-std::vector<float> gptq_obs_reference(const std::vector<float>& w, int rows, int cols, const Hessian& hs,
+// H: the mean X^T X [cols, cols].
+std::vector<float> gptq_obs_reference(const std::vector<float>& w, int rows, int cols, std::vector<double> H,
                                       const QuantSpec& ws, double percdamp) {
-  std::vector<double> H(hs.data());
-  for (auto& v : H) v /= (double)hs.samples();
   std::vector<float> w0 = w;
   for (int c = 0; c < cols; c++)  // dead inputs: H_cc = 1, the column zero (as GPTQ's reference code)
     if (H[(size_t)c * cols + c] == 0) {
@@ -74,6 +73,12 @@ std::vector<float> gptq_obs_reference(const std::vector<float>& w, int rows, int
         Hi[(size_t)i * cols + j] -= Hi[(size_t)i * cols + c] * Hi[(size_t)c * cols + j] / d;
   }
   return Q;
+}
+std::vector<float> gptq_obs_reference(const std::vector<float>& w, int rows, int cols, const Hessian& hs,
+                                      const QuantSpec& ws, double percdamp) {
+  std::vector<double> H(hs.data());
+  for (auto& v : H) v /= (double)hs.samples();
+  return gptq_obs_reference(w, rows, cols, std::move(H), ws, percdamp);
 }
 
 struct Problem {
@@ -238,6 +243,41 @@ TEST(Gptq, ActOrderFactorsTheExplicitlyPermutedHessian) {
   for (int i = 0; i < n; i++) Hp[(size_t)i * n + i] += 0.01 * mean;
   ASSERT_TRUE(inverse_upper_cholesky(Hp.data(), n));
   EXPECT_TRUE(f.U == Hp);
+}
+
+// Act order: the same as the reference run on the columns (and the Hessian) explicitly put in
+// the factor's order, the codes then put back; in both precisions, blocks with a remainder.
+TEST(Gptq, ActOrderQuantizesLikeTheReferenceOnPermutedColumns) {
+  Problem P(48);
+  const int n = P.in;
+  QuantSpec s;
+  s.bits = 4;
+  GptqOptions ao;
+  ao.act_order = true;
+  ao.block = 64;
+  const std::vector<int64_t> perm = gptq_factor(P.h, ao).perm;  // the order (checked above)
+  std::vector<double> H = P.h.data(), Hp((size_t)n * n);
+  for (double& v : H) v *= 1.0 / (double)P.h.samples();
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) Hp[(size_t)i * n + j] = H[perm[i] * n + perm[j]];
+  std::vector<float> wp(P.w.size());
+  for (int r = 0; r < P.out; r++)
+    for (int i = 0; i < n; i++) wp[(size_t)r * n + i] = P.w[(size_t)r * n + perm[i]];
+  const std::vector<float> qp = gptq_obs_reference(wp, P.out, n, Hp, s, 0.01);
+  std::vector<float> want(qp.size());
+  for (int r = 0; r < P.out; r++)
+    for (int i = 0; i < n; i++) want[(size_t)r * n + perm[i]] = qp[(size_t)r * n + i];
+  for (const Hessian* h : {&P.h, &P.h32}) {
+    SCOPED_TRACE(h->f64() ? "f64" : "f32");
+    Linear l;
+    l.w = Tensor({P.out, n});
+    l.w.data = P.w;
+    gptq_quantize(l, *h, s, ao);
+    int same = 0;
+    for (size_t i = 0; i < want.size(); i++) same += l.w.data[i] == want[i];
+    EXPECT_GE(same, (int)want.size() * 995 / 1000);
+    for (int r = 0; r < P.out; r++) EXPECT_EQ(l.w.data[(size_t)r * n + 11], 0.0f) << "dead input, row " << r;
+  }
 }
 
 TEST(Gptq, SameBitsForOneAndTwoThreads) {

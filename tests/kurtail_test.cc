@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <random>
+#include <string>
 
 #include "model/forward.h"
 #include "quant/pipeline.h"
@@ -43,6 +44,53 @@ TEST(Kurtail, GradientMatchesFiniteDifferences) {
   }
 }
 
+// The loss of X R and its gradient with respect to R, chunk by chunk, against the whole
+// product made here in double and the chain rule written out: A = X^T dL/dY.
+TEST(Kurtail, RotatedLossInChunksIsTheLossOfTheWholeProduct) {
+  const int64_t rows = 1000;
+  const int n = 64;
+  auto x = heavy_tailed(rows, n, 4, 3, 10.0f);
+  Tensor R = Rotation::hadamard(n, true, 5).matrix();
+  std::vector<float> y((size_t)rows * n);
+  for (int64_t r = 0; r < rows; r++)
+    for (int j = 0; j < n; j++) {
+      double acc = 0;
+      for (int k = 0; k < n; k++) acc += (double)x[(size_t)r * n + k] * R.data[(size_t)k * n + j];
+      y[(size_t)r * n + j] = (float)acc;
+    }
+  for (bool squared : {true, false}) {
+    SCOPED_TRACE(squared ? "squared" : "plain");
+    const KurtosisObjective obj{1.8, squared};
+    std::vector<float> g(y.size());
+    double mk_ref = 0;
+    const double loss_ref = kurtosis_loss(y.data(), rows, n, obj, g.data(), &mk_ref);
+    std::vector<double> a_ref((size_t)n * n, 0.0);
+    double a_max = 0;
+    for (int i = 0; i < n; i++)
+      for (int j = 0; j < n; j++) {
+        double acc = 0;
+        for (int64_t r = 0; r < rows; r++) acc += (double)x[(size_t)r * n + i] * g[(size_t)r * n + j];
+        a_ref[(size_t)i * n + j] = acc;
+        a_max = std::max(a_max, std::fabs(acc));
+      }
+    ASSERT_GT(a_max, 0);
+    for (int64_t chunk : {1, 7, 256, 1000, 5000, 0}) {  // a single row, remainders, one chunk, the default
+      SCOPED_TRACE("chunk " + std::to_string(chunk));
+      std::vector<float> a((size_t)n * n, NAN);
+      double mk = 0;
+      const double loss = rotated_kurtosis_loss(x.data(), rows, n, R.data.data(), obj, a.data(), &mk, chunk);
+      EXPECT_NEAR(loss, loss_ref, 1e-5 * std::fabs(loss_ref));
+      EXPECT_NEAR(mk, mk_ref, 1e-5 * mk_ref);
+      double worst = 0;
+      for (size_t i = 0; i < a.size(); i++) worst = std::max(worst, std::fabs(a[i] - a_ref[i]));
+      EXPECT_LT(worst, 1e-4 * a_max);
+      double mk_only = 0;  // without the gradient: the same loss
+      EXPECT_EQ(rotated_kurtosis_loss(x.data(), rows, n, R.data.data(), obj, nullptr, &mk_only, chunk), loss);
+      EXPECT_EQ(mk_only, mk);
+    }
+  }
+}
+
 TEST(Kurtail, KurtosisOfKnownVectors) {
   // {-1, 1} alternating: kurtosis 1; a single spike in n zeros-ish vector is n-ish
   std::vector<float> pm(8);
@@ -70,6 +118,7 @@ TEST(Kurtail, LearnedRotationBeatsHadamardAndStaysOrthogonal) {
     co.iters = 300;
     co.patience = 1000;  // run every step: orthogonality must survive many updates
     co.exact_up_to = exact ? n : n - 1;
+    co.chunk_rows = 500;  // the loss and its gradient in chunks, the last one short
     LearnedRotation lr = learn_rotation(x, rows, n, init, KurtosisObjective{}, co);
     double k_orig;
     row_kurtosis(x.data(), rows, n, &k_orig, nullptr);

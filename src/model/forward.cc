@@ -322,6 +322,13 @@ void decoder_layer(const ModelSpec& s, const LayerWeights& w, int layer, float* 
   mlp(s, w, layer, x, rows, hooks);
 }
 
+int layer_chunk_windows(const ModelSpec& s, int ctx) {
+  int64_t width = s.ffn;
+  if (s.moe()) width = std::max<int64_t>((int64_t)s.moe_ffn * std::max(1, s.top_k), s.shared_ffn);
+  const int64_t per_window = 3 * std::max<int64_t>(1, width) * std::max(1, ctx) * (int64_t)sizeof(float);
+  return (int)std::clamp<int64_t>(kLayerChunkScratch / per_window, 1, 8);
+}
+
 void for_each_layer_chunk(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int nwin, int ctx, int chunk,
                           const std::function<Hooks*(int b0)>& hooks_for, bool keep_output) {
   if (chunk <= 0) fail("for_each_layer_chunk: chunk must be positive");

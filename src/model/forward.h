@@ -69,6 +69,12 @@ void attend(const ModelSpec& s, const float* q, const KVView& kv, int nseq, int 
 // cache), `chunk` windows at a time so attention's scratch stays bounded. hooks_for(b0) gives
 // the hooks of the chunk that starts at window b0. keep_output false: x is left unchanged
 // (the layer runs on a copy: a statistics-only pass).
+// Windows per chunk of a calibration pass: at most 8, fewer when a chunk's MLP scratch would
+// pass kLayerChunkScratch bytes (the gate, up and down inputs, rows x width floats each: at a
+// 7B shape 8 windows of 512 were 1 GiB, at one window 129 MiB), and at least one.
+constexpr int64_t kLayerChunkScratch = int64_t(64) << 20;
+int layer_chunk_windows(const ModelSpec& s, int ctx);
+
 void for_each_layer_chunk(const ModelSpec& s, const LayerWeights& w, int layer, float* x, int nwin, int ctx, int chunk,
                           const std::function<Hooks*(int b0)>& hooks_for, bool keep_output = true);
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <type_traits>
 
 #include "kernels/gemm.h"
 #include "kernels/wtype.h"
@@ -143,40 +144,69 @@ void gemm_t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, cons
   sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-// Layout: the weights are held transposed, Wt [cols, rows] in the factor's precision T, so the
-// column GPTQ quantizes next is one contiguous row and the error spread within a block is a row
-// axpy. The rows of W are independent in everything but the block update (a tiled gemm), so
-// threads take fixed row ranges: the bits are the same for any thread count.
+// Layout: W [rows, cols] row-major with its columns in quantization order (perm), in the
+// factor's precision T. In f32 that is the layer's own storage, permuted in place: no second copy
+// of the weights beside the factor (at a 7B down_proj the copy was 172 MiB at the phase's peak).
+// Within a block every row is independent, so a row's block tile (B values) stays in L1 while
+// its columns are quantized and their errors spread; the update of the columns after the block
+// is one gemm. Threads take fixed row ranges: the bits are the same for any thread count.
 template <typename T>
 void gptq_quantize_t(Linear& l, const GptqFactor& f, const std::vector<T>& U, const QuantSpec& ws,
                      const GptqOptions& opt) {
   const int64_t rows = l.out(), cols = l.in();
   const std::vector<int64_t>& perm = f.perm;
-  // Wt row i = column perm[i] of W
-  std::vector<T> Wt((size_t)cols * rows);
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < cols; i++)
-    for (int64_t r = 0; r < rows; r++)
-      Wt[(size_t)i * rows + r] = f.dead[perm[i]] ? T(0) : T(l.w.data[(size_t)r * cols + perm[i]]);
+  float* out = l.w.data.data();
+  std::vector<T> own;  // f64: the working copy in double
+  T* W = nullptr;
+  if constexpr (std::is_same_v<T, float>) {
+    W = out;
+  } else {
+    own.resize((size_t)rows * cols);
+    W = own.data();
+  }
+  bool identity = true;
+  for (int64_t i = 0; i < cols; i++) identity = identity && perm[i] == i;
+  // columns into quantization order, dead ones zero (row by row through a row buffer: in place in f32)
+#pragma omp parallel
+  {
+    std::vector<T> tmp(identity ? 0 : cols);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+      const float* src = out + r * cols;
+      T* dst = W + r * cols;
+      if (identity) {
+        for (int64_t i = 0; i < cols; i++) dst[i] = f.dead[i] ? T(0) : T(src[i]);
+      } else {
+        for (int64_t i = 0; i < cols; i++) tmp[i] = f.dead[perm[i]] ? T(0) : T(src[perm[i]]);
+        std::copy(tmp.begin(), tmp.end(), dst);
+      }
+    }
+  }
   auto u = [&](int64_t i, int64_t j) { return U[(size_t)i * cols + j]; };
 
   const bool grouped = ws.gran == Granularity::PerGroup && ws.group > 0;
   std::vector<QParams> params(rows);
-  // Per-row quantizer params of columns [c0, c0 + n) as they are now (the full rows unless grouped).
-  auto find_row_params = [&](int64_t c0, int64_t n, int64_t r0, int64_t r1) {
-    std::vector<float> tmp(n);
-    for (int64_t r = r0; r < r1; r++) {
-      for (int64_t j = 0; j < n; j++) tmp[j] = (float)Wt[(size_t)(c0 + j) * rows + r];
+  // Quantizer params of row r over columns [c0, c0 + n) as they are now (the full row unless grouped).
+  auto row_params = [&](int64_t r, int64_t c0, int64_t n, std::vector<float>& tmp) {
+    const T* w = W + r * cols + c0;
+    if constexpr (std::is_same_v<T, float>) {
+      params[r] = find_params_ref(w, n, ws);
+    } else {
+      tmp.assign(w, w + n);
       params[r] = find_params_ref(tmp.data(), n, ws);
     }
   };
   if (ws.gran == Granularity::PerTensor) {
-    std::vector<float> all((size_t)rows * cols);
-    for (size_t i = 0; i < all.size(); i++) all[i] = (float)Wt[i];
-    std::fill(params.begin(), params.end(), find_params_ref(all.data(), rows * cols, ws));
+    std::vector<float> tmp;
+    row_params(0, 0, rows * cols, tmp);  // the whole matrix as one row
+    std::fill(params.begin() + 1, params.end(), params[0]);
   } else if (!grouped) {
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t r0 = 0; r0 < rows; r0 += 64) find_row_params(0, cols, r0, std::min(rows, r0 + 64));
+#pragma omp parallel
+    {
+      std::vector<float> tmp;
+#pragma omp for schedule(dynamic, 64)
+      for (int64_t r = 0; r < rows; r++) row_params(r, 0, cols, tmp);
+    }
   }
 
   const int64_t G = grouped ? (cols + ws.group - 1) / ws.group : 1;
@@ -186,41 +216,57 @@ void gptq_quantize_t(Linear& l, const GptqFactor& f, const std::vector<T>& U, co
     for (int64_t r = 0; r < rows; r++) scales[r] = params[r].scale;
   const int64_t B = std::max(1, opt.block);
   constexpr int64_t kRowChunk = 256;  // rows per thread task: fixed, so the bits do not depend on threads
-  std::vector<T> Err((size_t)std::min(B, cols) * rows);  // [cnt, rows]: scaled errors of the block
+  const int64_t eb = std::min(B, cols);
+  std::vector<T> Err((size_t)rows * eb);  // [rows, eb]: the block's scaled errors
   for (int64_t i1 = 0; i1 < cols; i1 += B) {
     const int64_t i2 = std::min(i1 + B, cols), cnt = i2 - i1;
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t r0 = 0; r0 < rows; r0 += kRowChunk) {
-      const int64_t r1 = std::min(rows, r0 + kRowChunk);
-      for (int64_t i = 0; i < cnt; i++) {
-        const int64_t c = i1 + i;
-        if (grouped && c % ws.group == 0) {
-          find_row_params(c, std::min<int64_t>(ws.group, cols - c), r0, r1);
-          if (rec)
-            for (int64_t r = r0; r < r1; r++) scales[r * G + c / ws.group] = params[r].scale;
-        }
-        const T d = u(c, c);
-        T* wc = &Wt[(size_t)c * rows];
-        T* e = &Err[(size_t)i * rows];
-        for (int64_t r = r0; r < r1; r++) {
-          const T wv = wc[r];
-          const float q = dequantize_level(quantize_level((float)wv, params[r], ws), params[r]);
-          l.w.data[(size_t)r * cols + perm[c]] = q;  // exact dequantized value (float of q * scale)
-          e[r] = (wv - (T)q) / d;
-        }
-        // spread this column's error over the block's later columns
-        for (int64_t j = c + 1; j < i2; j++) {
-          const T uj = u(c, j);
-          if (uj == 0) continue;
-          T* wj = &Wt[(size_t)j * rows];
-          for (int64_t r = r0; r < r1; r++) wj[r] -= e[r] * uj;
+#pragma omp parallel
+    {
+      std::vector<float> tmp;
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t r0 = 0; r0 < rows; r0 += kRowChunk) {
+        for (int64_t r = r0; r < std::min(rows, r0 + kRowChunk); r++) {
+          T* w = W + r * cols;
+          T* e = &Err[(size_t)r * eb];
+          for (int64_t i = 0; i < cnt; i++) {
+            const int64_t c = i1 + i;
+            if (grouped && c % ws.group == 0) {
+              row_params(r, c, std::min<int64_t>(ws.group, cols - c), tmp);
+              if (rec) scales[r * G + c / ws.group] = params[r].scale;
+            }
+            const T wv = w[c];
+            const float q = dequantize_level(quantize_level((float)wv, params[r], ws), params[r]);
+            w[c] = T(q);  // exact dequantized value (float of q * scale); column c is not read again
+            const T ei = (wv - T(q)) / u(c, c);
+            e[i] = ei;
+            // spread this column's error over the block's later columns of the row
+            const T* uc = &U[(size_t)c * cols];
+            for (int64_t j = c + 1; j < i2; j++) w[j] -= ei * uc[j];
+          }
         }
       }
     }
-    // and over the columns after the block: Wt[i2:] -= U[i1:i2, i2:]^T Err
+    // and over the columns after the block: W[:, i2:] -= Err U[i1:i2, i2:]
     if (i2 < cols)
-      gemm_t(true, false, cols - i2, rows, cnt, T(-1), &U[(size_t)i1 * cols + i2], cols, Err.data(), rows, T(1),
-             &Wt[(size_t)i2 * rows], rows);
+      gemm_t(false, false, rows, cols - i2, cnt, T(-1), Err.data(), eb, &U[(size_t)i1 * cols + i2], cols, T(1),
+             W + i2, cols);
+  }
+  // the codes' values back into the layer, in the original column order
+#pragma omp parallel
+  {
+    std::vector<float> tmp(identity ? 0 : cols);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+      const T* src = W + r * cols;
+      float* dst = out + r * cols;
+      if (identity) {
+        if constexpr (!std::is_same_v<T, float>)
+          for (int64_t i = 0; i < cols; i++) dst[i] = (float)src[i];
+      } else {
+        for (int64_t i = 0; i < cols; i++) tmp[perm[i]] = (float)src[i];
+        std::copy(tmp.begin(), tmp.end(), dst);
+      }
+    }
   }
   if (rec) {
     l.qscale = Tensor({rows, G});

@@ -273,10 +273,12 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   OnlineBuilder online(r, s);  // transforms only: calibration activations stay fp32
   ctx.online = &online;
 
-  // The calibration windows through one layer, 8 at a time (bounded attention scratch), all
-  // chunks with the same hooks; keep_output false: a statistics pass that leaves x as it is.
+  // The calibration windows through one layer, a few at a time (bounded attention and MLP
+  // scratch: layer_chunk_windows), all chunks with the same hooks; keep_output false: a
+  // statistics pass that leaves x as it is.
+  const int chunk = layer_chunk_windows(s, calib.ctx);
   auto run_layer = [&](const LayerWeights& lw, int l, Hooks* h, bool keep_output) {
-    for_each_layer_chunk(s, lw, l, x.data(), calib.n(), calib.ctx, /*chunk=*/8, [h](int) { return h; }, keep_output);
+    for_each_layer_chunk(s, lw, l, x.data(), calib.n(), calib.ctx, chunk, [h](int) { return h; }, keep_output);
   };
 
   lap("globals");

@@ -40,7 +40,13 @@ void row_kurtosis(const float* X, int64_t rows, int n, double* mean, double* max
   if (max) *max = mx;
 }
 
-double kurtosis_loss(const float* Y, int64_t rows, int n, const KurtosisObjective& obj, float* G, double* mean_kurt) {
+namespace {
+// The loss terms of the rows of Y [rows, n], one chunk of a set of `total` rows: each row's loss
+// and kurtosis are added to loss_sum and k_sum in row order, so the sums have the same bits
+// however the set is chunked; G (optional) receives the chunk's rows of dLoss/dY, the loss being
+// the mean over all `total` rows.
+void kurtosis_rows(const float* Y, int64_t rows, int n, int64_t total, const KurtosisObjective& obj, float* G,
+                   double& loss_sum, double& k_sum) {
   // Per-row loss and kurtosis in slots, summed serially afterwards (thread-count independent).
   std::vector<double> row_loss((size_t)rows, 0.0), row_k((size_t)rows, 0.0);
 #pragma omp parallel for
@@ -67,8 +73,8 @@ double kurtosis_loss(const float* Y, int64_t rows, int n, const KurtosisObjectiv
     row_k[(size_t)r] = k;
     row_loss[(size_t)r] = obj.squared ? (k - obj.target) * (k - obj.target) : k;
     if (G) {
-      // dk/dy_j = 4/(n m2^2) (c_j^3 - mean c^3) - 4 m4/(n m2^3) c_j ; outer factor 2(k-t) or 1; / rows
-      const double outer = (obj.squared ? 2 * (k - obj.target) : 1.0) / rows;
+      // dk/dy_j = 4/(n m2^2) (c_j^3 - mean c^3) - 4 m4/(n m2^3) c_j ; outer factor 2(k-t) or 1; / total
+      const double outer = (obj.squared ? 2 * (k - obj.target) : 1.0) / total;
       const double a = 4.0 / (n * m2 * m2), b = 4.0 * m4 / (n * m2 * m2 * m2);
       for (int j = 0; j < n; j++) {
         double c = y[j] - mu;
@@ -76,8 +82,33 @@ double kurtosis_loss(const float* Y, int64_t rows, int n, const KurtosisObjectiv
       }
     }
   }
+  for (int64_t r = 0; r < rows; r++) loss_sum += row_loss[(size_t)r], k_sum += row_k[(size_t)r];
+}
+}  // namespace
+
+double kurtosis_loss(const float* Y, int64_t rows, int n, const KurtosisObjective& obj, float* G, double* mean_kurt) {
   double loss = 0, ksum = 0;
-  for (int64_t r = 0; r < rows; r++) loss += row_loss[(size_t)r], ksum += row_k[(size_t)r];
+  kurtosis_rows(Y, rows, n, rows, obj, G, loss, ksum);
+  if (mean_kurt) *mean_kurt = rows ? ksum / rows : 0;
+  return rows ? loss / rows : 0;
+}
+
+int64_t rotated_loss_chunk_rows(int n) { return std::max<int64_t>(256, (int64_t(16) << 20) / (4 * (int64_t)n)); }
+
+double rotated_kurtosis_loss(const float* X, int64_t rows, int n, const float* R, const KurtosisObjective& obj,
+                             float* A, double* mean_kurt, int64_t chunk_rows) {
+  if (chunk_rows <= 0) chunk_rows = rotated_loss_chunk_rows(n);
+  const int64_t C = std::max<int64_t>(1, std::min(rows, chunk_rows));
+  std::vector<float> Y((size_t)C * n), G(A ? (size_t)C * n : 0);
+  if (A && rows == 0) std::fill(A, A + (size_t)n * n, 0.0f);
+  double loss = 0, ksum = 0;
+  for (int64_t r0 = 0; r0 < rows; r0 += C) {
+    const int64_t m = std::min(C, rows - r0);
+    const float* Xc = X + r0 * n;
+    sgemm(false, false, m, n, n, 1.0f, Xc, n, R, n, 0.0f, Y.data(), n);  // the chunk's rows of X R
+    kurtosis_rows(Y.data(), m, n, rows, obj, A ? G.data() : nullptr, loss, ksum);
+    if (A) sgemm(true, false, n, n, m, 1.0f, Xc, n, G.data(), n, r0 ? 1.0f : 0.0f, A, n);  // A += Xc^T Gc
+  }
   if (mean_kurt) *mean_kurt = rows ? ksum / rows : 0;
   return rows ? loss / rows : 0;
 }
@@ -101,19 +132,19 @@ double newton_schulz(std::vector<float>& R, int n, std::vector<float>& S, std::v
   return err;
 }
 
-// The loop both Cayley steps share: Y = X R and the loss (with its gradient G while steps
+// The loop both Cayley steps share: the loss of X R (with its gradient in grad while steps
 // remain), best-so-far and plateau bookkeeping, progress. rf() gives the current R in float,
-// keep() records it as the best, step(it) takes one Cayley step from G.
+// keep() records it as the best, step(it) takes one Cayley step from grad.
 template <class RF, class Keep, class Step>
 void descend(const std::vector<float>& X, int64_t rows, int n, const KurtosisObjective& obj, const CayleyOptions& opt,
-             LearnedRotation& out, std::vector<float>& Y, std::vector<float>& G, RF rf, Keep keep, Step step) {
+             LearnedRotation& out, float* grad, RF rf, Keep keep, Step step) {
   double best = INFINITY;
   int since_best = 0;
   Progress prog(opt.label, opt.iters, opt.progress);
   for (int it = 0; it <= opt.iters; it++) {
-    sgemm(false, false, rows, n, n, 1.0f, X.data(), n, rf(), n, 0.0f, Y.data(), n);  // Y = X R
-    double mk = 0;
-    const double loss = kurtosis_loss(Y.data(), rows, n, obj, it < opt.iters ? G.data() : nullptr, &mk);
+    double mk = 0;  // the loss of X R, and while steps remain its gradient dL/dR = X^T dL/dY into grad
+    const double loss =
+        rotated_kurtosis_loss(X.data(), rows, n, rf(), obj, it < opt.iters ? grad : nullptr, &mk, opt.chunk_rows);
     if (it == 0) out.kurt_before = mk;
     out.kurt_after = mk;
     out.loss.push_back(loss);
@@ -142,9 +173,8 @@ LearnedRotation learn_rotation_float(const std::vector<float>& X, int64_t rows, 
   LearnedRotation out;
   const size_t nn = (size_t)n * n;
   std::vector<float> R(init.data.begin(), init.data.end()), M(nn, 0.0f), bestR = R;
-  std::vector<float> Y((size_t)rows * n), G((size_t)rows * n), A(nn), W(nn), P(nn), Q(nn);
+  std::vector<float> A(nn), W(nn), P(nn), Q(nn);  // A: the gradient X^T G, then scratch
   auto step = [&](int it) {
-    sgemm(true, false, n, n, rows, 1.0f, X.data(), n, G.data(), n, 0.0f, A.data(), n);  // A = X^T G
     for (size_t i = 0; i < nn; i++) M[i] = (float)opt.momentum * M[i] + A[i];
     // the skew generator W = M R^T - R M^T = A - A^T with A = M R^T
     mm(false, true, n, M.data(), R.data(), A.data());
@@ -173,14 +203,13 @@ LearnedRotation learn_rotation_float(const std::vector<float>& X, int64_t rows, 
     mm(false, false, n, R.data(), P.data(), Q.data());  // Q = R M^T R
     for (size_t i = 0; i < nn; i++) M[i] = 0.5f * (M[i] - Q[i]);
   };
-  descend(X, rows, n, obj, opt, out, Y, G, [&] { return R.data(); }, [&] { bestR = R; }, step);
+  descend(X, rows, n, obj, opt, out, A.data(), [&] { return R.data(); }, [&] { bestR = R; }, step);
   // polish: Newton-Schulz until R^T R is the identity to float precision
   for (int k = 0; k < 6 && newton_schulz(bestR, n, P, Q) > 1e-6; k++) {
   }
   out.r = Tensor({n, n});
   std::copy(bestR.begin(), bestR.end(), out.r.data.begin());
-  sgemm(false, false, rows, n, n, 1.0f, X.data(), n, out.r.data.data(), n, 0.0f, Y.data(), n);
-  kurtosis_loss(Y.data(), rows, n, obj, nullptr, &out.kurt_after);
+  rotated_kurtosis_loss(X.data(), rows, n, out.r.data.data(), obj, nullptr, &out.kurt_after, opt.chunk_rows);
   out.seconds = seconds_since(t0);
   return out;
 }
@@ -196,7 +225,7 @@ LearnedRotation learn_rotation(const std::vector<float>& X, int64_t rows, int n,
   Mat R(n, n);
   for (int64_t i = 0; i < (int64_t)n * n; i++) R.data()[i] = init.data[i];
   Mat M = Mat::Zero(n, n);  // momentum (tangent vector at the current point)
-  std::vector<float> Y((size_t)rows * n), G((size_t)rows * n), Rf((size_t)n * n), Gr((size_t)n * n);
+  std::vector<float> Rf((size_t)n * n), Gr((size_t)n * n);  // R in float; the gradient X^T G
   const Mat I = Mat::Identity(n, n);
   Mat bestR = R;
   auto rf = [&] {  // the current R in float, for the float GEMM of the loss
@@ -204,9 +233,7 @@ LearnedRotation learn_rotation(const std::vector<float>& X, int64_t rows, int n,
     return Rf.data();
   };
   auto step = [&](int it) {
-    // Euclidean gradient dL/dR = X^T G
-    sgemm(true, false, n, n, rows, 1.0f, X.data(), n, G.data(), n, 0.0f, Gr.data(), n);  // X^T G
-    Mat Ge(n, n);
+    Mat Ge(n, n);  // the Euclidean gradient dL/dR = X^T G (descend computed it)
     for (int64_t i = 0; i < (int64_t)n * n; i++) Ge.data()[i] = Gr[i];
     // momentum in the tangent space, then the skew generator W = M R^T - R M^T
     M = opt.momentum * M + Ge;
@@ -217,15 +244,14 @@ LearnedRotation learn_rotation(const std::vector<float>& X, int64_t rows, int n,
     R = (I + 0.5 * alpha * W).partialPivLu().solve((I - 0.5 * alpha * W) * R);
     M = 0.5 * (M - R * M.transpose() * R);  // keep the momentum tangent at the new point
   };
-  descend(X, rows, n, obj, opt, out, Y, G, rf, [&] { bestR = R; }, step);
+  descend(X, rows, n, obj, opt, out, Gr.data(), rf, [&] { bestR = R; }, step);
   // re-orthonormalise away float drift (polar factor via SVD is exact; it is tiny here)
   Eigen::JacobiSVD<Mat> svd(bestR, Eigen::ComputeFullU | Eigen::ComputeFullV);
   bestR = svd.matrixU() * svd.matrixV().transpose();
   out.r = Tensor({n, n});
   for (int64_t i = 0; i < (int64_t)n * n; i++) out.r.data[i] = (float)bestR.data()[i];
   // report the kurtosis of the returned matrix
-  sgemm(false, false, rows, n, n, 1.0f, X.data(), n, out.r.data.data(), n, 0.0f, Y.data(), n);
-  kurtosis_loss(Y.data(), rows, n, obj, nullptr, &out.kurt_after);
+  rotated_kurtosis_loss(X.data(), rows, n, out.r.data.data(), obj, nullptr, &out.kurt_after, opt.chunk_rows);
   out.seconds = seconds_since(t0);
   return out;
 }
@@ -278,7 +304,7 @@ KurtailCapture capture_for_kurtail(const Model& m, const Windows& calib, int bud
     LayerWeights w = m.take_layer(l);
     fold_layer_norms(w);  // capture x / rms(x), the input the folded linears see
     std::optional<CaptureRows> hook;  // one per chunk: it knows the chunk's first row
-    for_each_layer_chunk(s, w, l, x.data(), calib.n(), calib.ctx, /*chunk=*/8, [&](int b0) -> Hooks* {
+    for_each_layer_chunk(s, w, l, x.data(), calib.n(), calib.ctx, layer_chunk_windows(s, calib.ctx), [&](int b0) -> Hooks* {
       hook.emplace(&c, &all, (int64_t)b0 * calib.ctx);
       return &*hook;
     });

@@ -26,6 +26,15 @@ struct KurtosisObjective {
 // mean_kurt (optional) receives the mean per-row kurtosis.
 double kurtosis_loss(const float* Y, int64_t rows, int n, const KurtosisObjective& obj, float* G, double* mean_kurt);
 
+// The same loss on the rows of X R (X [rows, n], R [n, n]) and, if A != nullptr, its gradient
+// with respect to R, A = X^T dLoss/d(XR) [n, n]: computed chunk_rows rows at a time (<= 0: the
+// default below), so X R and its gradient exist one chunk at a time, never whole (at 32 layers
+// of a 7B model with --kt-tokens 2048 each would be 2 GiB beside X).
+double rotated_kurtosis_loss(const float* X, int64_t rows, int n, const float* R, const KurtosisObjective& obj,
+                             float* A, double* mean_kurt, int64_t chunk_rows = 0);
+// The default chunk: 16 MiB of rows, at least 256.
+int64_t rotated_loss_chunk_rows(int n);
+
 // Per-row kurtosis of a [rows, n] matrix (mean and max over rows).
 void row_kurtosis(const float* X, int64_t rows, int n, double* mean, double* max);
 
@@ -42,6 +51,7 @@ struct CayleyOptions {
   // Newton-Schulz step back onto the orthogonal group, all on the deterministic float GEMM
   // kernels. At hidden 4096 the double step costs ~100 s an iteration on 2 cores.
   int exact_up_to = 1024;
+  int64_t chunk_rows = 0;  // rows of X per chunk of the loss (rotated_kurtosis_loss); 0: the default
 };
 
 struct LearnedRotation {
