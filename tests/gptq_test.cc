@@ -183,7 +183,9 @@ void check_blocked_inverse_upper_cholesky(double tol) {
   for (int i = 0; i < n; i++)
     for (int j = 0; j < n; j++) worst = std::max(worst, std::fabs(P[(size_t)i * n + j] - (i == j ? 1.0 : 0.0)));
   EXPECT_LT(worst, tol);
-  if (std::is_same_v<T, float>) EXPECT_GT(worst, 1e-9) << "float arithmetic should show";
+  if (std::is_same_v<T, float>) {
+    EXPECT_GT(worst, 1e-9) << "float arithmetic should show";
+  }
   std::vector<T> bad = H;
   bad[(size_t)50 * n + 50] = -1;  // index-reversed: row 549, the third block
   EXPECT_FALSE(inverse_upper_cholesky(bad.data(), n));

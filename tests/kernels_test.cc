@@ -25,6 +25,35 @@ std::vector<Kernel> kernels() {
   return v;
 }
 
+// The largest sums a Q4 group can make: every weight +7 (code 15) against every activation
+// -128, over one group of 128k codes, one and two rows (M = 1 and 2 take the VNNI kernel's
+// smallest register blocks): the sum of the unsigned nibble products (15 x -128 x K, -2.5e8)
+// and its zero-point correction must come out exact in int32 from every kernel.
+TEST(Kernels, Q4ExtremeSumsOverTheLongestGroupsAreExact) {
+  for (int K : {131072, 131080})
+    for (int M : {1, 2}) {
+      const int N = 16, Kp = (K + 7) / 8 * 8;
+      std::vector<int8_t> w((size_t)N * K, 7);
+      std::vector<float> sc(N, 0.01f);
+      const PackedWeight p = pack_weights_ref(QType::Q4, w.data(), N, K, 0, sc.data());
+      QuantizedActs a;
+      a.M = M;
+      a.K = K;
+      a.Kp = Kp;
+      a.q.assign((size_t)M * Kp, 0);
+      for (int m = 0; m < M; m++) std::fill_n(a.q.begin() + (size_t)m * Kp, K, (int8_t)-128);
+      a.scale.assign(M, 1.0f);
+      a.gsum.assign(M, -128 * K);
+      for (Kernel k : kernels()) {
+        std::vector<int32_t> got((size_t)M * p.Np, 12345);
+        gemm_acc(k, a, p, got.data());
+        for (int m = 0; m < M; m++)
+          for (int n = 0; n < N; n++)
+            ASSERT_EQ(got[(size_t)m * p.Np + n], -896 * K) << kernel_name(k) << " M=" << M << " K=" << K;
+      }
+    }
+}
+
 TEST(Kernels, AllKernelsMatchPlainReferenceBitExactly) {
   std::mt19937 g(1);
   const Case cases[] = {{QType::Q4, 1, 16, 8, 0},    {QType::Q4, 5, 37, 200, 0}, {QType::Q4, 7, 64, 256, 64},

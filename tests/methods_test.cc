@@ -171,7 +171,9 @@ TEST(Requantize, AQuantizedModelCanBeRotatedAndQuantizedAgain) {
     });
     Session s(*in, o.recipe);
     const auto got = forward(*in, toks.data(), 1, 32, nullptr, s.hooks());
-    if (wbits == 16) EXPECT_LT(test::max_rel_diff(got, want), 1e-4);
+    if (wbits == 16) {
+      EXPECT_LT(test::max_rel_diff(got, want), 1e-4);
+    }
     save_quantized(*in, o.recipe, dir + "/w" + std::to_string(wbits), false);
     Session back = open_session(dir + "/w" + std::to_string(wbits));
     EXPECT_EQ(forward(back.model(), toks.data(), 1, 32, nullptr, back.hooks()), got) << wbits << " bits";

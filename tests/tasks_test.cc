@@ -248,7 +248,9 @@ void expect_batched_equals_unbatched(const Session& s, int max_len, double tol =
       ASSERT_EQ(x.size(), y.size());
       for (size_t i = 0; i < x.size(); i++) {
         EXPECT_NEAR(x[i].ll, y[i].ll, tol * std::max(1.0, std::fabs(y[i].ll))) << d.where << " choice " << i;
-        if (tol <= 1e-4) EXPECT_EQ(x[i].greedy, y[i].greedy) << d.where;
+        if (tol <= 1e-4) {
+          EXPECT_EQ(x[i].greedy, y[i].greedy) << d.where;
+        }
         EXPECT_EQ(x[i].n_tokens, y[i].n_tokens);
         EXPECT_EQ(x[i].truncated, y[i].truncated);
       }

@@ -36,7 +36,7 @@ TEST(Text, StreamCutsNeverSplitWhatAnInvalidLeadByteClaims) {
   toks.push_back(load_llama2c_tokenizer(d + "aidreams260K/tok512.bin", 512));
   toks.push_back(load_hf_tokenizer(test::tinyllama()));
   for (auto& t : toks)
-    for (const std::string text : {std::string("aa \xe1" "a a\x96\xdf\x0f" "aaa"), std::string("x \xf0" "ab cd ef"),
+    for (const std::string& text : {std::string("aa \xe1" "a a\x96\xdf\x0f" "aaa"), std::string("x \xf0" "ab cd ef"),
                                    std::string("q \xc3" "a b")}) {
       SCOPED_TRACE(t->kind() + ": " + printable(text));
       const auto whole = t->encode(text);

@@ -249,10 +249,11 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
   method->prepare(m, calib, rot, ctx);
   rep.prepare_cpu_seconds = process_cpu_seconds() - cpu0;
   lap("prepare");
-  // shared by every layer whose post-norm output it rotates online (Gemma 2)
-  const auto r1 = r.r1 ? std::make_shared<const Rotation>(rot.r1) : nullptr;
   if (r.r1 && arch_table(s).has(Field::PostAttnNorm) && rot.r1.kind() == "dense")
     r.tensors[kOnlineR1Tensor] = rot.r1.matrix();  // a learned R1 runs online: the recipe carries it
+  // shared by every layer whose post-norm output it rotates online (Gemma 2); moved, not copied:
+  // a dense R1 holds Q and Q^T (128 MiB at hidden 4096), and nothing reads rot.r1 after this
+  const auto r1 = r.r1 ? std::make_shared<const Rotation>(std::move(rot.r1)) : nullptr;
   if (rotate || r.r3) {
     fold_final_norm(m);
     if (r.r1) rotate_residual_globals(m, r1);

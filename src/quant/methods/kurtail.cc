@@ -74,7 +74,7 @@ class Kurtail : public Method {
       int64_t rows = (int64_t)X.size() / s.hidden;
       co.label = "kurtail R1";
       LearnedRotation lr1 = learn_rotation(X, rows, s.hidden, rot.r1.matrix(), obj, co);
-      rot.r1 = Rotation::from_matrix(lr1.r);
+      rot.r1 = Rotation::from_matrix(std::move(lr1.r));
       rep.r1_kind = "kurtail";
       rep.kt_r1_kurt_init = lr1.kurt_before;
       rep.kt_r1_kurt_final = lr1.kurt_after;
@@ -88,7 +88,7 @@ class Kurtail : public Method {
         int64_t rows = (int64_t)X.size() / s.head_dim;
         LearnedRotation lr2 =
             learn_rotation(X, rows, s.head_dim, Rotation::hadamard(s.head_dim, true, r.seed + 1 + l).matrix(), obj, co);
-        rot.r2_layers.push_back(Rotation::from_matrix(lr2.r));
+        rot.r2_layers.push_back(Rotation::from_matrix(std::move(lr2.r)));
         rep.kt_r2_kurt_init += lr2.kurt_before / s.n_layers;
         rep.kt_r2_kurt_final += lr2.kurt_after / s.n_layers;
       }
