@@ -14,6 +14,7 @@
 #include "model_factory.h"
 #include "test_util.h"
 #include "util/error.h"
+#include "util/file.h"
 
 namespace kt {
 namespace {
@@ -120,6 +121,31 @@ TEST(Gguf, ExportAfterFusedRotationsKeepsLogitsAndRefusesOnlineOnes) {
   r = test::run_cli("export-gguf --model " + dir + "/r4 --out " + dir + "/r4.gguf");
   test::expect_documented_error(r, "needs online transforms GGUF cannot express");
   EXPECT_FALSE(file_exists(dir + "/r4.gguf"));
+}
+
+// quantize's packed output (its default) exports as its grid values: the same GGUF, byte for
+// byte, as the --fake output of the same recipe, whose fp32 weights are code x scale, the
+// 8-bit head included.
+TEST(Gguf, PackedModelExportsAsTheFakeQuantModel) {
+  const std::string dir = test::temp_dir("ggp");
+  const std::string q = "quantize -q --method quarot --no-r3 --no-r4 --lm-head-bits 8 --out " + dir;
+  auto r = test::run_cli(q + "/packed");
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = test::run_cli(q + "/fake --fake");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto whole = [](const std::string& f) { return read_file(f, size_t{1} << 30); };
+  const std::string st = whole(dir + "/packed/model.safetensors");
+  ASSERT_NE(st.find("\"model.layers.0.mlp.down_proj.qweight\""), std::string::npos) << "the layers are packed";
+  ASSERT_NE(st.find("\"lm_head.qweight\""), std::string::npos) << "the head is packed";
+  ASSERT_EQ(whole(dir + "/fake/model.safetensors").find(".qweight\""), std::string::npos) << "the --fake one is not";
+  for (const char* v : {"packed", "fake"}) {
+    r = test::run_cli(std::string("export-gguf -q --type f32 --name m --model ") + dir + "/" + v + " --out " + dir + "/" +
+                      v + ".gguf");
+    ASSERT_EQ(r.code, 0) << v << ": " << r.err;
+  }
+  const std::string a = whole(dir + "/packed.gguf"), b = whole(dir + "/fake.gguf");
+  EXPECT_GT(a.size(), size_t{4} << 20);
+  EXPECT_TRUE(a == b) << "packed and fake-quant GGUFs differ";
 }
 
 TEST(Gguf, QuantizeFromGgufCarriesItsTokenizer) {

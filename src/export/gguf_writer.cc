@@ -10,6 +10,7 @@
 #include "export/gguf_writer.h"
 #include "io/gguf_model.h"
 #include "io/tokenizer.h"
+#include "kernels/packed.h"
 #include "model/model.h"
 #include "model/rope.h"
 #include "util/error.h"
@@ -101,6 +102,22 @@ const Tensor* pick(const LayerWeights& w, Field f, TensorRole role, int expert =
       if (c.field == f && (expert < 0 || c.expert == expert)) return role == TensorRole::Bias ? &c.lin->b : &c.lin->w;
   }
   return nullptr;
+}
+
+// A packed model (quantize's default output) holds its linears as codes and scales; GGUF takes
+// floats. Each packed linear of the layer becomes its grid values (code x scale: the weights the
+// fake-quant model holds, exactly), in a copy of the one layer being written.
+std::shared_ptr<const LayerWeights> with_float_weights(std::shared_ptr<const LayerWeights> w) {
+  bool packed = false;
+  w->for_each_linear([&](LinearId, const Linear& l) { packed = packed || (l.packed && l.w.data.empty()); });
+  if (!packed) return w;
+  auto f = std::make_shared<LayerWeights>(*w);
+  f->for_each_linear([](LinearId, Linear& l) {
+    if (!l.packed || !l.w.data.empty()) return;
+    l.w.data = dequantize_packed(*l.packed);
+    l.packed.reset();
+  });
+  return f;
 }
 
 // GGUF v3 magic, version, counts and the metadata; tensor infos (if any) follow.
@@ -399,9 +416,14 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
       src = &stacked;
     } else if (t.layer < 0) {
       src = t.global == Global::Embed ? &m.embed : t.global == Global::FinalNorm ? &m.final_norm : &m.lm_head.w;
+      if (src == &m.lm_head.w && src->data.empty() && m.lm_head.packed) {  // a packed head: its grid values
+        stacked.shape = t.shape;  // checked against the data below
+        stacked.data = dequantize_packed(*m.lm_head.packed);
+        src = &stacked;
+      }
     } else {
       if (t.layer != cur_layer) {
-        cur = m.layer(t.layer);  // one layer in memory at a time
+        cur = with_float_weights(m.layer(t.layer));  // one layer in memory at a time
         cur_layer = t.layer;
       }
       src = pick(*cur, t.field, t.role);
@@ -411,7 +433,7 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
         for (int e = 0; e < s.n_experts; e++) {
           const Tensor* part = pick(*cur, t.field, t.role, e);
           if (!part || part->data.size() != pn)
-            fail(path, "tensor " + quote(t.name) + " has no fp32 weights of the expected shape (a --packed model? export from the fake-quant or FP model)");
+            fail(path, "tensor " + quote(t.name) + " has no fp32 weights of the expected shape");
           std::copy(part->data.begin(), part->data.end(), stacked.data.begin() + (ptrdiff_t)(e * pn));
         }
         src = &stacked;
@@ -424,7 +446,7 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
           const std::vector<int64_t> ps = row_shape(table->row(p), s);
           const size_t pn = t.role == TensorRole::Bias ? (size_t)ps[0] : Tensor::numel_of(ps);
           if (!part || part->data.size() != pn || at + pn > stacked.data.size())
-            fail(path, "tensor " + quote(t.name) + " has no fp32 weights of the expected shape (a --packed model? export from the fake-quant or FP model)");
+            fail(path, "tensor " + quote(t.name) + " has no fp32 weights of the expected shape");
           std::copy(part->data.begin(), part->data.end(), stacked.data.begin() + (ptrdiff_t)at);
           at += pn;
         }
@@ -433,7 +455,7 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
     }
     const size_t n = Tensor::numel_of(t.shape);
     if (!src || src->data.size() != n)
-      fail(path, "tensor " + quote(t.name) + " has no fp32 weights of the expected shape (a --packed model? export from the fake-quant or FP model)");
+      fail(path, "tensor " + quote(t.name) + " has no fp32 weights of the expected shape");
     const float* p = src->data.data();
     if (t.layer >= 0 && t.field == Field::Q && q_factor != 1.0f) {  // see gemma2_q_factor
       rows.assign(p, p + n);
