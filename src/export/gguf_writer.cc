@@ -10,8 +10,8 @@
 #include "export/gguf_writer.h"
 #include "io/gguf_model.h"
 #include "io/tokenizer.h"
-#include "kernels/packed.h"
 #include "model/model.h"
+#include "model/pack_linear.h"
 #include "model/rope.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -105,18 +105,14 @@ const Tensor* pick(const LayerWeights& w, Field f, TensorRole role, int expert =
 }
 
 // A packed model (quantize's default output) holds its linears as codes and scales; GGUF takes
-// floats. Each packed linear of the layer becomes its grid values (code x scale: the weights the
+// floats. Each packed linear of the layer becomes its grid values (unpack_linear: the weights the
 // fake-quant model holds, exactly), in a copy of the one layer being written.
 std::shared_ptr<const LayerWeights> with_float_weights(std::shared_ptr<const LayerWeights> w) {
   bool packed = false;
   w->for_each_linear([&](LinearId, const Linear& l) { packed = packed || (l.packed && l.w.data.empty()); });
   if (!packed) return w;
   auto f = std::make_shared<LayerWeights>(*w);
-  f->for_each_linear([](LinearId, Linear& l) {
-    if (!l.packed || !l.w.data.empty()) return;
-    l.w.data = dequantize_packed(*l.packed);
-    l.packed.reset();
-  });
+  f->for_each_linear([](LinearId, Linear& l) { unpack_linear(l); });
   return f;
 }
 
@@ -417,8 +413,9 @@ void write_gguf(const Model& m, const std::string& path, GGUFOutType type, const
     } else if (t.layer < 0) {
       src = t.global == Global::Embed ? &m.embed : t.global == Global::FinalNorm ? &m.final_norm : &m.lm_head.w;
       if (src == &m.lm_head.w && src->data.empty() && m.lm_head.packed) {  // a packed head: its grid values
-        stacked.shape = t.shape;  // checked against the data below
-        stacked.data = dequantize_packed(*m.lm_head.packed);
+        Linear head = m.lm_head;  // no fp32 weights to copy: shares the packed form
+        unpack_linear(head);
+        stacked = std::move(head.w);
         src = &stacked;
       }
     } else {

@@ -33,4 +33,11 @@ std::shared_ptr<const PackedWeight> pack_linear(const Linear& l, const std::stri
   return std::make_shared<const PackedWeight>(pack_weights_ref(*t, q.data(), N, K, G > 1 ? group : 0, l.qscale.ptr()));
 }
 
+bool unpack_linear(Linear& l) {
+  if (!l.packed || !l.w.data.empty()) return false;
+  l.w.data = dequantize_packed(*l.packed);
+  l.packed.reset();
+  return true;
+}
+
 }  // namespace kt

@@ -135,8 +135,7 @@ void gptq_layer(LayerWeights& w, const Recipe& r, const QuantizeOptions& opt, Ho
     rep.add_step("gptq", seconds_since(t));
   }
   for (Linear* lin : held) {
-    lin->w.data = dequantize_packed(*lin->packed);
-    lin->packed.reset();
+    unpack_linear(*lin);
     lin->dequantize_per_call = false;
   }
 }
@@ -297,8 +296,8 @@ QuantizeReport quantize_model(Model& m, QuantizeOptions& opt) {
     // with them (qscale/qbits) stops describing them once they are transformed; this run's
     // weight quantizer records its own (none at W16).
     w.for_each_linear([](LinearId, Linear& lin) {
-      if (lin.packed && lin.w.data.empty()) lin.w.data = dequantize_packed(*lin.packed);
-      lin.packed.reset();
+      unpack_linear(lin);
+      lin.packed.reset();  // also when w was stored beside it
       lin.dequantized.reset();
       lin.qscale = Tensor();
       lin.qbits = 0;

@@ -118,20 +118,10 @@ void unpack_model(Model& m) {
   for (int l = 0; l < m.spec.n_layers; l++) {
     LayerWeights w = *m.layer(l);
     bool any = false;
-    w.for_each_linear([&](LinearId, Linear& lin) {
-      if (lin.packed && lin.w.data.empty()) {
-        lin.w.data = dequantize_packed(*lin.packed);
-        lin.packed.reset();
-        any = true;
-      }
-    });
+    w.for_each_linear([&](LinearId, Linear& lin) { any = unpack_linear(lin) || any; });
     if (any) m.set_layer(l, std::move(w));
   }
-  Linear& h = m.lm_head;
-  if (h.packed && h.w.data.empty()) {
-    h.w.data = dequantize_packed(*h.packed);
-    h.packed.reset();
-  }
+  unpack_linear(m.lm_head);
 }
 
 }  // namespace kt
